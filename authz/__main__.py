@@ -1,0 +1,5 @@
+"""`python -m authz` is the same as the `authz` command."""
+
+from authz.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,114 @@
+"""Envoy bootstrap configurations for `make run`, the end-to-end tests and the benchmark.
+
+One generator, so the tests exercise the configuration users are shown: ext_authz over gRPC
+with failure_mode_allow false (fail closed), paths normalized by Envoy as well as by the
+sidecar, escaped slashes rejected. `normalize=False` builds the unsafe variant the tests use to
+prove the sidecar's own normalization holds when Envoy's is missing.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from authz.server.listen import ListenAddress
+
+_HCM = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
+_EXT_AUTHZ = "type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz"
+_ROUTER = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
+_HTTP_OPTIONS = "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+
+
+def _address(address: ListenAddress) -> dict[str, Any]:
+    if address.path is not None:
+        return {"pipe": {"path": address.path}}
+    return {"socket_address": {"address": address.host, "port_value": address.port}}
+
+
+def _cluster(name: str, address: ListenAddress, *, http2: bool) -> dict[str, Any]:
+    cluster: dict[str, Any] = {
+        "name": name,
+        "type": "STATIC",
+        "connect_timeout": "1s",
+        "load_assignment": {
+            "cluster_name": name,
+            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": _address(address)}}]}],
+        },
+    }
+    if http2:
+        cluster["typed_extension_protocol_options"] = {
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": _HTTP_OPTIONS,
+                "explicit_http_config": {"http2_protocol_options": {}},
+            }
+        }
+    return cluster
+
+
+def ext_authz_filter(*, cluster: str = "authz", timeout: str = "1s") -> dict[str, Any]:
+    return {
+        "name": "envoy.filters.http.ext_authz",
+        "typed_config": {
+            "@type": _EXT_AUTHZ,
+            "transport_api_version": "V3",
+            "failure_mode_allow": False,
+            "include_peer_certificate": True,
+            "grpc_service": {"envoy_grpc": {"cluster_name": cluster}, "timeout": timeout},
+        },
+    }
+
+
+def gateway_config(
+    *,
+    listen: ListenAddress,
+    admin: ListenAddress,
+    upstream: ListenAddress,
+    authz: ListenAddress | None,
+    normalize: bool = True,
+    timeout: str = "1s",
+    http_filters: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """An ingress listener routing everything to `upstream`, guarded by the sidecar at `authz`.
+
+    `http_filters` replaces the ext_authz filter (the benchmark uses it for jwt_authn or none).
+    """
+    filters = http_filters if http_filters is not None else ([ext_authz_filter(timeout=timeout)] if authz else [])
+    hcm: dict[str, Any] = {
+        "@type": _HCM,
+        "stat_prefix": "ingress",
+        "route_config": {
+            "name": "local",
+            "virtual_hosts": [
+                {"name": "all", "domains": ["*"], "routes": [{"match": {"prefix": "/"}, "route": {"cluster": "upstream"}}]}
+            ],
+        },
+        "http_filters": [*filters, {"name": "envoy.filters.http.router", "typed_config": {"@type": _ROUTER}}],
+    }
+    if normalize:
+        hcm.update(
+            normalize_path=True,
+            merge_slashes=True,
+            path_with_escaped_slashes_action="REJECT_REQUEST",
+        )
+    clusters = [_cluster("upstream", upstream, http2=False)]
+    if authz is not None:
+        clusters.append(_cluster("authz", authz, http2=True))
+    return {
+        "admin": {"address": _address(admin)},
+        "static_resources": {
+            "listeners": [
+                {
+                    "name": "ingress",
+                    "address": _address(listen),
+                    "filter_chains": [
+                        {"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}]}
+                    ],
+                }
+            ],
+            "clusters": clusters,
+        },
+    }
+
+
+def dump(config: dict[str, Any]) -> str:
+    return json.dumps(config, indent=2)

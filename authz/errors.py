@@ -1,0 +1,80 @@
+"""One exception tree and the stable codes users see.
+
+Deny reasons are part of the public contract: they appear as `error` in deny bodies, in logs
+and as metric label values, so each is a named constant here and nowhere else (the habit of
+OPA-Envoy's internal/errors.go).
+
+    AuthzError                      base; `code` is a stable reason string
+    +-- PolicyError                 a policy document is invalid (carries Problems)
+    +-- TokenError                  a bearer token is not acceptable -> 401 invalid_token
+    +-- KeysUnavailable             an issuer's keys were never fetched -> 503 issuer_unavailable
+    +-- PathError                   a request path cannot be normalized safely -> 400 invalid_path
+    +-- ConfigError                 a flag or environment variable is wrong (CLI exits 2)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+# Decision reasons (stable; used in deny bodies, logs and metric labels).
+ALLOWED: Final = "allowed"
+NO_POLICY: Final = "no_policy"
+INVALID_PATH: Final = "invalid_path"
+ACCESS_DENIED: Final = "access_denied"
+MISSING_TOKEN: Final = "missing_token"
+INVALID_TOKEN: Final = "invalid_token"
+INSUFFICIENT_SCOPE: Final = "insufficient_scope"
+ISSUER_UNAVAILABLE: Final = "issuer_unavailable"
+INTERNAL_ERROR: Final = "internal_error"
+
+
+class AuthzError(Exception):
+    """Base of every error the sidecar raises on purpose."""
+
+    code: str = INTERNAL_ERROR
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing wrong with a policy document: where (a field path) and what."""
+
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}" if self.path else self.message
+
+
+class PolicyError(AuthzError):
+    """A policy document failed validation or compilation."""
+
+    code = "invalid_policy"
+
+    def __init__(self, problems: list[Problem]) -> None:
+        super().__init__("; ".join(str(p) for p in problems))
+        self.problems = problems
+
+
+class TokenError(AuthzError):
+    """The bearer token is malformed, forged, expired or not meant for us."""
+
+    code = INVALID_TOKEN
+
+
+class KeysUnavailable(AuthzError):
+    """The issuer's signing keys have never been fetched: a temporary condition (503)."""
+
+    code = ISSUER_UNAVAILABLE
+
+
+class PathError(AuthzError):
+    """The request path cannot be normalized without guessing what the upstream would see."""
+
+    code = INVALID_PATH
+
+
+class ConfigError(AuthzError):
+    """A command-line flag or environment variable has an unusable value."""
+
+    code = "invalid_config"

@@ -1,0 +1,305 @@
+"""Key providers: keep each issuer's current keys in memory, fetched off the check path.
+
+The check path only reads `provider.keys` (never blocks on I/O), with one exception that makes
+key rotation work without a restart: a token naming a kid the provider does not know triggers
+one refetch (single-flight, at most once per `unknown_kid_min_interval` per source) that the
+check may await briefly. A failed fetch keeps the last good keys; before the first success
+`keys` is None and checks needing them answer 503, not 401 - the token may be fine.
+
+`KeyRegistry` shares one provider per `KeySource` across policies and snapshots and stops the
+ones no snapshot uses any more.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+import time
+from collections.abc import Iterable
+from typing import Protocol
+
+import aiohttp
+
+from authz.jwt.keys import KeySet, parse_jwks
+from authz.jwt.sources import KeySource, KeySourceKind, check_fetch_url, discovery_url
+from authz.settings import JwksSettings
+
+log = logging.getLogger(__name__)
+
+
+class KeyProvider(Protocol):
+    """What the verifier needs from an issuer's key source."""
+
+    source: KeySource
+
+    @property
+    def keys(self) -> KeySet | None:
+        """The current keys, or None before the first successful load."""
+
+    @property
+    def version(self) -> int:
+        """Increases whenever the usable keys change (cached verifications become stale)."""
+
+    @property
+    def last_error(self) -> str | None:
+        """Why the last load failed, if it did."""
+
+    async def refresh_for_unknown_kid(self) -> None:
+        """Refetch now if allowed (single-flight, rate-limited); return when done or skipped."""
+
+
+class StaticKeys:
+    """Keys given inline in a policy. Parsing errors surface at policy compile time."""
+
+    def __init__(self, source: KeySource) -> None:
+        self.source = source
+        self._keys = parse_jwks(json.loads(source.location))
+
+    @property
+    def keys(self) -> KeySet | None:
+        return self._keys
+
+    @property
+    def version(self) -> int:
+        return 1
+
+    @property
+    def last_error(self) -> str | None:
+        return None
+
+    async def refresh_for_unknown_kid(self) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+
+class FetchError(Exception):
+    pass
+
+
+class RemoteKeys:
+    """Keys fetched from a JWKS URL (directly or found through OIDC discovery)."""
+
+    def __init__(
+        self,
+        source: KeySource,
+        *,
+        session: aiohttp.ClientSession,
+        settings: JwksSettings,
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        self.source = source
+        self._session = session
+        self._loop = loop
+        self._settings = settings
+        self._keys: KeySet | None = None
+        self._fingerprint = ""
+        self._version = 0
+        self._last_error: str | None = None
+        self._inflight: asyncio.Task[None] | None = None
+        self._last_unknown_kid_fetch = float("-inf")
+        self._loop_task: asyncio.Task[None] | None = None
+
+    @property
+    def keys(self) -> KeySet | None:
+        return self._keys
+
+    @property
+    def version(self) -> int:
+        return self._version
+
+    @property
+    def last_error(self) -> str | None:
+        return self._last_error
+
+    def start(self) -> None:
+        """Start the background refresh; callable from any thread (policies compile off the loop)."""
+        self._loop.call_soon_threadsafe(self._start_on_loop)
+
+    def _start_on_loop(self) -> None:
+        self._loop_task = self._loop.create_task(self._refresh_loop(), name=f"jwks {self.source.describe()}")
+        self._loop_task.add_done_callback(_report_death)
+
+    def close(self) -> None:
+        """Stop fetching; callable from any thread."""
+        self._loop.call_soon_threadsafe(self._cancel_on_loop)
+
+    def _cancel_on_loop(self) -> None:
+        for task in (self._loop_task, self._inflight):
+            if task is not None:
+                task.cancel()
+
+    async def refresh_for_unknown_kid(self) -> None:
+        now = time.monotonic()
+        if self._inflight is None:
+            if now - self._last_unknown_kid_fetch < self._settings.unknown_kid_min_interval:
+                return
+            self._last_unknown_kid_fetch = now
+            log.info("token names an unknown kid; refetching keys from %s", self.source.describe())
+        await self.refresh()
+
+    async def refresh(self) -> None:
+        """Fetch once; concurrent callers share the same fetch. Never raises."""
+        if self._inflight is None:
+            self._inflight = asyncio.create_task(self._fetch_and_store())
+            self._inflight.add_done_callback(self._clear_inflight)
+        await asyncio.shield(self._inflight)
+
+    def _clear_inflight(self, _task: asyncio.Task[None]) -> None:
+        self._inflight = None
+
+    async def _refresh_loop(self) -> None:
+        delay = self._settings.retry_initial
+        while True:
+            await self.refresh()
+            if self._last_error is None:
+                delay = self._settings.retry_initial
+                await asyncio.sleep(self._settings.refresh_interval)
+            else:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self._settings.refresh_interval)
+
+    async def _fetch_and_store(self) -> None:
+        try:
+            keys = parse_jwks(await self._fetch_jwks())
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # any failure keeps the last good keys
+            self._last_error = str(exc) or type(exc).__name__
+            kept = "keeping the last good keys" if self._keys else "no keys yet"
+            log.warning(
+                "fetching keys from %s failed: %s (%s)",
+                self.source.describe(),
+                self._last_error,
+                kept,
+            )
+            return
+        self._last_error = None
+        for reason in keys.skipped:
+            log.warning("JWKS from %s: %s", self.source.describe(), reason)
+        fingerprint = keys.fingerprint()
+        if fingerprint != self._fingerprint:
+            self._fingerprint = fingerprint
+            self._keys = keys
+            self._version += 1
+            log.info("loaded %d key(s) from %s", len(keys.keys), self.source.describe())
+
+    async def _fetch_jwks(self) -> object:
+        if self.source.kind is KeySourceKind.DISCOVERY:
+            issuer = self.source.location
+            config = await self._get_json(discovery_url(issuer))
+            if not isinstance(config, dict):
+                raise FetchError("discovery document is not a JSON object")
+            if config.get("issuer") != issuer:
+                raise FetchError(
+                    f"discovery document names issuer {config.get('issuer')!r}, expected {issuer!r}"
+                )
+            jwks_uri = config.get("jwks_uri")
+            if not isinstance(jwks_uri, str):
+                raise FetchError("discovery document has no jwks_uri")
+            return await self._get_json(jwks_uri)
+        return await self._get_json(self.source.location)
+
+    async def _get_json(self, url: str) -> object:
+        refusal = check_fetch_url(url)
+        if refusal:
+            raise FetchError(f"refusing to fetch {url}: {refusal}")
+        limit = self._settings.max_document_bytes
+        timeout = aiohttp.ClientTimeout(total=self._settings.fetch_timeout)
+        async with self._session.get(
+            url, timeout=timeout, allow_redirects=False, headers={"accept": "application/json"}
+        ) as response:
+            if response.status != 200:
+                raise FetchError(f"GET {url} answered HTTP {response.status}")
+            body = await response.content.read(limit + 1)
+            if len(body) > limit:
+                raise FetchError(f"GET {url} returned more than {limit} bytes")
+        try:
+            return json.loads(body)
+        except ValueError as exc:
+            raise FetchError(f"GET {url} did not return JSON: {exc}") from None
+
+
+def _report_death(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("a JWKS refresher died: %r", task.exception(), exc_info=task.exception())
+
+
+class KeyRegistry:
+    """One provider per key source, shared by every policy that names it.
+
+    Thread-safe: policies may compile in a worker thread while checks run on the event loop.
+    Create it on the event loop that will run the fetches.
+    """
+
+    def __init__(self, *, settings: JwksSettings, session: aiohttp.ClientSession) -> None:
+        self._settings = settings
+        self._session = session
+        self._loop = asyncio.get_running_loop()
+        self._lock = threading.Lock()
+        self._providers: dict[KeySource, StaticKeys | RemoteKeys] = {}
+
+    def provider(self, source: KeySource) -> KeyProvider:
+        """Return the provider for `source`, creating (and starting) it on first use.
+
+        Inline keys are parsed here, so a bad inline JWKS raises ValueError at compile time.
+        """
+        with self._lock:
+            existing = self._providers.get(source)
+            if existing is not None:
+                return existing
+            created: StaticKeys | RemoteKeys
+            if source.kind is KeySourceKind.INLINE:
+                created = StaticKeys(source)
+            else:
+                created = RemoteKeys(source, session=self._session, settings=self._settings, loop=self._loop)
+                created.start()
+            self._providers[source] = created
+            return created
+
+    def retain(self, sources: Iterable[KeySource]) -> None:
+        """Stop providers that no current policy uses."""
+        keep = set(sources)
+        with self._lock:
+            for source in [s for s in self._providers if s not in keep]:
+                self._providers.pop(source).close()
+
+    def providers(self) -> list[KeyProvider]:
+        with self._lock:
+            return list(self._providers.values())
+
+    async def close(self) -> None:
+        self.retain(())
+        await asyncio.sleep(0)  # let the cancellations run
+
+
+class UnfetchedKeys:
+    """A provider that never fetches: used by `authz validate`, which must work offline."""
+
+    def __init__(self, source: KeySource) -> None:
+        self.source = source
+
+    @property
+    def keys(self) -> KeySet | None:
+        return None
+
+    @property
+    def version(self) -> int:
+        return 0
+
+    @property
+    def last_error(self) -> str | None:
+        return "keys are not fetched in offline validation"
+
+    async def refresh_for_unknown_kid(self) -> None:
+        return None
+
+
+def offline_provider(source: KeySource) -> KeyProvider:
+    """Bind key sources without network access: inline keys are parsed, remote ones never fetched."""
+    if source.kind is KeySourceKind.INLINE:
+        return StaticKeys(source)
+    return UnfetchedKeys(source)

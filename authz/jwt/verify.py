@@ -1,0 +1,182 @@
+"""Verify a bearer JWT against the issuers a policy trusts.
+
+The signature check is the only expensive step, so its result is cached: an LRU keyed by a
+digest of the token (the raw token is never kept), valid only while the issuer's key set is the
+one that verified it - a rotated or revoked key invalidates every entry at once through the
+provider's `version`. Claim checks (alg allowlist, iss, aud, exp, nbf, iat) are cheap and run on
+every request, so a cached token still expires on time and one policy's cache entry never
+satisfies another policy's audience.
+
+Error messages are constants: nothing from the token is echoed to the client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import math
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from jwt.algorithms import get_default_algorithms
+
+from authz.errors import KeysUnavailable, TokenError
+from authz.jwt.keys import VerificationKey
+from authz.jwt.providers import KeyProvider
+from authz.jwt.token import UnverifiedToken, parse_token
+
+_ALGORITHMS = get_default_algorithms()
+
+
+@dataclass(frozen=True, slots=True)
+class IssuerSpec:
+    """An issuer as one policy trusts it."""
+
+    issuer: str
+    audiences: frozenset[str]
+    algorithms: frozenset[str]
+    leeway: float
+    provider: KeyProvider = field(compare=False, repr=False)
+    #: Dotted path of the claim with granted scopes; None = "scope", then "scp".
+    scope_claim: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedToken:
+    claims: Mapping[str, Any]
+    issuer: IssuerSpec
+    alg: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    claims: Mapping[str, Any]
+    iss: str
+    alg: str
+    provider: KeyProvider
+    version: int
+
+
+class Verifier:
+    """Checks tokens; one per process, shared by every policy."""
+
+    def __init__(
+        self,
+        *,
+        max_token_bytes: int = 8192,
+        cache_size: int = 10_000,
+        unknown_kid_wait: float = 2.0,
+    ) -> None:
+        self._max_bytes = max_token_bytes
+        self._cache_size = cache_size
+        self._unknown_kid_wait = unknown_kid_wait
+        self._cache: OrderedDict[bytes, _Entry] = OrderedDict()
+
+    async def verify(
+        self, token: str, issuers: Mapping[str, IssuerSpec], *, now: float
+    ) -> VerifiedToken:
+        """Return the verified token, or raise TokenError (401) / KeysUnavailable (503)."""
+        if len(token) > self._max_bytes:
+            raise TokenError(f"token is larger than {self._max_bytes} bytes")
+        digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+        entry = self._cache.get(digest)
+        if entry is not None:
+            spec = issuers.get(entry.iss)
+            if spec is None:
+                raise TokenError("token issuer is not trusted here")
+            if spec.provider is entry.provider and spec.provider.version == entry.version:
+                self._cache.move_to_end(digest)
+                return _check_claims(entry.claims, spec, entry.alg, now)
+        parsed = parse_token(token, max_bytes=self._max_bytes)
+        iss = parsed.claims.get("iss")
+        spec = issuers.get(iss) if isinstance(iss, str) else None
+        if spec is None:
+            raise TokenError("token issuer is not trusted here")
+        if parsed.alg not in spec.algorithms:
+            raise TokenError("token algorithm is not allowed")
+        version = spec.provider.version
+        key = await self._find_key(parsed, spec.provider)
+        if parsed.alg not in key.algorithms:
+            raise TokenError("token algorithm does not fit the signing key")
+        if not _signature_ok(parsed, key):
+            raise TokenError("token signature is invalid")
+        verified = _check_claims(parsed.claims, spec, parsed.alg, now)
+        if self._cache_size > 0:
+            self._cache[digest] = _Entry(
+                parsed.claims, spec.issuer, parsed.alg, spec.provider, version
+            )
+            if len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        return verified
+
+    async def _find_key(self, token: UnverifiedToken, provider: KeyProvider) -> VerificationKey:
+        keys = provider.keys
+        if keys is None:
+            raise KeysUnavailable("the issuer's signing keys are not available yet")
+        kid = token.kid
+        if kid is None:
+            fitting = [k for k in keys.keys if token.alg in k.algorithms]
+            if len(fitting) != 1:
+                raise TokenError(
+                    "token has no kid and the issuer has no single key for its algorithm"
+                )
+            return fitting[0]
+        key = keys.by_kid.get(kid)
+        if key is None:
+            # Possibly a rotation we have not seen yet: refetch (single-flight, rate-limited).
+            try:
+                await asyncio.wait_for(provider.refresh_for_unknown_kid(), self._unknown_kid_wait)
+            except TimeoutError:
+                pass
+            refreshed = provider.keys
+            key = refreshed.by_kid.get(kid) if refreshed is not None else None
+        if key is None:
+            raise TokenError("no signing key of the issuer matches the token's kid")
+        return key
+
+    def clear(self) -> None:
+        self._cache.clear()
+
+
+def _signature_ok(token: UnverifiedToken, key: VerificationKey) -> bool:
+    try:
+        return bool(_ALGORITHMS[token.alg].verify(token.signing_input, key.key, token.signature))
+    except Exception:  # malformed signatures raise inside cryptography; all mean "invalid"
+        return False
+
+
+def _number(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def _check_claims(
+    claims: Mapping[str, Any], spec: IssuerSpec, alg: str, now: float
+) -> VerifiedToken:
+    if alg not in spec.algorithms:
+        raise TokenError("token algorithm is not allowed")
+    if "exp" not in claims:
+        raise TokenError("token has no exp claim")
+    exp = _number(claims["exp"])
+    if exp is None:
+        raise TokenError("token exp claim is not a number")
+    if now > exp + spec.leeway:
+        raise TokenError("token has expired")
+    for name, message in (
+        ("nbf", "token is not valid yet"),
+        ("iat", "token was issued in the future"),
+    ):
+        if name in claims:
+            value = _number(claims[name])
+            if value is None:
+                raise TokenError(f"token {name} claim is not a number")
+            if value > now + spec.leeway:
+                raise TokenError(message)
+    aud = claims.get("aud")
+    audiences = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
+    if not any(isinstance(a, str) and a in spec.audiences for a in audiences):
+        raise TokenError("token audience is not accepted here")
+    return VerifiedToken(claims=claims, issuer=spec, alg=alg)

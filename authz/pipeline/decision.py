@@ -1,0 +1,83 @@
+"""Decision: the pipeline's answer, and the denials it can give (status, reason, headers).
+
+Reasons are the stable codes of authz.errors. WWW-Authenticate follows RFC 6750 section 3: no
+error code when credentials are missing, `invalid_token` when they are bad, `insufficient_scope`
+with the scopes the rule needs.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+
+from authz import errors
+
+_REALM_UNSAFE = re.compile(r"[^a-z0-9.\-:\[\]*]")
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    allowed: bool
+    reason: str
+    #: HTTP status of a denial (200 for an allow).
+    status: int
+    description: str = ""
+    policy: str | None = None
+    rule: str | None = None
+    subject: str | None = None
+    #: Allow: headers set on the upstream request (overwriting client-sent ones).
+    set_headers: tuple[tuple[str, str], ...] = ()
+    #: Allow: headers removed from the upstream request.
+    remove_headers: tuple[str, ...] = ()
+    #: Headers on the response to the client (denials: WWW-Authenticate; allows: none yet).
+    response_headers: tuple[tuple[str, str], ...] = ()
+    decision_id: str = ""
+
+    def located(self, *, policy: str | None, rule: str | None) -> Decision:
+        return replace(self, policy=policy, rule=rule)
+
+
+def _realm(host: str) -> str:
+    return _REALM_UNSAFE.sub("", host)[:253]
+
+
+def deny(status: int, reason: str, description: str, **extra: object) -> Decision:
+    return Decision(False, reason, status, description, **extra)  # type: ignore[arg-type]
+
+
+def no_policy(host: str) -> Decision:
+    return deny(403, errors.NO_POLICY, "no policy protects this host")
+
+
+def invalid_path(description: str) -> Decision:
+    return deny(400, errors.INVALID_PATH, description)
+
+
+def access_denied() -> Decision:
+    return deny(403, errors.ACCESS_DENIED, "no rule of the policy allows this request")
+
+
+def missing_token(host: str) -> Decision:
+    challenge = f'Bearer realm="{_realm(host)}"'
+    return deny(401, errors.MISSING_TOKEN, "a bearer token is required",
+                response_headers=(("www-authenticate", challenge),))
+
+
+def invalid_token(host: str, description: str) -> Decision:
+    safe = description.replace("\\", "").replace('"', "'")
+    challenge = f'Bearer realm="{_realm(host)}", error="invalid_token", error_description="{safe}"'
+    return deny(401, errors.INVALID_TOKEN, description, response_headers=(("www-authenticate", challenge),))
+
+
+def insufficient_scope(host: str, scope_text: str) -> Decision:
+    challenge = f'Bearer realm="{_realm(host)}", error="insufficient_scope", scope="{scope_text}"'
+    return deny(403, errors.INSUFFICIENT_SCOPE, "the token does not grant the scopes this request needs",
+                response_headers=(("www-authenticate", challenge),))
+
+
+def issuer_unavailable(description: str) -> Decision:
+    return deny(503, errors.ISSUER_UNAVAILABLE, description, response_headers=(("retry-after", "5"),))
+
+
+def internal_error() -> Decision:
+    return deny(503, errors.INTERNAL_ERROR, "the authorization service failed; the request was denied")

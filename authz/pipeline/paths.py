@@ -1,0 +1,58 @@
+"""Normalize request paths the way a careful upstream would, or refuse.
+
+Envoy does not normalize paths unless told to, and upstreams disagree on how they decode, so
+the sidecar matches rules against one safe normal form: query and fragment dropped,
+percent-encoded unreserved characters decoded (RFC 3986 2.3), other escapes kept with upper-case
+hex, "." and ".." resolved, "//" merged. Anything whose meaning depends on the upstream - an
+encoded "/" or "\\", a raw backslash, NUL or control characters, ".." above the root, a broken
+escape - is refused instead of guessed.
+"""
+
+from __future__ import annotations
+
+import re
+
+from authz.errors import PathError
+
+_UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+_FORBIDDEN_ESCAPES = frozenset({0x2F, 0x5C, 0x00})
+_ESCAPE = re.compile(r"%(..)?")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\\]")
+
+
+def _decode(match: re.Match[str]) -> str:
+    hexpair = match.group(1)
+    if hexpair is None or not all(c in "0123456789abcdefABCDEF" for c in hexpair):
+        raise PathError("the path contains a broken percent-escape")
+    byte = int(hexpair, 16)
+    if byte in _FORBIDDEN_ESCAPES:
+        raise PathError("the path contains an encoded slash, backslash or NUL")
+    if byte in _UNRESERVED:
+        return chr(byte)
+    return "%" + hexpair.upper()
+
+
+def normalize_path(raw: str) -> str:
+    """The normal form of a request path (without query). Raises PathError when unsafe."""
+    path = raw.partition("?")[0].partition("#")[0]
+    if not path.startswith("/"):
+        raise PathError("the path must start with /")
+    if _CONTROL.search(path):
+        raise PathError("the path contains a backslash or control characters")
+    if "%" in path:
+        path = _ESCAPE.sub(_decode, path)
+    if "//" not in path and "/." not in path:
+        return path
+    out: list[str] = []
+    segments = path.split("/")[1:]
+    for segment in segments:
+        if segment in ("", "."):
+            continue
+        if segment == "..":
+            if not out:
+                raise PathError("the path climbs above the root")
+            out.pop()
+        else:
+            out.append(segment)
+    trailing = segments[-1] in ("", ".", "..") and bool(out)
+    return "/" + "/".join(out) + ("/" if trailing else "")

@@ -1,0 +1,21 @@
+"""The request as the pipeline sees it: plain values, independent of Envoy's wire types."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class CheckInput:
+    method: str
+    #: Host without port, lower-cased (see policy.snapshot.normalize_request_host).
+    host: str
+    #: The path as the client sent it, query included; normalized by the pipeline.
+    raw_path: str
+    #: Request headers with lower-case names, as Envoy forwards them.
+    headers: Mapping[str, str] = field(default_factory=dict)
+    #: The downstream peer's IP address ("" when unknown, e.g. a Unix socket peer).
+    source_ip: str = ""
+    #: Envoy's x-request-id, for correlation.
+    request_id: str = ""

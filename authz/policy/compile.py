@@ -1,0 +1,191 @@
+"""Compile one schema-valid AuthPolicy document into a CompiledPolicy.
+
+Here live the checks a JSON schema cannot express. The first group mirrors the CRD's
+x-kubernetes-validations (CEL) rules with the same messages, so files and the API server reject
+the same documents; the second group needs code (URLs we may fetch, usable inline keys, path
+patterns that can match a normalized path, headers a policy must not set).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from authz.errors import PolicyError, Problem
+from authz.jwt.keys import SUPPORTED_ALGORITHMS
+from authz.jwt.providers import KeyProvider
+from authz.jwt.sources import KeySource, KeySourceKind, check_fetch_url
+from authz.jwt.verify import IssuerSpec
+from authz.policy.matchers import PathMatcher, normalize_host_pattern, path_pattern_problem
+from authz.policy.model import CompiledPolicy, HeaderTemplate, Rule
+from authz.policy.schema import validate_document
+
+#: Binds a key source to the provider that will hold its keys.
+KeyBinder = Callable[[KeySource], KeyProvider]
+
+DEFAULT_LEEWAY = 30.0
+DEFAULT_NAMESPACE = "default"
+#: Headers a policy may not set: they would break the request or the connection.
+FORBIDDEN_SET_HEADERS = frozenset(
+    {
+        "host",
+        "connection",
+        "content-length",
+        "transfer-encoding",
+        "te",
+        "upgrade",
+        "keep-alive",
+        "proxy-connection",
+        "expect",
+    }
+)
+
+# Messages shared with the CRD's CEL rules (tests/policy/test_cel_parity.py keeps them in step).
+MSG_ONE_KEY_SOURCE = "set exactly one of jwksUri, jwks or discovery"
+MSG_UNIQUE_ISSUERS = "each issuer may appear only once"
+MSG_UNIQUE_RULES = "rule names must be unique"
+MSG_ANONYMOUS_SCOPES = "an anonymous rule cannot require scopes"
+MSG_SCOPES_EMPTY = "set allOf or anyOf"
+MSG_CLAIM_OR_VALUE = "set exactly one of claim or value"
+MSG_ISSUERS_NEEDED = "issuers must list at least one issuer when a rule requires a token"
+
+
+def _issuer(
+    raw: Mapping[str, Any], where: str, bind: KeyBinder, problems: list[Problem]
+) -> IssuerSpec | None:
+    chosen = [k for k in ("jwksUri", "jwks") if k in raw] + (
+        ["discovery"] if raw.get("discovery") else []
+    )
+    if len(chosen) != 1:
+        problems.append(Problem(where, MSG_ONE_KEY_SOURCE))
+        return None
+    issuer = raw["issuer"]
+    source: KeySource
+    if chosen[0] == "jwksUri":
+        refusal = check_fetch_url(raw["jwksUri"])
+        if refusal:
+            problems.append(Problem(f"{where}.jwksUri", refusal))
+            return None
+        source = KeySource(KeySourceKind.JWKS_URI, raw["jwksUri"])
+    elif chosen[0] == "discovery":
+        refusal = check_fetch_url(issuer)
+        if refusal:
+            problems.append(
+                Problem(f"{where}.issuer", f"discovery needs an issuer URL that {refusal}")
+            )
+            return None
+        source = KeySource(KeySourceKind.DISCOVERY, issuer)
+    else:
+        source = KeySource.inline(raw["jwks"])
+    try:
+        provider = bind(source)
+    except ValueError as exc:
+        problems.append(Problem(f"{where}.{chosen[0]}", str(exc)))
+        return None
+    claim = raw.get("scopeClaim")
+    return IssuerSpec(
+        issuer=issuer,
+        audiences=frozenset(raw["audiences"]),
+        algorithms=frozenset(raw.get("algorithms", SUPPORTED_ALGORITHMS)),
+        leeway=float(raw.get("leewaySeconds", DEFAULT_LEEWAY)),
+        provider=provider,
+        scope_claim=tuple(claim.split(".")) if claim else None,
+    )
+
+
+def _rule(raw: Mapping[str, Any], where: str, problems: list[Problem]) -> Rule:
+    match = raw.get("match", {})
+    anonymous = bool(raw.get("allowAnonymous", False))
+    scopes = raw.get("scopes")
+    if scopes is not None:
+        if anonymous:
+            problems.append(Problem(where, MSG_ANONYMOUS_SCOPES))
+        if not scopes.get("allOf") and not scopes.get("anyOf"):
+            problems.append(Problem(f"{where}.scopes", MSG_SCOPES_EMPTY))
+    paths = match.get("paths")
+    if paths:
+        for index, pattern in enumerate(paths):
+            problem = path_pattern_problem(pattern)
+            if problem:
+                problems.append(Problem(f"{where}.match.paths[{index}]", problem))
+    all_of = tuple(dict.fromkeys((scopes or {}).get("allOf", [])))
+    any_of = tuple(dict.fromkeys((scopes or {}).get("anyOf", [])))
+    return Rule(
+        name=raw["name"],
+        methods=frozenset(match["methods"]) if match.get("methods") else None,
+        paths=PathMatcher.compile(paths) if paths else None,
+        anonymous=anonymous,
+        all_of=frozenset(all_of),
+        any_of=frozenset(any_of),
+        scope_text=" ".join(all_of + any_of),
+    )
+
+
+def _response(
+    raw: Mapping[str, Any], problems: list[Problem]
+) -> tuple[tuple[HeaderTemplate, ...], tuple[str, ...]]:
+    templates: list[HeaderTemplate] = []
+    seen: set[str] = set()
+    for index, item in enumerate(raw.get("setHeaders", [])):
+        where = f"spec.response.setHeaders[{index}]"
+        name = item["name"].lower()
+        if ("claim" in item) == ("value" in item):
+            problems.append(Problem(where, MSG_CLAIM_OR_VALUE))
+        if name in FORBIDDEN_SET_HEADERS:
+            problems.append(Problem(f"{where}.name", f"{name!r} cannot be set by a policy"))
+        if name in seen:
+            problems.append(Problem(f"{where}.name", f"header {name!r} is set twice"))
+        if "value" in item and any(c in item["value"] for c in "\r\n\0"):
+            problems.append(Problem(f"{where}.value", "must not contain CR, LF or NUL"))
+        seen.add(name)
+        claim = item.get("claim")
+        templates.append(
+            HeaderTemplate(name, item.get("value"), tuple(claim.split(".")) if claim else None)
+        )
+    removed = tuple(
+        dict.fromkeys(h.lower() for h in raw.get("removeHeaders", []) if h.lower() not in seen)
+    )
+    return tuple(templates), removed
+
+
+def compile_policy(document: Mapping[str, Any], *, bind: KeyBinder) -> CompiledPolicy:
+    """Validate and compile one document. Raises PolicyError listing every problem found."""
+    problems = validate_document(document)
+    if problems:
+        raise PolicyError(problems)
+    meta, spec = document["metadata"], document["spec"]
+    hosts: list[str] = []
+    for index, pattern in enumerate(spec["hosts"]):
+        try:
+            hosts.append(normalize_host_pattern(pattern))
+        except ValueError as exc:
+            problems.append(Problem(f"spec.hosts[{index}]", str(exc)))
+    issuers: dict[str, IssuerSpec] = {}
+    for index, raw in enumerate(spec.get("issuers", [])):
+        if raw["issuer"] in issuers:
+            problems.append(Problem("spec.issuers", MSG_UNIQUE_ISSUERS))
+            continue
+        compiled = _issuer(raw, f"spec.issuers[{index}]", bind, problems)
+        if compiled is not None:
+            issuers[compiled.issuer] = compiled
+    rules = [_rule(raw, f"spec.rules[{i}]", problems) for i, raw in enumerate(spec["rules"])]
+    if len({r.name for r in rules}) != len(rules):
+        problems.append(Problem("spec.rules", MSG_UNIQUE_RULES))
+    if not spec.get("issuers") and not all(r.anonymous for r in rules):
+        problems.append(Problem("spec.issuers", MSG_ISSUERS_NEEDED))
+    set_headers, remove_headers = _response(spec.get("response", {}), problems)
+    if problems:
+        raise PolicyError(problems)
+    generation = meta.get("generation")
+    created = meta.get("creationTimestamp")
+    return CompiledPolicy(
+        namespace=meta.get("namespace") or DEFAULT_NAMESPACE,
+        name=meta["name"],
+        hosts=tuple(dict.fromkeys(hosts)),
+        issuers=issuers,
+        rules=tuple(rules),
+        set_headers=set_headers,
+        remove_headers=remove_headers,
+        created=str(created) if created else None,
+        generation=generation if isinstance(generation, int) else None,
+    )

@@ -1,0 +1,60 @@
+"""Compiled policy state: frozen, precomputed, and cheap to evaluate on the check path.
+
+Raw documents are validated dictionaries (see schema.py); everything the pipeline touches per
+request lives here in its final form - lower-cased hosts, method sets, compiled path matchers,
+scope sets, the WWW-Authenticate scope text, header templates with parsed claim paths.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from authz.jwt.verify import IssuerSpec
+from authz.policy.matchers import PathMatcher
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    name: str
+    #: None matches every method.
+    methods: frozenset[str] | None
+    #: None matches every path.
+    paths: PathMatcher | None
+    anonymous: bool
+    all_of: frozenset[str]
+    any_of: frozenset[str]
+    #: The scopes to name in `WWW-Authenticate: Bearer error="insufficient_scope", scope="..."`.
+    scope_text: str
+
+    def matches(self, method: str, path: str) -> bool:
+        if self.methods is not None and method not in self.methods:
+            return False
+        return self.paths is None or self.paths.matches(path)
+
+
+@dataclass(frozen=True, slots=True)
+class HeaderTemplate:
+    """A header set on allowed requests: a literal value, or a claim (dotted path) of the token."""
+
+    name: str
+    value: str | None
+    claim: tuple[str, ...] | None
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledPolicy:
+    namespace: str
+    name: str
+    hosts: tuple[str, ...]
+    issuers: Mapping[str, IssuerSpec]
+    rules: tuple[Rule, ...]
+    set_headers: tuple[HeaderTemplate, ...]
+    remove_headers: tuple[str, ...]
+    #: metadata.creationTimestamp (RFC 3339) when known: the older policy wins a host conflict.
+    created: str | None
+    generation: int | None
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"

@@ -1,0 +1,75 @@
+"""CheckRequest -> CheckInput and Decision -> CheckResponse: pure functions, no I/O."""
+
+from __future__ import annotations
+
+import json
+
+from google.protobuf.struct_pb2 import Struct
+
+from authz._gen.authz.envoy.v3 import ext_authz_pb2 as pb
+from authz.pipeline.decision import Decision
+from authz.pipeline.request import CheckInput
+from authz.policy.snapshot import normalize_request_host
+
+_OVERWRITE = pb.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
+# google.rpc.Code values.
+_GRPC_CODE = {400: 3, 401: 16, 403: 7, 429: 8, 503: 14}
+_PERMISSION_DENIED = 7
+_OK = pb.RpcStatus(code=0)
+
+
+def to_check_input(request: pb.CheckRequest) -> CheckInput:
+    attributes = request.attributes
+    http = attributes.request.http
+    headers = http.headers
+    authority = http.host or headers.get(":authority") or headers.get("host", "")
+    return CheckInput(
+        method=http.method.upper(),
+        host=normalize_request_host(authority),
+        raw_path=http.path or headers.get(":path", ""),
+        headers=headers,
+        source_ip=attributes.source.address.socket_address.address,
+        request_id=http.id,
+    )
+
+
+def _option(name: str, value: str) -> pb.HeaderValueOption:
+    return pb.HeaderValueOption(header=pb.HeaderValue(key=name, value=value), append_action=_OVERWRITE)
+
+
+def deny_body(decision: Decision) -> str:
+    return json.dumps(
+        {
+            "error": decision.reason,
+            "error_description": decision.description,
+            "decision_id": decision.decision_id,
+        }
+    )
+
+
+def to_check_response(decision: Decision) -> pb.CheckResponse:
+    if decision.allowed:
+        metadata = Struct()
+        metadata.update({"policy": decision.policy or "", "rule": decision.rule or ""})
+        if decision.subject is not None:
+            metadata["subject"] = decision.subject
+        return pb.CheckResponse(
+            status=_OK,
+            ok_response=pb.OkHttpResponse(
+                headers=[_option(n, v) for n, v in decision.set_headers],
+                headers_to_remove=decision.remove_headers,
+                response_headers_to_add=[_option(n, v) for n, v in decision.response_headers],
+            ),
+            dynamic_metadata=metadata,
+        )
+    headers = [
+        _option("content-type", "application/json"),
+        _option("x-authz-decision-id", decision.decision_id),
+        *(_option(n, v) for n, v in decision.response_headers),
+    ]
+    return pb.CheckResponse(
+        status=pb.RpcStatus(code=_GRPC_CODE.get(decision.status, _PERMISSION_DENIED), message=decision.reason),
+        denied_response=pb.DeniedHttpResponse(
+            status=pb.HttpStatus(code=decision.status), headers=headers, body=deny_body(decision)
+        ),
+    )

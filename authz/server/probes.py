@@ -1,0 +1,40 @@
+"""HTTP endpoints for kubelets and humans: /healthz (alive) and /readyz (policies loaded).
+
+Readiness follows the first complete policy load and turns false again while shutting down, so
+a Service stops sending traffic before the sidecar stops answering.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from aiohttp import web
+
+from authz.server.listen import ListenAddress, remove_stale_socket
+
+
+def build_app(*, ready: Callable[[], bool], routes: list[web.RouteDef] | None = None) -> web.Application:
+    async def healthz(_request: web.Request) -> web.Response:
+        return web.Response(text="ok\n")
+
+    async def readyz(_request: web.Request) -> web.Response:
+        if ready():
+            return web.Response(text="ready\n")
+        return web.Response(status=503, text="not ready: policies not loaded yet, or shutting down\n")
+
+    app = web.Application()
+    app.add_routes([web.get("/healthz", healthz), web.get("/readyz", readyz), *(routes or [])])
+    return app
+
+
+async def start_http(app: web.Application, address: ListenAddress) -> web.AppRunner:
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site: web.BaseSite
+    if address.path is not None:
+        remove_stale_socket(address)
+        site = web.UnixSite(runner, address.path)
+    else:
+        site = web.TCPSite(runner, address.host, address.port, reuse_address=True)
+    await site.start()
+    return runner
