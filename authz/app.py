@@ -68,16 +68,23 @@ class Service:
         http_address = parse_listen(settings.server.http_listen, flag="--http-listen")
         async with aiohttp.ClientSession() as session:
             registry = KeyRegistry(settings=settings.jwks, session=session)
-            store = PolicyStore(bind=registry.provider, publish=self.holder.publish, retain=registry.retain)
+            store = PolicyStore(
+                bind=registry.provider, publish=self.holder.publish, retain=registry.retain
+            )
             verifier = Verifier(
-                max_token_bytes=settings.tokens.max_token_bytes, cache_size=settings.tokens.cache_size
+                max_token_bytes=settings.tokens.max_token_bytes,
+                cache_size=settings.tokens.cache_size,
             )
             servicer = AuthorizationServicer(snapshot=self.holder.get, verifier=verifier)
             grpc_server = GrpcServer(servicer, grpc_address)
             runner = await start_http(build_app(ready=self.ready), http_address)
             log.info("HTTP probes on %s (/healthz, /readyz)", http_address)
             try:
-                files = FileSource(settings.policies.paths, update=store.update, interval=settings.policies.poll_interval)
+                files = FileSource(
+                    settings.policies.paths,
+                    update=store.update,
+                    interval=settings.policies.poll_interval,
+                )
                 await asyncio.to_thread(files.load)
                 self._watch(files.run(), "policy file watcher")
                 self.holder.loaded = True

@@ -54,7 +54,9 @@ def _apply_env(parser: argparse.ArgumentParser) -> None:
             action.default = raw
 
 
-def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
+def _serve_parser(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> argparse.ArgumentParser:
     serve = sub.add_parser(
         "serve",
         help="run the sidecar",
@@ -67,15 +69,21 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> a
         help="AuthPolicy file or directory (recursive); repeatable; reloaded on change",
     )
     serve.add_argument(
-        "--grpc-listen", default="127.0.0.1:9191", metavar="ADDR",
+        "--grpc-listen",
+        default="127.0.0.1:9191",
+        metavar="ADDR",
         help="ext_authz + gRPC health: HOST:PORT or unix:/path.sock (default %(default)s)",
     )
     serve.add_argument(
-        "--http-listen", default="127.0.0.1:9090", metavar="ADDR",
+        "--http-listen",
+        default="127.0.0.1:9090",
+        metavar="ADDR",
         help="/healthz and /readyz: HOST:PORT (default %(default)s)",
     )
     serve.add_argument(
-        "--log-level", default="info", choices=["debug", "info", "warning", "error"],
+        "--log-level",
+        default="info",
+        choices=["debug", "info", "warning", "error"],
         help="log verbosity (default %(default)s)",
     )
     return serve
@@ -145,7 +153,7 @@ def _validate(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _build_parser()
     try:
-        for action in parser._subparsers._group_actions if parser._subparsers else []:  # noqa: SLF001
+        for action in parser._subparsers._group_actions if parser._subparsers else []:
             for name, subparser in getattr(action, "choices", {}).items():
                 if name == "serve":
                     _apply_env(subparser)

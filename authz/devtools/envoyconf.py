@@ -72,17 +72,28 @@ def gateway_config(
 
     `http_filters` replaces the ext_authz filter (the benchmark uses it for jwt_authn or none).
     """
-    filters = http_filters if http_filters is not None else ([ext_authz_filter(timeout=timeout)] if authz else [])
+    filters = (
+        http_filters
+        if http_filters is not None
+        else ([ext_authz_filter(timeout=timeout)] if authz else [])
+    )
     hcm: dict[str, Any] = {
         "@type": _HCM,
         "stat_prefix": "ingress",
         "route_config": {
             "name": "local",
             "virtual_hosts": [
-                {"name": "all", "domains": ["*"], "routes": [{"match": {"prefix": "/"}, "route": {"cluster": "upstream"}}]}
+                {
+                    "name": "all",
+                    "domains": ["*"],
+                    "routes": [{"match": {"prefix": "/"}, "route": {"cluster": "upstream"}}],
+                }
             ],
         },
-        "http_filters": [*filters, {"name": "envoy.filters.http.router", "typed_config": {"@type": _ROUTER}}],
+        "http_filters": [
+            *filters,
+            {"name": "envoy.filters.http.router", "typed_config": {"@type": _ROUTER}},
+        ],
     }
     if normalize:
         hcm.update(
@@ -101,7 +112,14 @@ def gateway_config(
                     "name": "ingress",
                     "address": _address(listen),
                     "filter_chains": [
-                        {"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}]}
+                        {
+                            "filters": [
+                                {
+                                    "name": "envoy.filters.network.http_connection_manager",
+                                    "typed_config": hcm,
+                                }
+                            ]
+                        }
                     ],
                 }
             ],

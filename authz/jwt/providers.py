@@ -120,7 +120,9 @@ class RemoteKeys:
         self._loop.call_soon_threadsafe(self._start_on_loop)
 
     def _start_on_loop(self) -> None:
-        self._loop_task = self._loop.create_task(self._refresh_loop(), name=f"jwks {self.source.describe()}")
+        self._loop_task = self._loop.create_task(
+            self._refresh_loop(), name=f"jwks {self.source.describe()}"
+        )
         self._loop_task.add_done_callback(_report_death)
 
     def close(self) -> None:
@@ -255,7 +257,9 @@ class KeyRegistry:
             if source.kind is KeySourceKind.INLINE:
                 created = StaticKeys(source)
             else:
-                created = RemoteKeys(source, session=self._session, settings=self._settings, loop=self._loop)
+                created = RemoteKeys(
+                    source, session=self._session, settings=self._settings, loop=self._loop
+                )
                 created.start()
             self._providers[source] = created
             return created

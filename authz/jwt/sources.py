@@ -9,11 +9,11 @@ from __future__ import annotations
 import ipaddress
 import json
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from urllib.parse import urlsplit
 
 
-class KeySourceKind(str, Enum):
+class KeySourceKind(StrEnum):
     JWKS_URI = "jwksUri"
     INLINE = "jwks"
     DISCOVERY = "discovery"

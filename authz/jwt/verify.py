@@ -13,6 +13,7 @@ Error messages are constants: nothing from the token is echoed to the client.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import math
 from collections import OrderedDict
@@ -126,10 +127,8 @@ class Verifier:
         key = keys.by_kid.get(kid)
         if key is None:
             # Possibly a rotation we have not seen yet: refetch (single-flight, rate-limited).
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(provider.refresh_for_unknown_kid(), self._unknown_kid_wait)
-            except TimeoutError:
-                pass
             refreshed = provider.keys
             key = refreshed.by_kid.get(kid) if refreshed is not None else None
         if key is None:

@@ -13,7 +13,7 @@ from typing import Any
 from authz import errors
 from authz.errors import KeysUnavailable, PathError, TokenError
 from authz.jwt.extract import bearer_token
-from authz.jwt.verify import Verifier, VerifiedToken
+from authz.jwt.verify import VerifiedToken, Verifier
 from authz.pipeline import decision as d
 from authz.pipeline.claims import claim_at, granted_scopes, header_value
 from authz.pipeline.decision import Decision
@@ -64,8 +64,14 @@ async def decide(
         missing = rule.all_of - granted
         if missing or (rule.any_of and not (rule.any_of & granted)):
             if trace is not None:
-                trace.add("scopes", "fail", f"needs {rule.scope_text!r}; token grants {' '.join(sorted(granted))!r}")
-            return d.insufficient_scope(request.host, rule.scope_text).located(policy=policy.key, rule=rule.name)
+                trace.add(
+                    "scopes",
+                    "fail",
+                    f"needs {rule.scope_text!r}; token grants {' '.join(sorted(granted))!r}",
+                )
+            return d.insufficient_scope(request.host, rule.scope_text).located(
+                policy=policy.key, rule=rule.name
+            )
         if trace is not None:
             trace.add("scopes", "pass", f"token grants {rule.scope_text!r}")
     elif trace is not None:
@@ -114,11 +120,17 @@ async def _authenticate(
     return verified
 
 
-def _allow(policy: CompiledPolicy, rule: Rule, claims: Mapping[str, Any], trace: Trace | None) -> Decision:
+def _allow(
+    policy: CompiledPolicy, rule: Rule, claims: Mapping[str, Any], trace: Trace | None
+) -> Decision:
     set_headers: list[tuple[str, str]] = []
     remove_headers: list[str] = list(policy.remove_headers)
     for template in policy.set_headers:
-        value = template.value if template.claim is None else header_value(claim_at(claims, template.claim))
+        value = (
+            template.value
+            if template.claim is None
+            else header_value(claim_at(claims, template.claim))
+        )
         if value is None:
             remove_headers.append(template.name)
         else:

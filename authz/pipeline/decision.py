@@ -59,25 +59,39 @@ def access_denied() -> Decision:
 
 def missing_token(host: str) -> Decision:
     challenge = f'Bearer realm="{_realm(host)}"'
-    return deny(401, errors.MISSING_TOKEN, "a bearer token is required",
-                response_headers=(("www-authenticate", challenge),))
+    return deny(
+        401,
+        errors.MISSING_TOKEN,
+        "a bearer token is required",
+        response_headers=(("www-authenticate", challenge),),
+    )
 
 
 def invalid_token(host: str, description: str) -> Decision:
     safe = description.replace("\\", "").replace('"', "'")
     challenge = f'Bearer realm="{_realm(host)}", error="invalid_token", error_description="{safe}"'
-    return deny(401, errors.INVALID_TOKEN, description, response_headers=(("www-authenticate", challenge),))
+    return deny(
+        401, errors.INVALID_TOKEN, description, response_headers=(("www-authenticate", challenge),)
+    )
 
 
 def insufficient_scope(host: str, scope_text: str) -> Decision:
     challenge = f'Bearer realm="{_realm(host)}", error="insufficient_scope", scope="{scope_text}"'
-    return deny(403, errors.INSUFFICIENT_SCOPE, "the token does not grant the scopes this request needs",
-                response_headers=(("www-authenticate", challenge),))
+    return deny(
+        403,
+        errors.INSUFFICIENT_SCOPE,
+        "the token does not grant the scopes this request needs",
+        response_headers=(("www-authenticate", challenge),),
+    )
 
 
 def issuer_unavailable(description: str) -> Decision:
-    return deny(503, errors.ISSUER_UNAVAILABLE, description, response_headers=(("retry-after", "5"),))
+    return deny(
+        503, errors.ISSUER_UNAVAILABLE, description, response_headers=(("retry-after", "5"),)
+    )
 
 
 def internal_error() -> Decision:
-    return deny(503, errors.INTERNAL_ERROR, "the authorization service failed; the request was denied")
+    return deny(
+        503, errors.INTERNAL_ERROR, "the authorization service failed; the request was denied"
+    )

@@ -95,17 +95,19 @@ def _problems(error: ValidationError) -> Iterator[Problem]:
     where = field_path(error.absolute_path)
     join = (where + ".") if where else ""
     instance = error.instance
+    expected: Any = error.validator_value
+    schema: Any = error.schema
     if error.validator == "required" and isinstance(instance, Mapping):
-        for name in error.validator_value:
+        for name in expected:
             if name not in instance:
                 yield Problem(f"{join}{name}", "required field is missing")
     elif error.validator == "additionalProperties" and isinstance(instance, Mapping):
-        allowed = error.schema.get("properties", {})
+        allowed = schema.get("properties", {})
         for name in sorted(k for k in instance if k not in allowed):
             hint = f" (known fields: {', '.join(sorted(allowed))})" if allowed else ""
             yield Problem(f"{join}{name}", f"unknown field{hint}")
     elif error.validator == "enum":
-        options = ", ".join(repr(v) for v in error.validator_value)
+        options = ", ".join(repr(v) for v in expected)
         yield Problem(where, f"{instance!r} is not one of {options}")
     elif error.validator == "type":
         yield Problem(

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 
 from authz.errors import Problem
 from authz.policy.model import CompiledPolicy
 
 
-class PolicyStateKind(str, Enum):
+class PolicyStateKind(StrEnum):
     READY = "ready"
     INVALID = "invalid"
     CONFLICTED = "conflicted"

@@ -14,7 +14,7 @@ import json
 import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from authz.errors import PolicyError, Problem
@@ -53,7 +53,12 @@ def _digest(body: Mapping[str, Any]) -> str:
 
 
 def _state(
-    key: str, doc: SourceDocument, kind: PolicyStateKind, problems: tuple[Problem, ...], *, serving: bool
+    key: str,
+    doc: SourceDocument,
+    kind: PolicyStateKind,
+    problems: tuple[Problem, ...],
+    *,
+    serving: bool,
 ) -> PolicyState:
     if kind is PolicyStateKind.READY:
         message = "accepted"
@@ -90,7 +95,9 @@ def compile_documents(
             states.append(_state(key or "", doc, PolicyStateKind.INVALID, problems, serving=False))
             continue
         if key in owners:
-            problem = Problem("metadata.name", f"a policy named {key} is already defined at {owners[key]}")
+            problem = Problem(
+                "metadata.name", f"a policy named {key} is already defined at {owners[key]}"
+            )
             states.append(_state(key, doc, PolicyStateKind.INVALID, (problem,), serving=False))
             continue
         owners[key] = doc.location
@@ -112,7 +119,13 @@ def compile_documents(
             new_good[key] = previous
             serving.append(previous)
         states.append(
-            _state(key, doc, PolicyStateKind.INVALID, tuple(result.problems), serving=previous is not None)
+            _state(
+                key,
+                doc,
+                PolicyStateKind.INVALID,
+                tuple(result.problems),
+                serving=previous is not None,
+            )
         )
     return serving, states, new_good, new_cache
 

@@ -34,7 +34,9 @@ def to_check_input(request: pb.CheckRequest) -> CheckInput:
 
 
 def _option(name: str, value: str) -> pb.HeaderValueOption:
-    return pb.HeaderValueOption(header=pb.HeaderValue(key=name, value=value), append_action=_OVERWRITE)
+    return pb.HeaderValueOption(
+        header=pb.HeaderValue(key=name, value=value), append_action=_OVERWRITE
+    )
 
 
 def deny_body(decision: Decision) -> str:
@@ -68,7 +70,9 @@ def to_check_response(decision: Decision) -> pb.CheckResponse:
         *(_option(n, v) for n, v in decision.response_headers),
     ]
     return pb.CheckResponse(
-        status=pb.RpcStatus(code=_GRPC_CODE.get(decision.status, _PERMISSION_DENIED), message=decision.reason),
+        status=pb.RpcStatus(
+            code=_GRPC_CODE.get(decision.status, _PERMISSION_DENIED), message=decision.reason
+        ),
         denied_response=pb.DeniedHttpResponse(
             status=pb.HttpStatus(code=decision.status), headers=headers, body=deny_body(decision)
         ),

@@ -32,14 +32,18 @@ def parse_listen(value: str, *, flag: str) -> ListenAddress:
         if path.startswith("//"):
             path = path[2:]
         if not path.startswith("/"):
-            raise ConfigError(f"{flag}: a unix socket needs an absolute path, e.g. unix:/run/authz.sock")
+            raise ConfigError(
+                f"{flag}: a unix socket needs an absolute path, e.g. unix:/run/authz.sock"
+            )
         return ListenAddress(path=path)
     host, sep, port = value.rpartition(":")
     if not sep or not port.isdigit() or int(port) > 65535:
         raise ConfigError(f"{flag}: expected HOST:PORT or unix:/path, got {value!r}")
     host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
     if not host:
-        raise ConfigError(f"{flag}: missing host in {value!r} (use 0.0.0.0:{port} for every interface)")
+        raise ConfigError(
+            f"{flag}: missing host in {value!r} (use 0.0.0.0:{port} for every interface)"
+        )
     return ListenAddress(host=host, port=int(port))
 
 

@@ -13,14 +13,18 @@ from aiohttp import web
 from authz.server.listen import ListenAddress, remove_stale_socket
 
 
-def build_app(*, ready: Callable[[], bool], routes: list[web.RouteDef] | None = None) -> web.Application:
+def build_app(
+    *, ready: Callable[[], bool], routes: list[web.RouteDef] | None = None
+) -> web.Application:
     async def healthz(_request: web.Request) -> web.Response:
         return web.Response(text="ok\n")
 
     async def readyz(_request: web.Request) -> web.Response:
         if ready():
             return web.Response(text="ready\n")
-        return web.Response(status=503, text="not ready: policies not loaded yet, or shutting down\n")
+        return web.Response(
+            status=503, text="not ready: policies not loaded yet, or shutting down\n"
+        )
 
     app = web.Application()
     app.add_routes([web.get("/healthz", healthz), web.get("/readyz", readyz), *(routes or [])])

@@ -32,7 +32,11 @@ class AuthorizationServicer:
         self._snapshot = snapshot
         self._verifier = verifier
 
-    async def check(self, request: pb.CheckRequest, context: grpc.aio.ServicerContext[pb.CheckRequest, pb.CheckResponse] | None = None) -> pb.CheckResponse:
+    async def check(
+        self,
+        request: pb.CheckRequest,
+        context: grpc.aio.ServicerContext[pb.CheckRequest, pb.CheckResponse] | None = None,
+    ) -> pb.CheckResponse:
         decision_id = secrets.token_hex(8)
         try:
             decision = await decide(

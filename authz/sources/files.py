@@ -44,7 +44,13 @@ def report(snapshot: Snapshot, *, previous: Snapshot | None) -> None:
         if state.state is PolicyStateKind.READY:
             log.info("policy %s (%s) accepted", state.key, state.location)
         else:
-            log.warning("policy %s (%s) %s: %s", state.key or "?", state.location, state.state.value, state.message)
+            log.warning(
+                "policy %s (%s) %s: %s",
+                state.key or "?",
+                state.location,
+                state.state.value,
+                state.message,
+            )
 
 
 class FileSource:

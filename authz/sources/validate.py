@@ -36,5 +36,8 @@ def validate_paths(paths: list[Path], *, quiet: bool, out: TextIO) -> int:
         print("no AuthPolicy documents (apiVersion authz.dev/v1alpha1) found", file=out)
     elif not quiet:
         valid = len(documents) - failures
-        print(f"{valid} valid, {failures} invalid AuthPolicy document(s) in {len(files)} file(s)", file=out)
+        print(
+            f"{valid} valid, {failures} invalid AuthPolicy document(s) in {len(files)} file(s)",
+            file=out,
+        )
     return 1 if failures or missing or not documents else 0

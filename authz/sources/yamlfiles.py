@@ -55,14 +55,18 @@ def discover(paths: tuple[Path, ...]) -> list[Path]:
         elif root.is_dir():
             for path in root.rglob("*"):
                 relative = path.relative_to(root).parts
-                if path.suffix in SUFFIXES and not any(p.startswith(".") for p in relative) and path.is_file():
+                if (
+                    path.suffix in SUFFIXES
+                    and not any(p.startswith(".") for p in relative)
+                    and path.is_file()
+                ):
                     found.add(path)
     return sorted(found)
 
 
 def _chunks(text: str) -> Iterator[tuple[int, str]]:
     """Split a YAML stream into (first line number, document text)."""
-    start, lines = 1, []
+    start, lines = 1, list[str]()
     for number, line in enumerate(text.splitlines(keepends=True), start=1):
         if _MARKER.match(line.rstrip("\r\n")):
             if any(item.strip() and not item.lstrip().startswith("#") for item in lines):
@@ -87,7 +91,13 @@ def read_file(path: Path) -> list[SourceDocument]:
     location = str(path)
     try:
         if path.stat().st_size > MAX_FILE_BYTES:
-            return [SourceDocument(f"{location}:0", None, (Problem("", f"file is larger than {MAX_FILE_BYTES} bytes"),))]
+            return [
+                SourceDocument(
+                    f"{location}:0",
+                    None,
+                    (Problem("", f"file is larger than {MAX_FILE_BYTES} bytes"),),
+                )
+            ]
         text = path.read_text("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         return [SourceDocument(f"{location}:0", None, (Problem("", f"cannot read file: {exc}"),))]
@@ -100,13 +110,21 @@ def read_file(path: Path) -> list[SourceDocument]:
             mark = getattr(exc, "problem_mark", None)
             at = f" (line {line + mark.line})" if mark is not None else ""
             problem = getattr(exc, "problem", None) or str(exc)
-            documents.append(SourceDocument(where, None, (Problem("", f"not valid YAML{at}: {problem}"),)))
+            documents.append(
+                SourceDocument(where, None, (Problem("", f"not valid YAML{at}: {problem}"),))
+            )
             continue
         if not isinstance(body, dict) or body.get("kind") != KIND:
             continue  # other manifests may share the directory
         version = body.get("apiVersion")
         if version != API_VERSION:
-            documents.append(SourceDocument(where, None, (Problem("apiVersion", f"{version!r} is not supported; use {API_VERSION!r}"),)))
+            documents.append(
+                SourceDocument(
+                    where,
+                    None,
+                    (Problem("apiVersion", f"{version!r} is not supported; use {API_VERSION!r}"),),
+                )
+            )
             continue
         documents.append(SourceDocument(where, body))
     return documents
