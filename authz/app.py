@@ -86,6 +86,7 @@ class Service:
                     interval=settings.policies.poll_interval,
                 )
                 await asyncio.to_thread(files.load)
+                await registry.first_attempts(settings.jwks.fetch_timeout)
                 self._watch(files.run(), "policy file watcher")
                 self.holder.loaded = True
                 await grpc_server.start()

@@ -13,6 +13,7 @@ ones no snapshot uses any more.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import threading
@@ -102,6 +103,8 @@ class RemoteKeys:
         self._inflight: asyncio.Task[None] | None = None
         self._last_unknown_kid_fetch = float("-inf")
         self._loop_task: asyncio.Task[None] | None = None
+        #: Set once the first fetch finished, successfully or not.
+        self.first_attempt = asyncio.Event()
 
     @property
     def keys(self) -> KeySet | None:
@@ -165,6 +168,12 @@ class RemoteKeys:
                 delay = min(delay * 2, self._settings.refresh_interval)
 
     async def _fetch_and_store(self) -> None:
+        try:
+            await self._fetch_and_store_once()
+        finally:
+            self.first_attempt.set()
+
+    async def _fetch_and_store_once(self) -> None:
         try:
             keys = parse_jwks(await self._fetch_jwks())
         except asyncio.CancelledError:
@@ -270,6 +279,15 @@ class KeyRegistry:
         with self._lock:
             for source in [s for s in self._providers if s not in keep]:
                 self._providers.pop(source).close()
+
+    async def first_attempts(self, timeout: float) -> None:
+        """Wait (at most `timeout` s) until every remote source has tried its first fetch, so a
+        replica turns ready with keys in hand instead of answering 503 to its first requests."""
+        with self._lock:
+            events = [p.first_attempt for p in self._providers.values() if isinstance(p, RemoteKeys)]
+        if events:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.gather(*(e.wait() for e in events)), timeout)
 
     def providers(self) -> list[KeyProvider]:
         with self._lock:

@@ -1,0 +1,97 @@
+"""A complete local gateway for end-to-end tests: JWKS server, sidecar, echo upstream, Envoy."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.support.envoy import Envoy, start_envoy
+from tests.support.keys import AUDIENCE, ISSUER, SigningKey, jwks
+from tests.support.procs import Proc, start_echo, start_http_dir, start_sidecar
+
+HOST = "orders.test"
+
+
+def orders_policy(jwks_url: str, *, name: str = "orders", hosts: tuple[str, ...] = (HOST,)) -> str:
+    return textwrap.dedent(
+        f"""\
+        apiVersion: authz.dev/v1alpha1
+        kind: AuthPolicy
+        metadata: {{name: {name}, namespace: shop}}
+        spec:
+          hosts: {json.dumps(list(hosts))}
+          issuers:
+          - issuer: {ISSUER}
+            jwksUri: {jwks_url}
+            audiences: [{AUDIENCE}]
+          rules:
+          - name: health
+            match: {{paths: ["/healthz"]}}
+            allowAnonymous: true
+          - name: docs
+            match: {{paths: ["/docs/**"]}}
+            allowAnonymous: true
+          - name: read-orders
+            match: {{methods: [GET, HEAD], paths: ["/orders", "/orders/*"]}}
+            scopes: {{allOf: ["orders:read"]}}
+          - name: write-orders
+            match: {{methods: [POST], paths: ["/orders"]}}
+            scopes: {{allOf: ["orders:write"]}}
+          - name: admin
+            match: {{paths: ["/admin/**"]}}
+            scopes: {{anyOf: ["admin", "superuser"]}}
+          response:
+            setHeaders:
+            - {{name: x-user-id, claim: sub}}
+            - {{name: x-tenant, claim: org.tenant}}
+            - {{name: x-roles, claim: roles}}
+            - {{name: x-gateway, value: authz}}
+            removeHeaders: [authorization]
+        """
+    )
+
+
+@dataclass
+class Gateway:
+    tmp: Path
+    policies: Path
+    jwks_dir: Path
+    jwks_url: str
+    sidecar: Proc
+    grpc: str
+    http_port: int
+    echo: Proc
+    envoy: Envoy
+    procs: list[Proc] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return self.envoy.url
+
+    def publish_keys(self, *keys: SigningKey) -> None:
+        tmp = self.jwks_dir / "jwks.json.tmp"
+        tmp.write_text(json.dumps(jwks(*keys)))
+        tmp.replace(self.jwks_dir / "jwks.json")
+
+    def stop(self) -> None:
+        for proc in [self.envoy.proc, self.echo, self.sidecar, *self.procs]:
+            proc.terminate()
+
+
+def start_gateway(tmp: Path, *keys: SigningKey, normalize: bool = True) -> Gateway:
+    jwks_dir = tmp / "jwks"
+    jwks_dir.mkdir()
+    (jwks_dir / "jwks.json").write_text(json.dumps(jwks(*keys)))
+    jwks_server, jwks_port = start_http_dir(tmp, jwks_dir, name="jwks-server")
+    jwks_url = f"http://127.0.0.1:{jwks_port}/jwks.json"
+    policies = tmp / "policies"
+    policies.mkdir()
+    (policies / "orders.yaml").write_text(orders_policy(jwks_url))
+    sidecar, grpc, http_port = start_sidecar(tmp, [policies])
+    echo, echo_port = start_echo(tmp)
+    envoy = start_envoy(tmp, authz=grpc, upstream_port=echo_port, normalize=normalize)
+    return Gateway(
+        tmp, policies, jwks_dir, jwks_url, sidecar, grpc, http_port, echo, envoy, [jwks_server]
+    )

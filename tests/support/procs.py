@@ -1,0 +1,160 @@
+"""Start real servers for tests: each in its own process, on a free port, loudly failing.
+
+Every process writes its output to a log file under the test's tmp_path, which the tests read
+(e.g. to prove no token ever reaches a log) and which is printed when a process fails to start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+PYTHON = sys.executable
+BIN = Path(PYTHON).parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class Proc:
+    """A child process with its output in a log file."""
+
+    def __init__(
+        self, name: str, argv: Sequence[str], *, log: Path, env: dict[str, str] | None = None
+    ) -> None:
+        self.name = name
+        self.log_path = log
+        self._log = log.open("wb")
+        full_env = {**os.environ, **(env or {})}
+        self.popen = subprocess.Popen(
+            list(argv), stdout=self._log, stderr=subprocess.STDOUT, cwd=ROOT, env=full_env
+        )
+
+    def output(self) -> str:
+        if not self._log.closed:
+            self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def fail(self, message: str) -> None:
+        raise RuntimeError(
+            f"{self.name}: {message}\n--- {self.log_path} ---\n{self.output()[-4000:]}"
+        )
+
+    def wait_http(self, url: str, *, timeout: float = 20.0, status: int = 200) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.alive():
+                self.fail(f"exited with code {self.popen.returncode} before {url} answered")
+            with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=1) as response:
+                if response.status == status:
+                    return
+            time.sleep(0.05)
+        self.fail(f"{url} did not answer {status} within {timeout}s")
+
+    def terminate(self, timeout: float = 15.0) -> int:
+        """SIGTERM and wait; returns the exit code (kills after `timeout`)."""
+        if self.alive():
+            self.popen.send_signal(signal.SIGTERM)
+        try:
+            code = self.popen.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.popen.kill()
+            code = self.popen.wait()
+        self._log.close()
+        return code
+
+    def __enter__(self) -> Proc:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.terminate()
+
+
+def start_sidecar(
+    tmp_path: Path,
+    policies: Sequence[Path],
+    *,
+    grpc_listen: str | None = None,
+    extra: Sequence[str] = (),
+    env: dict[str, str] | None = None,
+    name: str = "authz",
+    wait: bool = True,
+) -> tuple[Proc, str, int]:
+    """Start `authz serve`; returns (process, gRPC listen address, HTTP port)."""
+    http_port = free_port()
+    grpc = grpc_listen or f"127.0.0.1:{free_port()}"
+    argv = [
+        PYTHON,
+        "-m",
+        "authz",
+        "serve",
+        "--grpc-listen",
+        grpc,
+        "--http-listen",
+        f"127.0.0.1:{http_port}",
+    ]
+    for path in policies:
+        argv += ["--policies", str(path)]
+    proc = Proc(name, [*argv, *extra], log=tmp_path / f"{name}.log", env=env)
+    if wait:
+        proc.wait_http(f"http://127.0.0.1:{http_port}/readyz")
+    return proc, grpc, http_port
+
+
+def start_http_dir(tmp_path: Path, directory: Path, *, name: str) -> tuple[Proc, int]:
+    """A static file server (python -m http.server) whose log lists every request it received."""
+    port = free_port()
+    proc = Proc(
+        name,
+        [
+            PYTHON,
+            "-u",
+            "-m",
+            "http.server",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--directory",
+            str(directory),
+        ],
+        log=tmp_path / f"{name}.log",
+    )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with (
+            contextlib.suppress(OSError),
+            socket.create_connection(("127.0.0.1", port), timeout=0.5),
+        ):
+            return proc, port
+        if not proc.alive():
+            proc.fail("exited early")
+        time.sleep(0.05)
+    proc.fail("did not listen")
+    raise AssertionError("unreachable")
+
+
+def start_echo(tmp_path: Path) -> tuple[Proc, int]:
+    port = free_port()
+    proc = Proc(
+        "echo",
+        [PYTHON, "-m", "authz.devtools.echo", "--port", str(port)],
+        log=tmp_path / "echo.log",
+    )
+    proc.wait_http(f"http://127.0.0.1:{port}/ready")
+    return proc, port
