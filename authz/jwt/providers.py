@@ -280,14 +280,14 @@ class KeyRegistry:
             for source in [s for s in self._providers if s not in keep]:
                 self._providers.pop(source).close()
 
-    async def first_attempts(self, timeout: float) -> None:
-        """Wait (at most `timeout` s) until every remote source has tried its first fetch, so a
+    async def first_attempts(self, within: float) -> None:
+        """Wait (at most `within` s) until every remote source has tried its first fetch, so a
         replica turns ready with keys in hand instead of answering 503 to its first requests."""
         with self._lock:
             events = [p.first_attempt for p in self._providers.values() if isinstance(p, RemoteKeys)]
         if events:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.gather(*(e.wait() for e in events)), timeout)
+                await asyncio.wait_for(asyncio.gather(*(e.wait() for e in events)), within)
 
     def providers(self) -> list[KeyProvider]:
         with self._lock:
