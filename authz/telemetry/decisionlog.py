@@ -1,0 +1,200 @@
+"""The decision log: one JSON line per decision on stdout, redacted by construction.
+
+Denials are always logged; allows are sampled at --log-allow-sample-rate, decided before the
+line is built so an unsampled allow costs one random number. The line has a fixed set of
+fields (see FIELDS) built from plain values: headers are never passed in, so the
+Authorization header, cookies and tokens cannot reach it, and the path loses its query string
+and fragment here whatever the caller passes.
+
+Writing to stdout can block (a slow pipe, a stalled log collector), and nothing on the check
+path may block, so lines go through a bounded in-memory queue to a writer thread. When the
+queue is full, lines are dropped and counted rather than slowing down checks.
+"""
+
+from __future__ import annotations
+
+import random as _random
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import BinaryIO
+
+import orjson
+
+from authz.telemetry import labels
+
+#: Every field of a decision log line, in order.
+FIELDS = (
+    "time",
+    "decision_id",
+    "decision",
+    "reason",
+    "status",
+    "policy",
+    "rule",
+    "sub",
+    "client_ip",
+    "method",
+    "host",
+    "path",
+    "latency_ms",
+    "dry_run",
+    "request_id",
+    "trace_id",
+)
+
+
+def redact_path(path: str) -> str:
+    """The path without query string and fragment: query parameters often carry secrets."""
+    return path.partition("?")[0].partition("#")[0]
+
+
+class _Clock:
+    """RFC 3339 UTC timestamps with milliseconds; the date part is formatted once a second."""
+
+    def __init__(self, now: Callable[[], float]) -> None:
+        self._now = now
+        self._second = -1
+        self._prefix = ""
+
+    def stamp(self) -> str:
+        now = self._now()
+        second = int(now)
+        if second != self._second:
+            self._second = second
+            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        return f"{self._prefix}.{int((now - second) * 1000):03d}Z"
+
+
+class DecisionLog:
+    """Builds decision log lines and hands them to `emit` (a LineWriter in the service)."""
+
+    def __init__(
+        self,
+        emit: Callable[[bytes], None],
+        *,
+        allow_sample_rate: float = 1.0,
+        random: Callable[[], float] = _random.random,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if not 0.0 <= allow_sample_rate <= 1.0:
+            raise ValueError("allow_sample_rate must be within 0..1")
+        self._emit = emit
+        self._rate = allow_sample_rate
+        self._random = random
+        self._clock = _Clock(clock)
+
+    def sampled(self, *, allowed: bool) -> bool:
+        """Whether this decision gets a line: every denial, and allows at the sample rate."""
+        if not allowed or self._rate >= 1.0:
+            return True
+        return self._rate > 0.0 and self._random() < self._rate
+
+    def record(
+        self,
+        *,
+        decision_id: str,
+        allowed: bool,
+        reason: str,
+        status: int,
+        policy: str | None,
+        rule: str | None,
+        sub: str | None,
+        client_ip: str,
+        method: str,
+        host: str,
+        path: str,
+        latency: float,
+        dry_run: bool,
+        request_id: str = "",
+        trace_id: str | None = None,
+    ) -> bool:
+        """Log one decision (`allowed`/`reason` are the would-be decision under dry-run).
+        Returns whether a line was written."""
+        if not self.sampled(allowed=allowed):
+            return False
+        line = orjson.dumps(
+            {
+                "time": self._clock.stamp(),
+                "decision_id": decision_id,
+                "decision": labels.decision_label(allowed),
+                "reason": reason,
+                "status": status,
+                "policy": policy,
+                "rule": rule,
+                "sub": sub,
+                "client_ip": client_ip,
+                "method": method,
+                "host": host,
+                "path": redact_path(path),
+                "latency_ms": round(latency * 1000.0, 3),
+                "dry_run": dry_run,
+                "request_id": request_id,
+                "trace_id": trace_id,
+            },
+            option=orjson.OPT_APPEND_NEWLINE,
+        )
+        self._emit(line)
+        return True
+
+
+class LineWriter:
+    """Writes lines to a stream from a daemon thread; `submit` never blocks.
+
+    At most `capacity` lines wait; beyond that `submit` drops the line and calls `on_drop`.
+    """
+
+    def __init__(
+        self,
+        stream: BinaryIO | None = None,
+        *,
+        capacity: int = 10_000,
+        on_drop: Callable[[int], None] | None = None,
+    ) -> None:
+        self._stream = stream if stream is not None else sys.stdout.buffer
+        self._capacity = capacity
+        self._on_drop = on_drop
+        self._pending: deque[bytes] = deque()
+        self._wake = threading.Event()
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="decision-log", daemon=True)
+        self._thread.start()
+
+    def submit(self, line: bytes) -> None:
+        if len(self._pending) >= self._capacity:
+            if self._on_drop is not None:
+                self._on_drop(1)
+            return
+        self._pending.append(line)
+        if not self._wake.is_set():
+            self._wake.set()
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait()
+            self._wake.clear()  # before draining: a line submitted meanwhile sets it again
+            self._drain()
+            if self._closed:
+                self._drain()
+                return
+
+    def _drain(self) -> None:
+        pending = self._pending
+        batch: list[bytes] = []
+        while pending:
+            batch.append(pending.popleft())
+        if batch:
+            try:
+                self._stream.write(b"".join(batch))
+                self._stream.flush()
+            except (OSError, ValueError):  # stdout closed: nothing sensible left to do
+                if self._on_drop is not None:
+                    self._on_drop(len(batch))
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Write what is queued and stop the thread."""
+        self._closed = True
+        self._wake.set()
+        self._thread.join(timeout)

@@ -1,0 +1,178 @@
+"""Prometheus metrics, served as text at GET /metrics on the --http-listen port.
+
+One registry per Metrics instance (tests make their own; the service makes one), holding
+exactly the metric names of the public contract plus process metrics. Label values are closed
+sets (authz.telemetry.labels, authz.errors) or policy names: never a subject, IP, path or token.
+
+The check path pays one histogram observe and one counter increment: the histogram's two
+children are bound once, and counter children are cached per label tuple in a plain dict,
+which is cheaper than prometheus_client's locked `labels()` lookup on every call.
+"""
+
+from __future__ import annotations
+
+import platform
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
+
+from authz import __version__
+from authz.telemetry import labels
+
+#: Seconds; a check usually takes well under a millisecond, a key refetch up to the fetch timeout.
+CHECK_BUCKETS = (
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+)
+
+
+def _strip_query(url: str) -> str:
+    """A JWKS URL as a label value: never its query string (it might carry a credential)."""
+    return url.partition("?")[0].partition("#")[0]
+
+
+class Metrics:
+    """Every metric of the sidecar, and the methods the parts call to update them."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry(auto_describe=True)
+        reg = self.registry
+        ProcessCollector(registry=reg)
+        PlatformCollector(registry=reg)
+        GCCollector(registry=reg)
+        build = Gauge(
+            "authz_build_info",
+            "Always 1; the labels say which build is running.",
+            ["version", "python_version"],
+            registry=reg,
+        )
+        build.labels(__version__, platform.python_version()).set(1)
+        self._duration = Histogram(
+            "authz_check_duration_seconds",
+            "Time to answer one ext_authz Check, by the answer given to Envoy.",
+            ["decision"],
+            buckets=CHECK_BUCKETS,
+            registry=reg,
+        )
+        self._duration_allow = self._duration.labels(labels.ALLOW)
+        self._duration_deny = self._duration.labels(labels.DENY)
+        self._decisions = Counter(
+            "authz_decisions_total",
+            "Decisions by policy, decision and reason; dry_run=true counts the would-be "
+            "decisions of dryRun policies (those requests were allowed).",
+            ["policy", "decision", "reason", "dry_run"],
+            registry=reg,
+        )
+        self._decision_children: dict[tuple[str, bool, str, bool], Counter] = {}
+        self._jwks = Counter(
+            "authz_jwks_fetch_total",
+            "JWKS fetches by issuer (the issuer for discovery, else the JWKS URL) and result.",
+            ["issuer", "result"],
+            registry=reg,
+        )
+        self._policies = Gauge(
+            "authz_policies",
+            "Policies known to the sidecar, by state.",
+            ["state"],
+            registry=reg,
+        )
+        for state in labels.POLICY_STATES:
+            self._policies.labels(state).set(0)
+        self._backend_errors = Counter(
+            "authz_ratelimit_backend_errors_total",
+            "Rate-limit backend (Redis) calls that failed.",
+            registry=reg,
+        )
+        self._backend_mode = Gauge(
+            "authz_ratelimit_backend_mode",
+            "1 for the rate-limit backend mode in use (redis, or the local fallback), else 0.",
+            ["mode"],
+            registry=reg,
+        )
+        for mode in labels.BACKEND_MODES:
+            self._backend_mode.labels(mode).set(0)
+        self._watch_events = Counter(
+            "authz_watch_events_total",
+            "Kubernetes watch events received, by event type.",
+            ["type"],
+            registry=reg,
+        )
+        self._watch_restarts = Counter(
+            "authz_watch_restarts_total",
+            "Kubernetes watches restarted (relist after an error or 410 Gone).",
+            registry=reg,
+        )
+        self._log_dropped = Counter(
+            "authz_decision_log_dropped_total",
+            "Decision log lines dropped because stdout did not keep up.",
+            registry=reg,
+        )
+
+    # --- the check path -------------------------------------------------------------------
+
+    def check(
+        self, seconds: float, *, allowed: bool, policy: str, reason: str, dry_run: bool
+    ) -> None:
+        """Count one check. `allowed` and `reason` are the decision (for a dryRun policy the
+        would-be one); the histogram's label is the answer Envoy got."""
+        (self._duration_allow if allowed or dry_run else self._duration_deny).observe(seconds)
+        key = (policy, allowed, reason, dry_run)
+        child = self._decision_children.get(key)
+        if child is None:
+            child = self._decisions.labels(
+                policy, labels.decision_label(allowed), reason, "true" if dry_run else "false"
+            )
+            self._decision_children[key] = child
+        child.inc()
+
+    # --- everything else ------------------------------------------------------------------
+
+    def jwks_fetch(self, issuer: str, result: str) -> None:
+        self._jwks.labels(_strip_query(issuer), result).inc()
+
+    def policy_states(self, states: list[str]) -> None:
+        """Set authz_policies from the state of every policy document of a new snapshot."""
+        for state in labels.POLICY_STATES:
+            self._policies.labels(state).set(states.count(state))
+
+    def ratelimit_backend_error(self) -> None:
+        self._backend_errors.inc()
+
+    def ratelimit_backend_mode(self, mode: str) -> None:
+        for known in labels.BACKEND_MODES:
+            self._backend_mode.labels(known).set(1 if known == mode else 0)
+
+    def watch_event(self, event_type: str) -> None:
+        self._watch_events.labels(event_type).inc()
+
+    def watch_restart(self) -> None:
+        self._watch_restarts.inc()
+
+    def log_dropped(self, count: int = 1) -> None:
+        self._log_dropped.inc(count)
+
+    def render(self) -> tuple[bytes, str]:
+        """The exposition text and its content type."""
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
