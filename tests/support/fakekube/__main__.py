@@ -11,12 +11,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from .server import DEFAULT_CRD, Options, serve
 
 
-def _parse(argv: list[str] | None) -> tuple[Options, Path | None]:
+def _parse(argv: list[str] | None) -> tuple[Options, Path | None, bool]:
     parser = argparse.ArgumentParser(prog="python -m tests.support.fakekube")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
@@ -29,6 +30,11 @@ def _parse(argv: list[str] | None) -> tuple[Options, Path | None]:
     parser.add_argument(
         "--no-validate", action="store_true", help="skip CRD schema pruning and validation"
     )
+    parser.add_argument(
+        "--exit-with-stdin",
+        action="store_true",
+        help="stop when stdin closes (the parent died), so no server outlives its test run",
+    )
     args = parser.parse_args(argv)
     options = Options(
         host=args.host,
@@ -40,11 +46,30 @@ def _parse(argv: list[str] | None) -> tuple[Options, Path | None]:
         token=args.token,
         crds=tuple(args.crd) if args.crd else (DEFAULT_CRD,),
     )
-    return options, args.port_file
+    return options, args.port_file, args.exit_with_stdin
+
+
+async def _run(options: Options, *, announce: Callable[[int], None], watch_stdin: bool) -> None:
+    stop = asyncio.Event()
+    eof_task = None
+    if watch_stdin:
+        reader = asyncio.StreamReader()
+        loop = asyncio.get_running_loop()
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+
+        async def stop_at_eof() -> None:
+            while await reader.read(4096):
+                pass
+            stop.set()
+
+        eof_task = asyncio.create_task(stop_at_eof())
+    await serve(options, announce=announce, stop=stop)
+    if eof_task is not None:
+        eof_task.cancel()
 
 
 def main(argv: list[str] | None = None) -> None:
-    options, port_file = _parse(argv)
+    options, port_file, watch_stdin = _parse(argv)
 
     def announce(port: int) -> None:
         if port_file is not None:
@@ -54,7 +79,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.stdout.write(f"{port}\n")
         sys.stdout.flush()
 
-    asyncio.run(serve(options, announce=announce))
+    asyncio.run(_run(options, announce=announce, watch_stdin=watch_stdin))
 
 
 if __name__ == "__main__":

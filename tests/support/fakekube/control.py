@@ -22,11 +22,12 @@ from .store import Store
 from .watch import Watches
 
 PREFIX = "/_fake"
+_LOG_LIMIT = 100_000  # a runaway retry loop must not eat the test machine's memory
 
 
 @dataclass
 class Fault:
-    """Answer matching API requests with ``status`` (the next ``count`` of them, or until cleared)."""
+    """Answer matching API requests with ``status``: the next ``count`` of them, or all."""
 
     status: int
     message: str | None = None
@@ -68,6 +69,8 @@ class Control:
             "status": None,
         }
         self.log.append(entry)
+        if len(self.log) > _LOG_LIMIT:
+            del self.log[: len(self.log) - _LOG_LIMIT]
         return entry
 
     def routes(self) -> list[web.RouteDef]:

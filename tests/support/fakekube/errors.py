@@ -92,7 +92,8 @@ def already_exists(rt: ResourceType, name: str) -> ApiError:
 
 def conflict(rt: ResourceType, name: str, why: str | None = None) -> ApiError:
     why = why or (
-        "the object has been modified; please apply your changes to the latest version and try again"
+        "the object has been modified; please apply your changes to the latest version and "
+        "try again"
     )
     return ApiError(
         409,

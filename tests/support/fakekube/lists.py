@@ -24,8 +24,8 @@ _CONTINUE_EXPIRED = (
     "The provided continue parameter is too old to display a consistent list result. You can start "
     "a new list without the continue parameter, or use the continue token in this response to "
     "retrieve the remainder of the results. Continuing with the provided token results in an "
-    "inconsistent list - objects that were created, modified, or deleted between the time the first "
-    "chunk was returned and now may show up in the list."
+    "inconsistent list - objects that were created, modified, or deleted between the time the "
+    "first chunk was returned and now may show up in the list."
 )
 
 
@@ -112,13 +112,20 @@ def list_objects(store: Store, rt: ResourceType, flt: Filter, query: Mapping[str
     if after is not None:
         items = [o for o in items if key_of(o) > after]
     meta: JSON = {"resourceVersion": str(snapshot_rv)}
-    limit = int(query.get("limit") or 0)
+    limit = _limit(query.get("limit"))
     if 0 < limit < len(items):
         meta["continue"] = _encode_continue(snapshot_rv, key_of(items[limit - 1]))
         if not flt.selective:
             meta["remainingItemCount"] = len(items) - limit
         items = items[:limit]
     return {"apiVersion": rt.api_version, "kind": rt.list_kind, "metadata": meta, "items": items}
+
+
+def _limit(text: str | None) -> int:
+    try:
+        return max(0, int(text or 0))
+    except ValueError:
+        raise bad_request(f"limit: invalid value {text!r}") from None
 
 
 def _too_large(wanted: int, current: int) -> ApiError:

@@ -11,6 +11,7 @@ comparing results.
 from __future__ import annotations
 
 import copy
+import json
 import re
 import secrets
 import uuid
@@ -50,11 +51,13 @@ _SERVER_META = (
 )
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _GENERATE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+_TIME = "%Y-%m-%dT%H:%M:%SZ"
+_MICRO_TIME = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 
 def now() -> str:
     """RFC 3339 in UTC with second precision, the format of metav1.Time."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(UTC).strftime(_TIME)
 
 
 def _clean_meta(meta: Any) -> JSON:
@@ -92,20 +95,40 @@ def check_identity(rt: ResourceType, body: Any, *, namespace: str, name: str | N
     if rt.namespaced:
         if meta.get("namespace", namespace) != namespace:
             raise bad_request(
-                "the namespace of the provided object does not match the namespace sent on the request"
+                "the namespace of the provided object does not match the namespace sent on the "
+                "request"
             )
         meta["namespace"] = namespace
     if name is not None and meta.get("name", name) != name:
         raise bad_request(
-            f"the name of the object ({meta.get('name')}) does not match the name on the URL ({name})"
+            f"the name of the object ({meta.get('name')}) does not match the name on the URL "
+            f"({name})"
         )
     obj["metadata"] = meta
+    _normalize_times(rt, obj)
     return obj
 
 
-def _short(body: Any) -> str:
-    import json
+def _normalize_times(rt: ResourceType, obj: JSON) -> None:
+    """Re-encode typed timestamps as the server's decoder would: UTC, ``Z``, fixed precision."""
+    for paths, fmt in ((rt.time_fields, _TIME), (rt.micro_time_fields, _MICRO_TIME)):
+        for path in paths:
+            *parents, leaf = path.split(".")
+            node: Any = obj
+            for part in parents:
+                node = node.get(part) if isinstance(node, dict) else None
+            if not isinstance(node, dict) or node.get(leaf) is None:
+                continue
+            try:
+                parsed = datetime.fromisoformat(str(node[leaf]).replace("Z", "+00:00"))
+            except ValueError:
+                raise bad_request(f"{path}: cannot parse {node[leaf]!r} as RFC 3339") from None
+            if parsed.tzinfo is None:
+                parsed = parsed.replace(tzinfo=UTC)
+            node[leaf] = parsed.astimezone(UTC).strftime(fmt)
 
+
+def _short(body: Any) -> str:
     text = json.dumps(body, separators=(",", ":"))
     return text if len(text) < 200 else text[:200] + "..."
 

@@ -17,6 +17,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -70,15 +71,21 @@ class FakeKube:
         bookmark_interval: float = 1.0,
         validate: bool = True,
         history_limit: int = 1000,
+        crds: Sequence[Path] = (),
         startup_timeout: float = 20.0,
     ) -> FakeKube:
-        """Start a server with an empty store, wait until it answers, write its kubeconfig."""
+        """Start a server with an empty store, wait until it answers, write its kubeconfig.
+
+        ``crds`` replaces the default (deploy/crds/authz.dev_authpolicies.yaml) when given.
+        Raises FakeKubeError, with the process's stderr, if it does not come up.
+        """
         workdir.mkdir(parents=True, exist_ok=True)
         args = [
             f"--bookmark-interval={bookmark_interval}",
             f"--history-limit={history_limit}",
             f"--token={TOKEN}",
         ]
+        args += [f"--crd={path}" for path in crds]
         if not validate:
             args.append("--no-validate")
         kube = cls(workdir, args=args, startup_timeout=startup_timeout)
@@ -99,19 +106,19 @@ class FakeKube:
 
     def _spawn(self, *, port: int) -> None:
         cmd = [sys.executable, "-m", "tests.support.fakekube", f"--port={port}"]
-        cmd += [f"--state-file={self.state_file}", *self._args]
-        env = {
-            **os.environ,
-            "PYTHONPATH": os.pathsep.join([str(_REPO), os.environ.get("PYTHONPATH", "")]),
-        }
+        cmd += [f"--state-file={self.state_file}", "--exit-with-stdin", *self._args]
+        path = [str(_REPO), *filter(None, [os.environ.get("PYTHONPATH")])]
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
         with self._log_path.open("ab") as stderr:
+            # stdin stays open for the server's life: if this process dies, the server sees EOF
+            # and exits, so a crashed test run leaves no server behind.
             proc = subprocess.Popen(
                 cmd,
                 cwd=_REPO,
                 env=env,
                 stdout=subprocess.PIPE,
                 stderr=stderr,
-                stdin=subprocess.DEVNULL,
+                stdin=subprocess.PIPE,
             )
         self._proc = proc
         assert proc.stdout is not None
@@ -156,6 +163,7 @@ class FakeKube:
         if proc is not None and proc.poll() is None:
             proc.kill()
             proc.wait()
+        self._release_stdin()
         code = proc.returncode if proc is not None else None
         stderr = self._log_path.read_text(errors="replace") if self._log_path.exists() else ""
         raise FakeKubeError(f"fakekube {why} (exit code {code}); stderr:\n{stderr[-4000:]}")
@@ -163,14 +171,14 @@ class FakeKube:
     def stop(self, *, timeout: float = 10.0) -> None:
         """Graceful stop (SIGTERM): open watches end cleanly, then the socket closes."""
         proc = self._proc
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self._release_stdin()
 
     def kill(self) -> None:
         """Crash (SIGKILL): connections break mid-stream; nothing written is lost."""
@@ -178,6 +186,11 @@ class FakeKube:
         if proc is not None and proc.poll() is None:
             proc.kill()
             proc.wait()
+        self._release_stdin()
+
+    def _release_stdin(self) -> None:
+        if self._proc is not None and self._proc.stdin is not None:
+            self._proc.stdin.close()
 
     def restart(self, *, kill: bool = False) -> None:
         """Stop (or kill) and start again on the same port with the same state, history empty."""
@@ -215,7 +228,8 @@ class FakeKube:
         from kubernetes import config
 
         path = str(self.kubeconfig_path)
-        return config.new_client_from_config(config_file=path)  # type: ignore[no-untyped-call]
+        client: ApiClient = config.new_client_from_config(config_file=path)  # type: ignore[no-untyped-call]
+        return client
 
     def _write_kubeconfig(self) -> None:
         config = {
@@ -276,13 +290,17 @@ class FakeKube:
 
     def wait_for_watches(
         self, count: int = 1, *, path: str | None = None, timeout: float = 5.0
-    ) -> None:
-        """Block until at least ``count`` watches (on ``path``, if given) are open."""
+    ) -> list[dict[str, Any]]:
+        """Block until exactly ``count`` watches (on ``path``, if given) are open; return them.
+
+        Exactly, so that a watch the client has just abandoned (still open until the server
+        notices) is not mistaken for its replacement.
+        """
         deadline = time.monotonic() + timeout
         while True:
             open_ = [w for w in self.open_watches() if path is None or w["path"] == path]
-            if len(open_) >= count:
-                return
+            if len(open_) == count:
+                return open_
             if time.monotonic() > deadline:
                 raise FakeKubeError(f"expected {count} open watches, have {len(open_)}")
             time.sleep(0.02)

@@ -50,6 +50,9 @@ class ResourceType:
     allow_create_on_update: bool = False
     allow_unconditional_update: bool = True
     field_selectors: tuple[str, ...] = BASE_FIELD_SELECTORS
+    # Typed fields the real server re-encodes on decode: metav1.Time (seconds) and MicroTime.
+    time_fields: tuple[str, ...] = ()
+    micro_time_fields: tuple[str, ...] = ()
     schema: dict[str, Any] | None = field(default=None, compare=False, hash=False, repr=False)
 
     @property
@@ -100,7 +103,12 @@ def crd_resource_types(path: Path) -> list[ResourceType]:
 
 
 LEASES = ResourceType(
-    group="coordination.k8s.io", version="v1", plural="leases", kind="Lease", singular="lease"
+    group="coordination.k8s.io",
+    version="v1",
+    plural="leases",
+    kind="Lease",
+    singular="lease",
+    micro_time_fields=("spec.acquireTime", "spec.renewTime"),
 )
 CORE_EVENTS = ResourceType(
     group="",
@@ -111,6 +119,8 @@ CORE_EVENTS = ResourceType(
     short_names=("ev",),
     allow_create_on_update=True,
     field_selectors=BASE_FIELD_SELECTORS + _CORE_EVENT_FIELDS,
+    time_fields=("firstTimestamp", "lastTimestamp", "series.lastObservedTime"),
+    micro_time_fields=("eventTime",),
 )
 EVENTS_V1 = ResourceType(
     group="events.k8s.io",
@@ -120,6 +130,8 @@ EVENTS_V1 = ResourceType(
     singular="event",
     short_names=("ev",),
     allow_create_on_update=True,
+    time_fields=("deprecatedFirstTimestamp", "deprecatedLastTimestamp"),
+    micro_time_fields=("eventTime", "series.lastObservedTime"),
 )
 BUILTIN_TYPES = (LEASES, CORE_EVENTS, EVENTS_V1)
 

@@ -1,9 +1,9 @@
 """Label and field selectors with the API server's grammar and matching rules.
 
-A controller that narrows its list+watch with ``labelSelector`` must see exactly the objects the real
-server would send, including the edge cases that bite: ``a!=b`` and ``a notin (x)`` match objects
-without label ``a``, ``!a`` is existence negation, and ``in``/``notin`` lists contain commas that do
-not separate requirements. A malformed selector is a 400, as on the real server.
+A controller that narrows its list+watch with ``labelSelector`` must see exactly the objects the
+real server would send, including the edge cases that bite: ``a!=b`` and ``a notin (x)`` match
+objects without label ``a``, ``!a`` is existence negation, and ``in``/``notin`` lists contain commas
+that do not separate requirements. A malformed selector is a 400, as on the real server.
 """
 
 from __future__ import annotations
@@ -38,7 +38,9 @@ class LabelSelector:
 
 def _split_requirements(text: str) -> list[str]:
     """Split on commas outside parentheses."""
-    parts, depth, current = [], 0, []
+    parts: list[str] = []
+    current: list[str] = []
+    depth = 0
     for ch in text:
         if ch == "(":
             depth += 1

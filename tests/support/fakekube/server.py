@@ -234,8 +234,10 @@ class FakeApiServer:
         return _reply(reply)
 
 
-async def serve(options: Options, *, announce: Callable[[int], None]) -> None:
-    """Run until SIGTERM/SIGINT; ``announce`` gets the bound port once the server listens."""
+async def serve(
+    options: Options, *, announce: Callable[[int], None], stop: asyncio.Event | None = None
+) -> None:
+    """Run until SIGTERM/SIGINT or ``stop``; ``announce`` gets the port once the server listens."""
     server = FakeApiServer(options)
     runner = web.AppRunner(
         server.app(),
@@ -248,7 +250,7 @@ async def serve(options: Options, *, announce: Callable[[int], None]) -> None:
     site = web.TCPSite(runner, options.host, options.port, reuse_address=True)
     await site.start()
     announce(int(runner.addresses[0][1]))
-    stop = asyncio.Event()
+    stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)

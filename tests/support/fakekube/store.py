@@ -106,7 +106,7 @@ class Store:
         return self._commit(rt, "ADDED", key, copy.deepcopy(obj), None, dry_run=dry_run)
 
     def update(self, rt: ResourceType, old: JSON, new: JSON, *, dry_run: bool = False) -> JSON:
-        """Store ``new`` over ``old``; a write that changes nothing keeps ``old`` and its revision."""
+        """Store ``new`` over ``old``; a no-op write keeps ``old`` and its revision."""
         if new == old:
             return copy.deepcopy(old)
         return self._commit(rt, "MODIFIED", key_of(old), copy.deepcopy(new), old, dry_run=dry_run)
@@ -139,7 +139,7 @@ class Store:
         return copy.deepcopy(obj)
 
     def compact(self, rt: ResourceType | None = None) -> int:
-        """Forget the history (of one type, or all): older revisions become too old to watch from."""
+        """Forget the history (of one type, or all): older revisions become too old to watch."""
         storages = [storage_key(rt)] if rt is not None else list({*self._history, *self._objects})
         for storage in storages:
             self._history.pop(storage, None)

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from .errors import JSON, ApiError, expired
+from .errors import JSON, ApiError, bad_request, expired
 from .lists import Filter, parse_rv
 from .resources import ResourceType, storage_key
 from .store import Change, Store
@@ -42,14 +42,22 @@ def _event(kind: str, obj: JSON) -> bytes:
 
 
 def visible_change(change: Change, flt: Filter) -> tuple[str, JSON] | None:
-    """How ``change`` looks to a watcher with filter ``flt``, or None if it does not see it."""
+    """How ``change`` looks to a watcher with filter ``flt``, or None if it does not see it.
+
+    An object that stops matching is DELETED with its previous content at the change's revision,
+    which is what the watch cache sends.
+    """
     now = change.type != "DELETED" and flt.matches(change.obj)
     before = change.prev is not None and flt.matches(change.prev)
-    if change.type == "DELETED":
-        return ("DELETED", change.obj) if before else None
     if now:
         return ("MODIFIED" if before else "ADDED", change.obj)
-    return ("DELETED", change.obj) if before else None
+    if not before or change.prev is None:
+        return None
+    if change.type == "DELETED":
+        return ("DELETED", change.obj)
+    gone = {**change.prev, "metadata": {**change.prev["metadata"]}}
+    gone["metadata"]["resourceVersion"] = str(change.rv)
+    return ("DELETED", gone)
 
 
 @dataclass
@@ -150,7 +158,7 @@ class Watches:
 
     async def serve(self, request: web.Request, watch: OpenWatch) -> web.StreamResponse:
         query = request.query
-        timeout = float(query["timeoutSeconds"]) if query.get("timeoutSeconds") else None
+        timeout = _seconds(query.get("timeoutSeconds"))
         bookmarks = _truthy(query.get("allowWatchBookmarks"))
         try:
             watch.pending.extend(self._start(watch, query))
@@ -160,7 +168,7 @@ class Watches:
             return await _error_stream(request, err)
         try:
             resp = await _open_stream(request)
-            await self._pump(request, resp, watch, timeout=timeout, bookmarks=bookmarks)
+            await self._pump(request, resp, watch, seconds=timeout, bookmarks=bookmarks)
             return resp
         finally:
             self._open.pop(watch.id, None)
@@ -171,11 +179,11 @@ class Watches:
         resp: web.StreamResponse,
         watch: OpenWatch,
         *,
-        timeout: float | None,
+        seconds: float | None,
         bookmarks: bool,
     ) -> None:
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout if timeout is not None else None
+        deadline = loop.time() + seconds if seconds is not None else None
         next_bookmark = loop.time() + self.bookmark_interval
         while True:
             watch.wakeup.clear()
@@ -192,11 +200,11 @@ class Watches:
                 message = "The resourceVersion for the provided watch is too old."
                 await resp.write(_event("ERROR", expired(message).status()))
                 break
+            if watch.closing or (deadline is not None and now >= deadline):
+                break
             if watch.pending:
                 await resp.write(watch.pending.popleft())
                 continue
-            if watch.closing or (deadline is not None and now >= deadline):
-                break
             if bookmarks and now >= next_bookmark:
                 await resp.write(self._bookmark(watch.rt))
                 next_bookmark = now + self.bookmark_interval
@@ -210,6 +218,15 @@ class Watches:
             except TimeoutError:
                 pass
         await resp.write_eof()
+
+
+def _seconds(text: str | None) -> float | None:
+    if not text:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise bad_request(f"timeoutSeconds: invalid value {text!r}") from None
 
 
 def _truthy(value: str | None) -> bool:
