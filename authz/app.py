@@ -15,16 +15,25 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
+from authz.controller.observer import Counters
+from authz.controller.source import KubernetesSource
 from authz.jwt.providers import KeyRegistry
 from authz.jwt.verify import Verifier
 from authz.policy.snapshot import EMPTY, Snapshot
 from authz.policy.store import PolicyStore
+from authz.ratelimit.factory import build_limiter
+from authz.server.admin import AdminServer, AdminServicer
 from authz.server.grpc_server import GrpcServer
 from authz.server.listen import parse_listen
-from authz.server.probes import build_app, start_http
+from authz.server.observe import CheckTelemetry
+from authz.server.probes import build_app, metrics_route, start_http
 from authz.server.servicer import AuthorizationServicer
 from authz.settings import Settings
 from authz.sources.files import FileSource, report
+from authz.telemetry import tracing
+from authz.telemetry.adapters import ControllerMetrics, RateLimitMetrics
+from authz.telemetry.decisionlog import DecisionLog, LineWriter
+from authz.telemetry.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +44,7 @@ class SnapshotHolder:
 
     current: Snapshot = EMPTY
     loaded: bool = False
+    metrics: Metrics | None = None
     _previous: Snapshot | None = field(default=None, repr=False)
 
     def get(self) -> Snapshot:
@@ -44,6 +54,8 @@ class SnapshotHolder:
         report(snapshot, previous=self._previous)
         self._previous = snapshot
         self.current = snapshot
+        if self.metrics is not None:
+            self.metrics.policy_states([str(state.state) for state in snapshot.states])
 
 
 class Service:
@@ -51,7 +63,8 @@ class Service:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.holder = SnapshotHolder()
+        self.metrics = Metrics()
+        self.holder = SnapshotHolder(metrics=self.metrics)
         self._stopping = False
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -66,8 +79,17 @@ class Service:
         settings = self.settings
         grpc_address = parse_listen(settings.server.grpc_listen, flag="--grpc-listen")
         http_address = parse_listen(settings.server.http_listen, flag="--http-listen")
+        admin_address = parse_listen(settings.server.admin_listen, flag="--admin-listen")
+        tracing.configure()
+        metrics = self.metrics
+        log_writer = LineWriter(on_drop=metrics.log_dropped)
+        decision_log = DecisionLog(
+            log_writer.submit, allow_sample_rate=settings.telemetry.log_allow_sample_rate
+        )
         async with aiohttp.ClientSession() as session:
-            registry = KeyRegistry(settings=settings.jwks, session=session)
+            registry = KeyRegistry(
+                settings=settings.jwks, session=session, on_fetch=metrics.jwks_fetch
+            )
             store = PolicyStore(
                 bind=registry.provider, publish=self.holder.publish, retain=registry.retain
             )
@@ -75,10 +97,30 @@ class Service:
                 max_token_bytes=settings.tokens.max_token_bytes,
                 cache_size=settings.tokens.cache_size,
             )
-            servicer = AuthorizationServicer(snapshot=self.holder.get, verifier=verifier)
+            limiter = build_limiter(settings.ratelimit, observers=(RateLimitMetrics(metrics),))
+            hops = settings.client.trusted_proxy_hops
+            servicer = AuthorizationServicer(
+                snapshot=self.holder.get,
+                verifier=verifier,
+                observer=CheckTelemetry(metrics=metrics, log=decision_log),
+                limiter=limiter,
+                trusted_proxy_hops=hops,
+            )
             grpc_server = GrpcServer(servicer, grpc_address)
-            runner = await start_http(build_app(ready=self.ready), http_address)
-            log.info("HTTP probes on %s (/healthz, /readyz)", http_address)
+            admin_server = AdminServer(
+                AdminServicer(
+                    snapshot=self.holder.get,
+                    verifier=verifier,
+                    limiter=limiter,
+                    trusted_proxy_hops=hops,
+                ),
+                admin_address,
+            )
+            runner = await start_http(
+                build_app(ready=self.ready, routes=[metrics_route(metrics.render)]), http_address
+            )
+            log.info("HTTP probes on %s (/healthz, /readyz, /metrics)", http_address)
+            kube: KubernetesSource | None = None
             try:
                 files = FileSource(
                     settings.policies.paths,
@@ -86,10 +128,25 @@ class Service:
                     interval=settings.policies.poll_interval,
                 )
                 await asyncio.to_thread(files.load)
+                if settings.kubernetes.enabled:
+                    kube = await KubernetesSource.connect(
+                        settings.kubernetes,
+                        update=store.update,
+                        current=self.holder.get,
+                        observer=ControllerMetrics(metrics, Counters()),
+                    )
+                    await kube.start()
+                    self._install_signal_handlers()  # the API server may keep us waiting
+                    if not await kube.first_load(until=self._stop):
+                        return 0  # stopped before the first complete list: nothing was served
+                    self._watch(kube.run(), "Kubernetes controller")
                 await registry.first_attempts(settings.jwks.fetch_timeout)
                 self._watch(files.run(), "policy file watcher")
                 self.holder.loaded = True
+                await limiter.start()
                 await grpc_server.start()
+                await admin_server.start()
+                log.info("admin API (Explain, ListPolicies) on %s", admin_server.address)
                 await grpc_server.set_serving(True)
                 log.info(
                     "serving ext_authz on %s with %d polic%s",
@@ -102,12 +159,18 @@ class Service:
                 log.info("shutting down: draining in-flight checks")
                 self._stopping = True
                 await grpc_server.stop(settings.server.shutdown_grace)
+                await admin_server.stop(0)
             finally:
                 for task in self._tasks:
                     task.cancel()
                 await asyncio.gather(*self._tasks, return_exceptions=True)
+                if kube is not None:
+                    await kube.stop()  # ends the watches and releases the leader Lease
                 await runner.cleanup()
                 await registry.close()
+                await limiter.close()
+                log_writer.close()
+                tracing.shutdown()
         log.info("stopped")
         return 0
 

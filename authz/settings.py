@@ -47,6 +47,67 @@ class PolicySettings:
 
 
 @dataclass(frozen=True, slots=True)
+class KubernetesSettings:
+    """The Kubernetes policy source (`--kubernetes`): what to watch, and the leader Lease."""
+
+    #: Watch AuthPolicy resources in the cluster.
+    enabled: bool = False
+    #: A kubeconfig file; None: in-cluster config, then KUBECONFIG (or ~/.kube/config).
+    kubeconfig: Path | None = None
+    #: Namespaces to watch; empty: all namespaces.
+    namespaces: tuple[str, ...] = ()
+    #: A label selector (e.g. "shard=eu"); only matching AuthPolicies are served.
+    selector: str | None = None
+    #: This replica's identity in the leader Lease (POD_NAME); None: hostname and process id.
+    identity: str | None = None
+    #: The Lease's namespace (POD_NAMESPACE); None: the in-cluster or kubeconfig namespace.
+    lease_namespace: str | None = None
+    #: The Lease's name; None: derived from namespaces and selector, so shards elect separately.
+    lease_name: str | None = None
+    #: A leader that has not renewed for this long (seconds) is replaced.
+    lease_duration: float = 15.0
+    #: A changed resource waits this long (seconds) for more changes before a snapshot is built.
+    coalesce_quiet: float = 0.1
+    #: ...but never longer than this (seconds) after the first change of a burst.
+    coalesce_max: float = 1.0
+    #: A watch that delivers nothing, not even a bookmark, for this long (seconds) is restarted.
+    stall_timeout: float = 90.0
+    #: The server ends each watch after about this long (seconds; timeoutSeconds, jittered).
+    watch_timeout: float = 300.0
+    #: Reconnect backoff after a failure: first delay and cap (seconds), with jitter.
+    backoff_initial: float = 0.5
+    backoff_max: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitSettings:
+    """Where rate-limit counters live, and how a shared backend's outage is handled."""
+
+    #: None: counters in memory, per process. Else a redis:// or rediss:// (TLS) URL.
+    redis_url: str | None = None
+    #: "standalone", "cluster" or "sentinel" (the URL then names the sentinels).
+    redis_mode: str = "standalone"
+    #: The master's name in sentinel mode.
+    redis_sentinel_master: str = "mymaster"
+    #: One Redis call (one check) may take at most this long (seconds).
+    redis_timeout: float = 0.05
+    #: Consecutive failed calls that open the circuit (stop calling Redis; failure mode applies).
+    failure_threshold: int = 3
+    #: While the circuit is open, Redis is pinged this often (seconds).
+    probe_interval: float = 0.5
+    #: The in-memory limiter keeps at most this many buckets (least recently used dropped).
+    max_buckets: int = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class ClientSettings:
+    """How the client's IP address is found (IP filtering, sourceIP rate-limit keys)."""
+
+    #: 0: the peer address Envoy reports. N > 0: the Nth address from the right of X-Forwarded-For.
+    trusted_proxy_hops: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class ServerSettings:
     """Listeners."""
 
@@ -54,8 +115,18 @@ class ServerSettings:
     grpc_listen: str = "127.0.0.1:9191"
     #: /healthz, /readyz (and /metrics): "HOST:PORT".
     http_listen: str = "127.0.0.1:9090"
+    #: The admin gRPC API (authz.v1.Admin: Explain, ListPolicies): "HOST:PORT" or "unix:/path".
+    admin_listen: str = "127.0.0.1:9192"
     #: On SIGTERM, in-flight checks get this long to finish (seconds).
     shutdown_grace: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class TelemetrySettings:
+    """The decision log (tracing is configured by the standard OTEL_* variables)."""
+
+    #: Fraction of allowed decisions written to the decision log (denials are always written).
+    log_allow_sample_rate: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +135,10 @@ class Settings:
 
     server: ServerSettings = field(default_factory=ServerSettings)
     policies: PolicySettings = field(default_factory=PolicySettings)
+    kubernetes: KubernetesSettings = field(default_factory=KubernetesSettings)
     jwks: JwksSettings = field(default_factory=JwksSettings)
     tokens: TokenSettings = field(default_factory=TokenSettings)
+    telemetry: TelemetrySettings = field(default_factory=TelemetrySettings)
+    ratelimit: RateLimitSettings = field(default_factory=RateLimitSettings)
+    client: ClientSettings = field(default_factory=ClientSettings)
     log_level: str = "info"

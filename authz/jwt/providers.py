@@ -18,7 +18,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Protocol
 
 import aiohttp
@@ -26,8 +26,12 @@ import aiohttp
 from authz.jwt.keys import KeySet, parse_jwks
 from authz.jwt.sources import KeySource, KeySourceKind, check_fetch_url, discovery_url
 from authz.settings import JwksSettings
+from authz.telemetry import labels, tracing
 
 log = logging.getLogger(__name__)
+
+#: Told about every JWKS fetch: (issuer or JWKS URL, labels.FETCH_OK | labels.FETCH_ERROR).
+FetchObserver = Callable[[str, str], None]
 
 
 class KeyProvider(Protocol):
@@ -91,8 +95,10 @@ class RemoteKeys:
         session: aiohttp.ClientSession,
         settings: JwksSettings,
         loop: asyncio.AbstractEventLoop,
+        on_fetch: FetchObserver | None = None,
     ) -> None:
         self.source = source
+        self._on_fetch = on_fetch
         self._session = session
         self._loop = loop
         self._settings = settings
@@ -169,9 +175,14 @@ class RemoteKeys:
 
     async def _fetch_and_store(self) -> None:
         try:
-            await self._fetch_and_store_once()
+            with tracing.span("jwks.fetch", {"authz.jwks.source": self.source.describe()}):
+                await self._fetch_and_store_once()
         finally:
             self.first_attempt.set()
+
+    def _report(self, result: str) -> None:
+        if self._on_fetch is not None:
+            self._on_fetch(self.source.location, result)
 
     async def _fetch_and_store_once(self) -> None:
         try:
@@ -180,6 +191,8 @@ class RemoteKeys:
             raise
         except Exception as exc:  # any failure keeps the last good keys
             self._last_error = str(exc) or type(exc).__name__
+            self._report(labels.FETCH_ERROR)
+            tracing.mark_error(self._last_error)
             kept = "keeping the last good keys" if self._keys else "no keys yet"
             log.warning(
                 "fetching keys from %s failed: %s (%s)",
@@ -189,6 +202,7 @@ class RemoteKeys:
             )
             return
         self._last_error = None
+        self._report(labels.FETCH_OK)
         for reason in keys.skipped:
             log.warning("JWKS from %s: %s", self.source.describe(), reason)
         fingerprint = keys.fingerprint()
@@ -225,7 +239,13 @@ class RemoteKeys:
         ) as response:
             if response.status != 200:
                 raise FetchError(f"GET {url} answered HTTP {response.status}")
-            body = await response.content.read(limit + 1)
+            # read(n) returns whatever has arrived (possibly one chunk): loop until EOF or limit.
+            body = b""
+            while len(body) <= limit:
+                piece = await response.content.read(limit + 1 - len(body))
+                if not piece:
+                    break
+                body += piece
             if len(body) > limit:
                 raise FetchError(f"GET {url} returned more than {limit} bytes")
         try:
@@ -246,9 +266,16 @@ class KeyRegistry:
     Create it on the event loop that will run the fetches.
     """
 
-    def __init__(self, *, settings: JwksSettings, session: aiohttp.ClientSession) -> None:
+    def __init__(
+        self,
+        *,
+        settings: JwksSettings,
+        session: aiohttp.ClientSession,
+        on_fetch: FetchObserver | None = None,
+    ) -> None:
         self._settings = settings
         self._session = session
+        self._on_fetch = on_fetch
         self._loop = asyncio.get_running_loop()
         self._lock = threading.Lock()
         self._providers: dict[KeySource, StaticKeys | RemoteKeys] = {}
@@ -267,7 +294,11 @@ class KeyRegistry:
                 created = StaticKeys(source)
             else:
                 created = RemoteKeys(
-                    source, session=self._session, settings=self._settings, loop=self._loop
+                    source,
+                    session=self._session,
+                    settings=self._settings,
+                    loop=self._loop,
+                    on_fetch=self._on_fetch,
                 )
                 created.start()
             self._providers[source] = created
@@ -284,7 +315,9 @@ class KeyRegistry:
         """Wait (at most `within` s) until every remote source has tried its first fetch, so a
         replica turns ready with keys in hand instead of answering 503 to its first requests."""
         with self._lock:
-            events = [p.first_attempt for p in self._providers.values() if isinstance(p, RemoteKeys)]
+            events = [
+                p.first_attempt for p in self._providers.values() if isinstance(p, RemoteKeys)
+            ]
         if events:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.gather(*(e.wait() for e in events)), within)

@@ -32,6 +32,9 @@ class Decision:
     #: Headers on the response to the client (denials: WWW-Authenticate; allows: none yet).
     response_headers: tuple[tuple[str, str], ...] = ()
     decision_id: str = ""
+    #: The policy is in dryRun mode: `allowed`/`reason` are the would-be decision, and Envoy
+    #: is told to allow (see pipeline.mode).
+    dry_run: bool = False
 
     def located(self, *, policy: str | None, rule: str | None) -> Decision:
         return replace(self, policy=policy, rule=rule)
@@ -94,4 +97,29 @@ def issuer_unavailable(description: str) -> Decision:
 def internal_error() -> Decision:
     return deny(
         503, errors.INTERNAL_ERROR, "the authorization service failed; the request was denied"
+    )
+
+
+def ip_denied(description: str) -> Decision:
+    return deny(403, errors.IP_DENIED, description)
+
+
+def rate_limited(
+    *, description: str, retry_after: int, headers: tuple[tuple[str, str], ...]
+) -> Decision:
+    """429 with Retry-After (seconds) and the RateLimit-* headers of the limit that was hit."""
+    return deny(
+        429,
+        errors.RATE_LIMITED,
+        description,
+        response_headers=(("retry-after", str(retry_after)), *headers),
+    )
+
+
+def ratelimit_unavailable() -> Decision:
+    return deny(
+        503,
+        errors.RATELIMIT_UNAVAILABLE,
+        "rate limits cannot be checked right now; the request was denied",
+        response_headers=(("retry-after", "1"),),
     )

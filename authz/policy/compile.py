@@ -9,6 +9,7 @@ patterns that can match a normalized path, headers a policy must not set).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 from authz.errors import PolicyError, Problem
@@ -19,11 +20,18 @@ from authz.jwt.verify import IssuerSpec
 from authz.policy.matchers import PathMatcher, normalize_host_pattern, path_pattern_problem
 from authz.policy.model import CompiledPolicy, HeaderTemplate, Rule
 from authz.policy.schema import validate_document
+from authz.policy.traffic import MSG_SOURCE_IPS_EMPTY as MSG_SOURCE_IPS_EMPTY
+from authz.policy.traffic import MSG_UNIQUE_LIMITS as MSG_UNIQUE_LIMITS
+from authz.policy.traffic import MSG_WINDOW_MAX as MSG_WINDOW_MAX
+from authz.policy.traffic import compile_rate_limits, compile_source_ips, failure_mode
 
 #: Binds a key source to the provider that will hold its keys.
 KeyBinder = Callable[[KeySource], KeyProvider]
 
 DEFAULT_LEEWAY = 30.0
+#: spec.mode values; the default is enforce.
+MODE_ENFORCE = "enforce"
+MODE_DRY_RUN = "dryRun"
 DEFAULT_NAMESPACE = "default"
 #: Headers a policy may not set: they would break the request or the connection.
 FORBIDDEN_SET_HEADERS = frozenset(
@@ -169,6 +177,23 @@ def compile_policy(document: Mapping[str, Any], *, bind: KeyBinder) -> CompiledP
         if compiled is not None:
             issuers[compiled.issuer] = compiled
     rules = [_rule(raw, f"spec.rules[{i}]", problems) for i, raw in enumerate(spec["rules"])]
+    policy_key = f"{meta.get('namespace') or DEFAULT_NAMESPACE}/{meta['name']}"
+    rules = [
+        replace(
+            rule,
+            rate_limits=compile_rate_limits(
+                raw.get("rateLimits", []),
+                f"spec.rules[{i}].rateLimits",
+                policy=policy_key,
+                rule=rule.name,
+                problems=problems,
+            ),
+        )
+        if raw.get("rateLimits")
+        else rule
+        for i, (rule, raw) in enumerate(zip(rules, spec["rules"], strict=True))
+    ]
+    source_ips = compile_source_ips(spec.get("sourceIPs"), problems)
     if len({r.name for r in rules}) != len(rules):
         problems.append(Problem("spec.rules", MSG_UNIQUE_RULES))
     if not spec.get("issuers") and not all(r.anonymous for r in rules):
@@ -188,4 +213,7 @@ def compile_policy(document: Mapping[str, Any], *, bind: KeyBinder) -> CompiledP
         remove_headers=remove_headers,
         created=str(created) if created else None,
         generation=generation if isinstance(generation, int) else None,
+        dry_run=spec.get("mode") == MODE_DRY_RUN,
+        source_ips=source_ips,
+        rate_limit_failure_mode=failure_mode(spec),
     )

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 from authz.jwt.verify import IssuerSpec
 from authz.policy.matchers import PathMatcher
+from authz.policy.traffic import IPFilter
+from authz.ratelimit.spec import FailureMode, LimitSpec
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +28,8 @@ class Rule:
     any_of: frozenset[str]
     #: The scopes to name in `WWW-Authenticate: Bearer error="insufficient_scope", scope="..."`.
     scope_text: str
+    #: rateLimits: every one must admit a request; counted only when the request is allowed.
+    rate_limits: tuple[LimitSpec, ...] = ()
 
     def matches(self, method: str, path: str) -> bool:
         if self.methods is not None and method not in self.methods:
@@ -54,6 +58,12 @@ class CompiledPolicy:
     #: metadata.creationTimestamp (RFC 3339) when known: the older policy wins a host conflict.
     created: str | None
     generation: int | None
+    #: spec.mode dryRun: decisions are evaluated, logged and counted, and the request allowed.
+    dry_run: bool = False
+    #: spec.sourceIPs, checked before authentication (None: any client address).
+    source_ips: IPFilter | None = None
+    #: spec.rateLimitFailureMode: what limits do while the shared (Redis) backend is away.
+    rate_limit_failure_mode: FailureMode = FailureMode.FALLBACK
 
     @property
     def key(self) -> str:

@@ -50,17 +50,21 @@ def deny_body(decision: Decision) -> str:
 
 
 def to_check_response(decision: Decision) -> pb.CheckResponse:
-    if decision.allowed:
+    if decision.allowed or decision.dry_run:
         metadata = Struct()
         metadata.update({"policy": decision.policy or "", "rule": decision.rule or ""})
         if decision.subject is not None:
             metadata["subject"] = decision.subject
+        if decision.dry_run:
+            metadata["dry_run"] = True
+        # A dry-run would-be denial is allowed; its challenge headers are not sent.
+        response_headers = decision.response_headers if decision.allowed else ()
         return pb.CheckResponse(
             status=_OK,
             ok_response=pb.OkHttpResponse(
                 headers=[_option(n, v) for n, v in decision.set_headers],
                 headers_to_remove=decision.remove_headers,
-                response_headers_to_add=[_option(n, v) for n, v in decision.response_headers],
+                response_headers_to_add=[_option(n, v) for n, v in response_headers],
             ),
             dynamic_metadata=metadata,
         )

@@ -1,4 +1,4 @@
-"""HTTP endpoints for kubelets and humans: /healthz (alive) and /readyz (policies loaded).
+"""HTTP endpoints for kubelets and humans: /healthz (alive), /readyz (policies loaded), /metrics.
 
 Readiness follows the first complete policy load and turns false again while shutting down, so
 a Service stops sending traffic before the sidecar stops answering.
@@ -29,6 +29,16 @@ def build_app(
     app = web.Application()
     app.add_routes([web.get("/healthz", healthz), web.get("/readyz", readyz), *(routes or [])])
     return app
+
+
+def metrics_route(render: Callable[[], tuple[bytes, str]]) -> web.RouteDef:
+    """GET /metrics: Prometheus text exposition from `render` (body, content type)."""
+
+    async def metrics(_request: web.Request) -> web.Response:
+        body, content_type = render()
+        return web.Response(body=body, headers={"Content-Type": content_type})
+
+    return web.get("/metrics", metrics)
 
 
 async def start_http(app: web.Application, address: ListenAddress) -> web.AppRunner:

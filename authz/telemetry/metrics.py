@@ -19,6 +19,7 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    disable_created_metrics,
     generate_latest,
 )
 from prometheus_client.gc_collector import GCCollector
@@ -57,6 +58,7 @@ class Metrics:
     """Every metric of the sidecar, and the methods the parts call to update them."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        disable_created_metrics()  # *_created series double the output and nobody graphs them
         self.registry = registry or CollectorRegistry(auto_describe=True)
         reg = self.registry
         ProcessCollector(registry=reg)
@@ -121,7 +123,8 @@ class Metrics:
         )
         self._watch_restarts = Counter(
             "authz_watch_restarts_total",
-            "Kubernetes watches restarted (relist after an error or 410 Gone).",
+            "Kubernetes watches restarted, by reason (ended, expired, stalled, unavailable, error).",
+            ["reason"],
             registry=reg,
         )
         self._log_dropped = Counter(
@@ -167,8 +170,8 @@ class Metrics:
     def watch_event(self, event_type: str) -> None:
         self._watch_events.labels(event_type).inc()
 
-    def watch_restart(self) -> None:
-        self._watch_restarts.inc()
+    def watch_restart(self, reason: str) -> None:
+        self._watch_restarts.labels(reason).inc()
 
     def log_dropped(self, count: int = 1) -> None:
         self._log_dropped.inc(count)

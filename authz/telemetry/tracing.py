@@ -289,3 +289,9 @@ def force_flush(timeout_millis: int = 5000) -> bool:
     """Export buffered spans now (tests; shutdown does it too)."""
     state = _state
     return state.provider.force_flush(timeout_millis) if state is not None else True
+
+
+def mark_error(message: str) -> None:
+    """Mark the current span (if any is recording) as failed, e.g. a fetch that was handled."""
+    if _state is not None:
+        trace.get_current_span().set_status(trace.Status(trace.StatusCode.ERROR, message))

@@ -111,6 +111,8 @@ def start_sidecar(
     ]
     for path in policies:
         argv += ["--policies", str(path)]
+    if "--admin-listen" not in extra:  # many sidecars run at once: none may take the default port
+        argv += ["--admin-listen", "127.0.0.1:0"]
     proc = Proc(name, [*argv, *extra], log=tmp_path / f"{name}.log", env=env)
     if wait:
         proc.wait_http(f"http://127.0.0.1:{http_port}/readyz")

@@ -1,0 +1,171 @@
+"""The admin API (authz.v1.Admin) on its own listener: Explain and ListPolicies.
+
+Explain answers "why was this request denied?" from the very code that decides real requests
+(decide + the policy mode, with a Trace recording each step), against the current snapshot,
+without side effects: no quota is consumed, nothing is logged or counted. Its request carries
+headers, tokens included, so the listener defaults to loopback and nothing here logs a header.
+
+Registered as generic handlers, like the ext_authz servicer, so no grpc stubs are generated.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+import grpc
+
+from authz._gen.authz.v1 import admin_pb2 as apb
+from authz.errors import ConfigError
+from authz.jwt.verify import Verifier
+from authz.pipeline.mode import decide_in_mode
+from authz.pipeline.request import CheckInput
+from authz.pipeline.trace import Trace
+from authz.policy.compile import MODE_DRY_RUN, MODE_ENFORCE
+from authz.policy.snapshot import Snapshot, normalize_request_host
+from authz.ratelimit.limiter import Limiter
+from authz.server.listen import ListenAddress, remove_stale_socket
+
+log = logging.getLogger(__name__)
+
+SERVICE = "authz.v1.Admin"
+_OUTCOMES = {
+    "pass": apb.PASS,
+    "fail": apb.FAIL,
+    "skip": apb.SKIP,
+    "info": apb.INFO,
+}
+#: Keyword options of `decide` for a side-effect-free evaluation.
+EXPLAIN_OPTIONS: dict[str, bool] = {"consume": False}
+
+
+class AdminServicer:
+    def __init__(
+        self,
+        *,
+        snapshot: Callable[[], Snapshot],
+        verifier: Verifier,
+        limiter: Limiter | None = None,
+        trusted_proxy_hops: int = 0,
+    ) -> None:
+        self._snapshot = snapshot
+        self._verifier = verifier
+        self._limiter = limiter
+        self._trusted_proxy_hops = trusted_proxy_hops
+
+    async def explain(
+        self,
+        request: apb.ExplainRequest,
+        context: grpc.aio.ServicerContext[apb.ExplainRequest, apb.ExplainResponse],
+    ) -> apb.ExplainResponse:
+        headers = {name.lower(): value for name, value in request.headers.items()}
+        authority = request.host or headers.get(":authority") or headers.get("host", "")
+        if not authority:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "host is required")
+        if not request.path:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "path is required")
+        snapshot = self._snapshot()
+        check = CheckInput(
+            method=(request.method or "GET").upper(),
+            host=normalize_request_host(authority),
+            raw_path=request.path,
+            headers=headers,
+            source_ip=request.source_ip,
+        )
+        trace = Trace()
+        decision = await decide_in_mode(
+            snapshot,
+            check,
+            verifier=self._verifier,
+            now=time.time(),
+            trace=trace,
+            limiter=self._limiter,
+            trusted_proxy_hops=self._trusted_proxy_hops,
+            **EXPLAIN_OPTIONS,
+        )
+        return apb.ExplainResponse(
+            allowed=decision.allowed,
+            reason=decision.reason,
+            http_status=decision.status,
+            description=decision.description,
+            policy=decision.policy or "",
+            rule=decision.rule or "",
+            steps=[
+                apb.Step(
+                    name=s.name,
+                    outcome=_OUTCOMES.get(s.outcome, apb.OUTCOME_UNSPECIFIED),
+                    detail=s.detail,
+                )
+                for s in trace.steps
+            ],
+            set_headers=[apb.Header(name=n, value=v) for n, v in decision.set_headers],
+            remove_headers=decision.remove_headers,
+            response_headers=[apb.Header(name=n, value=v) for n, v in decision.response_headers],
+            dry_run=decision.dry_run,
+            subject=decision.subject or "",
+            snapshot_serial=snapshot.serial,
+        )
+
+    async def list_policies(
+        self,
+        request: apb.ListPoliciesRequest,
+        context: grpc.aio.ServicerContext[apb.ListPoliciesRequest, apb.ListPoliciesResponse],
+    ) -> apb.ListPoliciesResponse:
+        snapshot = self._snapshot()
+        served = {policy.key: policy for policy in snapshot.policies}
+        statuses = []
+        for state in snapshot.states:
+            policy = served.get(state.key) if state.serving else None
+            statuses.append(
+                apb.PolicyStatus(
+                    name=state.key,
+                    source=state.location,
+                    state=str(state.state),
+                    message=state.message,
+                    serving=state.serving,
+                    generation=state.generation or 0,
+                    hosts=policy.hosts if policy is not None else (),
+                    mode=(MODE_DRY_RUN if policy.dry_run else MODE_ENFORCE) if policy else "",
+                )
+            )
+        return apb.ListPoliciesResponse(policies=statuses, snapshot_serial=snapshot.serial)
+
+    def handler(self) -> grpc.GenericRpcHandler:
+        return grpc.method_handlers_generic_handler(
+            SERVICE,
+            {
+                "Explain": grpc.unary_unary_rpc_method_handler(
+                    self.explain,
+                    request_deserializer=apb.ExplainRequest.FromString,
+                    response_serializer=apb.ExplainResponse.SerializeToString,
+                ),
+                "ListPolicies": grpc.unary_unary_rpc_method_handler(
+                    self.list_policies,
+                    request_deserializer=apb.ListPoliciesRequest.FromString,
+                    response_serializer=apb.ListPoliciesResponse.SerializeToString,
+                ),
+            },
+        )
+
+
+class AdminServer:
+    """The admin gRPC server on --admin-listen."""
+
+    def __init__(self, servicer: AdminServicer, address: ListenAddress) -> None:
+        self.address = address
+        self._server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        self._server.add_generic_rpc_handlers([servicer.handler()])
+        remove_stale_socket(address)
+        try:
+            bound = self._server.add_insecure_port(address.grpc_target)
+        except RuntimeError as exc:
+            raise ConfigError(f"--admin-listen: cannot listen on {address}: {exc}") from None
+        if address.path is None:
+            self.address = ListenAddress(host=address.host, port=bound)
+
+    async def start(self) -> None:
+        await self._server.start()
+
+    async def stop(self, grace: float) -> None:
+        await self._server.stop(grace)

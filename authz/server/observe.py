@@ -1,0 +1,96 @@
+"""What the servicer reports about each decision: metrics, the decision log, span attributes.
+
+The servicer calls one observer per check, after the decision and before answering Envoy. The
+observer gets the decision id the deny body carries, so the span attribute, the log line and
+the body always agree. Telemetry is the lowest layer and knows nothing of Decision, so this
+module translates: plain values in, nothing but the allowlisted fields out.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from opentelemetry.trace import Span, Status, StatusCode
+
+from authz import errors
+from authz.pipeline.decision import Decision
+from authz.pipeline.request import CheckInput
+from authz.telemetry import labels, tracing
+from authz.telemetry.decisionlog import DecisionLog, redact_path
+from authz.telemetry.metrics import Metrics
+
+_NO_REQUEST = CheckInput(method="", host="", raw_path="")
+
+
+class CheckObserver(Protocol):
+    """The servicer's seam for reporting a decision (tests pass their own)."""
+
+    def observe(
+        self,
+        request: CheckInput | None,
+        decision: Decision,
+        *,
+        seconds: float,
+        span: Span | None,
+    ) -> None: ...
+
+
+class CheckTelemetry:
+    """Metrics + decision log + span attributes for each check; any part may be absent."""
+
+    def __init__(self, *, metrics: Metrics | None = None, log: DecisionLog | None = None) -> None:
+        self._metrics = metrics
+        self._log = log
+
+    def observe(
+        self,
+        request: CheckInput | None,
+        decision: Decision,
+        *,
+        seconds: float,
+        span: Span | None,
+    ) -> None:
+        req = request or _NO_REQUEST
+        if self._metrics is not None:
+            self._metrics.check(
+                seconds,
+                allowed=decision.allowed,
+                policy=decision.policy or "",
+                reason=decision.reason,
+                dry_run=decision.dry_run,
+            )
+        if span is not None:
+            span.set_attributes(
+                {
+                    "authz.decision_id": decision.decision_id,
+                    "authz.decision": labels.decision_label(decision.allowed),
+                    "authz.reason": decision.reason,
+                    "authz.policy": decision.policy or "",
+                    "authz.rule": decision.rule or "",
+                    "authz.dry_run": decision.dry_run,
+                    "http.request.method": req.method,
+                    "url.path": redact_path(req.raw_path),
+                    "server.address": req.host,
+                    "http.response.status_code": 200 if decision.dry_run else decision.status,
+                }
+            )
+            if decision.reason == errors.INTERNAL_ERROR:
+                span.set_status(Status(StatusCode.ERROR, decision.description))
+        if self._log is not None:
+            self._log.record(
+                decision_id=decision.decision_id,
+                allowed=decision.allowed,
+                reason=decision.reason,
+                status=decision.status,
+                policy=decision.policy,
+                rule=decision.rule,
+                sub=decision.subject,
+                client_ip=req.source_ip,
+                method=req.method,
+                host=req.host,
+                path=req.raw_path,
+                latency=seconds,
+                dry_run=decision.dry_run,
+                request_id=req.request_id,
+                trace_id=tracing.trace_id(span),
+            )
