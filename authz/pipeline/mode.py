@@ -10,7 +10,6 @@ smuggle `x-user-id: admin` past a dry-run policy) and the policy's removeHeaders
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
 
 from authz.jwt.verify import Verifier
 from authz.pipeline.decide import decide
@@ -19,6 +18,7 @@ from authz.pipeline.request import CheckInput
 from authz.pipeline.trace import Trace
 from authz.policy.model import CompiledPolicy
 from authz.policy.snapshot import Snapshot
+from authz.ratelimit.limiter import Limiter
 
 
 def dry_run(decision: Decision, policy: CompiledPolicy, trace: Trace | None = None) -> Decision:
@@ -45,10 +45,21 @@ async def decide_in_mode(
     verifier: Verifier,
     now: float,
     trace: Trace | None = None,
-    **options: Any,
+    limiter: Limiter | None = None,
+    trusted_proxy_hops: int = 0,
+    consume: bool = True,
 ) -> Decision:
-    """`decide`, then the policy's mode. `options` pass through to decide (e.g. consume)."""
-    decision = await decide(snapshot, request, verifier=verifier, now=now, trace=trace, **options)
+    """`decide` (same arguments), then the policy's mode."""
+    decision = await decide(
+        snapshot,
+        request,
+        verifier=verifier,
+        now=now,
+        trace=trace,
+        limiter=limiter,
+        trusted_proxy_hops=trusted_proxy_hops,
+        consume=consume,
+    )
     if decision.policy is None:
         return decision
     policy = snapshot.lookup(request.host)

@@ -36,8 +36,6 @@ _OUTCOMES = {
     "skip": apb.SKIP,
     "info": apb.INFO,
 }
-#: Keyword options of `decide` for a side-effect-free evaluation.
-EXPLAIN_OPTIONS: dict[str, bool] = {"consume": False}
 
 
 class AdminServicer:
@@ -82,7 +80,7 @@ class AdminServicer:
             trace=trace,
             limiter=self._limiter,
             trusted_proxy_hops=self._trusted_proxy_hops,
-            **EXPLAIN_OPTIONS,
+            consume=False,  # explaining a request must not use up its quota
         )
         return apb.ExplainResponse(
             allowed=decision.allowed,

@@ -60,12 +60,11 @@ class _Clock:
         self._prefix = ""
 
     def stamp(self) -> str:
-        now = self._now()
-        second = int(now)
+        second, millis = divmod(round(self._now() * 1000), 1000)
         if second != self._second:
             self._second = second
             self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        return f"{self._prefix}.{int((now - second) * 1000):03d}Z"
+        return f"{self._prefix}.{millis:03d}Z"
 
 
 class DecisionLog:
