@@ -92,7 +92,7 @@ def test_sample_rate_zero_logs_denials_only() -> None:
 
 @pytest.mark.parametrize("rate", [-0.1, 1.5])
 def test_a_sample_rate_outside_0_1_is_refused(rate: float) -> None:
-    with pytest.raises(ValueError, match="0..1"):
+    with pytest.raises(ValueError, match=r"0\.\.1"):
         DecisionLog(lambda _line: None, allow_sample_rate=rate)
 
 

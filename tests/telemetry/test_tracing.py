@@ -194,11 +194,15 @@ async def test_a_parent_that_was_not_sampled_is_respected(receiver: OtlpReceiver
 
 async def test_child_spans_nest_and_record_errors(receiver: OtlpReceiver) -> None:
     assert tracing.configure(otel_env(receiver))
-    with tracing.span("outer", {"k": "v"}) as outer:
-        assert outer is not None
-        with pytest.raises(RuntimeError), tracing.span("inner"):
+    async def failing() -> None:
+        with tracing.span("inner"):
             await asyncio.sleep(0)
             raise RuntimeError("boom")
+
+    with tracing.span("outer", {"k": "v"}) as outer:
+        assert outer is not None
+        with pytest.raises(RuntimeError):
+            await failing()
     tracing.force_flush()
     spans = {s.name: s for s in receiver.wait_for(lambda s: True, count=2)}
     assert spans["inner"].parent_span_id == spans["outer"].span_id
