@@ -19,6 +19,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from authz import __version__
 from authz.errors import ConfigError
@@ -60,7 +61,27 @@ def _apply_env(parser: argparse.ArgumentParser) -> None:
         elif isinstance(action, argparse._AppendAction):
             action.default = [item.strip() for item in raw.split(",") if item.strip()]
         else:
+            # argparse checks choices on the command line only, never against a default.
+            if action.choices is not None and raw not in action.choices:
+                options = ", ".join(map(str, action.choices))
+                raise ConfigError(f"{env}: expected one of {options}, got {raw!r}")
             action.default = raw
+
+
+class _AppendOverEnv(argparse._AppendAction):
+    """Like "append", except that the first use on the command line replaces a list taken from
+    the environment (plain "append" would add to it, and the flag would not win)."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[Any] | None,
+        option_string: str | None = None,
+    ) -> None:
+        if self.default and getattr(namespace, self.dest, None) is self.default:
+            setattr(namespace, self.dest, None)
+        super().__call__(parser, namespace, values, option_string)
 
 
 def _serve_parser(
@@ -71,6 +92,7 @@ def _serve_parser(
         help="run the sidecar",
         description="Serve Envoy's ext_authz Check (gRPC), grpc.health.v1, /healthz and /readyz.",
     )
+    serve.register("action", "append", _AppendOverEnv)
     serve.add_argument(
         "--policies",
         action="append",

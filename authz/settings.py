@@ -91,6 +91,8 @@ class RateLimitSettings:
     redis_sentinel_master: str = "mymaster"
     #: One Redis call (one check) may take at most this long (seconds).
     redis_timeout: float = 0.05
+    #: Redis calls in flight at most (per node in cluster mode); more wait within the timeout.
+    redis_max_connections: int = 64
     #: Consecutive failed calls that open the circuit (stop calling Redis; failure mode applies).
     failure_threshold: int = 3
     #: While the circuit is open, Redis is pinged this often (seconds).

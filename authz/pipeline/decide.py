@@ -8,6 +8,7 @@ are not AuthzErrors are the server's to turn into a deny (see server.servicer).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from authz import errors
@@ -17,11 +18,15 @@ from authz.jwt.verify import VerifiedToken, Verifier
 from authz.pipeline import decision as d
 from authz.pipeline.claims import claim_at, granted_scopes, header_value
 from authz.pipeline.decision import Decision
+from authz.pipeline.ipfilter import check_source_ip, client_address
 from authz.pipeline.paths import normalize_path
+from authz.pipeline.ratelimits import apply_rate_limits, hits_for, needs_address
 from authz.pipeline.request import CheckInput
 from authz.pipeline.trace import Trace
 from authz.policy.model import CompiledPolicy, Rule
 from authz.policy.snapshot import Snapshot
+from authz.policy.traffic import IPAddress
+from authz.ratelimit.limiter import Limiter
 
 
 async def decide(
@@ -31,7 +36,13 @@ async def decide(
     verifier: Verifier,
     now: float,
     trace: Trace | None = None,
+    limiter: Limiter | None = None,
+    trusted_proxy_hops: int = 0,
+    consume: bool = True,
 ) -> Decision:
+    """The decision for one request. `limiter` serves the rules' rate limits (a rule with limits
+    and no limiter is denied: internal_error); `consume=False` evaluates them without counting
+    (Explain). `trusted_proxy_hops` picks the client address (see pipeline.ipfilter)."""
     policy = snapshot.lookup(request.host)
     if policy is None:
         if trace is not None:
@@ -39,6 +50,14 @@ async def decide(
         return d.no_policy(request.host)
     if trace is not None:
         trace.add("host", "pass", f"{request.host!r} -> policy {policy.key}")
+    address: IPAddress | None = None
+    if policy.source_ips is not None:
+        address = client_address(request, trusted_proxy_hops=trusted_proxy_hops)
+        denied = check_source_ip(
+            policy.source_ips, address, trusted_proxy_hops=trusted_proxy_hops, trace=trace
+        )
+        if denied is not None:
+            return denied.located(policy=policy.key, rule=None)
     try:
         path = normalize_path(request.raw_path)
     except PathError as exc:
@@ -76,7 +95,21 @@ async def decide(
             trace.add("scopes", "pass", f"token grants {rule.scope_text!r}")
     elif trace is not None:
         trace.add("scopes", "skip", "the rule requires no scopes")
-    return _allow(policy, rule, claims, trace)
+    if not rule.rate_limits:  # (no trace step: policies without limits read as before)
+        return _allow(policy, rule, claims, trace)
+    if limiter is None:
+        if trace is not None:
+            trace.add("ratelimit", "fail", "the rule has rate limits but no limiter was given")
+        return d.internal_error().located(policy=policy.key, rule=rule.name)
+    if address is None and needs_address(rule):
+        address = client_address(request, trusted_proxy_hops=trusted_proxy_hops)
+    hits = hits_for(rule, claims=claims, request=request, address=address)
+    limited = await apply_rate_limits(
+        policy, rule, hits, limiter=limiter, now=now, consume=consume, trace=trace
+    )
+    if isinstance(limited, Decision):
+        return limited.located(policy=policy.key, rule=rule.name)
+    return replace(_allow(policy, rule, claims, trace), response_headers=limited)
 
 
 def _match(rules: tuple[Rule, ...], method: str, path: str) -> Rule | None:
