@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from jwt import PyJWK
-from jwt.exceptions import PyJWKError
+from jwt.exceptions import PyJWTError
 
 #: Every algorithm the sidecar can accept. Never "none", never HMAC.
 SUPPORTED_ALGORITHMS: frozenset[str] = frozenset(
@@ -68,7 +68,7 @@ def _compatible_algorithms(jwk: Mapping[str, Any]) -> frozenset[str]:
     if kty == "EC":
         alg = _EC_ALGS.get(str(jwk.get("crv")))
         return frozenset({alg}) if alg else frozenset()
-    if kty == "OKP" and jwk.get("crv") in _OKP_CURVES:
+    if kty == "OKP" and str(jwk.get("crv")) in _OKP_CURVES:
         return frozenset({"EdDSA"})
     return frozenset()
 
@@ -92,12 +92,13 @@ def _load_key(jwk: Mapping[str, Any], index: int) -> VerificationKey | str:
     algorithms = _compatible_algorithms(jwk)
     declared = jwk.get("alg")
     if declared is not None:
-        algorithms = algorithms & {declared}
+        algorithms = algorithms & {declared} if isinstance(declared, str) else frozenset()
     if not algorithms:
         return f"{label}: no supported signature algorithm fits kty {kty!r} / alg {declared!r}"
+    # Malformed members raise InvalidKeyError (a PyJWTError, not a PyJWKError): skip this key only.
     try:
         loaded = PyJWK(dict(jwk), algorithm=sorted(algorithms)[0]).key
-    except (PyJWKError, ValueError, TypeError, KeyError) as exc:
+    except (PyJWTError, ValueError, TypeError, KeyError) as exc:
         return f"{label}: unusable key: {exc}"
     if kty == "RSA" and loaded.key_size < _MIN_RSA_BITS:
         return f"{label}: RSA key of {loaded.key_size} bits is below {_MIN_RSA_BITS}"

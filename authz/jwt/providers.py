@@ -157,7 +157,16 @@ class RemoteKeys:
         if self._inflight is None:
             self._inflight = asyncio.create_task(self._fetch_and_store())
             self._inflight.add_done_callback(self._clear_inflight)
-        await asyncio.shield(self._inflight)
+        inflight = self._inflight
+        try:
+            await asyncio.shield(inflight)
+        except asyncio.CancelledError:
+            # close() cancelled the shared fetch, not this caller: its waiters (checks awaiting
+            # an unknown kid) carry on with the keys they have instead of being cancelled.
+            current = asyncio.current_task()
+            if inflight.cancelled() and (current is None or not current.cancelling()):
+                return
+            raise
 
     def _clear_inflight(self, _task: asyncio.Task[None]) -> None:
         self._inflight = None

@@ -48,7 +48,8 @@ class HostIndex:
         found = self.exact.get(host)
         if found is not None:
             return found
-        if self.wildcard:
+        # "*" never matches an empty label: ".x.test" and "a..x.test" are not subdomains of x.test.
+        if self.wildcard and not host.startswith(".") and ".." not in host:
             dot = host.find(".")
             while dot >= 0:
                 found = self.wildcard.get(host[dot + 1 :])

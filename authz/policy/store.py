@@ -185,6 +185,7 @@ class PolicyStore:
                     f"{state.message}; {conflicts[state.key]}",
                     False,
                     state.generation,
+                    state.problems,
                 )
             final.append(state)
         self._serial += 1

@@ -37,7 +37,8 @@ def parse_listen(value: str, *, flag: str) -> ListenAddress:
             )
         return ListenAddress(path=path)
     host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or int(port) > 65535:
+    # isdigit() alone accepts superscripts (int() then raises) and other scripts' digits.
+    if not sep or not (port.isascii() and port.isdigit()) or int(port) > 65535:
         raise ConfigError(f"{flag}: expected HOST:PORT or unix:/path, got {value!r}")
     host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
     if not host:

@@ -23,6 +23,8 @@ from authz.policy.store import SourceDocument
 SUFFIXES = (".yaml", ".yml", ".json")
 MAX_FILE_BYTES = 4 * 1024 * 1024
 MAX_ALIASES = 100
+#: A document with aliases may expand to at most this many nodes when walked.
+MAX_EXPANDED_NODES = 100_000
 _MARKER = re.compile(r"^(---|\.\.\.)([ \t].*)?$")
 
 
@@ -78,10 +80,53 @@ def _chunks(text: str) -> Iterator[tuple[int, str]]:
         yield start, "".join(lines)
 
 
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [child for pair in node.value for child in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
+def _check_expansion(root: yaml.Node) -> None:
+    """Refuse a cyclic document, or one whose aliases expand it past MAX_EXPANDED_NODES.
+
+    Few aliases can describe billions of values (each level repeating the previous one); every
+    later walk (hashing, schema validation) would pay for all of them. Sizes are computed per
+    shared node, iteratively, so this check itself stays linear in the document's text.
+    """
+    sizes: dict[int, int] = {}
+    walking: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, finished = stack.pop()
+        if finished:
+            walking.discard(id(node))
+            size = 1 + sum(sizes[id(child)] for child in _children(node))
+            if size > MAX_EXPANDED_NODES:
+                raise yaml.YAMLError(
+                    f"aliases expand the document to more than {MAX_EXPANDED_NODES} values"
+                )
+            sizes[id(node)] = size
+        elif id(node) not in sizes:
+            if id(node) in walking:
+                raise yaml.YAMLError("an alias refers to an anchor that contains it")
+            walking.add(id(node))
+            stack.append((node, True))
+            stack.extend((child, False) for child in _children(node))
+
+
 def _parse(chunk: str) -> Any:
     loader = _Loader(chunk)
     try:
-        return loader.get_single_data()
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        if loader.aliases:
+            _check_expansion(node)
+        return loader.construct_document(node)
+    except RecursionError:
+        raise yaml.YAMLError("the document is nested too deeply") from None
     finally:
         loader.dispose()
 
