@@ -24,7 +24,7 @@ from typing import Any
 from jwt.algorithms import get_default_algorithms
 
 from authz.errors import KeysUnavailable, TokenError
-from authz.jwt.keys import VerificationKey
+from authz.jwt.keys import KeySet, VerificationKey
 from authz.jwt.providers import KeyProvider
 from authz.jwt.token import UnverifiedToken, parse_token
 
@@ -124,19 +124,31 @@ class Verifier:
                     "token has no kid and the issuer has no single key for its algorithm"
                 )
             return fitting[0]
-        key = keys.by_kid.get(kid)
+        key = _with_kid(keys, kid, token.alg)
         if key is None:
             # Possibly a rotation we have not seen yet: refetch (single-flight, rate-limited).
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(provider.refresh_for_unknown_kid(), self._unknown_kid_wait)
             refreshed = provider.keys
-            key = refreshed.by_kid.get(kid) if refreshed is not None else None
+            key = _with_kid(refreshed, kid, token.alg) if refreshed is not None else None
         if key is None:
             raise TokenError("no signing key of the issuer matches the token's kid")
         return key
 
     def clear(self) -> None:
         self._cache.clear()
+
+
+def _with_kid(keys: KeySet, kid: str, alg: str) -> VerificationKey | None:
+    """The key with this kid; when several share it (e.g. an RSA and an EC key during a
+    migration), the one that fits the token's algorithm."""
+    first = keys.by_kid.get(kid)
+    if first is None or alg in first.algorithms:
+        return first
+    for key in keys.keys:
+        if key.kid == kid and alg in key.algorithms:
+            return key
+    return first
 
 
 def _signature_ok(token: UnverifiedToken, key: VerificationKey) -> bool:

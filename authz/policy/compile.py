@@ -125,7 +125,7 @@ def _rule(raw: Mapping[str, Any], where: str, problems: list[Problem]) -> Rule:
         anonymous=anonymous,
         all_of=frozenset(all_of),
         any_of=frozenset(any_of),
-        scope_text=" ".join(all_of + any_of),
+        scope_text=" ".join(dict.fromkeys(all_of + any_of)),
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from enum import StrEnum
 
 from authz.errors import Problem
@@ -90,15 +91,31 @@ def normalize_request_host(authority: str) -> str:
     return host.rstrip(".")
 
 
+def _age(policy: CompiledPolicy) -> tuple[bool, float, str, str]:
+    """Sort key: policies with a creation time first, oldest first; then namespace/name."""
+    created = _timestamp(policy.created)
+    return (created is None, created or 0.0, policy.namespace, policy.name)
+
+
+def _timestamp(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.timestamp()
+
+
 def build_index(policies: list[CompiledPolicy]) -> tuple[HostIndex, dict[str, str]]:
     """Index policies by host. The older policy (creation time, then namespace/name) wins a host;
     a policy that loses any host is left out entirely and reported (key -> message)."""
     exact: dict[str, CompiledPolicy] = {}
     wildcard: dict[str, CompiledPolicy] = {}
     conflicts: dict[str, str] = {}
-    for policy in sorted(
-        policies, key=lambda p: (p.created is None, p.created or "", p.namespace, p.name)
-    ):
+    for policy in sorted(policies, key=_age):
         taken = [
             (host, (wildcard if host.startswith("*.") else exact).get(host.removeprefix("*.")))
             for host in policy.hosts

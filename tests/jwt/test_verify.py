@@ -270,6 +270,13 @@ async def test_kid_selects_the_key() -> None:
         await verify(RSA_2.sign(claims(), headers={"kid": "rsa-1"}), spec(provider))
 
 
+async def test_a_shared_kid_picks_the_key_that_fits_the_alg() -> None:
+    ec_same_kid = ec_key("rsa-1")  # an RSA and an EC key published under one kid
+    provider = FakeProvider(RSA, ec_same_kid)
+    assert (await verify(ec_same_kid.sign(claims()), spec(provider)))["sub"] == "alice"
+    assert (await verify(RSA.sign(claims()), spec(provider)))["sub"] == "alice"
+
+
 async def test_no_kid_needs_exactly_one_key_for_the_alg() -> None:
     assert (await verify(no_kid(RSA, claims()), spec(FakeProvider(RSA))))["sub"] == "alice"
     # One RSA and one EC key: the alg picks the only fitting key.

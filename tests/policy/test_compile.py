@@ -123,7 +123,7 @@ def test_rules_are_compiled_in_order() -> None:
     assert not read.matches("POST", "/orders/1")
     assert read.all_of == {"a", "b"}
     assert read.any_of == {"a", "c"}
-    assert read.scope_text == "b a c a"
+    assert read.scope_text == "b a c"  # duplicates named once
     assert not read.anonymous
     assert open_.methods is None
     assert open_.paths is None

@@ -159,3 +159,12 @@ def test_snapshot_lists_each_policy_once() -> None:
     assert EMPTY.policies == ()
     assert EMPTY.lookup("a.test") is None
     assert EMPTY.serial == 0
+
+
+def test_creation_times_compare_as_instants_not_text() -> None:
+    """+02:00 at 10:00 is 08:00Z: older than 09:00Z although it sorts later as text."""
+    early = policy("b", "same.test", created="2026-01-01T10:00:00+02:00")
+    late = policy("a", "same.test", created="2026-01-01T09:00:00Z")
+    index, conflicts = build_index([late, early])
+    assert index.lookup("same.test") is early
+    assert conflicts == {"shop/a": "host 'same.test' is already claimed by the older policy shop/b"}
