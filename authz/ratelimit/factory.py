@@ -1,8 +1,9 @@
 """Build the limiter `authz serve` uses from its settings: memory by default, Redis when asked.
 
-Redis clients are built with no retries of their own: a failed call fails at once and the
-circuit breaker in shared.py decides what happens next, so a dead Redis can never add retry
-back-offs to a check. Credentials in the URL are used, never logged (see `describe`).
+Redis clients retry once, at once, without back-off (a pooled connection that died with a
+restarted Redis fails once); beyond that a failed call fails and the circuit breaker in
+shared.py decides what happens next, so a dead Redis never adds retry back-offs to a check.
+Credentials in the URL are used, never logged (see `describe`).
 """
 
 from __future__ import annotations
@@ -94,7 +95,9 @@ def _client(address: RedisAddress, settings: RateLimitSettings) -> ScriptClient:
         "password": address.password,
         "socket_timeout": settings.redis_timeout,
         "socket_connect_timeout": settings.redis_timeout,
-        "retry": Retry(NoBackoff(), 0),
+        # One immediate retry, on a fresh connection: after Redis restarts, every pooled
+        # connection is dead and fails once. The per-call timeout still bounds the whole call.
+        "retry": Retry(NoBackoff(), 1),
         "ssl": address.tls,
         "max_connections": settings.redis_max_connections,
     }

@@ -14,11 +14,13 @@ from redis.asyncio import Redis
 from authz.ratelimit.factory import build_limiter
 from authz.ratelimit.limiter import SOURCE_REDIS, Hit
 from authz.ratelimit.memory import MemoryLimiter
-from authz.ratelimit.redisbackend import RedisBackend
+from authz.ratelimit.redisbackend import SPAN, RedisBackend
 from authz.ratelimit.shared import SharedLimiter
 from authz.ratelimit.spec import Algorithm
 from authz.settings import RateLimitSettings
+from authz.telemetry import tracing
 from tests.ratelimit.helpers import hit, limit
+from tests.support.otlp import OtlpReceiver
 from tests.support.redis import RedisServer
 
 T0_MS = 1_700_000_000_000
@@ -153,3 +155,20 @@ async def test_shared_limiter_reports_redis_mode_to_observers(redis_server: Redi
     await limiter.start()
     await limiter.close()
     assert events == ["redis"]
+
+
+async def test_each_round_trip_is_a_span_when_tracing_is_on(redis_server: RedisServer) -> None:
+    receiver = OtlpReceiver()
+    try:
+        assert tracing.configure({"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint})
+        b = backend(redis_server)
+        spec = limit(3, "1m", name=f"span{next(_SEQ)}")
+        await b.run([hit(spec)], now_ms=T0_MS, consume=True)
+        await b.close()
+        tracing.force_flush()
+        (span,) = receiver.wait_for(lambda s: s.name == SPAN)
+        assert span.attributes["db.system"] == "redis"
+        assert span.attributes["db.operation"] == "EVALSHA"
+    finally:
+        tracing.shutdown()
+        receiver.stop()
