@@ -4,8 +4,10 @@ One call per check, atomic in Redis, so two replicas never race between check an
 Redis restart or failover the script cache is empty: the NOSCRIPT reply is answered with one EVAL
 (which caches it again). Every call is bounded by `timeout`; any failure raises and is the
 caller's (shared.py) to turn into the policy's failure mode. At most `max_in_flight` calls run
-at once (the connection pool's size); more wait for a turn within the same timeout, instead of
-failing with "too many connections" under a burst.
+at once (the connection pool's size); more wait for a turn - at most `timeout` too - instead of
+failing with "too many connections" under a burst. A check that gets no turn in time raises
+BackendBusy: it is answered by the failure mode, but it says nothing about Redis's health, so it
+does not count towards opening the circuit. Worst case per check: twice the timeout.
 """
 
 from __future__ import annotations
@@ -27,6 +29,10 @@ SCRIPT_SHA: Final = hashlib.sha1(SCRIPT.encode(), usedforsecurity=False).hexdige
 #: The span around each round trip (OpenTelemetry database conventions); free with tracing off.
 SPAN = "ratelimit redis"
 _SPAN_ATTRIBUTES: Final = {"db.system": "redis", "db.operation": "EVALSHA"}
+
+
+class BackendBusy(Exception):
+    """Every connection was busy for the whole timeout: local overload, not a Redis failure."""
 
 
 class ScriptClient(Protocol):
@@ -55,6 +61,7 @@ class RedisBackend:
         self._client = client
         self._timeout = timeout
         self._turns = asyncio.Semaphore(max_in_flight)
+        self._max_in_flight = max_in_flight
         #: Where Redis is, without credentials (for logs).
         self.description = description
 
@@ -64,12 +71,20 @@ class RedisBackend:
         for hit in hits:
             limit = hit.limit
             args += [ALGORITHM_CODE[limit.algorithm], limit.requests, limit.window_ms]
-        with tracing.span(SPAN, _SPAN_ATTRIBUTES):
-            async with asyncio.timeout(self._timeout), self._turns:
-                try:
-                    raw = await self._client.evalsha(SCRIPT_SHA, len(hits), *args)
-                except NoScriptError:
-                    raw = await self._client.eval(SCRIPT, len(hits), *args)
+        try:
+            async with asyncio.timeout(self._timeout):
+                await self._turns.acquire()
+        except TimeoutError:
+            raise BackendBusy(f"no free Redis connection within {self._timeout:g}s") from None
+        try:
+            with tracing.span(SPAN, _SPAN_ATTRIBUTES):
+                async with asyncio.timeout(self._timeout):
+                    try:
+                        raw = await self._client.evalsha(SCRIPT_SHA, len(hits), *args)
+                    except NoScriptError:
+                        raw = await self._client.eval(SCRIPT, len(hits), *args)
+        finally:
+            self._turns.release()
         if not isinstance(raw, list) or len(raw) != 4 * len(hits):
             raise ValueError(f"unexpected reply from the rate-limit script: {raw!r}")
         return tuple(
@@ -77,10 +92,11 @@ class RedisBackend:
             for i in range(0, len(raw), 4)
         )
 
-    async def ready(self, *, warm: int = 16) -> None:
-        """Raise unless Redis answers; then load the script and open `warm` connections, so the
-        first burst of checks after a (re)start neither meets NOSCRIPT nor waits for connects
+    async def ready(self) -> None:
+        """Raise unless Redis answers; then load the script and open every pooled connection, so
+        the first burst of checks after a (re)start neither meets NOSCRIPT nor waits for connects
         inside its per-call timeout. Off the check path (startup and the breaker's probe)."""
+        warm = self._max_in_flight
         async with asyncio.timeout(max(self._timeout, 1.0)):
             await self._client.ping()
             await self._client.script_load(SCRIPT)

@@ -30,6 +30,7 @@ from authz.ratelimit.limiter import (
     Verdict,
 )
 from authz.ratelimit.memory import MemoryLimiter
+from authz.ratelimit.redisbackend import BackendBusy
 from authz.ratelimit.spec import FailureMode
 
 log = logging.getLogger(__name__)
@@ -78,6 +79,8 @@ class SharedLimiter:
         self.errors_total = 0
         #: Circuit switches (redis -> fallback and back) since start.
         self.switches_total = 0
+        #: Checks answered by the failure mode because every connection stayed busy (overload).
+        self.busy_total = 0
 
     @property
     def mode(self) -> str:
@@ -101,6 +104,8 @@ class SharedLimiter:
         if not self._open:
             try:
                 verdicts = await self._backend.run(hits, now_ms=now_ms, consume=consume)
+            except BackendBusy:
+                self.busy_total += 1
             except Exception as exc:  # any backend trouble degrades; none escapes
                 self._failed(exc)
             else:
