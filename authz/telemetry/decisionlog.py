@@ -142,6 +142,8 @@ class DecisionLog:
 class LineWriter:
     """Writes lines to a stream from a daemon thread; `submit` never blocks.
 
+    The thread wakes every `interval` seconds, or early once `batch` lines wait, and writes
+    everything pending at once: waking it for every line would cost a thread switch per check.
     At most `capacity` lines wait; beyond that `submit` drops the line and calls `on_drop`.
     """
 
@@ -150,10 +152,14 @@ class LineWriter:
         stream: BinaryIO | None = None,
         *,
         capacity: int = 10_000,
+        batch: int = 256,
+        interval: float = 0.05,
         on_drop: Callable[[int], None] | None = None,
     ) -> None:
         self._stream = stream if stream is not None else sys.stdout.buffer
         self._capacity = capacity
+        self._batch = batch
+        self._interval = interval
         self._on_drop = on_drop
         self._pending: deque[bytes] = deque()
         self._wake = threading.Event()
@@ -162,22 +168,21 @@ class LineWriter:
         self._thread.start()
 
     def submit(self, line: bytes) -> None:
-        if len(self._pending) >= self._capacity:
+        pending = len(self._pending)
+        if pending >= self._capacity:
             if self._on_drop is not None:
                 self._on_drop(1)
             return
         self._pending.append(line)
-        if not self._wake.is_set():
+        if pending + 1 == self._batch:
             self._wake.set()
 
     def _run(self) -> None:
-        while True:
-            self._wake.wait()
-            self._wake.clear()  # before draining: a line submitted meanwhile sets it again
+        while not self._closed:
+            self._wake.wait(self._interval)
+            self._wake.clear()
             self._drain()
-            if self._closed:
-                self._drain()
-                return
+        self._drain()
 
     def _drain(self) -> None:
         pending = self._pending

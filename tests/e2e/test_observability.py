@@ -13,8 +13,9 @@ import json
 import platform
 import subprocess
 import textwrap
+import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -104,6 +105,17 @@ class Stack:
             for family in text_string_to_metric_families(text)
             for s in family.samples
         }
+
+    def decision_line(self, match: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+        """The last decision log line that matches; the log is written every 50 ms, so wait."""
+        deadline = time.monotonic() + 10
+        while True:
+            found = [x for x in self.decision_lines() if match(x)]
+            if found:
+                return found[-1]
+            if time.monotonic() > deadline:
+                raise AssertionError("no matching decision log line within 10 s")
+            time.sleep(0.02)
 
     def decision_lines(self) -> list[dict[str, Any]]:
         return [
@@ -281,7 +293,7 @@ def test_a_request_without_trace_context_gets_envoys_trace(stack: Stack) -> None
     token = stack.key.sign(claims(scope="orders:read"))
     response = stack.get(f"/orders/2?token={QUERY_SECRET}", token=token)
     assert response.status == 200, response.body
-    line = next(x for x in reversed(stack.decision_lines()) if x["path"] == "/orders/2")
+    line = stack.decision_line(lambda x: x["path"] == "/orders/2")
     span = sidecar_span(stack, line["decision_id"])
     assert span.trace_id == line["trace_id"]
     assert span.trace_id != CLIENT_TRACE
@@ -296,7 +308,8 @@ def test_one_decision_id_in_deny_body_log_line_and_span(stack: Stack) -> None:
     )
     assert response.status == 401
     decision_id = response.json()["decision_id"]
-    (line,) = [x for x in stack.decision_lines() if x["decision_id"] == decision_id]
+    line = stack.decision_line(lambda x: x["decision_id"] == decision_id)
+    assert [x["decision_id"] for x in stack.decision_lines()].count(decision_id) == 1
     assert line["decision"] == "deny"
     assert line["reason"] == "missing_token"
     assert line["status"] == 401
@@ -355,9 +368,9 @@ def test_dry_run_allows_logs_and_counts_the_would_be_denial(stack: Stack) -> Non
     assert response.status == 200  # allowed although the policy would deny it
     echoed = response.json()["headers"]
     assert "x-user-id" not in echoed  # a client cannot smuggle identity past a dry-run policy
-    lines = [x for x in stack.decision_lines() if x["host"] == TRIAL]
-    assert lines[-1]["dry_run"] is True
-    assert (lines[-1]["decision"], lines[-1]["reason"]) == ("deny", "missing_token")
+    line = stack.decision_line(lambda x: x["host"] == TRIAL)
+    assert line["dry_run"] is True
+    assert (line["decision"], line["reason"]) == ("deny", "missing_token")
     after = stack.scrape()
     labels = (
         ("decision", "deny"),
@@ -414,7 +427,7 @@ def test_no_credential_appears_in_any_output_of_the_run(stack: Stack) -> None:
     )
     bad = stack.key.sign(claims(aud="someone-else"))
     assert stack.get("/orders/5", token=bad).status == 401
-    assert any(x["sub"] == "redaction-check" for x in stack.decision_lines())
+    assert stack.decision_line(lambda x: x["sub"] == "redaction-check")
     for proc in stack.procs:
         proc.terminate()  # flush everything they had to say
     outputs = {p.name: p.output() for p in stack.procs}
