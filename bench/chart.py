@@ -1,0 +1,67 @@
+"""docs/performance.png: throughput and p99 per setup, side by side, from one run's summaries.
+
+Drawn with matplotlib's Agg backend (no display needed). Each bar carries its value, and the
+spread across rounds is drawn as a thin line from the lowest to the highest round, so a reader
+sees at a glance whether a difference is larger than the noise.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+from bench.results import Results
+
+_COLORS = {"noauth": "#9e9e9e", "jwt_authn": "#1f77b4"}
+_SIDECAR = "#d62728"
+
+
+def draw(results: Results, path: Path) -> None:
+    setups = results.setups
+    if not setups:
+        raise ValueError("nothing to draw: no setup was measured")
+    labels = [s.setup for s in setups]
+    colors = [_COLORS.get(s.setup, _SIDECAR) for s in setups]
+    positions = list(range(len(setups)))
+    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8), dpi=110)
+    panels = (
+        (
+            left,
+            [s.rps for s in setups],
+            [s.rps_runs for s in setups],
+            "requests/s (higher is better)",
+            "{:,.0f}",
+        ),
+        (
+            right,
+            [s.p99_ms for s in setups],
+            [s.p99_runs for s in setups],
+            "p99 latency, ms (lower is better)",
+            "{:.1f}",
+        ),
+    )
+    for axis, values, runs, title, fmt in panels:
+        bars = axis.bar(positions, values, color=colors, width=0.6)
+        for x, spread in zip(positions, runs, strict=True):
+            if len(spread) > 1:
+                axis.vlines(x, min(spread), max(spread), colors="black", linewidth=1)
+        axis.bar_label(bars, labels=[fmt.format(v) for v in values], fontsize=8, padding=2)
+        axis.set_xticks(positions, labels, fontsize=8)
+        axis.set_title(title, fontsize=10)
+        axis.spines[["top", "right"]].set_visible(False)
+        axis.margins(y=0.15)
+    config = results.config
+    figure.suptitle(
+        f"make bench: {config.get('connections')} connections, {config.get('duration_s')} s x "
+        f"{config.get('rounds')} interleaved rounds, Envoy --concurrency "
+        f"{config.get('envoy_concurrency')} ({results.machine.get('cpus', '?')} CPUs)",
+        fontsize=9,
+    )
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path)
+    plt.close(figure)

@@ -1,0 +1,108 @@
+"""What every setup is asked to check: one RSA key, its JWKS, tokens, and the sidecar's policy.
+
+A fresh RS256 key per run (not the published demo key) keeps the benchmark self-contained. The
+same issuer, audience, kid and claim-to-header mapping go into jwt_authn's provider and the
+sidecar's AuthPolicy, so both filters do the same work: verify the signature, check iss, aud
+and exp, and copy `sub` into `x-user-id`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from jwt.algorithms import RSAAlgorithm
+
+from authz.devtools.token import mint
+
+ISSUER = "https://issuer.bench.authz.local"
+AUDIENCE = "bench-api"
+KID = "bench-key"
+SUBJECT = "bench-user"
+SCOPE = "bench:read"
+#: The header both filters set from the `sub` claim.
+USER_HEADER = "x-user-id"
+#: Hosts the sidecar's policy claims (wrk and the probes send Host: 127.0.0.1:PORT).
+HOSTS = ("127.0.0.1", "localhost")
+
+
+@dataclass(frozen=True, slots=True)
+class Material:
+    private_pem: bytes
+    jwks: dict[str, Any]
+    #: Valid: right issuer, audience and scope.
+    token: str
+    #: Valid signature and claims, but without the scope the sidecar's rule requires.
+    token_without_scope: str
+    #: Signed by another key with the same kid: must be refused by every auth setup.
+    token_bad_signature: str
+
+    @property
+    def jwks_json(self) -> str:
+        return json.dumps(self.jwks, separators=(",", ":"))
+
+
+def _rsa_key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def _pem(key: rsa.RSAPrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def claims(*, scope: str, ttl: int = 6 * 3600) -> dict[str, Any]:
+    now = int(time.time())
+    return {
+        "iss": ISSUER,
+        "aud": AUDIENCE,
+        "sub": SUBJECT,
+        "scope": scope,
+        "iat": now,
+        "exp": now + ttl,
+    }
+
+
+def make_material() -> Material:
+    key = _rsa_key()
+    jwk = json.loads(RSAAlgorithm.to_jwk(key.public_key()))
+    jwk.update(kid=KID, alg="RS256", use="sig")
+    pem = _pem(key)
+    return Material(
+        private_pem=pem,
+        jwks={"keys": [jwk]},
+        token=mint(key_pem=pem, claims=claims(scope=SCOPE), kid=KID),
+        token_without_scope=mint(key_pem=pem, claims=claims(scope="other:thing"), kid=KID),
+        token_bad_signature=mint(key_pem=_pem(_rsa_key()), claims=claims(scope=SCOPE), kid=KID),
+    )
+
+
+def sidecar_policy(
+    material: Material, *, name: str = "bench", hosts: tuple[str, ...] = HOSTS
+) -> dict[str, Any]:
+    """The AuthPolicy of setup (3): one rule requiring a scope, one header from a claim."""
+    return {
+        "apiVersion": "authz.dev/v1alpha1",
+        "kind": "AuthPolicy",
+        "metadata": {"name": name, "namespace": "bench"},
+        "spec": {
+            "hosts": list(hosts),
+            "issuers": [
+                {
+                    "issuer": ISSUER,
+                    "audiences": [AUDIENCE],
+                    "algorithms": ["RS256"],
+                    "jwks": material.jwks,
+                }
+            ],
+            "rules": [{"name": "read", "scopes": {"allOf": [SCOPE]}}],
+            "response": {"setHeaders": [{"name": USER_HEADER, "claim": "sub"}]},
+        },
+    }

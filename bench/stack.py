@@ -1,0 +1,114 @@
+"""The processes of the side-by-side run: the upstream, the sidecars and one gateway per setup.
+
+Everything starts before the first measurement and stays up until the last, so a round costs no
+restarts and every setup is measured warm; idle gateways cost nothing while another is loaded.
+Sockets, configurations and the sidecar's policy live in a temporary directory; logs persist.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from authz.server.listen import ListenAddress
+from bench import procs
+from bench.material import Material, sidecar_policy
+from bench.probe import probe
+from bench.procs import Proc
+from bench.setups import Auth, Setup, dump, gateway, upstream_config
+
+
+@dataclass
+class Running:
+    setup: Setup
+    listen: ListenAddress
+    admin: ListenAddress
+    gateway: Proc
+    sidecar: Proc | None
+
+
+@dataclass
+class Stack:
+    upstream: Proc
+    setups: list[Running]
+
+    def get(self, name: str) -> Running:
+        return next(r for r in self.setups if r.setup.name == name)
+
+
+def _sidecar_listen(setup: Setup, tmp: Path) -> tuple[str, ListenAddress]:
+    if setup.transport == "unix":
+        path = str(tmp / f"{setup.name}.sock")
+        return f"unix:{path}", ListenAddress(path=path)
+    address = procs.loopback()
+    return f"{address.host}:{address.port}", address
+
+
+@contextlib.contextmanager
+def stack(
+    setups: tuple[Setup, ...], *, material: Material, envoy_concurrency: int, logs: Path
+) -> Iterator[Stack]:
+    """Start the upstream, the sidecars and one gateway per setup; stop them all on exit."""
+    started: list[Proc] = []
+    with tempfile.TemporaryDirectory(prefix="authz-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        try:
+            policies = tmp / "policies"
+            policies.mkdir()
+            (policies / "bench.yaml").write_text(yaml.safe_dump(sidecar_policy(material)))
+            up, up_admin = procs.loopback(), procs.loopback()
+            (tmp / "upstream.json").write_text(dump(upstream_config(listen=up, admin=up_admin)))
+            upstream = procs.start_envoy(
+                "upstream", tmp / "upstream.json", concurrency=envoy_concurrency, logs=logs
+            )
+            started.append(upstream)
+            procs.wait_ready(f"http://{up_admin.host}:{up_admin.port}/ready", upstream)
+            running: list[Running] = []
+            for setup in setups:
+                sidecar: Proc | None = None
+                sidecar_address: ListenAddress | None = None
+                if setup.auth is Auth.EXT_AUTHZ:
+                    flag, sidecar_address = _sidecar_listen(setup, tmp)
+                    http = procs.loopback()
+                    sidecar = procs.start_sidecar(
+                        f"authz-{setup.name}",
+                        policies=policies,
+                        grpc_listen=flag,
+                        http=http,
+                        admin=procs.loopback(),
+                        logs=logs,
+                    )
+                    started.append(sidecar)
+                    procs.wait_ready(f"http://{http.host}:{http.port}/readyz", sidecar)
+                listen, admin = procs.loopback(), procs.loopback()
+                conf = tmp / f"envoy-{setup.name}.json"
+                conf.write_text(
+                    dump(
+                        gateway(
+                            setup,
+                            material=material,
+                            listen=listen,
+                            admin=admin,
+                            upstream=up,
+                            sidecar=sidecar_address,
+                        )
+                    )
+                )
+                envoy = procs.start_envoy(
+                    f"envoy-{setup.name}", conf, concurrency=envoy_concurrency, logs=logs
+                )
+                started.append(envoy)
+                procs.wait_ready(f"http://{admin.host}:{admin.port}/ready", envoy)
+                running.append(Running(setup, listen, admin, envoy, sidecar))
+            yield Stack(upstream, running)
+        finally:
+            procs.stop_all(started)
+
+
+def probe_all(current: Stack, material: Material) -> dict[str, list[str]]:
+    return {r.setup.name: probe(r.setup, r.listen, material) for r in current.setups}

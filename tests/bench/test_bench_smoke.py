@@ -1,0 +1,227 @@
+"""The benchmark's building blocks, run for real and quickly (no timing assertions).
+
+A benchmark that measures a broken setup is worse than none, so these check outcomes: every
+Envoy configuration passes `envoy --mode validate`, the probes accept correctly configured
+setups, wrk's output is parsed from a real run, the scale generator writes documents that
+`authz validate` accepts, and the microbenchmark measures something. wrk is required, not
+optional: .ci/run installs it, and a missing wrk fails here.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from authz.server.listen import ListenAddress
+from bench import chart, macro, micro, profile, report, scale, stack
+from bench.load import LoadSpec, parse_wrk, run_wrk
+from bench.material import make_material
+from bench.probe import probe
+from bench.procs import BenchError, find_binary
+from bench.results import Results, RunRecord, ratio, summarize
+from bench.setups import SETUPS, Setup, dump, gateway, upstream_config
+
+MATERIAL = make_material()
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _sidecar_address(setup: Setup, tmp_path: Path) -> ListenAddress | None:
+    if setup.transport == "unix":
+        return ListenAddress(path=str(tmp_path / "authz.sock"))
+    if setup.transport == "tcp":
+        return ListenAddress("127.0.0.1", 9191)
+    return None
+
+
+@pytest.mark.parametrize("setup", SETUPS, ids=lambda s: s.name)
+def test_gateway_config_passes_envoy_validate(setup: Setup, tmp_path: Path) -> None:
+    config = gateway(
+        setup,
+        material=MATERIAL,
+        listen=ListenAddress("127.0.0.1", 10000),
+        admin=ListenAddress("127.0.0.1", 10001),
+        upstream=ListenAddress("127.0.0.1", 10002),
+        sidecar=_sidecar_address(setup, tmp_path),
+    )
+    path = tmp_path / "envoy.json"
+    path.write_text(dump(config))
+    done = subprocess.run(
+        [find_binary("envoy"), "--mode", "validate", "-c", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_upstream_config_passes_envoy_validate(tmp_path: Path) -> None:
+    path = tmp_path / "upstream.json"
+    path.write_text(
+        dump(
+            upstream_config(
+                listen=ListenAddress("127.0.0.1", 10000), admin=ListenAddress("127.0.0.1", 10001)
+            )
+        )
+    )
+    done = subprocess.run(
+        [find_binary("envoy"), "--mode", "validate", "-c", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_wrk_is_installed() -> None:
+    assert find_binary("wrk")
+
+
+def test_stack_probes_and_a_real_wrk_run_parse(tmp_path: Path) -> None:
+    """The real stack: probes pass for jwt_authn and the sidecar; a 1 s wrk run is parsed."""
+    chosen = tuple(s for s in SETUPS if s.name in {"noauth", "jwt_authn", "sidecar-uds"})
+    with stack.stack(
+        chosen, material=MATERIAL, envoy_concurrency=1, logs=tmp_path / "logs"
+    ) as current:
+        probes = stack.probe_all(current, MATERIAL)
+        assert probes["sidecar-uds"] == [
+            "valid token -> 200",
+            "no token -> 401",
+            "forged signature -> 401",
+            "token without the scope -> 403",
+        ]
+        assert "valid token -> 200" in probes["jwt_authn"]
+        record = macro.measure(
+            current,
+            current.get("jwt_authn"),
+            spec=LoadSpec(duration=1, connections=4, threads=1),
+            token=MATERIAL.token,
+            round_number=1,
+        )
+    result = record.wrk
+    assert result.requests > 0
+    assert result.rps > 0
+    assert result.failed == 0
+    assert 0 < result.p50_ms <= result.p99_ms <= result.p999_ms <= result.max_ms
+    assert record.filter_allowed is not None
+    assert record.filter_allowed >= result.requests
+    assert record.cpu_s["gateway"] > 0
+
+
+def test_probe_refuses_a_filter_that_lets_everything_through(tmp_path: Path) -> None:
+    """A gateway without auth, probed as if it were jwt_authn, must stop the benchmark."""
+    noauth = next(s for s in SETUPS if s.name == "noauth")
+    with stack.stack(
+        (noauth,), material=MATERIAL, envoy_concurrency=1, logs=tmp_path / "logs"
+    ) as current:
+        running = current.get("noauth")
+        pretending = next(s for s in SETUPS if s.name == "jwt_authn")
+        with pytest.raises(BenchError, match=r"^jwt_authn: (valid token|no token)"):
+            probe(pretending, running.listen, MATERIAL)
+        # And wrk against it works, so the refusal is the probe's doing.
+        result, output = run_wrk(
+            running.listen, LoadSpec(duration=1, connections=2, threads=1), token=None
+        )
+        assert "BENCH_RESULT" in output
+        assert result.requests > 0
+
+
+def test_parse_wrk_without_the_lua_line_fails_loudly() -> None:
+    with pytest.raises(BenchError, match="no BENCH_RESULT"):
+        parse_wrk("Running 1s test @ http://127.0.0.1:1/\nRequests/sec: 10.00\n")
+
+
+def test_schedule_interleaves_and_alternates() -> None:
+    assert macro.schedule(["a", "b", "c"], 2) == [
+        (1, "a"),
+        (1, "b"),
+        (1, "c"),
+        (2, "c"),
+        (2, "b"),
+        (2, "a"),
+    ]
+
+
+def test_scale_documents_pass_authz_validate(tmp_path: Path) -> None:
+    files, size = scale.generate(tmp_path / "policies", 150, MATERIAL)
+    assert files == 2
+    assert size > 0
+    done = subprocess.run(
+        [sys.executable, "-m", "authz", "validate", str(tmp_path / "policies")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "150 valid, 0 invalid" in done.stdout
+
+
+def test_micro_measures_every_scenario() -> None:
+    results = micro.run_micro(MATERIAL, iterations=50, repeats=1)
+    assert {m.name for m in results} == {"check-warm", "wire-warm", "check-cold", "deny-no-token"}
+    for m in results:
+        assert m.wall_us > 0, m
+        assert m.cpu_us > 0, m
+        assert m.peak_bytes > 0, m
+
+
+def _record(setup: str, rps: float, p99: float) -> RunRecord:
+    wrk = parse_wrk(
+        f"Requests/sec: {rps:.2f}\nBENCH_RESULT requests={int(rps * 10)} duration_us=10000000 "
+        f"bytes=1 connect=0 read=0 write=0 status=0 timeout=0 p50_us=1000 p90_us=1500 "
+        f"p99_us={int(p99 * 1000)} p999_us={int(p99 * 1500)} max_us={int(p99 * 2000)} "
+        f"mean_us=1100.0 stdev_us=10.0\n"
+    )
+    return RunRecord(
+        setup=setup,
+        round=1,
+        wrk=wrk,
+        cpu_s={"gateway": 1.0},
+        machine_busy=0.9,
+        other_cpu_s=0.1,
+        filter_allowed=wrk.requests,
+    )
+
+
+def test_report_and_chart_render(tmp_path: Path) -> None:
+    results = Results(
+        started="now", command="make bench", machine={"cpus": "2"}, config={"rounds": 1}
+    )
+    results.setups = [
+        summarize("jwt_authn", "native", [_record("jwt_authn", 10_000, 4.0)]),
+        summarize("sidecar-tcp", "sidecar", [_record("sidecar-tcp", 4_000, 8.0)]),
+    ]
+    results.ratios = [ratio(results.setups[1], results.setups[0])]
+    assert results.ratios[0].throughput == pytest.approx(0.4, rel=1e-3)
+    chart.draw(results, tmp_path / "performance.png")
+    assert (tmp_path / "performance.png").read_bytes().startswith(b"\x89PNG")
+    text = report.render(results)
+    assert (
+        "| `sidecar-tcp` / `jwt_authn` | 0.40 | >= 0.35 | **met** | 2.00 | <= 3 | **met** |" in text
+    )
+    assert "Redis-shared versus local rate limits" in text
+
+
+COLLAPSED = """\
+main (authz/cli.py:1);BaseEventLoop._run_once (asyncio/base_events.py:1);epoll_wait (libc.so.6) 50
+main (authz/cli.py:1);Handle._run (asyncio/events.py:1);0x7f00 (grpc/_cython/cygrpc.cpython-311-x86_64-linux-gnu.so);sendmsg (libc.so.6) 30
+main (authz/cli.py:1);Handle._run (asyncio/events.py:1);AuthorizationServicer.check (authz/server/servicer.py:9);decide (authz/pipeline/decide.py:3) 15
+Thread.run (threading.py:1);LineWriter._run (authz/telemetry/decisionlog.py:5);write (libc.so.6) 5
+"""
+
+
+def test_profile_analysis_leaves_waiting_out_and_splits_the_rest() -> None:
+    found = profile.analyze(COLLAPSED)
+    assert (found.samples, found.busy) == (100, 50)
+    shares = dict(found.breakdown)
+    assert shares["gRPC server: syscalls (sendmsg/recvmsg, eventfd and futex wakeups)"] == 0.6
+    assert shares["authz: the decision (servicer.check, without log and metrics)"] == 0.3
+    assert shares["authz: decision log (build, queue, write lines)"] == 0.1
+    assert ("decide (authz/pipeline/decide.py)", 0.3) in found.top_authz
+    assert all("cli.py" not in name for name, _ in found.top_authz)
