@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from authz.telemetry import tracing
 from authz.telemetry.metrics import Metrics
 
 
@@ -36,8 +37,9 @@ class _ControllerObserver(Protocol):
 
 
 class ControllerMetrics:
-    """Forwards everything to `inner` (the controller's own counters) and feeds the watch
-    metrics: authz_watch_events_total{type}, authz_watch_restarts_total{reason}."""
+    """Forwards everything to `inner` (the controller's own counters), feeds the watch metrics
+    (authz_watch_events_total{type}, authz_watch_restarts_total{reason}) and records a span per
+    list and per reconcile (compile + publish of the Kubernetes documents)."""
 
     def __init__(self, metrics: Metrics, inner: _ControllerObserver) -> None:
         self._metrics = metrics
@@ -55,9 +57,15 @@ class ControllerMetrics:
         self._inner.outage(active)
 
     def listed(self, objects: int, seconds: float) -> None:
+        tracing.record_span(
+            "controller.list", seconds=seconds, attributes={"authz.k8s.objects": objects}
+        )
         self._inner.listed(objects, seconds)
 
     def published(self, documents: int, seconds: float) -> None:
+        tracing.record_span(
+            "controller.reconcile", seconds=seconds, attributes={"authz.k8s.documents": documents}
+        )
         self._inner.published(documents, seconds)
 
     def status_write(self, reason: str, outcome: str) -> None:

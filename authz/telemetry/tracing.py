@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -295,3 +296,14 @@ def mark_error(message: str) -> None:
     """Mark the current span (if any is recording) as failed, e.g. a fetch that was handled."""
     if _state is not None:
         trace.get_current_span().set_status(trace.Status(trace.StatusCode.ERROR, message))
+
+
+def record_span(name: str, *, seconds: float, attributes: Attributes | None = None) -> None:
+    """Record a span that just ended after `seconds`, for work reported after the fact (a
+    controller reconcile reports its duration through an observer). Free with tracing off."""
+    state = _state
+    if state is None:
+        return
+    end = time.time_ns()
+    done = state.tracer.start_span(name, attributes=attributes, start_time=end - int(seconds * 1e9))
+    done.end(end_time=end)

@@ -40,6 +40,7 @@ class ReceivedSpan:
     kind: int
     attributes: dict[str, Any]
     status_code: int
+    seconds: float
 
 
 class OtlpReceiver:
@@ -91,6 +92,7 @@ class OtlpReceiver:
                                 kind=span.kind,
                                 attributes={a.key: _value(a.value) for a in span.attributes},
                                 status_code=span.status.code,
+                                seconds=(span.end_time_unix_nano - span.start_time_unix_nano) / 1e9,
                             )
                         )
         return found

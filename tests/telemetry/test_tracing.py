@@ -17,6 +17,7 @@ from authz.server.listen import ListenAddress
 from authz.server.observe import CheckTelemetry
 from authz.server.servicer import CHECK_SPAN
 from authz.telemetry import tracing
+from authz.telemetry.adapters import ControllerMetrics
 from authz.telemetry.decisionlog import DecisionLog
 from authz.telemetry.metrics import Metrics
 from tests.support.grpcclient import CHECK, check_request
@@ -194,6 +195,7 @@ async def test_a_parent_that_was_not_sampled_is_respected(receiver: OtlpReceiver
 
 async def test_child_spans_nest_and_record_errors(receiver: OtlpReceiver) -> None:
     assert tracing.configure(otel_env(receiver))
+
     async def failing() -> None:
         with tracing.span("inner"):
             await asyncio.sleep(0)
@@ -209,3 +211,33 @@ async def test_child_spans_nest_and_record_errors(receiver: OtlpReceiver) -> Non
     assert spans["inner"].trace_id == spans["outer"].trace_id
     assert spans["inner"].status_code == 2  # STATUS_CODE_ERROR
     assert spans["outer"].attributes == {"k": "v"}
+
+
+def test_controller_lists_and_reconciles_become_spans(receiver: OtlpReceiver) -> None:
+    class Counted:
+        def __init__(self) -> None:
+            self.calls: list[str] = []
+
+        def watch_event(self, event_type: str) -> None: ...
+        def watch_restart(self, reason: str) -> None: ...
+        def outage(self, active: bool) -> None: ...
+        def listed(self, objects: int, seconds: float) -> None:
+            self.calls.append("listed")
+
+        def published(self, documents: int, seconds: float) -> None:
+            self.calls.append("published")
+
+        def status_write(self, reason: str, outcome: str) -> None: ...
+        def leading(self, leader: bool) -> None: ...
+
+    assert tracing.configure(otel_env(receiver))
+    inner = Counted()
+    observer = ControllerMetrics(Metrics(), inner)
+    observer.listed(12, 0.5)
+    observer.published(3, 0.25)
+    tracing.force_flush()
+    spans = {s.name: s for s in receiver.wait_for(lambda s: True, count=2)}
+    assert spans["controller.reconcile"].attributes == {"authz.k8s.documents": 3}
+    assert spans["controller.reconcile"].seconds == pytest.approx(0.25, abs=0.01)
+    assert spans["controller.list"].attributes == {"authz.k8s.objects": 12}
+    assert inner.calls == ["listed", "published"]  # still reported to the controller
