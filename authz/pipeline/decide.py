@@ -88,9 +88,9 @@ async def decide(
                     "fail",
                     f"needs {rule.scope_text!r}; token grants {' '.join(sorted(granted))!r}",
                 )
-            return d.insufficient_scope(request.host, rule.scope_text).located(
-                policy=policy.key, rule=rule.name
-            )
+            return replace(  # the token was valid: the log may say whose request it was
+                d.insufficient_scope(request.host, rule.scope_text), subject=_subject(claims)
+            ).located(policy=policy.key, rule=rule.name)
         if trace is not None:
             trace.add("scopes", "pass", f"token grants {rule.scope_text!r}")
     elif trace is not None:
@@ -108,8 +108,13 @@ async def decide(
         policy, rule, hits, limiter=limiter, now=now, consume=consume, trace=trace
     )
     if isinstance(limited, Decision):
-        return limited.located(policy=policy.key, rule=rule.name)
+        return replace(limited, subject=_subject(claims)).located(policy=policy.key, rule=rule.name)
     return replace(_allow(policy, rule, claims, trace), response_headers=limited)
+
+
+def _subject(claims: Mapping[str, Any]) -> str | None:
+    sub = claims.get("sub")
+    return sub if isinstance(sub, str) else None
 
 
 def _match(rules: tuple[Rule, ...], method: str, path: str) -> Rule | None:

@@ -105,10 +105,15 @@ async def test_checks_log_subject_client_and_dry_run_but_no_credentials() -> Non
         check_request(host=HOST, path="/orders/1?key=QUERY-SECRET", headers=headers)
     )
     await service.check(check_request(host=DRY_HOST, path="/orders/2?x=1", source_ip="10.9.9.9"))
+    weak = KEY.sign(claims(sub="bob", scope="other"))
+    await service.check(
+        check_request(host=HOST, path="/orders/3", headers={"authorization": f"Bearer {weak}"})
+    )
     text = b"".join(lines).decode()
-    for secret in (token, "COOKIE-VALUE", "QUERY-SECRET", "Bearer"):
+    for secret in (token, weak, "COOKIE-VALUE", "QUERY-SECRET", "Bearer"):
         assert secret not in text
-    allowed, dry = (json.loads(x) for x in lines)
+    allowed, dry, denied = (json.loads(x) for x in lines)
+    assert (denied["reason"], denied["sub"]) == ("insufficient_scope", "bob")
     assert (allowed["decision"], allowed["sub"], allowed["path"]) == ("allow", "alice", "/orders/1")
     assert allowed["dry_run"] is False
     assert (dry["decision"], dry["reason"], dry["dry_run"]) == ("deny", "missing_token", True)
