@@ -129,6 +129,7 @@ class Service:
                 )
                 await asyncio.to_thread(files.load)
                 if settings.kubernetes.enabled:
+                    self._install_signal_handlers()  # the API server may keep us waiting
                     kube = await KubernetesSource.connect(
                         settings.kubernetes,
                         update=store.update,
@@ -136,7 +137,6 @@ class Service:
                         observer=ControllerMetrics(metrics, Counters()),
                     )
                     await kube.start()
-                    self._install_signal_handlers()  # the API server may keep us waiting
                     if not await kube.first_load(until=self._stop):
                         return 0  # stopped before the first complete list: nothing was served
                     self._watch(kube.run(), "Kubernetes controller")

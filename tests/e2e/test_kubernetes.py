@@ -1,0 +1,266 @@
+"""`authz serve --kubernetes` as a process, behind the real Envoy, against the fake API server.
+
+What a user sees: `kubectl apply` (here: the kubernetes client) changes what Envoy lets through
+within 2 s; a bad update leaves the previous version serving and says why in status; an API
+server outage changes nothing for traffic and /readyz; two replicas elect one status writer, and
+when it is killed (-9) the other takes over.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from tests.controller.harness import Cluster, cluster, policy
+from tests.e2e.gateway import HOST
+from tests.support.envoy import Envoy, start_envoy
+from tests.support.fakekube import FakeKube
+from tests.support.grpcclient import CheckClient, check_request
+from tests.support.http import Response, request
+from tests.support.keys import AUDIENCE, ISSUER, SigningKey, claims, jwks, rsa_key
+from tests.support.procs import Proc, start_echo, start_http_dir, start_sidecar
+
+ENFORCE_WITHIN = 2.0
+LEASE = 3.0  # --lease-duration for these tests; renewals every 0.4 s
+
+
+def orders(jwks_url: str, *, scope: str = "orders:read") -> dict[str, Any]:
+    issuer = {"issuer": ISSUER, "jwksUri": jwks_url, "audiences": [AUDIENCE]}
+    rules = [
+        {"name": "health", "match": {"paths": ["/healthz"]}, "allowAnonymous": True},
+        {"name": "read", "match": {"paths": ["/orders/*"]}, "scopes": {"allOf": [scope]}},
+    ]
+    response = {"setHeaders": [{"name": "x-user-id", "claim": "sub"}]}
+    return policy("orders", hosts=(HOST,), issuers=[issuer], rules=rules, response=response)
+
+
+def sidecar(tmp: Path, kube: FakeKube, name: str, *, wait: bool = True) -> tuple[Proc, str, int]:
+    return start_sidecar(
+        tmp,
+        [],
+        extra=[
+            "--kubernetes",
+            "--kubeconfig",
+            str(kube.kubeconfig_path),
+            "--lease-duration",
+            str(LEASE),
+        ],
+        env={"POD_NAME": name, "POD_NAMESPACE": "default"},
+        name=name,
+        wait=wait,
+    )
+
+
+def within(seconds: float, probe: Callable[[], object], what: str) -> float:
+    """Poll until `probe()` holds; returns how long that took (fails after `seconds`)."""
+    started = time.monotonic()
+    while not probe():
+        if time.monotonic() - started > seconds:
+            raise AssertionError(f"{what}: not within {seconds}s")
+        time.sleep(0.05)
+    return time.monotonic() - started
+
+
+def readyz(port: int) -> int:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+
+
+@dataclass
+class Stack:
+    kube: FakeKube
+    k8s: Cluster
+    envoy: Envoy
+    sidecar: Proc
+    http_port: int
+    jwks_url: str
+    key: SigningKey
+
+    def get(self, path: str, *, scope: str | None = None) -> Response:
+        token = self.key.sign(claims(scope=scope)) if scope is not None else None
+        return request(self.envoy.url, path, host=HOST, token=token)
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[Stack]:
+    key = rsa_key()
+    keys_dir = tmp_path / "jwks"
+    keys_dir.mkdir()
+    (keys_dir / "jwks.json").write_text(json.dumps(jwks(key)))
+    procs: list[Proc] = []
+    with FakeKube.start(tmp_path / "kube", bookmark_interval=0.5) as kube, cluster(kube) as k8s:
+        try:
+            jwks_server, jwks_port = start_http_dir(tmp_path, keys_dir, name="jwks")
+            procs.append(jwks_server)
+            side, grpc, http_port = sidecar(tmp_path, kube, "pod-a")
+            procs.append(side)
+            echo, echo_port = start_echo(tmp_path)
+            procs.append(echo)
+            envoy = start_envoy(tmp_path, authz=grpc, upstream_port=echo_port)
+            procs.append(envoy.proc)
+            url = f"http://127.0.0.1:{jwks_port}/jwks.json"
+            yield Stack(kube, k8s, envoy, side, http_port, url, key)
+        finally:
+            for proc in reversed(procs):
+                proc.terminate()
+
+
+def test_apply_update_break_and_delete_through_envoy(stack: Stack) -> None:
+    assert stack.get("/healthz").json()["error"] == "no_policy"
+
+    stack.k8s.create(orders(stack.jwks_url))
+    took = within(ENFORCE_WITHIN, lambda: stack.get("/healthz").status == 200, "create")
+    allowed = stack.get("/orders/1", scope="orders:read")
+    assert allowed.status == 200
+    assert allowed.json()["headers"]["x-user-id"] == "alice"
+    within(
+        ENFORCE_WITHIN, lambda: (stack.k8s.ready("orders") or {}).get("status") == "True", "status"
+    )
+
+    stack.k8s.patch("orders", {"spec": orders(stack.jwks_url, scope="orders:admin")["spec"]})
+    within(
+        ENFORCE_WITHIN,
+        lambda: stack.get("/orders/1", scope="orders:read").status == 403,
+        "update",
+    )
+    assert stack.get("/orders/1", scope="orders:admin").status == 200
+
+    broken = orders(stack.jwks_url)["spec"]
+    broken["rules"].append(dict(broken["rules"][0]))  # duplicate rule name: our compiler refuses
+    stack.k8s.patch("orders", {"spec": broken})
+    within(
+        ENFORCE_WITHIN,
+        lambda: (stack.k8s.ready("orders") or {}).get("reason") == "Invalid",
+        "invalid update reported",
+    )
+    ready = stack.k8s.ready("orders")
+    assert ready is not None
+    assert "spec.rules: rule names must be unique" in ready["message"]
+    assert "the previous valid version keeps serving" in ready["message"]
+    assert stack.get("/orders/1", scope="orders:admin").status == 200  # generation 2 serves on
+    assert stack.get("/orders/1", scope="orders:read").status == 403
+
+    stack.k8s.delete("orders")
+    within(ENFORCE_WITHIN, lambda: stack.get("/healthz").status == 403, "delete")
+    assert stack.get("/healthz").json()["error"] == "no_policy"
+    print(f"\ncreate enforced through Envoy after {took:.2f}s")
+    assert "Bearer ey" not in stack.sidecar.output()  # no token in the logs
+
+
+def test_api_server_outage_changes_nothing_for_traffic_or_readiness(stack: Stack) -> None:
+    stack.k8s.create(orders(stack.jwks_url))
+    within(ENFORCE_WITHIN, lambda: stack.get("/healthz").status == 200, "create")
+    stack.kube.kill()
+    time.sleep(2.0)
+    assert readyz(stack.http_port) == 200
+    assert stack.get("/orders/1", scope="orders:read").status == 200
+    assert stack.get("/orders/1").status == 401
+    stack.kube.restart()
+    stack.k8s.delete("orders")
+    within(5.0, lambda: stack.get("/healthz").status == 403, "change after the outage")
+    log = stack.sidecar.output()
+    assert "Kubernetes API unreachable" in log
+    assert "Kubernetes API reachable again after" in log
+
+
+def lease_holder(k8s: Cluster) -> tuple[str | None, Any]:
+    lease = client.CoordinationV1Api(k8s.api_client).read_namespaced_lease(
+        "authz-leader", "default"
+    )
+    assert lease.spec is not None
+    return lease.spec.holder_identity, lease.spec.renew_time
+
+
+def test_two_replicas_one_writer_and_takeover_when_the_leader_is_killed(tmp_path: Path) -> None:
+    with FakeKube.start(tmp_path / "kube", bookmark_interval=0.5) as kube, cluster(kube) as k8s:
+        replicas = {name: sidecar(tmp_path, kube, name) for name in ("pod-a", "pod-b")}
+        try:
+            within(5.0, lambda: lease_holder(k8s)[0] in replicas, "a leader")
+            for index in range(5):
+                k8s.create(policy(f"p{index}"))
+            within(5.0, lambda: all(k8s.ready(f"p{i}") for i in range(5)), "status on all")
+            time.sleep(2 * LEASE)  # renewals, bookmarks, status ticks on both replicas
+            assert [k8s.status_writes(f"p{i}") for i in range(5)] == [1] * 5
+            for _proc, grpc, _port in replicas.values():  # every replica enforces
+                checker = CheckClient(grpc)
+                try:
+                    assert checker.check(check_request(host="p4.test")).status.code == 0
+                finally:
+                    checker.close()
+
+            leader, _ = lease_holder(k8s)
+            assert leader is not None
+            follower = next(name for name in replicas if name != leader)
+            replicas[leader][0].popen.kill()  # -9: no release, no goodbye
+            killed = time.monotonic()
+            took = within(
+                LEASE + 3.0, lambda: lease_holder(k8s)[0] == follower, "takeover by the follower"
+            )
+            print(f"\nleader killed; {follower} took over after {took:.2f}s (lease {LEASE:.0f}s)")
+            # Expiry is measured from the follower's last sighting of a renewal (at most one
+            # retry period, 0.4 s, before the kill) plus one retry period to notice it.
+            assert took <= LEASE + 2 * LEASE * 2 / 15 + 0.5
+            assert time.monotonic() - killed >= took
+
+            k8s.create(policy("after-takeover"))
+            within(ENFORCE_WITHIN + 1, lambda: k8s.ready("after-takeover"), "new leader writes")
+            time.sleep(LEASE)
+            assert k8s.status_writes("after-takeover") == 1
+            assert [k8s.status_writes(f"p{i}") for i in range(5)] == [1] * 5  # nothing redone
+        finally:
+            for proc, _grpc, _port in replicas.values():
+                proc.terminate()
+
+
+def test_ready_only_after_the_first_list_and_sigterm_releases_the_lease(tmp_path: Path) -> None:
+    with FakeKube.start(tmp_path / "kube", bookmark_interval=0.5) as kube, cluster(kube) as k8s:
+        k8s.create(policy("early"))
+        kube.kill()
+        a, grpc_a, port_a = sidecar(tmp_path, kube, "pod-a", wait=False)
+        b: Proc | None = None
+        try:
+            time.sleep(2.0)
+            assert a.alive()
+            assert readyz(port_a) == 503  # nothing listed yet: not ready
+            kube.restart()
+            within(5.0, lambda: readyz(port_a) == 200, "ready after the first list")
+            checker = CheckClient(grpc_a)
+            try:
+                assert checker.check(check_request(host="early.test")).status.code == 0
+            finally:
+                checker.close()
+            within(5.0, lambda: lease_holder(k8s)[0] == "pod-a", "pod-a leads")
+            b, _, _ = sidecar(tmp_path, kube, "pod-b")
+            started = time.monotonic()
+            assert a.terminate() == 0
+            stopped = time.monotonic() - started
+            took = within(LEASE, lambda: lease_holder(k8s)[0] == "pod-b", "handover")
+            print(f"\nSIGTERM: pod-a exited after {stopped:.2f}s; pod-b led {took:.2f}s later")
+            assert stopped < 5.0
+            assert "released the leader Lease" in a.output()
+        finally:
+            a.terminate()
+            if b is not None:
+                b.terminate()
+
+
+def test_sigterm_while_waiting_for_the_api_server_exits_cleanly(tmp_path: Path) -> None:
+    with FakeKube.start(tmp_path / "kube") as kube:
+        kube.kill()
+        proc, _, port = sidecar(tmp_path, kube, "pod-a", wait=False)
+        within(20.0, lambda: "Kubernetes API unreachable" in proc.output(), "retrying")
+        assert readyz(port) == 503
+        started = time.monotonic()
+        assert proc.terminate() == 0
+        assert time.monotonic() - started < 5.0
