@@ -25,7 +25,14 @@ def generate(out: Path) -> list[Path]:
     sources = sorted(p.relative_to(PROTOS).as_posix() for p in PROTOS.rglob("*.proto"))
     include = str(Path(protoc.__file__).parent / "_proto")
     rc = protoc.main(
-        ["protoc", f"-I{PROTOS}", f"-I{include}", f"--python_out={out}", f"--pyi_out={out}", *sources]
+        [
+            "protoc",
+            f"-I{PROTOS}",
+            f"-I{include}",
+            f"--python_out={out}",
+            f"--pyi_out={out}",
+            *sources,
+        ]
     )
     if rc != 0:
         raise SystemExit(f"protoc failed with exit code {rc}")
