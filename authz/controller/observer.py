@@ -1,10 +1,10 @@
 """What the Kubernetes controller reports about itself: a Protocol, and counters that implement it.
 
-Metrics and tracing live in authz.telemetry, above which the controller must not reach, so the
-controller calls an injected observer instead: `Counters` (the default) keeps plain totals that
-tests and logs read, and the metrics exporter wraps or replaces it (e.g. feeding
-authz_watch_events_total{type} and authz_watch_restarts_total{reason}). Every method is called
-from worker threads and must not block.
+The controller reports through an injected observer rather than calling a metrics library, so it
+stays testable and knows nothing of exporters: `Counters` (the default) keeps plain totals that
+tests and logs read, and authz.telemetry.adapters.ControllerMetrics wraps it to feed
+authz_watch_events_total{type}, authz_watch_restarts_total{reason} and the list/reconcile spans.
+Every method is called from worker threads and must not block.
 
 Label values are the stable constants of authz.errors (WATCH_* restart reasons, STATUS_* reasons).
 """

@@ -7,10 +7,11 @@ status writes); the event loop only coordinates:
                                       \\--signal--> status loop (leader only) --to_thread--> writes
 
 Bursts are coalesced: the publish loop waits until no change arrived for `coalesce_quiet`
-(100 ms), but at most `coalesce_max` (1 s) after the first change, and never swaps more than
-once per `coalesce_max`; then it compiles everything that changed into one snapshot. 1,000
-resources applied at once therefore cost about one swap per second the burst lasts, not 1,000,
-and a lone change is enforced within 100 ms (1 s at worst) plus compile time.
+(100 ms), but at most `coalesce_max` (1 s) after the first change; then it compiles everything
+that changed into one snapshot. During a long burst (more than BUSY_CHANGES changes in the last
+`coalesce_max`) swaps are also spaced at least `coalesce_max` apart, however the changes trickle
+in. 1,000 resources applied at once therefore cost about one swap per second the burst lasts,
+not 1,000, and a lone change is enforced about 100 ms (plus compile time) after it arrives.
 Readiness follows the first complete list of every scope; after that the last snapshot keeps
 serving whatever the API server does.
 """
@@ -26,6 +27,7 @@ import os
 import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Literal
 
@@ -46,6 +48,8 @@ log = logging.getLogger(__name__)
 #: sources, keys that arrived for an IssuerUnavailable policy, dead threads).
 STATUS_TICK = 1.0
 _STATUS_COALESCE = 0.1
+#: More changes than this within coalesce_max make a burst: swaps are then spaced coalesce_max.
+BUSY_CHANGES = 20
 
 
 def default_lease_name(settings: KubernetesSettings) -> str:
@@ -110,6 +114,7 @@ class KubernetesSource:
         self._stopping = False
         self._close_api: Callable[[], None] | None = None
         self._last_publish = float("-inf")
+        self._recent: deque[float] = deque()
 
     @classmethod
     async def connect(
@@ -147,6 +152,10 @@ class KubernetesSource:
         for watcher in self._watchers:
             self._spawn(f"authz-watch-{watcher.scope}", watcher.run)
         self._spawn("authz-leader", self.elector.run)
+
+    def listed(self) -> bool:
+        """True once every watched scope has been listed completely."""
+        return self._cache.complete
 
     async def first_load(self, *, until: asyncio.Event | None = None) -> bool:
         """Wait for the first complete list of every scope and publish it. False when `until`
@@ -206,6 +215,7 @@ class KubernetesSource:
     def _documents_signal(self) -> None:
         assert self._documents_dirty is not None
         assert self._listed is not None
+        self._recent.append(time.monotonic())
         self._documents_dirty.set()
         if self._cache.complete:
             self._listed.set()
@@ -257,10 +267,12 @@ class KubernetesSource:
                     await asyncio.wait_for(dirty.wait(), wait)
                 except TimeoutError:
                     break
-            # At most one swap per coalesce_max, also while a long burst keeps arriving.
-            pause = self._last_publish + self._settings.coalesce_max - time.monotonic()
-            if pause > 0:
-                await asyncio.sleep(pause)
+            if self._busy():
+                # A long burst (e.g. 1,000 resources applied): at most one swap per coalesce_max,
+                # even when the API server pauses for longer than the quiet period.
+                pause = self._last_publish + self._settings.coalesce_max - time.monotonic()
+                if pause > 0:
+                    await asyncio.sleep(pause)
             dirty.clear()
             try:
                 await self._publish()
@@ -268,6 +280,13 @@ class KubernetesSource:
                 log.exception(
                     "compiling AuthPolicies from Kubernetes failed; serving the last ones"
                 )
+
+    def _busy(self) -> bool:
+        """More than BUSY_CHANGES changes arrived within the last coalesce_max seconds."""
+        horizon = time.monotonic() - self._settings.coalesce_max
+        while self._recent and self._recent[0] < horizon:
+            self._recent.popleft()
+        return len(self._recent) > BUSY_CHANGES
 
     # -- status --------------------------------------------------------------------------------
 

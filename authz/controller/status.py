@@ -4,7 +4,9 @@ Desired status is a pure function of the published snapshot (the PolicyState of 
 and for an accepted policy whether its issuers' keys were ever fetched):
 
     ready                                   True   Accepted
-    ready, an issuer's keys never fetched   False  IssuerUnavailable (enforced; 503 until keys)
+    ready, an issuer's keys never fetched   False  IssuerUnavailable (enforced; 503 until keys;
+                                                                written once the first fetch
+                                                                failed, not while it runs)
     invalid (schema, CEL, compile)          False  Invalid     (message: field path: problem,
                                                                 and whether the last good
                                                                 version keeps serving)
@@ -57,31 +59,39 @@ class Desired:
     generation: int | None
 
 
-def _issuer_problems(policy: CompiledPolicy, spec: Mapping[str, Any]) -> list[str]:
+def _issuer_problems(policy: CompiledPolicy, spec: Mapping[str, Any]) -> list[str] | None:
+    """What keeps the policy's issuers from verifying tokens; None while a first fetch is still
+    running (its outcome, seconds away, decides the status - no False-then-True flicker)."""
     raw = spec.get("issuers") or []
     problems = []
     for spec_issuer in policy.issuers.values():
         provider = spec_issuer.provider
         if provider.keys is not None:
             continue
+        if provider.last_error is None:
+            return None
         index = next(
             (i for i, item in enumerate(raw) if item.get("issuer") == spec_issuer.issuer), 0
         )
-        why = provider.last_error or "the first fetch has not finished"
         problems.append(
             f"spec.issuers[{index}]: keys of {spec_issuer.issuer} not fetched yet from "
-            f"{provider.source.describe()}: {why}"
+            f"{provider.source.describe()}: {provider.last_error}"
         )
     return problems
 
 
-def desired_condition(state: PolicyState, policy: CompiledPolicy | None, obj: RawObject) -> Desired:
+def desired_condition(
+    state: PolicyState, policy: CompiledPolicy | None, obj: RawObject
+) -> Desired | None:
+    """The Ready condition `obj` should show; None when it cannot be known yet."""
     if state.state is PolicyStateKind.CONFLICTED:
         return Desired("False", STATUS_CONFLICTED, state.message, state.generation)
     if state.state is PolicyStateKind.INVALID:
         return Desired("False", STATUS_INVALID, state.message, state.generation)
     if policy is not None:
         problems = _issuer_problems(policy, obj.get("spec") or {})
+        if problems is None:
+            return None
         if problems:
             message = "; ".join(problems) + (
                 " (the policy is enforced; requests needing these keys are answered 503 "
@@ -206,6 +216,9 @@ class StatusWriter:
             if (obj.get("metadata") or {}).get("generation") != state.generation:
                 continue  # a newer generation is being compiled; its snapshot will follow
             desired = desired_condition(state, policies.get(state.key), obj)
+            if desired is None:
+                waiting = True
+                continue
             waiting = waiting or desired.reason == STATUS_ISSUER_UNAVAILABLE
             patch = status_patch(obj, desired, now=self._clock())
             if patch is None or self._in_flight(key, obj, desired):

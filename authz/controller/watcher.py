@@ -42,6 +42,10 @@ from authz.settings import KubernetesSettings
 log = logging.getLogger(__name__)
 
 LIST_PAGE = 500
+_HINTS = {
+    403: " (the service account needs get/list/watch on authpolicies.authz.dev; see the README's RBAC)",
+    404: " (is the CRD installed? kubectl apply -f deploy/crds/authz.dev_authpolicies.yaml)",
+}
 _MIN_HEALTHY_WATCH = 1.0
 
 
@@ -242,10 +246,12 @@ class Watcher:
 
     def _failed(self, exc: Exception) -> None:
         delay = self._backoff.next()
+        status = exc.status if isinstance(exc, KubeError) else None
         log.error(
-            "watching AuthPolicies in %s: %s; retrying in %.1fs",
+            "watching AuthPolicies in %s: %s%s; retrying in %.1fs",
             _describe(self._namespace),
             exc,
+            _HINTS.get(status, "") if status is not None else "",
             delay,
         )
         self._observer.watch_restart(WATCH_ERROR)

@@ -213,6 +213,31 @@ async def test_issuer_unavailable_until_the_keys_arrive(
         jwks_server.stop()
 
 
+async def test_a_first_key_fetch_in_progress_does_not_flicker_the_status(
+    kube: FakeKube, k8s: Cluster, tmp_path: Path
+) -> None:
+    jwks_server = JwksServer.start(tmp_path / "jwks.log")
+    try:
+        slow = Route(body=json.dumps(jwks(rsa_key())), delay=1.5)
+        url = await jwks_server.route("/jwks.json", slow)
+        issuer = {"issuer": "https://idp.test", "jwksUri": url, "audiences": ["api"]}
+        k8s.create(policy("slow-keys", issuers=[issuer], rules=[{"name": "token"}]))
+        async with aiohttp.ClientSession() as session:
+            registry = KeyRegistry(settings=JwksSettings(fetch_timeout=5.0), session=session)
+            try:
+                async with running(kube, bind=registry.provider):
+                    await until(lambda: k8s.ready("slow-keys"), what="status")
+                    ready = k8s.ready("slow-keys")
+                    assert ready is not None
+                    assert ready["reason"] == STATUS_ACCEPTED  # not IssuerUnavailable first
+                    await asyncio.sleep(1.0)
+                    assert k8s.status_writes("slow-keys") == 1
+            finally:
+                await registry.close()
+    finally:
+        jwks_server.stop()
+
+
 async def test_only_the_leader_writes_status(kube: FakeKube, k8s: Cluster) -> None:
     from dataclasses import replace
 

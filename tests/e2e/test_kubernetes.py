@@ -158,6 +158,25 @@ def test_apply_update_break_and_delete_through_envoy(stack: Stack) -> None:
     assert "Bearer ey" not in stack.sidecar.output()  # no token in the logs
 
 
+def test_every_change_reaches_envoy_within_two_seconds(stack: Stack) -> None:
+    stack.k8s.create(orders(stack.jwks_url))
+    within(ENFORCE_WITHIN, lambda: stack.get("/healthz").status == 200, "create")
+    latencies = []
+    for round_ in range(10):
+        scope, expected = ("orders:admin", 403) if round_ % 2 == 0 else ("orders:read", 200)
+        stack.k8s.patch("orders", {"spec": orders(stack.jwks_url, scope=scope)["spec"]})
+
+        def enforced(want: int = expected) -> bool:
+            return stack.get("/orders/1", scope="orders:read").status == want
+
+        latencies.append(within(ENFORCE_WITHIN, enforced, f"update {round_}"))
+    latencies.sort()
+    print(
+        f"\nspec change -> Envoy answers differently: median {latencies[5]:.2f}s, "
+        f"max {latencies[-1]:.2f}s over {len(latencies)} updates"
+    )
+
+
 def test_api_server_outage_changes_nothing_for_traffic_or_readiness(stack: Stack) -> None:
     stack.k8s.create(orders(stack.jwks_url))
     within(ENFORCE_WITHIN, lambda: stack.get("/healthz").status == 200, "create")
