@@ -80,11 +80,18 @@ class LeaderElector:
             self.identity,
             self._duration,
         )
+        failing = False
         while not self._stop.is_set():
             try:
                 self.tick()
+                if failing:
+                    log.info("leader election works again")
+                failing = False
             except KubeError as exc:
-                log.debug("leader election: %s", exc)
+                # Once per failure streak: an outage (or missing RBAC on leases) is worth one
+                # line, not one every retry period.
+                (log.debug if failing else log.warning)("leader election: %s", exc)
+                failing = True
             except Exception:
                 log.exception("leader election failed; retrying")
             self._set_leading(self.is_leader())

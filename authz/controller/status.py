@@ -38,6 +38,7 @@ from authz.errors import (
     STATUS_INVALID,
     STATUS_ISSUER_UNAVAILABLE,
     KubeError,
+    KubeUnavailable,
 )
 from authz.policy.model import CompiledPolicy
 from authz.policy.snapshot import PolicyState, PolicyStateKind, Snapshot
@@ -258,7 +259,9 @@ class StatusWriter:
         except KubeError as exc:
             outcome = "conflict" if exc.status in (404, 409) else "error"
             # 409: the object changed meanwhile; its watch event triggers another reconcile.
-            log_at = log.debug if outcome == "conflict" else log.warning
+            # Unreachable: the watcher already logs the outage once.
+            quiet = outcome == "conflict" or isinstance(exc, KubeUnavailable)
+            log_at = log.debug if quiet else log.warning
             log_at("status of AuthPolicy %s not written: %s", key, exc)
             self._observer.status_write(desired.reason, outcome)
             return 0
