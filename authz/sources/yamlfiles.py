@@ -23,22 +23,35 @@ from authz.policy.store import SourceDocument
 SUFFIXES = (".yaml", ".yml", ".json")
 MAX_FILE_BYTES = 4 * 1024 * 1024
 MAX_ALIASES = 100
+#: Policies nest about 6 levels deep; 64 leaves room for inline JWKS and future fields.
+MAX_DEPTH = 64
 #: A document with aliases may expand to at most this many nodes when walked.
 MAX_EXPANDED_NODES = 100_000
 _MARKER = re.compile(r"^(---|\.\.\.)([ \t].*)?$")
 
 
 class _Loader(yaml.SafeLoader):
-    """SafeLoader without timestamp conversion and with an alias budget."""
+    """SafeLoader without timestamp conversion, with an alias budget and a nesting limit.
+
+    The nesting limit is explicit rather than left to Python's recursion limit, whose reach
+    depends on how deep the caller's stack already is (a worker thread, a test runner).
+    """
 
     aliases = 0
+    depth = 0
 
     def compose_node(self, parent: Any, index: Any) -> Any:
         if self.check_event(yaml.AliasEvent):
             self.aliases += 1
             if self.aliases > MAX_ALIASES:
                 raise yaml.YAMLError(f"more than {MAX_ALIASES} aliases in one document")
-        return super().compose_node(parent, index)
+        self.depth += 1
+        try:
+            if self.depth > MAX_DEPTH:
+                raise yaml.YAMLError("the document is nested too deeply")
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
 
 
 _Loader.yaml_implicit_resolvers = {
