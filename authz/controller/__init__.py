@@ -1,6 +1,8 @@
 """The Kubernetes policy source: AuthPolicy resources watched live, with status on each of them.
 
-    kube.py        the only module that imports the `kubernetes` client (the seam: api.KubeApi)
+    api.py         the seam: the KubeApi Protocol and plain data types
+    kube.py        the only module that imports the `kubernetes` client (implements KubeApi)
+    stream.py      a watch response split into events; stall timeout, close from any thread
     watcher.py     list, then watch from the list's resourceVersion; 410 -> re-list; backoff
     documents.py   the objects every watch has seen -> SourceDocuments for the PolicyStore
     source.py      coalesce bursts, publish one snapshot per burst, readiness after the first list

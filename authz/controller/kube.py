@@ -6,9 +6,9 @@ raw JSON objects and authz.errors.KubeError. Three choices matter here:
 
 - urllib3 retries are off: the watcher owns reconnecting (capped backoff with jitter) and must
   see an outage as it happens, not after hidden retries.
-- a watch is a raw streaming response read line by line, so the socket's read timeout is the
-  stall detector and `close()` from another thread (urllib3's `shutdown`) ends a blocked read at
-  once - SIGTERM does not wait for the next event or bookmark.
+- a watch is a raw streaming response (stream.WatchResponse) read line by line, so the
+  socket's read timeout is the stall detector and `close()` from another thread ends a blocked
+  read at once - SIGTERM does not wait for the next event or bookmark.
 - configuration comes from --kubeconfig, else the in-cluster service account, else KUBECONFIG
   (or ~/.kube/config), like kubectl and client-go.
 """
@@ -17,9 +17,8 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -28,16 +27,9 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
-from authz.controller.api import (
-    GROUP,
-    PLURAL,
-    VERSION,
-    EventRecord,
-    LeaseRecord,
-    ListPage,
-    WatchEvent,
-)
-from authz.errors import ConfigError, KubeError, KubeUnavailable, WatchStalled
+from authz.controller.api import GROUP, PLURAL, VERSION, EventRecord, LeaseRecord, ListPage
+from authz.controller.stream import WatchResponse
+from authz.errors import ConfigError, KubeError, KubeUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -105,57 +97,6 @@ def _status_body(exc: ApiException) -> tuple[str, str]:
     if not isinstance(body, dict):
         body = {}
     return str(body.get("reason") or exc.reason or ""), str(body.get("message") or "")
-
-
-class _Watch:
-    """A raw watch response, split into events; `close` aborts it from any thread."""
-
-    def __init__(self, response: urllib3.BaseHTTPResponse, what: str) -> None:
-        self._response = response
-        self._what = what
-        self._closed = threading.Event()
-
-    def close(self) -> None:
-        if not self._closed.is_set():
-            self._closed.set()
-            try:
-                self._response.shutdown()  # unblocks a read in progress in the watch thread
-            except Exception:  # already closed: nothing left to interrupt
-                log.debug("watch shutdown", exc_info=True)
-            # Close rather than release: a half-read stream must not go back into the pool.
-            self._response.close()
-
-    def __iter__(self) -> Iterator[WatchEvent]:
-        buffer = b""
-        try:
-            for chunk in self._response.stream(amt=None, decode_content=False):
-                buffer += chunk
-                while b"\n" in buffer:
-                    line, buffer = buffer.split(b"\n", 1)
-                    if line.strip():
-                        yield self._event(line)
-        except urllib3.exceptions.ReadTimeoutError:
-            if not self._closed.is_set():
-                raise WatchStalled(f"{self._what}: no event or bookmark in time") from None
-        except (urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
-            if not self._closed.is_set():
-                raise KubeUnavailable(f"{self._what}: stream broke: {type(exc).__name__}") from None
-        finally:
-            self.close()
-
-    def _event(self, line: bytes) -> WatchEvent:
-        try:
-            raw = json.loads(line)
-            kind, obj = raw["type"], raw["object"]
-        except (ValueError, KeyError, TypeError):
-            raise KubeUnavailable(f"{self._what}: undecodable watch event") from None
-        if kind == "ERROR":
-            code = obj.get("code") if isinstance(obj, dict) else None
-            reason = str(obj.get("reason", "")) if isinstance(obj, dict) else ""
-            message = str(obj.get("message", "")) if isinstance(obj, dict) else ""
-            status = code if isinstance(code, int) else None
-            raise KubeError(f"{self._what}: {reason}: {message}", status=status, reason=reason)
-        return WatchEvent(str(kind), obj if isinstance(obj, dict) else {})
 
 
 def _lease_body(name: str, record: LeaseRecord) -> client.V1Lease:
@@ -234,7 +175,7 @@ class KubeClient:
         resource_version: str,
         timeout_seconds: int,
         stall_timeout: float,
-    ) -> _Watch:
+    ) -> WatchResponse:
         kwargs: dict[str, Any] = {
             "watch": True,
             "allow_watch_bookmarks": True,
@@ -254,7 +195,7 @@ class KubeClient:
             )
 
         what = f"watch {PLURAL}" + (f" in {namespace}" if namespace else "")
-        return _Watch(_call(what, call), what)
+        return WatchResponse(_call(what, call), what)
 
     def patch_policy_status(
         self, namespace: str, name: str, patch: Mapping[str, Any]
