@@ -106,11 +106,16 @@ async def test_invalid_update_keeps_the_old_version_serving_and_says_so(
         assert served is not None
         assert served.generation == 1
         assert h.host("new.test") is None
-        events = client.CoreV1Api(k8s.api_client).list_namespaced_event(
-            "default", field_selector="involvedObject.name=shop"
-        )
-        assert [(e.type, e.reason) for e in events.items] == [("Warning", STATUS_INVALID)]
-        assert "rule names must be unique" in (events.items[0].message or "")
+
+        def events() -> list[Any]:
+            found = client.CoreV1Api(k8s.api_client).list_namespaced_event(
+                "default", field_selector="involvedObject.name=shop"
+            )
+            return list(found.items)
+
+        await until(events, what="an event")  # recorded right after the status write
+        assert [(e.type, e.reason) for e in events()] == [("Warning", STATUS_INVALID)]
+        assert "rule names must be unique" in (events()[0].message or "")
 
         k8s.patch("shop", {"spec": {"rules": [{"name": "same", "allowAnonymous": True}]}})
         await until(lambda: (k8s.ready("shop") or {}).get("status") == "True", what="fixed")
