@@ -12,8 +12,10 @@ import os
 import sys
 from pathlib import Path
 
+from bench import chart, report
 from bench.macro import MacroConfig
 from bench.procs import BenchError
+from bench.results import load_json
 from bench.run import PARTS, Options, run
 
 
@@ -63,6 +65,11 @@ def parser() -> argparse.ArgumentParser:
         default=os.environ.get("BENCH_PROFILE", "1").strip().lower() not in {"0", "false", "no"},
         help="record the sidecar with py-spy after the rounds (default on, off in quick mode)",
     )
+    p.add_argument(
+        "--report-only",
+        action="store_true",
+        help="no measurement: redraw the chart and rewrite the doc from OUT/results.json",
+    )
     p.add_argument("--out", type=Path, default=Path("bench/out"))
     p.add_argument("--docs", type=Path, default=Path("docs"))
     return p
@@ -83,6 +90,7 @@ def options(args: argparse.Namespace) -> Options:
                 envoy_concurrency=args.envoy_concurrency,
                 wrk_cpus=args.wrk_cpus,
                 quiet_wait=0,
+                retries=0,
             ),
             parts=parts,
             micro_iterations=500,
@@ -111,6 +119,11 @@ def options(args: argparse.Namespace) -> Options:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if args.report_only:
+        results = load_json(args.out / "results.json")
+        chart.draw(results, args.docs / "performance.png")
+        print(f"wrote {report.write(results, docs=args.docs)} and performance.png")
+        return 0
     try:
         run(options(args), say=lambda line: print(line, flush=True))
     except BenchError as exc:

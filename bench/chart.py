@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt
 
 from bench.results import Results
 
-_COLORS = {"noauth": "#9e9e9e", "jwt_authn": "#1f77b4"}
+_COLORS = {"noauth": "#9e9e9e", "jwt_authn": "#1f77b4", "ext_authz-static": "#f4a582"}
 _SIDECAR = "#d62728"
 
 

@@ -4,6 +4,10 @@ Rounds alternate direction
 (A B C D, then D C B A, ...): with interleaving, slow drift of the machine (thermal, a noisy
 neighbour) spreads over all setups instead of landing on whichever ran last.
 
+This machine is shared: before each run the harness waits (bounded) for other work to calm
+down, and a run that other work disturbed anyway (see MacroConfig.noisy_cores) is measured
+again, keeping the least disturbed attempt; how often that happened is in the results.
+
 Each measured run is preceded by a short unmeasured warmup of the same setup, and is checked
 after the fact: wrk must report no socket errors or non-2xx answers beyond 1 %, and Envoy's own
 filter counter must show the filter under test let the requests through.
@@ -16,7 +20,7 @@ import resource
 import subprocess
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import psutil
@@ -48,7 +52,12 @@ class MacroConfig:
     #: Before each run, wait up to this long (s) for other work on the machine to calm down.
     quiet_wait: float = 20.0
     #: "Calm": the machine's busy CPU, with the benchmark idle, below this many cores.
-    quiet_cores: float = 0.3
+    quiet_cores: float = 0.2
+    #: A run during which other work took more than this many cores is "disturbed" (on a
+    #: quiet machine it stays under 0.05: the kernel's loopback work is billed to our processes) ...
+    noisy_cores: float = 0.2
+    #: ... and measured again, at most this many times; the least disturbed attempt counts.
+    retries: int = 1
 
 
 def _children_cpu() -> float:
@@ -166,30 +175,64 @@ def run_rounds(
     records: list[RunRecord] = []
     for number, name in schedule([r.setup.name for r in current.setups], config.rounds):
         running = current.get(name)
-        if config.quiet_wait > 0:
-            waited, busy = wait_for_quiet(config)
-            if busy > config.quiet_cores:
-                progress(
-                    f"machine still busy ({busy:.2f} cores) after {waited:.0f} s; measuring anyway"
-                )
-        if config.warmup > 0:
-            run_wrk(running.listen, warmup, token=material.token)
-        log = logs / f"wrk-{name}-round{number}.txt"
-        record = measure(
-            current,
-            running,
-            spec=spec,
-            token=material.token,
-            round_number=number,
-            save_output=functools.partial(_save, log),
-        )
-        records.append(record)
-        progress(
-            f"round {number} {name:<12} {record.wrk.rps:9.0f} req/s  p50 {record.wrk.p50_ms:6.2f} ms"
-            f"  p99 {record.wrk.p99_ms:6.2f} ms  p99.9 {record.wrk.p999_ms:6.2f} ms"
-            f"  other CPU {record.other_cpu_s / record.wrk.duration_s:4.2f} cores"
-        )
+        best: RunRecord | None = None
+        for attempt in range(1, config.retries + 2):
+            record = _attempt(
+                current,
+                running,
+                material=material,
+                config=config,
+                specs=(warmup, spec),
+                log=logs / f"wrk-{name}-round{number}-try{attempt}.txt",
+                round_number=number,
+                progress=progress,
+            )
+            other = record.other_cpu_s / record.wrk.duration_s
+            progress(
+                f"round {number} {name:<16} {record.wrk.rps:7.0f} req/s"
+                f"  p50 {record.wrk.p50_ms:6.2f} ms  p99 {record.wrk.p99_ms:6.2f} ms"
+                f"  p99.9 {record.wrk.p999_ms:6.2f} ms  other CPU {other:4.2f} cores"
+            )
+            if best is None or other < best.other_cpu_s / best.wrk.duration_s:
+                best = record
+            if other <= config.noisy_cores:
+                break
+            if attempt <= config.retries:
+                progress(f"  disturbed by other work ({other:.2f} cores); measuring again")
+        assert best is not None
+        records.append(replace(best, attempts=attempt))
     return records
+
+
+def _attempt(
+    current: Stack,
+    running: Running,
+    *,
+    material: Material,
+    config: MacroConfig,
+    specs: tuple[LoadSpec, LoadSpec],
+    log: Path,
+    round_number: int,
+    progress: Callable[[str], None],
+) -> RunRecord:
+    """Wait for a calm machine, warm up, measure once."""
+    warmup, spec = specs
+    if config.quiet_wait > 0:
+        waited, busy = wait_for_quiet(config)
+        if busy > config.quiet_cores:
+            progress(
+                f"machine still busy ({busy:.2f} cores) after {waited:.0f} s; measuring anyway"
+            )
+    if config.warmup > 0:
+        run_wrk(running.listen, warmup, token=material.token)
+    return measure(
+        current,
+        running,
+        spec=spec,
+        token=material.token,
+        round_number=round_number,
+        save_output=functools.partial(_save, log),
+    )
 
 
 def _save(path: Path, text: str) -> None:

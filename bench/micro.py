@@ -2,9 +2,10 @@
 
 Calls AuthorizationServicer.check - the function the gRPC handler calls - with a CheckRequest
 shaped like the ones Envoy sends, in a plain loop on one event loop. Wall and CPU time
-(time.process_time) per decision are medians over repeats; memory comes from a separate
+(time.process_time) per decision come from repeated timed loops; memory comes from a separate
 tracemalloc pass, since tracing slows every allocation down. Each scenario's decision is checked
-first: a fast deny where an allow was meant would be a meaningless number.
+first: a fast deny where an allow was meant would be a meaningless number. Each number is the
+best of several repeats, as timeit reports: on a shared machine interference only adds time.
 
 The difference between these numbers and the sidecar's CPU per request under load (see
 macro.py) is what gRPC, asyncio and the sockets cost around the decision.
@@ -22,7 +23,11 @@ from dataclasses import dataclass
 from authz._gen.authz.envoy.v3 import ext_authz_pb2 as pb
 from authz.jwt.providers import offline_provider
 from authz.jwt.verify import Verifier
+from authz.pipeline.decision import Decision as PipelineDecision
+from authz.pipeline.mode import decide_in_mode
+from authz.policy.snapshot import Snapshot
 from authz.policy.store import PolicyStore, SourceDocument
+from authz.server.convert import to_check_input
 from authz.server.observe import CheckTelemetry
 from authz.server.servicer import AuthorizationServicer
 from authz.settings import TelemetrySettings
@@ -65,22 +70,23 @@ def check_request(*, token: str | None, host: str = "127.0.0.1:10000") -> pb.Che
     return request
 
 
-def servicer(material: Material, *, cache_size: int = 10_000) -> AuthorizationServicer:
-    """The servicer `authz serve` builds, over a snapshot holding the benchmark's policy.
-
-    With the service's observer (metrics and decision log at their defaults); the log lines
-    are built, then dropped instead of queued for the writer thread.
-    """
+def snapshot(material: Material) -> Snapshot:
+    """A snapshot holding the benchmark's policy, compiled as the service compiles it."""
     store = PolicyStore(bind=offline_provider, publish=lambda _snapshot: None)
-    snapshot = store.update("bench", [SourceDocument("bench", sidecar_policy(material))])
-    if not snapshot.policies:
-        raise BenchError(f"the benchmark policy did not compile: {snapshot.states}")
-    verifier = Verifier(cache_size=cache_size)
+    compiled = store.update("bench", [SourceDocument("bench", sidecar_policy(material))])
+    if not compiled.policies:
+        raise BenchError(f"the benchmark policy did not compile: {compiled.states}")
+    return compiled
+
+
+def servicer(current: Snapshot, verifier: Verifier) -> AuthorizationServicer:
+    """The servicer `authz serve` builds, with its observer (metrics, decision log) at the
+    service's defaults; the log lines are built, then dropped instead of queued for writing."""
     decision_log = DecisionLog(
         _discard, allow_sample_rate=TelemetrySettings().log_allow_sample_rate
     )
     return AuthorizationServicer(
-        snapshot=lambda: snapshot,
+        snapshot=lambda: current,
         verifier=verifier,
         observer=CheckTelemetry(metrics=Metrics(), log=decision_log),
     )
@@ -95,22 +101,46 @@ class Scenario:
     name: str
     description: str
     call: Decision
-    #: google.rpc code the response must carry (0 allow, 16 unauthenticated).
+    #: google.rpc code of the answer: 0 allow, 16 unauthenticated.
     expect_code: int
 
 
+def _code(answer: object) -> int | None:
+    """The google.rpc code of whatever a scenario returns (response, its bytes, a Decision)."""
+    if isinstance(answer, bytes):
+        answer = pb.CheckResponse.FromString(answer)
+    if isinstance(answer, pb.CheckResponse):
+        return int(answer.status.code)
+    if isinstance(answer, PipelineDecision):
+        return 0 if answer.allowed else 16 if answer.status == 401 else 7
+    return None
+
+
 def scenarios(material: Material) -> list[Scenario]:
-    warm = servicer(material)
-    cold = servicer(material, cache_size=0)
+    current = snapshot(material)
+    warm_verifier = Verifier()
+    warm = servicer(current, warm_verifier)
+    cold = servicer(current, Verifier(cache_size=0))
     valid = check_request(token=material.token)
     anonymous = check_request(token=None)
     wire = valid.SerializeToString()
+    valid_input = to_check_input(valid)
 
     async def parse_check_serialize() -> bytes:
         response = await warm.check(pb.CheckRequest.FromString(wire))
         return response.SerializeToString()
 
+    async def decide_only() -> PipelineDecision:
+        return await decide_in_mode(current, valid_input, verifier=warm_verifier, now=time.time())
+
     return [
+        Scenario(
+            "decide-warm",
+            "allow, warm token cache: the pipeline's decide only (no conversion, telemetry, "
+            "decision id or response)",
+            decide_only,
+            0,
+        ),
         Scenario(
             "check-warm",
             "allow, warm token cache: AuthorizationServicer.check",
@@ -135,8 +165,7 @@ def scenarios(material: Material) -> list[Scenario]:
 
 async def _verify(scenario: Scenario) -> None:
     answer = await scenario.call()
-    response = pb.CheckResponse.FromString(answer) if isinstance(answer, bytes) else answer
-    if not isinstance(response, pb.CheckResponse) or response.status.code != scenario.expect_code:
+    if _code(answer) != scenario.expect_code:
         raise BenchError(
             f"micro {scenario.name}: expected code {scenario.expect_code}, got {answer!r}"
         )
@@ -184,8 +213,8 @@ async def _run(material: Material, *, iterations: int, repeats: int) -> list[Mic
                 name=scenario.name,
                 description=scenario.description,
                 iterations=iterations * repeats,
-                wall_us=float(statistics.median(w for w, _ in timings)),
-                cpu_us=float(statistics.median(c for _, c in timings)),
+                wall_us=min(w for w, _ in timings),
+                cpu_us=min(c for _, c in timings),
                 peak_bytes=peak,
                 retained_bytes_per_1k=retained,
             )
@@ -194,6 +223,6 @@ async def _run(material: Material, *, iterations: int, repeats: int) -> list[Mic
 
 
 def run_micro(
-    material: Material, *, iterations: int = 20_000, repeats: int = 5
+    material: Material, *, iterations: int = 10_000, repeats: int = 7
 ) -> list[MicroResult]:
     return asyncio.run(_run(material, iterations=iterations, repeats=repeats))

@@ -4,7 +4,8 @@ A benchmark of a misconfigured filter is worthless: a jwt_authn that lets everyt
 or a sidecar that denies everything fast, would post great numbers. So every auth setup must
 answer 200 to the valid token with x-user-id set from `sub` (echoed back by the upstream),
 401 without a token and 401 for a forged signature; the sidecar also 403 for a token missing
-the rule's scope. Anything else stops the run.
+the rule's scope. The static reference authorizer must allow and set x-user-id. Anything else
+stops the run.
 """
 
 from __future__ import annotations
@@ -32,6 +33,11 @@ class Expectation:
 def expectations(setup: Setup, material: Material) -> list[Expectation]:
     if setup.auth is Auth.NONE:
         return [Expectation("no token", None, 200)]
+    if setup.auth is Auth.STATIC:  # allows everything, by design: it is a reference
+        return [
+            Expectation("valid token", material.token, 200, echo=SUBJECT),
+            Expectation("no token", None, 200, echo=SUBJECT),
+        ]
     checks = [
         Expectation("valid token", material.token, 200, echo=SUBJECT),
         Expectation("no token", None, 401),

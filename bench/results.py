@@ -41,6 +41,8 @@ class RunRecord:
     other_cpu_s: float
     #: How many requests Envoy's filter counter says it let through (None without a filter).
     filter_allowed: int | None
+    #: Measurements it took: more than 1 when other work on the machine disturbed a run.
+    attempts: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +61,8 @@ class SetupSummary:
     machine_busy: float
     other_cpu_s_per_s: float
     errors: int
+    #: Runs measured again because other work disturbed them.
+    repeated: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +71,8 @@ class Ratio:
     baseline: str
     throughput: float
     p99: float
+    #: Whether issue 7's targets apply (the sidecar), or the row is a reference.
+    target: bool = True
 
     @property
     def throughput_ok(self) -> bool:
@@ -181,13 +187,35 @@ def summarize(setup: str, title: str, runs: Sequence[RunRecord]) -> SetupSummary
         machine_busy=_median(runs, lambda r: r.machine_busy),
         other_cpu_s_per_s=_median(runs, lambda r: r.other_cpu_s / r.wrk.duration_s),
         errors=sum(r.wrk.failed for r in runs),
+        repeated=sum(r.attempts - 1 for r in runs),
     )
 
 
-def ratio(setup: SetupSummary, baseline: SetupSummary) -> Ratio:
+def ratio(setup: SetupSummary, baseline: SetupSummary, *, target: bool = True) -> Ratio:
     return Ratio(
         setup=setup.setup,
         baseline=baseline.setup,
         throughput=setup.rps / baseline.rps,
         p99=setup.p99_ms / baseline.p99_ms,
+        target=target,
+    )
+
+
+def load_json(path: Path) -> Results:
+    """Results back from results.json (to redraw the chart and rewrite the doc without a run)."""
+    raw: dict[str, Any] = json.loads(path.read_text())
+    profile = raw.get("profile")
+    return Results(
+        started=raw["started"],
+        command=raw["command"],
+        machine=raw["machine"],
+        config=raw["config"],
+        setups=[SetupSummary(**item) for item in raw["setups"]],
+        ratios=[Ratio(**item) for item in raw["ratios"]],
+        runs=[RunRecord(**{**item, "wrk": WrkResult(**item["wrk"])}) for item in raw["runs"]],
+        probes=raw["probes"],
+        micro=[MicroResult(**item) for item in raw["micro"]],
+        scale=[ScaleResult(**item) for item in raw["scale"]],
+        profile=ProfileResult(**profile) if profile else None,
+        elapsed_s=raw["elapsed_s"],
     )

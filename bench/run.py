@@ -29,8 +29,8 @@ PARTS = ("load", "micro", "scale")
 class Options:
     macro: macro.MacroConfig
     parts: tuple[str, ...] = PARTS
-    micro_iterations: int = 20_000
-    micro_repeats: int = 5
+    micro_iterations: int = 10_000
+    micro_repeats: int = 7
     scale_sizes: tuple[int, ...] = (1_000, 10_000)
     #: Seconds of py-spy recording on the sidecar; 0 = no profile.
     profile_seconds: float = 5.0
@@ -80,7 +80,11 @@ def _load(results: Results, options: Options, say: Callable[[str], None]) -> Non
     ]
     native = results.summary(NATIVE)
     if native is not None:
-        results.ratios = [ratio(s, native) for s in results.setups if s.setup.startswith("sidecar")]
+        results.ratios = [
+            ratio(s, native, target=s.setup.startswith("sidecar"))
+            for s in results.setups
+            if s.setup not in {NATIVE, "noauth"}
+        ]
 
 
 def run(options: Options, *, say: Callable[[str], None] = print) -> Results:
@@ -98,6 +102,9 @@ def run(options: Options, *, say: Callable[[str], None] = print) -> Results:
             "threads": config.threads,
             "envoy_concurrency": config.envoy_concurrency,
             "wrk_cpus": config.wrk_cpus,
+            "quiet_wait_s": config.quiet_wait,
+            "noisy_cores": config.noisy_cores,
+            "retries": config.retries,
             "micro_iterations": options.micro_iterations,
             "micro_repeats": options.micro_repeats,
             "scale_sizes": list(options.scale_sizes),

@@ -8,6 +8,9 @@ and the end-to-end tests use - and differs only in its HTTP filters:
                  copied to x-user-id, its verified-token cache on (like the sidecar's)
     sidecar-tcp  ext_authz over gRPC to `authz serve` on 127.0.0.1
     sidecar-uds  the same over a Unix domain socket
+    ext_authz-static  ext_authz (HTTP mode) to a static Envoy that allows everything and sets
+                 x-user-id: a reference, not an authorizer - the most any external
+                 authorizer can reach here, since Envoy's side of the call costs the same
 
 The upstream is one more Envoy answering 200 from a `direct_response` route, so it costs little
 and the same for every setup (the Python echo app of `make run` would be the bottleneck of all
@@ -24,10 +27,11 @@ from typing import Any
 
 from authz.devtools.envoyconf import gateway_config
 from authz.server.listen import ListenAddress
-from bench.material import AUDIENCE, ISSUER, USER_HEADER, Material
+from bench.material import AUDIENCE, ISSUER, SUBJECT, USER_HEADER, Material
 
 _HCM = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
 _ROUTER = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
+_EXT_AUTHZ = "type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz"
 _JWT_AUTHN = "type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication"
 #: The response header the upstream fills from the request's x-user-id.
 ECHO_HEADER = "x-echo-user"
@@ -37,6 +41,8 @@ class Auth(StrEnum):
     NONE = "none"
     JWT_AUTHN = "jwt_authn"
     EXT_AUTHZ = "ext_authz"
+    #: ext_authz to a static responder: the ceiling for any external authorizer.
+    STATIC = "static"
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +59,12 @@ SETUPS: tuple[Setup, ...] = (
     Setup("jwt_authn", "Envoy + native jwt_authn", Auth.JWT_AUTHN),
     Setup("sidecar-tcp", "Envoy + authz sidecar (gRPC over TCP)", Auth.EXT_AUTHZ, "tcp"),
     Setup("sidecar-uds", "Envoy + authz sidecar (gRPC over Unix socket)", Auth.EXT_AUTHZ, "unix"),
+    Setup(
+        "ext_authz-static",
+        "reference: Envoy ext_authz (HTTP) to a static allow-all responder",
+        Auth.STATIC,
+        "tcp",
+    ),
 )
 #: The baseline the sidecar is compared with.
 NATIVE = "jwt_authn"
@@ -61,6 +73,7 @@ FILTER_COUNTER = {
     Auth.NONE: None,
     Auth.JWT_AUTHN: "http.ingress.jwt_authn.allowed",
     Auth.EXT_AUTHZ: "http.ingress.ext_authz.ok",
+    Auth.STATIC: "http.ingress.ext_authz.ok",
 }
 
 
@@ -86,6 +99,25 @@ def jwt_authn_filter(material: Material) -> dict[str, Any]:
     }
 
 
+def static_ext_authz_filter(*, cluster: str = "authz") -> dict[str, Any]:
+    """ext_authz in HTTP mode; the answer's x-user-id is copied onto the upstream request."""
+    return {
+        "name": "envoy.filters.http.ext_authz",
+        "typed_config": {
+            "@type": _EXT_AUTHZ,
+            "transport_api_version": "V3",
+            "failure_mode_allow": False,
+            "http_service": {
+                "server_uri": {"uri": "http://authorizer", "cluster": cluster, "timeout": "1s"},
+                "path_prefix": "/check",
+                "authorization_response": {
+                    "allowed_upstream_headers": {"patterns": [{"exact": USER_HEADER}]}
+                },
+            },
+        },
+    }
+
+
 def gateway(
     setup: Setup,
     *,
@@ -95,18 +127,28 @@ def gateway(
     upstream: ListenAddress,
     sidecar: ListenAddress | None,
 ) -> dict[str, Any]:
-    if setup.auth is Auth.EXT_AUTHZ:
+    if setup.auth in (Auth.EXT_AUTHZ, Auth.STATIC):
         if sidecar is None:
-            raise ValueError(f"{setup.name} needs the sidecar's address")
-        return gateway_config(listen=listen, admin=admin, upstream=upstream, authz=sidecar)
+            raise ValueError(f"{setup.name} needs the authorizer's address")
+        filters = [static_ext_authz_filter()] if setup.auth is Auth.STATIC else None
+        return gateway_config(
+            listen=listen, admin=admin, upstream=upstream, authz=sidecar, http_filters=filters
+        )
     filters = [jwt_authn_filter(material)] if setup.auth is Auth.JWT_AUTHN else []
     return gateway_config(
         listen=listen, admin=admin, upstream=upstream, authz=None, http_filters=filters
     )
 
 
-def upstream_config(*, listen: ListenAddress, admin: ListenAddress) -> dict[str, Any]:
-    """A static 200 responder: Envoy itself, with a direct_response route."""
+def upstream_config(
+    *, listen: ListenAddress, admin: ListenAddress, headers: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """A static 200 responder: Envoy itself, with a direct_response route.
+
+    As the upstream it adds x-echo-user (the request's x-user-id); as the static authorizer it
+    is given `headers` instead (x-user-id, which ext_authz copies onto the upstream request).
+    """
+    added = headers if headers is not None else {ECHO_HEADER: f"%REQ({USER_HEADER})%"}
     hcm = {
         "@type": _HCM,
         "stat_prefix": "upstream",
@@ -121,12 +163,8 @@ def upstream_config(*, listen: ListenAddress, admin: ListenAddress) -> dict[str,
                             "match": {"prefix": "/"},
                             "direct_response": {"status": 200, "body": {"inline_string": "ok\n"}},
                             "response_headers_to_add": [
-                                {
-                                    "header": {
-                                        "key": ECHO_HEADER,
-                                        "value": f"%REQ({USER_HEADER})%",
-                                    }
-                                }
+                                {"header": {"key": key, "value": value}}
+                                for key, value in added.items()
                             ],
                         }
                     ],
@@ -158,6 +196,10 @@ def upstream_config(*, listen: ListenAddress, admin: ListenAddress) -> dict[str,
             ]
         },
     }
+
+
+def static_authorizer_config(*, listen: ListenAddress, admin: ListenAddress) -> dict[str, Any]:
+    return upstream_config(listen=listen, admin=admin, headers={USER_HEADER: SUBJECT})
 
 
 def dump(config: dict[str, Any]) -> str:

@@ -20,7 +20,7 @@ from bench import procs
 from bench.material import Material, sidecar_policy
 from bench.probe import probe
 from bench.procs import Proc
-from bench.setups import Auth, Setup, dump, gateway, upstream_config
+from bench.setups import Auth, Setup, dump, gateway, static_authorizer_config, upstream_config
 
 
 @dataclass
@@ -29,6 +29,7 @@ class Running:
     listen: ListenAddress
     admin: ListenAddress
     gateway: Proc
+    #: The authorizer Envoy calls: the sidecar, or the static responder of the reference setup.
     sidecar: Proc | None
 
 
@@ -72,6 +73,22 @@ def stack(
             for setup in setups:
                 sidecar: Proc | None = None
                 sidecar_address: ListenAddress | None = None
+                if setup.auth is Auth.STATIC:
+                    sidecar_address, sidecar_admin = procs.loopback(), procs.loopback()
+                    conf = tmp / f"authorizer-{setup.name}.json"
+                    conf.write_text(
+                        dump(static_authorizer_config(listen=sidecar_address, admin=sidecar_admin))
+                    )
+                    sidecar = procs.start_envoy(
+                        f"authorizer-{setup.name}",
+                        conf,
+                        concurrency=envoy_concurrency,
+                        logs=logs,
+                    )
+                    started.append(sidecar)
+                    procs.wait_ready(
+                        f"http://{sidecar_admin.host}:{sidecar_admin.port}/ready", sidecar
+                    )
                 if setup.auth is Auth.EXT_AUTHZ:
                     flag, sidecar_address = _sidecar_listen(setup, tmp)
                     http = procs.loopback()

@@ -21,7 +21,7 @@ from bench.load import LoadSpec, parse_wrk, run_wrk
 from bench.material import make_material
 from bench.probe import probe
 from bench.procs import BenchError, find_binary
-from bench.results import Results, RunRecord, ratio, summarize
+from bench.results import Results, RunRecord, load_json, ratio, summarize
 from bench.setups import SETUPS, Setup, dump, gateway, upstream_config
 
 MATERIAL = make_material()
@@ -164,7 +164,13 @@ def test_scale_documents_pass_authz_validate(tmp_path: Path) -> None:
 
 def test_micro_measures_every_scenario() -> None:
     results = micro.run_micro(MATERIAL, iterations=50, repeats=1)
-    assert {m.name for m in results} == {"check-warm", "wire-warm", "check-cold", "deny-no-token"}
+    assert {m.name for m in results} == {
+        "decide-warm",
+        "check-warm",
+        "wire-warm",
+        "check-cold",
+        "deny-no-token",
+    }
     for m in results:
         assert m.wall_us > 0, m
         assert m.cpu_us > 0, m
@@ -225,3 +231,12 @@ def test_profile_analysis_leaves_waiting_out_and_splits_the_rest() -> None:
     assert shares["authz: decision log (build, queue, write lines)"] == 0.1
     assert ("decide (authz/pipeline/decide.py)", 0.3) in found.top_authz
     assert all("cli.py" not in name for name, _ in found.top_authz)
+
+
+def test_results_round_trip_through_json(tmp_path: Path) -> None:
+    results = Results(started="now", command="make bench", machine={}, config={})
+    results.runs = [_record("jwt_authn", 10_000, 4.0)]
+    results.setups = [summarize("jwt_authn", "native", results.runs)]
+    results.write_json(tmp_path / "results.json")
+    again = load_json(tmp_path / "results.json")
+    assert again == results
