@@ -247,7 +247,8 @@ def test_pod_extras_reach_the_pod() -> None:
     assert authz["image"] == "authz@sha256:" + "a" * 64
     assert env_of(authz)["AUTHZ_EXTRA"] == "1"
     assert flag(authz, "--log-allow-sample-rate") == "0.1"
-    assert flag(authz, "--trusted-proxy-hops") == "1"
+    # One trusted proxy in front of Envoy, which appends its own peer: the client is 2nd from the right.
+    assert flag(authz, "--trusted-proxy-hops") == "2"
     assert spec["imagePullSecrets"] == [{"name": "regcred"}]
     assert spec["nodeSelector"] == {"kubernetes.io/os": "linux"}
     assert spec["tolerations"] == scenarios.POD_EXTRAS["tolerations"]

@@ -38,8 +38,10 @@ def start_envoy(
     upstream_port: int,
     normalize: bool = True,
     config: dict[str, Any] | None = None,
+    hcm: dict[str, Any] | None = None,
     name: str = "envoy",
 ) -> Envoy:
+    """Start Envoy in front of the sidecar; `hcm` adds fields to the HttpConnectionManager."""
     port, admin_port = free_port(), free_port()
     cfg = config or gateway_config(
         listen=ListenAddress("127.0.0.1", port),
@@ -48,6 +50,9 @@ def start_envoy(
         authz=parse_listen(authz, flag="authz"),
         normalize=normalize,
     )
+    if hcm:
+        listener = cfg["static_resources"]["listeners"][0]
+        listener["filter_chains"][0]["filters"][0]["typed_config"].update(hcm)
     path = tmp_path / f"{name}.json"
     path.write_text(json.dumps(cfg))
     proc = Proc(

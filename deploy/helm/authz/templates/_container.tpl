@@ -27,7 +27,13 @@ AUTHZ_* environment variables.
     - --log-level
     - {{ .Values.logLevel }}
     - --trusted-proxy-hops
+    {{- /* In the gateway pod, Envoy (use_remote_address) appends its own peer to X-Forwarded-For,
+    so the client that T trusted proxies reported is the (T+1)th entry from the right. */}}
+    {{- if and $sidecar (gt (int .Values.trustedProxyHops) 0) }}
+    - {{ add (int .Values.trustedProxyHops) 1 | quote }}
+    {{- else }}
     - {{ .Values.trustedProxyHops | quote }}
+    {{- end }}
     {{- if not (kindIs "invalid" .Values.logAllowSampleRate) }}
     - --log-allow-sample-rate
     - {{ .Values.logAllowSampleRate | quote }}

@@ -1,0 +1,72 @@
+"""The authz container the chart renders starts with arguments and environment the real CLI
+accepts: every flag exists, every AUTHZ_* value parses, and the settings say what the chart meant
+(drift between chart and sidecar would otherwise surface as a crash-looping pod)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from authz.cli import _apply_env, _build_parser, serve_settings
+from authz.settings import Settings
+from tests.deploy.chart import render
+from tests.deploy.scenarios import ALL, STANDALONE
+
+
+def _serve_parser() -> Any:
+    parser = _build_parser()
+    for action in parser._subparsers._group_actions if parser._subparsers else []:
+        serve = getattr(action, "choices", {}).get("serve")
+        if serve is not None:
+            return parser, serve
+    raise AssertionError("no serve subcommand")
+
+
+def settings_for(
+    values: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Settings:
+    rendered = render(values)
+    authz = rendered.container("authz")
+    assert authz["args"][0] == "serve"
+    for name in [n for n in os.environ if n.startswith("AUTHZ_")]:
+        monkeypatch.delenv(name)
+    for item in authz.get("env", []):
+        if "value" in item:
+            value = item["value"]
+        elif item["name"] == "AUTHZ_REDIS_URL":
+            value = "redis://redis-0.redis:6379"  # a secretKeyRef the kubelet resolves
+        else:
+            continue  # the downward API (POD_NAME, POD_NAMESPACE): set below
+        if item["name"] == "AUTHZ_POLICIES":
+            value = str(tmp_path)  # the ConfigMap mount, which exists in the pod
+        monkeypatch.setenv(item["name"], value)
+    monkeypatch.setenv("POD_NAME", "gw-0")
+    monkeypatch.setenv("POD_NAMESPACE", "gateway")
+    parser, serve = _serve_parser()
+    _apply_env(serve)
+    return serve_settings(parser.parse_args(authz["args"]))
+
+
+@pytest.mark.parametrize("name", sorted(ALL))
+def test_rendered_args_parse_with_the_real_cli(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = settings_for(ALL[name], tmp_path, monkeypatch)
+    assert settings.server.http_listen.endswith(":9090")
+    if name in STANDALONE:
+        assert settings.server.grpc_listen == "0.0.0.0:9000"
+    else:
+        assert settings.server.grpc_listen == "unix:/var/run/authz/authz.sock"
+
+
+def test_default_install_watches_the_cluster(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = settings_for({}, tmp_path, monkeypatch)
+    assert settings.kubernetes.enabled
+    assert settings.kubernetes.namespaces == ()
+    assert settings.kubernetes.identity == "gw-0"
+    assert settings.kubernetes.lease_namespace == "gateway"

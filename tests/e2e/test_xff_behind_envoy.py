@@ -1,0 +1,60 @@
+"""The client address the way the Helm chart wires it: Envoy with use_remote_address and
+xff_num_trusted_hops T appends its own peer to X-Forwarded-For, so the sidecar reads the (T+1)th
+entry from the right. One trusted load balancer in front (T=1): the address it reported decides."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.support.envoy import start_envoy
+from tests.support.http import request
+from tests.support.procs import start_echo, start_sidecar
+
+POLICY = """\
+apiVersion: authz.dev/v1alpha1
+kind: AuthPolicy
+metadata: {name: office, namespace: shop}
+spec:
+  hosts: [office.test]
+  sourceIPs:
+    allow: ["203.0.113.0/24"]
+  rules:
+  - {name: open, allowAnonymous: true}
+"""
+
+
+def test_the_address_the_trusted_balancer_reported_decides(tmp_path: Path) -> None:
+    (tmp_path / "policies").mkdir()
+    (tmp_path / "policies" / "office.yaml").write_text(POLICY)
+    sidecar, grpc, _ = start_sidecar(
+        tmp_path, [tmp_path / "policies"], extra=["--trusted-proxy-hops", "2"]
+    )
+    echo, echo_port = start_echo(tmp_path)
+    envoy = start_envoy(
+        tmp_path,
+        authz=grpc,
+        upstream_port=echo_port,
+        hcm={"use_remote_address": True, "xff_num_trusted_hops": 1},
+    )
+    try:
+        inside = request(
+            envoy.url, "/", host="office.test", headers={"X-Forwarded-For": "203.0.113.7"}
+        )
+        assert inside.status == 200, inside.body
+        # A client cannot talk its way in: the balancer appends the real address after its claim.
+        spoofed = request(
+            envoy.url,
+            "/",
+            host="office.test",
+            headers={"X-Forwarded-For": "203.0.113.7, 198.51.100.9"},
+        )
+        assert spoofed.status == 403
+        assert spoofed.json()["error"] == "ip_denied"
+        direct = request(
+            envoy.url, "/", host="office.test"
+        )  # no balancer in front: no entry to trust
+        assert direct.status == 403
+    finally:
+        envoy.terminate()
+        echo.terminate()
+        sidecar.terminate()
