@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 from collections.abc import Awaitable, Sequence
 from importlib import resources
 from typing import Any, Final, Protocol
 
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, RedisError
 
 from authz.ratelimit.limiter import Hit, Verdict
 from authz.ratelimit.spec import ALGORITHM_CODE
@@ -29,6 +30,8 @@ SCRIPT_SHA: Final = hashlib.sha1(SCRIPT.encode(), usedforsecurity=False).hexdige
 #: The span around each round trip (OpenTelemetry database conventions); free with tracing off.
 SPAN = "ratelimit redis"
 _SPAN_ATTRIBUTES: Final = {"db.system": "redis", "db.operation": "EVALSHA"}
+
+log = logging.getLogger(__name__)
 
 
 class BackendBusy(Exception):
@@ -103,4 +106,9 @@ class RedisBackend:
             await asyncio.gather(*(self._client.ping() for _ in range(max(0, warm - 1))))
 
     async def close(self) -> None:
-        await self._client.aclose()
+        """Close the pool. Shutting down must not fail because Redis is dead or slow: closing a
+        connection to a killed server can time out, and there is nothing left to do about it."""
+        try:
+            await self._client.aclose()
+        except (RedisError, OSError, TimeoutError) as exc:
+            log.debug("closing the Redis client: %s", exc)
