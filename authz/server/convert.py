@@ -29,7 +29,7 @@ def to_check_input(request: pb.CheckRequest) -> CheckInput:
         raw_path=http.path or headers.get(":path", ""),
         headers=headers,
         source_ip=attributes.source.address.socket_address.address,
-        request_id=http.id,
+        request_id=headers.get("x-request-id") or http.id,  # what the upstream logs too
     )
 
 

@@ -31,7 +31,9 @@ def test_check_input_from_a_request() -> None:
     assert checked.raw_path == "/orders?x=1"
     assert checked.headers["authorization"] == "Bearer t"
     assert checked.source_ip == "10.1.2.3"
-    assert checked.request_id == "req-7"
+    assert checked.request_id == "r1"  # x-request-id: what Envoy and the upstream log too
+    request.attributes.request.http.headers.pop("x-request-id")
+    assert to_check_input(request).request_id == "req-7"  # else Envoy's stream id
 
 
 @pytest.mark.parametrize(
