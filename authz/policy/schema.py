@@ -11,14 +11,18 @@ from __future__ import annotations
 
 import copy
 import functools
+import logging
 from collections.abc import Iterator, Mapping
 from importlib import resources
-from typing import Any
+from typing import Any, cast
 
 import yaml
 from jsonschema import Draft4Validator, ValidationError
 
 from authz.errors import Problem
+from authz.policy.fastschema import Check, Unsupported, compile_schema
+
+log = logging.getLogger(__name__)
 
 API_VERSION = "authz.dev/v1alpha1"
 KIND = "AuthPolicy"
@@ -117,10 +121,23 @@ def _problems(error: ValidationError) -> Iterator[Problem]:
         yield Problem(where, error.message)
 
 
+@functools.cache
+def _valid() -> Check | None:
+    """The compiled yes/no check (fastschema.py), or None when the schema is beyond it."""
+    try:
+        return compile_schema(cast(Mapping[str, Any], _validator().schema))
+    except Unsupported as exc:
+        log.warning("policy validation takes the slow path only: the schema uses %s", exc)
+        return None
+
+
 def validate_document(document: object) -> list[Problem]:
     """Every schema problem of one document (empty when it is valid)."""
     if not isinstance(document, Mapping):
         return [Problem("", "a policy document must be a mapping")]
+    valid = _valid()
+    if valid is not None and valid(document):
+        return []
     problems: list[Problem] = []
     for error in _validator().iter_errors(document):
         problems.extend(_problems(error))

@@ -19,6 +19,7 @@ import yaml
 from authz.errors import Problem
 from authz.policy.schema import API_VERSION, KIND
 from authz.policy.store import SourceDocument
+from authz.sources import yamlfast
 
 SUFFIXES = (".yaml", ".yml", ".json")
 MAX_FILE_BYTES = 4 * 1024 * 1024
@@ -58,6 +59,7 @@ _Loader.yaml_implicit_resolvers = {
     first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
+yamlfast.configure(_Loader.yaml_implicit_resolvers)
 
 
 def discover(paths: tuple[Path, ...]) -> list[Path]:
@@ -130,6 +132,13 @@ def _check_expansion(root: yaml.Node) -> None:
 
 
 def _parse(chunk: str) -> Any:
+    try:
+        return yamlfast.parse(chunk, max_depth=MAX_DEPTH)
+    except yamlfast.NotPlain:
+        return _parse_reference(chunk)
+
+
+def _parse_reference(chunk: str) -> Any:
     loader = _Loader(chunk)
     try:
         node = loader.get_single_node()
@@ -140,6 +149,9 @@ def _parse(chunk: str) -> Any:
         return loader.construct_document(node)
     except RecursionError:
         raise yaml.YAMLError("the document is nested too deeply") from None
+    except (ValueError, LookupError, TypeError, AttributeError) as exc:
+        # An explicit tag on a value it does not fit ("!!int abc", "!!bool maybe").
+        raise yaml.YAMLError(f"a value does not fit its tag: {exc}") from None
     finally:
         loader.dispose()
 

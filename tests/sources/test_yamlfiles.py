@@ -139,6 +139,18 @@ def test_deep_nesting_is_refused_not_crashed(tmp_path: Path) -> None:
     assert documents[1].problems[0].message == "not valid YAML: the document is nested too deeply"
 
 
+def test_a_value_that_does_not_fit_its_tag_costs_only_its_document(tmp_path: Path) -> None:
+    path = tmp_path / "tags.yaml"
+    path.write_text(policy("a") + "---\nx: !!bool maybe\n---\ny: !!int twelve\n---\n" + policy("b"))
+    documents = read_file(path)
+    assert names(path) == ["a", None, None, "b"]
+    assert [p.message for d in documents for p in d.problems] == [
+        "not valid YAML: a value does not fit its tag: 'maybe'",
+        "not valid YAML: a value does not fit its tag: invalid literal for int() with base 10: "
+        "'twelve'",
+    ]
+
+
 def test_other_kinds_are_skipped_and_wrong_versions_reported(tmp_path: Path) -> None:
     path = tmp_path / "mixed.yaml"
     path.write_text(
