@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import pickle
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from typing import Any
 from authz.errors import PolicyError, Problem
 from authz.jwt.sources import KeySource
 from authz.policy.compile import DEFAULT_NAMESPACE, KeyBinder, compile_policy
+from authz.policy.gcpause import collector_paused
 from authz.policy.model import CompiledPolicy
 from authz.policy.snapshot import PolicyState, PolicyStateKind, Snapshot, build_index
 
@@ -49,7 +51,17 @@ def document_key(body: Mapping[str, Any] | None) -> str | None:
 
 
 def _digest(body: Mapping[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
+    """The compile cache's key: equal only for documents that compile to the same result.
+
+    A pickle keeps types apart where JSON text does not ({1: x} is not {"1": x}, nor b"x" the
+    string "b'x'"; each gets its own problem messages) and costs half as much as sorted JSON.
+    Key order is part of the key: a reordered document is compiled again, correct if slower.
+    """
+    try:
+        data = pickle.dumps(body, protocol=5)
+    except (pickle.PicklingError, TypeError, AttributeError):  # not plain data: not from a source
+        data = json.dumps(body, sort_keys=True, default=repr).encode()
+    return hashlib.sha256(data).hexdigest()
 
 
 def _state(
@@ -156,7 +168,7 @@ class PolicyStore:
         Thread-safe and meant to run in a worker thread: compiling is CPU work the check
         path must not wait for. Updates are serialized; each publishes a complete snapshot.
         """
-        with self._lock:
+        with self._lock, collector_paused():
             return self._update(source, documents)
 
     def _update(self, source: str, documents: Sequence[SourceDocument]) -> Snapshot:

@@ -57,12 +57,47 @@ else:  # pragma: no cover - depends on how PyYAML was built
 
 
 class _Loader(_Base):  # type: ignore[misc]  # a C base class has no type information
-    """libyaml's parser and composer with the reference loader's resolvers (set by configure)."""
+    """libyaml's parser and composer with the reference loader's resolvers (set by configure).
+
+    libyaml calls `resolve` for every node; PyYAML's version rebuilds a list of candidate
+    patterns each time, a quarter of the composing time. This one gives the same answers
+    (the safe loader has no path resolvers, so only a plain scalar's text matters) from a table
+    and a bounded memo: keys like "name" or "spec" repeat in every document.
+    """
+
+    def resolve(self, kind: type[yaml.Node], value: str, implicit: tuple[bool, bool]) -> str:
+        if kind is yaml.ScalarNode:
+            if not implicit[0]:
+                return _STR
+            tag = _plain_tags.get(value)
+            if tag is None:
+                tag = _resolve_plain(value)
+                if len(_plain_tags) < _MEMO_SIZE:
+                    _plain_tags[value] = tag
+            return tag
+        return _SEQ if kind is yaml.SequenceNode else _MAP
+
+
+_MEMO_SIZE = 4096
+_plain_tags: dict[str, str] = {}
+_candidates: dict[str, tuple[tuple[str, Any], ...]] = {}
+
+
+def _resolve_plain(value: str) -> str:
+    for tag, pattern in _candidates.get(value[:1], ()):
+        if pattern.match(value):
+            return tag
+    return _STR
 
 
 def configure(implicit_resolvers: dict[Any, list[tuple[str, Any]]]) -> None:
     """Resolve plain scalars exactly as the reference loader does (it keeps timestamps strings)."""
+    if yaml.SafeLoader.yaml_path_resolvers or None in implicit_resolvers:
+        raise ValueError("path and wildcard resolvers are not mirrored by the fast path")
     _Loader.yaml_implicit_resolvers = implicit_resolvers
+    _candidates.clear()
+    _candidates.update({first: tuple(found) for first, found in implicit_resolvers.items()})
+    _plain_tags.clear()
 
 
 def parse(text: str, *, max_depth: int) -> Any:
@@ -78,7 +113,13 @@ def parse(text: str, *, max_depth: int) -> Any:
         loader.dispose()
     if node is None:
         return None
-    return _Walk(loader, max_depth).value(node, 1)
+    # An alias needs an anchor ("&name"); without one every node is met once, nothing to track.
+    return _Walk(loader, max_depth, aliases_possible="&" in text).value(node, 1)
+
+
+_ScalarNode = yaml.ScalarNode
+_MappingNode = yaml.MappingNode
+_SequenceNode = yaml.SequenceNode
 
 
 class _Walk:
@@ -86,44 +127,39 @@ class _Walk:
 
     __slots__ = ("_bools", "_loader", "_max_depth", "_seen")
 
-    def __init__(self, loader: Any, max_depth: int) -> None:
+    def __init__(self, loader: Any, max_depth: int, *, aliases_possible: bool) -> None:
         self._loader = loader
         self._max_depth = max_depth
         self._bools: dict[str, bool] = loader.bool_values
-        #: Every node met so far: meeting one twice means an alias (the reference counts those).
-        self._seen: set[int] = set()
+        #: Every node met so far, when the text has an anchor: meeting one twice means an alias.
+        self._seen: set[int] | None = set() if aliases_possible else None
 
     def value(self, node: yaml.Node, depth: int) -> Any:
         # Depth is counted as the reference composer counts it: the root is 1, every node one more.
-        if depth > self._max_depth or id(node) in self._seen:
+        if depth > self._max_depth:
             raise NotPlain
-        self._seen.add(id(node))
+        if self._seen is not None:
+            if id(node) in self._seen:
+                raise NotPlain
+            self._seen.add(id(node))
+        kind = type(node)
         tag = node.tag
-        if tag == _STR and type(node) is yaml.ScalarNode:
-            return node.value
-        if tag == _MAP and type(node) is yaml.MappingNode:
+        if kind is _ScalarNode:
+            return node.value if tag == _STR else self._scalar(node, tag)
+        depth += 1
+        if kind is _MappingNode and tag == _MAP:
             out: dict[Any, Any] = {}
             for key_node, value_node in node.value:
-                out[self._key(key_node, depth + 1)] = self.value(value_node, depth + 1)
+                # A merge key ("<<"), a "=" key or a collection as a key: the reference's business.
+                if type(key_node) is not _ScalarNode:
+                    raise NotPlain
+                out[self.value(key_node, depth)] = self.value(value_node, depth)
             return out
-        if tag == _SEQ and type(node) is yaml.SequenceNode:
-            return [self.value(item, depth + 1) for item in node.value]
-        if type(node) is yaml.ScalarNode:
-            return self._scalar(node, tag)
+        if kind is _SequenceNode and tag == _SEQ:
+            return [self.value(item, depth) for item in node.value]
         raise NotPlain
 
-    def _key(self, node: yaml.Node, depth: int) -> Any:
-        # A merge key ("<<"), a "=" value key or a collection as a key: the reference's business.
-        if type(node) is not yaml.ScalarNode or depth > self._max_depth or id(node) in self._seen:
-            raise NotPlain
-        self._seen.add(id(node))
-        if node.tag == _STR:
-            return node.value
-        return self._scalar(node, node.tag)
-
-    def _scalar(self, node: yaml.ScalarNode, tag: str) -> Any:
-        if tag == _STR:
-            return node.value
+    def _scalar(self, node: yaml.Node, tag: str) -> Any:
         if tag == _NULL:
             return None
         try:

@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from authz.errors import Problem
+from authz.policy.gcpause import collector_paused
 from authz.policy.schema import API_VERSION, KIND
 from authz.policy.store import SourceDocument
 from authz.sources import yamlfast
@@ -29,6 +30,7 @@ MAX_DEPTH = 64
 #: A document with aliases may expand to at most this many nodes when walked.
 MAX_EXPANDED_NODES = 100_000
 _MARKER = re.compile(r"^(---|\.\.\.)([ \t].*)?$")
+_MARKER_STARTS = ("---", "...")  # a cheap test first: most lines are not markers
 
 
 class _Loader(yaml.SafeLoader):
@@ -85,7 +87,7 @@ def _chunks(text: str) -> Iterator[tuple[int, str]]:
     """Split a YAML stream into (first line number, document text)."""
     start, lines = 1, list[str]()
     for number, line in enumerate(text.splitlines(keepends=True), start=1):
-        if _MARKER.match(line.rstrip("\r\n")):
+        if line[:3] in _MARKER_STARTS and _MARKER.match(line.rstrip("\r\n")):
             if any(item.strip() and not item.lstrip().startswith("#") for item in lines):
                 yield start, "".join(lines)
             start, lines = number, ([line] if line.startswith("---") else [])
@@ -202,4 +204,5 @@ def read_file(path: Path) -> list[SourceDocument]:
 
 def read_all(paths: tuple[Path, ...]) -> tuple[list[SourceDocument], list[Path]]:
     files = discover(paths)
-    return [doc for path in files for doc in read_file(path)], files
+    with collector_paused():
+        return [doc for path in files for doc in read_file(path)], files

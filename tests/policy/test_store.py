@@ -222,6 +222,21 @@ def test_invalid_documents_are_not_recompiled_either(h: Harness) -> None:
     assert h.bound == first == []  # refused before binding, and the refusal was cached
 
 
+def test_documents_that_only_print_alike_are_compiled_apart(h: Harness) -> None:
+    # b"x" (a YAML !!binary) prints as the string "b'x'": a cache keyed by printed text would
+    # hand the bytes the string's verdict.
+    def header(value: object) -> dict[str, Any]:
+        return doc("a", "a.test", response={"setHeaders": [{"name": "x-a", "value": value}]})
+
+    named = states(h.update(src("a.yaml:0", header("b'x'"))))["a.yaml:0"]
+    assert named.state is PolicyStateKind.READY
+    binary = states(h.update(src("a.yaml:0", header(b"x"))))["a.yaml:0"]
+    assert binary.state is PolicyStateKind.INVALID
+    assert [str(p) for p in binary.problems] == [
+        "spec.response.setHeaders[0].value: must be of type string, not bytes"
+    ]
+
+
 def test_retain_gets_the_sources_in_use(h: Harness) -> None:
     h.update(
         src("a.yaml:0", doc("a", "a.test", jwks_uri="https://a.example/jwks", inline=True)),

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from authz.sources import yamlfast
-from authz.sources.yamlfiles import MAX_DEPTH, _chunks, _parse_reference
+from authz.sources.yamlfiles import MAX_DEPTH, _chunks, _Loader, _parse_reference
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "policies"
 
@@ -97,6 +97,68 @@ def test_every_fixture_reads_the_same() -> None:
             assert typed(value) == typed(_parse_reference(chunk)), path
             checked += 1
     assert checked >= 10
+
+
+RESOLVED = [
+    "",
+    "~",
+    "null",
+    "NULL",
+    "nul",
+    "yes",
+    "Yes",
+    "YES",
+    "yEs",
+    "on",
+    "Off",
+    "y",
+    "n",
+    "true",
+    "0",
+    "-0",
+    "+12",
+    "0x1f",
+    "0o7",
+    "017",
+    "0b11",
+    "1_000",
+    "1:30",
+    "190:20:30",
+    "1.5",
+    ".5",
+    "-.inf",
+    ".NaN",
+    "1e3",
+    "6.8e+5",
+    "2024-05-01",
+    "2024-05-01T10:00:00Z",
+    "<<",
+    "=",
+    "!x",
+    "&a",
+    "*a",
+    "-",
+    ".",
+    "a",
+    "name",
+    "RS256",
+    "\u00e9",
+    "0.",
+    "1__0",
+    "--1",
+    "+.inf",
+]
+
+
+@given(st.lists(st.sampled_from(RESOLVED) | st.text(max_size=6), min_size=1))
+def test_scalars_resolve_to_the_reference_tags(values: list[str]) -> None:
+    reference: Any = _Loader("")
+    loader = yamlfast._Loader("")
+    for value in values:
+        for kind in (yaml.ScalarNode, yaml.SequenceNode, yaml.MappingNode):
+            for implicit in ((True, False), (False, True), (False, False)):
+                expected = reference.resolve(kind, value, implicit)
+                assert loader.resolve(kind, value, implicit) == expected
 
 
 SCALARS = (
