@@ -23,7 +23,7 @@ from authz.policy.snapshot import EMPTY, Snapshot
 from authz.policy.store import PolicyStore
 from authz.ratelimit.factory import build_limiter
 from authz.server.admin import AdminServer, AdminServicer
-from authz.server.grpc_server import GrpcServer
+from authz.server.h2server import build_check_server
 from authz.server.listen import parse_listen
 from authz.server.observe import CheckTelemetry
 from authz.server.probes import build_app, metrics_route, start_http
@@ -106,7 +106,7 @@ class Service:
                 limiter=limiter,
                 trusted_proxy_hops=hops,
             )
-            grpc_server = GrpcServer(servicer, grpc_address)
+            grpc_server = build_check_server(settings.server.grpc_server, servicer, grpc_address)
             admin_server = AdminServer(
                 AdminServicer(
                     snapshot=self.holder.get,

@@ -153,6 +153,20 @@ def _serve_parser(
         "HOST:PORT or unix:/path.sock; keep it private (default %(default)s)",
     )
     serve.add_argument(
+        "--grpc-server",
+        default="h2",
+        choices=["h2", "grpcio"],
+        help="the check server's engine: h2 (built in, faster) or grpcio (grpcio's asyncio "
+        "server) (default %(default)s)",
+    )
+    serve.add_argument(
+        "--workers",
+        default="1",
+        metavar="N",
+        help="processes answering checks; N > 1 needs --grpc-listen unix:PATH and gives "
+        "worker i the socket PATH with -i before its suffix (default %(default)s)",
+    )
+    serve.add_argument(
         "--log-allow-sample-rate",
         default="1.0",
         metavar="RATE",
@@ -299,6 +313,8 @@ def serve_settings(args: argparse.Namespace) -> Settings:
             grpc_listen=args.grpc_listen,
             http_listen=args.http_listen,
             admin_listen=args.admin_listen,
+            grpc_server=args.grpc_server,
+            workers=_workers(args.workers, args.grpc_listen),
         ),
         policies=PolicySettings(paths=paths),
         kubernetes=kubernetes_settings(args),
@@ -307,6 +323,16 @@ def serve_settings(args: argparse.Namespace) -> Settings:
         ratelimit=ratelimit,
         client=client,
     )
+
+
+def _workers(raw: str, grpc_listen: str) -> int:
+    workers = _int_flag("--workers", raw, low=1, high=64)
+    if workers > 1 and not grpc_listen.startswith("unix:"):
+        raise ConfigError(
+            f"--workers {workers} needs --grpc-listen unix:PATH (each worker listens on its own "
+            "socket; Envoy balances over them as endpoints of one cluster)"
+        )
+    return workers
 
 
 def _sample_rate(raw: str) -> float:

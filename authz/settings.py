@@ -121,6 +121,11 @@ class ServerSettings:
     admin_listen: str = "127.0.0.1:9192"
     #: On SIGTERM, in-flight checks get this long to finish (seconds).
     shutdown_grace: float = 10.0
+    #: The check server's engine: "h2" (our HTTP/2 server) or "grpcio" (grpcio's asyncio server).
+    grpc_server: str = "h2"
+    #: Processes answering checks; with more than one, --grpc-listen must be a unix: path and
+    #: each worker listens on its own socket (see authz.workers).
+    workers: int = 1
 
 
 @dataclass(frozen=True, slots=True)

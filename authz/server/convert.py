@@ -1,4 +1,10 @@
-"""CheckRequest -> CheckInput and Decision -> CheckResponse: pure functions, no I/O."""
+"""CheckRequest -> CheckInput and Decision -> CheckResponse: pure functions, no I/O.
+
+An allow answer is a function of the decision alone (it carries no decision id), and with a
+warm token cache the same caller gets the same decision again and again: AllowResponses keeps
+the serialized answer per decision, so building it (a protobuf Struct and header options,
+about 8 µs) happens once per caller instead of once per check.
+"""
 
 from __future__ import annotations
 
@@ -39,17 +45,18 @@ def _option(name: str, value: str) -> pb.HeaderValueOption:
     )
 
 
-def deny_body(decision: Decision) -> str:
+def deny_body(decision: Decision, *, decision_id: str | None = None) -> str:
     return json.dumps(
         {
             "error": decision.reason,
             "error_description": decision.description,
-            "decision_id": decision.decision_id,
+            "decision_id": decision.decision_id if decision_id is None else decision_id,
         }
     )
 
 
-def to_check_response(decision: Decision) -> pb.CheckResponse:
+def to_check_response(decision: Decision, *, decision_id: str | None = None) -> pb.CheckResponse:
+    """The answer to Envoy; `decision_id` (default: the decision's own) goes into a denial."""
     if decision.allowed or decision.dry_run:
         metadata = Struct()
         metadata.update({"policy": decision.policy or "", "rule": decision.rule or ""})
@@ -68,9 +75,11 @@ def to_check_response(decision: Decision) -> pb.CheckResponse:
             ),
             dynamic_metadata=metadata,
         )
+    if decision_id is None:
+        decision_id = decision.decision_id
     headers = [
         _option("content-type", "application/json"),
-        _option("x-authz-decision-id", decision.decision_id),
+        _option("x-authz-decision-id", decision_id),
         *(_option(n, v) for n, v in decision.response_headers),
     ]
     return pb.CheckResponse(
@@ -78,6 +87,25 @@ def to_check_response(decision: Decision) -> pb.CheckResponse:
             code=_GRPC_CODE.get(decision.status, _PERMISSION_DENIED), message=decision.reason
         ),
         denied_response=pb.DeniedHttpResponse(
-            status=pb.HttpStatus(code=decision.status), headers=headers, body=deny_body(decision)
+            status=pb.HttpStatus(code=decision.status),
+            headers=headers,
+            body=deny_body(decision, decision_id=decision_id),
         ),
     )
+
+
+class AllowResponses:
+    """Serialized allow answers by decision; at most `size` kept (all dropped when full)."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self._size = size
+        self._answers: dict[Decision, bytes] = {}
+
+    def get(self, decision: Decision) -> bytes:
+        answer = self._answers.get(decision)
+        if answer is None:
+            if len(self._answers) >= self._size:
+                self._answers.clear()
+            answer = to_check_response(decision).SerializeToString()
+            self._answers[decision] = answer
+        return answer

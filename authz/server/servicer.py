@@ -4,19 +4,22 @@ Each check gets a decision id, reported once through the observer (metrics, deci
 span attributes) and carried by the deny body, so all of them name the same decision. With
 tracing on, the check runs inside a server span continuing the caller's trace.
 
-Registered as a generic handler on Envoy's method path, so the request and response types can
-be our own generated messages (see protos/authz/envoy/v3/ext_authz.proto).
+Registered on Envoy's method path with our own generated messages (see
+protos/authz/envoy/v3/ext_authz.proto): as bytes in, bytes out on the h2 engine
+(`check_wire`), as a generic handler on the grpcio engine (`handler`). Allow answers come
+serialized from a cache keyed by the decision (see server.convert.AllowResponses); deny
+answers carry the decision id and are built per check.
 """
 
 from __future__ import annotations
 
 import logging
-import secrets
 import time
-from collections.abc import Callable
-from dataclasses import replace
+from collections.abc import Callable, Iterable
+from typing import Protocol
 
 import grpc
+from google.protobuf.message import DecodeError
 from opentelemetry.trace import Span
 
 from authz._gen.authz.envoy.v3 import ext_authz_pb2 as pb
@@ -27,7 +30,9 @@ from authz.pipeline.request import CheckInput
 from authz.policy.snapshot import Snapshot
 from authz.ratelimit.limiter import Limiter
 from authz.ratelimit.memory import MemoryLimiter
-from authz.server.convert import to_check_input, to_check_response
+from authz.server.convert import AllowResponses, to_check_input, to_check_response
+from authz.server.grpcwire import Metadata, RpcError, Status
+from authz.server.ids import DECISION_IDS
 from authz.server.observe import CheckObserver
 from authz.telemetry import tracing
 
@@ -39,6 +44,29 @@ METHOD = "Check"
 CHECK_SPAN = f"{SERVICE}/{METHOD}"
 _SPAN_ATTRIBUTES = {"rpc.system": "grpc", "rpc.service": SERVICE, "rpc.method": METHOD}
 
+#: A check's answer: serialized (a cached allow) or a message (everything else).
+Answer = bytes | pb.CheckResponse
+
+
+class CallContext(Protocol):
+    """The part of a gRPC call context the servicer reads (grpc.aio's, or the h2 engine's)."""
+
+    def invocation_metadata(self) -> Iterable[tuple[str, str | bytes]] | None: ...
+
+
+class _WireContext:
+    __slots__ = ("_metadata",)
+
+    def __init__(self, metadata: Metadata) -> None:
+        self._metadata = metadata
+
+    def invocation_metadata(self) -> Metadata:
+        return self._metadata
+
+
+def _serialize(answer: Answer) -> bytes:
+    return answer if isinstance(answer, bytes) else answer.SerializeToString()
+
 
 class AuthorizationServicer:
     def __init__(
@@ -49,18 +77,34 @@ class AuthorizationServicer:
         observer: CheckObserver | None = None,
         limiter: Limiter | None = None,
         trusted_proxy_hops: int = 0,
+        decision_ids: Callable[[], str] = DECISION_IDS,
     ) -> None:
         self._snapshot = snapshot
         self._verifier = verifier
         self._observer = observer
         self._limiter: Limiter = limiter if limiter is not None else MemoryLimiter()
         self._trusted_proxy_hops = trusted_proxy_hops
+        self._ids = decision_ids
+        self._allows = AllowResponses()
 
     async def check(
-        self,
-        request: pb.CheckRequest,
-        context: grpc.aio.ServicerContext[pb.CheckRequest, pb.CheckResponse] | None = None,
+        self, request: pb.CheckRequest, context: CallContext | None = None
     ) -> pb.CheckResponse:
+        """The answer as a message (tests, tools); the servers use the methods below."""
+        answer = await self._answer(request, context)
+        return pb.CheckResponse.FromString(answer) if isinstance(answer, bytes) else answer
+
+    async def check_wire(
+        self, message: bytes, metadata: Metadata, _send: Callable[[bytes], None]
+    ) -> bytes:
+        """The h2 engine's handler: a serialized CheckRequest in, a serialized answer out."""
+        try:
+            request = pb.CheckRequest.FromString(message)
+        except DecodeError:
+            raise RpcError(Status.INVALID_ARGUMENT, "malformed CheckRequest") from None
+        return _serialize(await self._answer(request, _WireContext(metadata)))
+
+    async def _answer(self, request: pb.CheckRequest, context: CallContext | None) -> Answer:
         if not tracing.enabled():  # the common case: no span object is ever made
             return await self._check(request, None)
         metadata = context.invocation_metadata() if context is not None else None
@@ -72,9 +116,9 @@ class AuthorizationServicer:
         ) as span:
             return await self._check(request, span)
 
-    async def _check(self, request: pb.CheckRequest, span: Span | None) -> pb.CheckResponse:
+    async def _check(self, request: pb.CheckRequest, span: Span | None) -> Answer:
         started = time.perf_counter()
-        decision_id = secrets.token_hex(8)
+        decision_id = self._ids()
         check_input: CheckInput | None = None
         try:
             check_input = to_check_input(request)
@@ -86,32 +130,49 @@ class AuthorizationServicer:
                 limiter=self._limiter,
                 trusted_proxy_hops=self._trusted_proxy_hops,
             )
-            decision = replace(decision, decision_id=decision_id)
             if self._observer is not None:
                 self._observer.observe(
-                    check_input, decision, seconds=time.perf_counter() - started, span=span
+                    check_input,
+                    decision,
+                    decision_id=decision_id,
+                    seconds=time.perf_counter() - started,
+                    span=span,
                 )
-            return to_check_response(decision)
+            if decision.allowed or decision.dry_run:
+                return self._allows.get(decision)
+            return to_check_response(decision, decision_id=decision_id)
         except Exception:
             log.exception("check failed; denying (decision %s)", decision_id)
-            decision = replace(d.internal_error(), decision_id=decision_id)
+            decision = d.internal_error()
             if self._observer is not None:
                 try:
                     self._observer.observe(
-                        check_input, decision, seconds=time.perf_counter() - started, span=span
+                        check_input,
+                        decision,
+                        decision_id=decision_id,
+                        seconds=time.perf_counter() - started,
+                        span=span,
                     )
                 except Exception:
                     log.exception("reporting decision %s failed", decision_id)
-            return to_check_response(decision)
+            return to_check_response(decision, decision_id=decision_id)
+
+    async def _check_grpcio(
+        self,
+        request: pb.CheckRequest,
+        context: grpc.aio.ServicerContext[pb.CheckRequest, bytes],
+    ) -> Answer:
+        return await self._answer(request, context)
 
     def handler(self) -> grpc.GenericRpcHandler:
+        """The grpcio engine's handler (authz.server.grpc_server)."""
         return grpc.method_handlers_generic_handler(
             SERVICE,
             {
                 METHOD: grpc.unary_unary_rpc_method_handler(
-                    self.check,
+                    self._check_grpcio,
                     request_deserializer=pb.CheckRequest.FromString,
-                    response_serializer=pb.CheckResponse.SerializeToString,
+                    response_serializer=_serialize,
                 )
             },
         )
