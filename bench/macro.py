@@ -78,6 +78,7 @@ def measure(
     parts = {"gateway": running.gateway, "upstream": current.upstream}
     if running.sidecar is not None:
         parts["sidecar"] = running.sidecar
+    parts.update(running.extra)
     for proc in parts.values():
         if not proc.alive():
             raise BenchError(f"{proc.name} died:\n{proc.tail()}")

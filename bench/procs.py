@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -117,8 +118,10 @@ def start_sidecar(
     admin: ListenAddress,
     logs: Path,
     cpus: str | None = None,
+    extra_args: Sequence[str] = (),
 ) -> Proc:
-    """`authz serve` at its defaults but for the listen addresses (free ports: several run).
+    """`authz serve` at its defaults but for the listen addresses (free ports: several run),
+    plus `extra_args` (e.g. --redis-url for the rate-limit scenario).
 
     Its decision log (a JSON line per decision on stdout) goes to the log file, as a real
     deployment's goes to its log collector: that cost is part of what is measured.
@@ -138,6 +141,7 @@ def start_sidecar(
         f"{admin.host}:{admin.port}",
         "--log-level",
         "warning",
+        *extra_args,
     ]
     return start(name, pinned(command, cpus), logs=logs)
 

@@ -115,6 +115,32 @@ class ScaleResult:
     lookup_miss_ns: float
     #: A whole allowed decision (warm token cache) for one of the hosts.
     decide_us: float
+    #: CPU time of the process during load_s (less disturbed by other work than wall time).
+    load_cpu_s: float = 0.0
+    #: PolicyStore.update with the documents as the Kubernetes source hands them over.
+    k8s_compile_s: float = 0.0
+    #: FileSource.load after one file changed (all files read again, one policy compiled).
+    reload_s: float = 0.0
+    #: Fresh processes per size: times are the best of them, RSS the largest.
+    repeats: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitResult:
+    """One in-process rate-limit scenario (bench/ratelimit.py)."""
+
+    name: str
+    description: str
+    decisions: int
+    #: Checks in flight at once.
+    concurrency: int
+    wall_us: float
+    #: The sidecar's (this process's) CPU per decision.
+    cpu_us: float
+    #: redis-server's CPU per decision (0 without Redis).
+    redis_cpu_us: float
+    #: Script calls Redis counted per decision (1 with Redis: proof the checks went there).
+    redis_calls_per_decision: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +174,11 @@ class Results:
     scale: list[ScaleResult] = field(default_factory=list)
     profile: ProfileResult | None = None
     elapsed_s: float = 0.0
+    #: Rate limits, memory versus Redis: in-process scenarios, then the load test's setups.
+    ratelimit: list[RateLimitResult] = field(default_factory=list)
+    ratelimit_setups: list[SetupSummary] = field(default_factory=list)
+    ratelimit_runs: list[RunRecord] = field(default_factory=list)
+    ratelimit_probes: dict[str, list[str]] = field(default_factory=dict)
 
     def summary(self, setup: str) -> SetupSummary | None:
         return next((s for s in self.setups if s.setup == setup), None)
@@ -218,4 +249,11 @@ def load_json(path: Path) -> Results:
         scale=[ScaleResult(**item) for item in raw["scale"]],
         profile=ProfileResult(**profile) if profile else None,
         elapsed_s=raw["elapsed_s"],
+        ratelimit=[RateLimitResult(**item) for item in raw.get("ratelimit", [])],
+        ratelimit_setups=[SetupSummary(**item) for item in raw.get("ratelimit_setups", [])],
+        ratelimit_runs=[
+            RunRecord(**{**item, "wrk": WrkResult(**item["wrk"])})
+            for item in raw.get("ratelimit_runs", [])
+        ],
+        ratelimit_probes=raw.get("ratelimit_probes", {}),
     )

@@ -15,14 +15,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import chart, macro, micro, report, scale, stack
+from bench import chart, macro, micro, ratelimit, report, scale, stack
 from bench.machine import machine_info
 from bench.material import make_material
 from bench.procs import BenchError
 from bench.results import Results, ratio, summarize
 from bench.setups import NATIVE, SETUPS
 
-PARTS = ("load", "micro", "scale")
+PARTS = ("load", "micro", "scale", "ratelimit")
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +87,26 @@ def _load(results: Results, options: Options, say: Callable[[str], None]) -> Non
         ]
 
 
+def _ratelimit(results: Results, options: Options, say: Callable[[str], None]) -> None:
+    """Rate limits, memory versus Redis: in-process, then under load (bench/ratelimit.py)."""
+    material = make_material()
+    logs = options.out / "logs" / "ratelimit"
+    say(f"rate limits in-process: {options.micro_repeats} x {options.micro_iterations:,} checks")
+    results.ratelimit = ratelimit.run_inprocess(
+        material, iterations=options.micro_iterations, repeats=options.micro_repeats, logs=logs
+    )
+    for m in results.ratelimit:
+        say(
+            f"ratelimit {m.name:<10} {m.wall_us:7.1f} µs  {m.cpu_us:7.1f} CPU-µs"
+            f"  Redis {m.redis_cpu_us:5.1f} CPU-µs"
+        )
+    say(f"rate limits under load: {', '.join(s.name for s in ratelimit.SETUPS)} (logs: {logs})")
+    outcome = ratelimit.run_load(material, config=options.macro, logs=logs, progress=say)
+    results.ratelimit_runs = outcome.runs
+    results.ratelimit_setups = outcome.setups
+    results.ratelimit_probes = outcome.probes
+
+
 def run(options: Options, *, say: Callable[[str], None] = print) -> Results:
     began = time.monotonic()
     config = options.macro
@@ -129,9 +149,13 @@ def run(options: Options, *, say: Callable[[str], None] = print) -> Results:
             result = scale.measure(size, material)
             results.scale.append(result)
             say(
-                f"scale {size:>6,}: read {result.read_s:.2f} s, compile {result.compile_s:.2f} s, "
-                f"RSS {result.rss_after_mb:.0f} MB, lookup {result.lookup_hit_ns:.0f} ns"
+                f"scale {size:>6,}: load {result.load_s:.2f} s (read {result.read_s:.2f} s, "
+                f"compile {result.compile_s:.2f} s), Kubernetes compile "
+                f"{result.k8s_compile_s:.2f} s, RSS {result.rss_after_mb:.0f} MB, "
+                f"lookup {result.lookup_hit_ns:.0f} ns"
             )
+    if "ratelimit" in options.parts:
+        _ratelimit(results, options, say)
     results.elapsed_s = time.monotonic() - began
     name = "results.json" if options.docs is not None else "results-partial.json"
     results.write_json(options.out / name)

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import tempfile
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -31,6 +32,8 @@ class Running:
     gateway: Proc
     #: The authorizer Envoy calls: the sidecar, or the static responder of the reference setup.
     sidecar: Proc | None
+    #: Other processes this setup's requests cost (e.g. its Redis): their CPU is charged to it.
+    extra: dict[str, Proc] = field(default_factory=dict)
 
 
 @dataclass
@@ -52,9 +55,19 @@ def _sidecar_listen(setup: Setup, tmp: Path) -> tuple[str, ListenAddress]:
 
 @contextlib.contextmanager
 def stack(
-    setups: tuple[Setup, ...], *, material: Material, envoy_concurrency: int, logs: Path
+    setups: tuple[Setup, ...],
+    *,
+    material: Material,
+    envoy_concurrency: int,
+    logs: Path,
+    policy_of: Callable[[Setup], dict[str, Any]] | None = None,
+    sidecar_args: Callable[[Setup], Sequence[str]] | None = None,
 ) -> Iterator[Stack]:
-    """Start the upstream, the sidecars and one gateway per setup; stop them all on exit."""
+    """Start the upstream, the sidecars and one gateway per setup; stop them all on exit.
+
+    Every sidecar serves sidecar_policy(material) unless `policy_of` gives a setup's own, and
+    runs with the flags `sidecar_args` adds for its setup.
+    """
     started: list[Proc] = []
     with tempfile.TemporaryDirectory(prefix="authz-bench-") as tmp_name:
         tmp = Path(tmp_name)
@@ -92,13 +105,19 @@ def stack(
                 if setup.auth is Auth.EXT_AUTHZ:
                     flag, sidecar_address = _sidecar_listen(setup, tmp)
                     http = procs.loopback()
+                    served = policies
+                    if policy_of is not None:
+                        served = tmp / f"policies-{setup.name}"
+                        served.mkdir()
+                        (served / "bench.yaml").write_text(yaml.safe_dump(policy_of(setup)))
                     sidecar = procs.start_sidecar(
                         f"authz-{setup.name}",
-                        policies=policies,
+                        policies=served,
                         grpc_listen=flag,
                         http=http,
                         admin=procs.loopback(),
                         logs=logs,
+                        extra_args=sidecar_args(setup) if sidecar_args is not None else (),
                     )
                     started.append(sidecar)
                     procs.wait_ready(f"http://{http.host}:{http.port}/readyz", sidecar)

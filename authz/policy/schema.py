@@ -23,6 +23,7 @@ from authz.errors import Problem
 from authz.policy.fastschema import Check, Unsupported, compile_schema
 
 log = logging.getLogger(__name__)
+_TRUSTED_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 API_VERSION = "authz.dev/v1alpha1"
 KIND = "AuthPolicy"
@@ -53,7 +54,8 @@ def crd_text() -> str:
 
 @functools.cache
 def crd() -> Mapping[str, Any]:
-    loaded: Mapping[str, Any] = yaml.safe_load(crd_text())
+    # Our own file, not user input: libyaml when present (a tenth of the pure-Python time).
+    loaded: Mapping[str, Any] = yaml.load(crd_text(), Loader=_TRUSTED_LOADER)  # noqa: S506
     return loaded
 
 

@@ -148,16 +148,35 @@ class _Walk:
             return node.value if tag == _STR else self._scalar(node, tag)
         depth += 1
         if kind is _MappingNode and tag == _MAP:
+            if self._seen is not None:
+                return self._mapping_tracked(node, depth)
+            if depth > self._max_depth:
+                raise NotPlain
+            # Most keys and values are plain strings: taken here, without a call per node.
             out: dict[Any, Any] = {}
             for key_node, value_node in node.value:
                 # A merge key ("<<"), a "=" key or a collection as a key: the reference's business.
                 if type(key_node) is not _ScalarNode:
                     raise NotPlain
-                out[self.value(key_node, depth)] = self.value(value_node, depth)
+                key = (
+                    key_node.value if key_node.tag == _STR else self._scalar(key_node, key_node.tag)
+                )
+                if type(value_node) is _ScalarNode and value_node.tag == _STR:
+                    out[key] = value_node.value
+                else:
+                    out[key] = self.value(value_node, depth)
             return out
         if kind is _SequenceNode and tag == _SEQ:
             return [self.value(item, depth) for item in node.value]
         raise NotPlain
+
+    def _mapping_tracked(self, node: yaml.Node, depth: int) -> dict[Any, Any]:
+        out: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            if type(key_node) is not _ScalarNode:
+                raise NotPlain
+            out[self.value(key_node, depth)] = self.value(value_node, depth)
+        return out
 
     def _scalar(self, node: yaml.Node, tag: str) -> Any:
         if tag == _NULL:

@@ -53,6 +53,7 @@ PLAIN = [
     "- a\n- - b\n  - c\n-\n  d: e\n",
     "just a string\n",
     "unicode: \u00e9\u4e2d\U0001f600\n",
+    "jwksUri: https://idp.test/keys?a=1&b=2\nanchored: &x but never aliased\n",
 ]
 
 
@@ -84,6 +85,25 @@ UNUSUAL = [
 def test_anything_unusual_is_left_to_the_reference_loader(text: str) -> None:
     with pytest.raises(yamlfast.NotPlain):
         fast(text)
+
+
+def nested(levels: int, *, flow: bool) -> str:
+    """A document `levels` nodes deep, counting the innermost scalar, as the reference counts."""
+    if flow:
+        return "[" * (levels - 1) + "x" + "]" * (levels - 1) + "\n"
+    return "".join("  " * i + "k:\n" for i in range(levels - 2)) + "  " * (levels - 2) + "k: x\n"
+
+
+@pytest.mark.parametrize("flow", [True, False])
+@pytest.mark.parametrize("anchor", ["", "&a "])
+def test_the_nesting_limit_is_the_references(flow: bool, anchor: str) -> None:
+    deepest = anchor + nested(MAX_DEPTH, flow=flow)
+    assert typed(fast(deepest)) == typed(_parse_reference(deepest))
+    too_deep = anchor + nested(MAX_DEPTH + 1, flow=flow)
+    with pytest.raises(yaml.YAMLError, match="nested too deeply"):
+        _parse_reference(too_deep)
+    with pytest.raises(yamlfast.NotPlain):
+        fast(too_deep)
 
 
 def test_every_fixture_reads_the_same() -> None:
