@@ -14,6 +14,7 @@ import signal
 from dataclasses import dataclass, field
 
 import aiohttp
+from aiohttp import web
 
 from authz.controller.observer import Counters
 from authz.controller.source import KubernetesSource
@@ -34,6 +35,7 @@ from authz.telemetry import tracing
 from authz.telemetry.adapters import ControllerMetrics, RateLimitMetrics
 from authz.telemetry.decisionlog import DecisionLog, LineWriter
 from authz.telemetry.metrics import Metrics
+from authz.workers.pool import WorkerPool
 
 log = logging.getLogger(__name__)
 
@@ -68,9 +70,12 @@ class Service:
         self._stopping = False
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        #: --workers N > 1: the processes answering checks (this one supervises them).
+        self._pool = WorkerPool(settings) if settings.server.workers > 1 else None
 
     def ready(self) -> bool:
-        return self.holder.loaded and not self._stopping
+        workers_ready = self._pool is None or self._pool.ready()
+        return self.holder.loaded and not self._stopping and workers_ready
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -106,7 +111,13 @@ class Service:
                 limiter=limiter,
                 trusted_proxy_hops=hops,
             )
-            grpc_server = build_check_server(settings.server.grpc_server, servicer, grpc_address)
+            pool = self._pool
+            update = store.update if pool is None else pool.forwarding(store.update)
+            grpc_server = (
+                build_check_server(settings.server.grpc_server, servicer, grpc_address)
+                if pool is None
+                else None
+            )
             admin_server = AdminServer(
                 AdminServicer(
                     snapshot=self.holder.get,
@@ -116,15 +127,14 @@ class Service:
                 ),
                 admin_address,
             )
-            runner = await start_http(
-                build_app(ready=self.ready, routes=[metrics_route(metrics.render)]), http_address
-            )
+            render = metrics_route(metrics.render) if pool is None else self._merged_metrics()
+            runner = await start_http(build_app(ready=self.ready, routes=[render]), http_address)
             log.info("HTTP probes on %s (/healthz, /readyz, /metrics)", http_address)
             kube: KubernetesSource | None = None
             try:
                 files = FileSource(
                     settings.policies.paths,
-                    update=store.update,
+                    update=update,
                     interval=settings.policies.poll_interval,
                 )
                 await asyncio.to_thread(files.load)
@@ -132,7 +142,7 @@ class Service:
                     self._install_signal_handlers()  # the API server may keep us waiting
                     kube = await KubernetesSource.connect(
                         settings.kubernetes,
-                        update=store.update,
+                        update=update,
                         current=self.holder.get,
                         observer=ControllerMetrics(metrics, Counters()),
                     )
@@ -144,13 +154,19 @@ class Service:
                 self._watch(files.run(), "policy file watcher")
                 self.holder.loaded = True
                 await limiter.start()
-                await grpc_server.start()
+                if grpc_server is not None:
+                    await grpc_server.start()
+                else:
+                    assert pool is not None
+                    self._warn_local_limits()
+                    await pool.start()
                 await admin_server.start()
                 log.info("admin API (Explain, ListPolicies) on %s", admin_server.address)
-                await grpc_server.set_serving(True)
+                if grpc_server is not None:
+                    await grpc_server.set_serving(True)
                 log.info(
                     "serving ext_authz on %s with %d polic%s",
-                    grpc_server.address,
+                    grpc_server.address if grpc_server is not None else ", ".join(pool.addresses),  # type: ignore[union-attr]
                     len(self.holder.current.policies),
                     "y" if len(self.holder.current.policies) == 1 else "ies",
                 )
@@ -158,9 +174,15 @@ class Service:
                 await self._stop.wait()
                 log.info("shutting down: draining in-flight checks")
                 self._stopping = True
-                await grpc_server.stop(settings.server.shutdown_grace)
+                if grpc_server is not None:
+                    await grpc_server.stop(settings.server.shutdown_grace)
+                else:
+                    assert pool is not None
+                    await pool.stop(settings.server.shutdown_grace)
                 await admin_server.stop(0)
             finally:
+                if pool is not None:
+                    await pool.stop(0)  # a failed start leaves no worker behind
                 for task in self._tasks:
                     task.cancel()
                 await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -173,6 +195,28 @@ class Service:
                 tracing.shutdown()
         log.info("stopped")
         return 0
+
+    def _merged_metrics(self) -> web.RouteDef:
+        """GET /metrics with workers: this process's metrics merged with every worker's."""
+        pool = self._pool
+        assert pool is not None
+
+        async def handler(_request: web.Request) -> web.Response:
+            own, content_type = self.metrics.render()
+            body = await pool.metrics(own)
+            return web.Response(body=body, headers={"Content-Type": content_type})
+
+        return web.get("/metrics", handler)
+
+    def _warn_local_limits(self) -> None:
+        if self.settings.ratelimit.redis_url is None:
+            log.warning(
+                "--workers %d without --redis-url: each worker keeps its own rate-limit counters, "
+                "so a client spread over the workers may get up to %d times its limit; "
+                "use --redis-url for exact limits",
+                self.settings.server.workers,
+                self.settings.server.workers,
+            )
 
     def _watch(self, coroutine: object, name: str) -> None:
         """Run a background task; if it dies, say so loudly and stop the service (fail closed)."""
