@@ -25,6 +25,7 @@ from authz import __version__
 from authz.errors import ConfigError
 from authz.settings import (
     ClientSettings,
+    JwksSettings,
     KubernetesSettings,
     PolicySettings,
     RateLimitSettings,
@@ -158,6 +159,14 @@ def _serve_parser(
         choices=["h2", "grpcio"],
         help="the check server's engine: h2 (built in, faster) or grpcio (grpcio's asyncio "
         "server) (default %(default)s)",
+    )
+    serve.add_argument(
+        "--jwks-refresh-interval",
+        default="300",
+        metavar="SECONDS",
+        help="issuer keys are refetched this often even without an unknown kid; a key removed "
+        "from a JWKS stops verifying tokens (also cached ones) within this time "
+        "(default %(default)s)",
     )
     serve.add_argument(
         "--workers",
@@ -317,6 +326,11 @@ def serve_settings(args: argparse.Namespace) -> Settings:
             workers=_workers(args.workers, args.grpc_listen),
         ),
         policies=PolicySettings(paths=paths),
+        jwks=JwksSettings(
+            refresh_interval=_int_flag(
+                "--jwks-refresh-interval", args.jwks_refresh_interval, low=1, high=86_400
+            )
+        ),
         kubernetes=kubernetes_settings(args),
         telemetry=TelemetrySettings(log_allow_sample_rate=_sample_rate(args.log_allow_sample_rate)),
         log_level=args.log_level,

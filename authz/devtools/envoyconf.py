@@ -9,6 +9,7 @@ prove the sidecar's own normalization holds when Envoy's is missing.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from authz.server.listen import ListenAddress
@@ -25,14 +26,20 @@ def _address(address: ListenAddress) -> dict[str, Any]:
     return {"socket_address": {"address": address.host, "port_value": address.port}}
 
 
-def _cluster(name: str, address: ListenAddress, *, http2: bool) -> dict[str, Any]:
+def _cluster(
+    name: str, address: ListenAddress | Sequence[ListenAddress], *, http2: bool
+) -> dict[str, Any]:
+    """A static cluster; several addresses (one per `--workers` process) are balanced."""
+    addresses = [address] if isinstance(address, ListenAddress) else list(address)
     cluster: dict[str, Any] = {
         "name": name,
         "type": "STATIC",
         "connect_timeout": "1s",
         "load_assignment": {
             "cluster_name": name,
-            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": _address(address)}}]}],
+            "endpoints": [
+                {"lb_endpoints": [{"endpoint": {"address": _address(a)}} for a in addresses]}
+            ],
         },
     }
     if http2:
@@ -63,12 +70,13 @@ def gateway_config(
     listen: ListenAddress,
     admin: ListenAddress,
     upstream: ListenAddress,
-    authz: ListenAddress | None,
+    authz: ListenAddress | Sequence[ListenAddress] | None,
     normalize: bool = True,
     timeout: str = "1s",
     http_filters: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """An ingress listener routing everything to `upstream`, guarded by the sidecar at `authz`.
+    """An ingress listener routing everything to `upstream`, guarded by the sidecar at `authz`
+    (a list: the sockets of `authz serve --workers N`, balanced by Envoy).
 
     `http_filters` replaces the ext_authz filter (the benchmark uses it for jwt_authn or none).
     """

@@ -7,6 +7,7 @@ import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from authz.workers.pool import worker_listen
 from tests.support.envoy import Envoy, start_envoy
 from tests.support.keys import AUDIENCE, ISSUER, SigningKey, jwks
 from tests.support.procs import Proc, start_echo, start_http_dir, start_sidecar
@@ -65,6 +66,8 @@ class Gateway:
     echo: Proc
     envoy: Envoy
     procs: list[Proc] = field(default_factory=list)
+    #: With `authz serve --workers N`: each worker's gRPC address (`grpc` is the first).
+    workers: list[str] = field(default_factory=list)
 
     @property
     def url(self) -> str:
@@ -80,7 +83,15 @@ class Gateway:
             proc.terminate()
 
 
-def start_gateway(tmp: Path, *keys: SigningKey, normalize: bool = True) -> Gateway:
+def start_gateway(
+    tmp: Path,
+    *keys: SigningKey,
+    normalize: bool = True,
+    workers: int = 1,
+    extra: tuple[str, ...] = (),
+) -> Gateway:
+    """The whole gateway; `workers` > 1 runs `authz serve --workers N` on Unix sockets, each
+    an endpoint of Envoy's authz cluster."""
     jwks_dir = tmp / "jwks"
     jwks_dir.mkdir()
     (jwks_dir / "jwks.json").write_text(json.dumps(jwks(*keys)))
@@ -89,9 +100,28 @@ def start_gateway(tmp: Path, *keys: SigningKey, normalize: bool = True) -> Gatew
     policies = tmp / "policies"
     policies.mkdir()
     (policies / "orders.yaml").write_text(orders_policy(jwks_url))
-    sidecar, grpc, http_port = start_sidecar(tmp, [policies])
+    addresses: list[str] = []
+    if workers > 1:
+        listen = f"unix:{tmp}/authz.sock"
+        addresses = [worker_listen(listen, i) for i in range(workers)]
+        sidecar, _, http_port = start_sidecar(
+            tmp, [policies], grpc_listen=listen, extra=("--workers", str(workers), *extra)
+        )
+        grpc = addresses[0]
+    else:
+        sidecar, grpc, http_port = start_sidecar(tmp, [policies], extra=extra)
     echo, echo_port = start_echo(tmp)
-    envoy = start_envoy(tmp, authz=grpc, upstream_port=echo_port, normalize=normalize)
+    envoy = start_envoy(tmp, authz=addresses or grpc, upstream_port=echo_port, normalize=normalize)
     return Gateway(
-        tmp, policies, jwks_dir, jwks_url, sidecar, grpc, http_port, echo, envoy, [jwks_server]
+        tmp,
+        policies,
+        jwks_dir,
+        jwks_url,
+        sidecar,
+        grpc,
+        http_port,
+        echo,
+        envoy,
+        [jwks_server],
+        addresses,
     )

@@ -42,11 +42,13 @@ class Ctx:
         )
 
 
-@pytest.fixture(scope="module")
-def ctx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ctx]:
+@pytest.fixture(scope="module", params=[1, 2], ids=["1-worker", "2-workers"])
+def ctx(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[Ctx]:
+    """The gateway, once with one sidecar process and once with `--workers 2` (checks spread
+    over two processes, each on its own socket)."""
     tmp = tmp_path_factory.mktemp("hostile")
     rsa, ec, attacker = rsa_key("rsa-1"), ec_key("ec-1"), rsa_key("attacker")
-    gw = start_gateway(tmp, rsa, ec)
+    gw = start_gateway(tmp, rsa, ec, workers=request.param)
     evil_dir = tmp / "evil"
     evil_dir.mkdir()
     (evil_dir / "jwks.json").write_text(json.dumps({"keys": [attacker.jwk]}))

@@ -34,7 +34,7 @@ class Envoy:
 def start_envoy(
     tmp_path: Path,
     *,
-    authz: str,
+    authz: str | list[str],
     upstream_port: int,
     normalize: bool = True,
     config: dict[str, Any] | None = None,
@@ -47,7 +47,11 @@ def start_envoy(
         listen=ListenAddress("127.0.0.1", port),
         admin=ListenAddress("127.0.0.1", admin_port),
         upstream=ListenAddress("127.0.0.1", upstream_port),
-        authz=parse_listen(authz, flag="authz"),
+        authz=(
+            parse_listen(authz, flag="authz")
+            if isinstance(authz, str)
+            else [parse_listen(a, flag="authz") for a in authz]
+        ),
         normalize=normalize,
     )
     if hcm:
