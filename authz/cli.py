@@ -13,7 +13,6 @@ Exit codes: 0 success, 1 invalid policies (validate), 2 usage or configuration e
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import os
 import sys
@@ -159,6 +158,12 @@ def _serve_parser(
         choices=["h2", "grpcio"],
         help="the check server's engine: h2 (built in, faster) or grpcio (grpcio's asyncio "
         "server) (default %(default)s)",
+    )
+    serve.add_argument(
+        "--event-loop",
+        default="uvloop",
+        choices=["uvloop", "asyncio"],
+        help="the event loop: uvloop (faster) or asyncio's own (default %(default)s)",
     )
     serve.add_argument(
         "--jwks-refresh-interval",
@@ -323,6 +328,7 @@ def serve_settings(args: argparse.Namespace) -> Settings:
             http_listen=args.http_listen,
             admin_listen=args.admin_listen,
             grpc_server=args.grpc_server,
+            event_loop=args.event_loop,
             workers=_workers(args.workers, args.grpc_listen),
         ),
         policies=PolicySettings(paths=paths),
@@ -401,10 +407,11 @@ def kubernetes_settings(args: argparse.Namespace) -> KubernetesSettings:
 
 def _serve(args: argparse.Namespace) -> int:
     from authz.app import Service
+    from authz.server.eventloop import run
 
     settings = serve_settings(args)
     _configure_logging(settings.log_level)
-    return asyncio.run(Service(settings).run())
+    return run(Service(settings).run(), event_loop=settings.server.event_loop)
 
 
 def _validate(args: argparse.Namespace) -> int:

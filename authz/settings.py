@@ -126,6 +126,8 @@ class ServerSettings:
     #: Processes answering checks; with more than one, --grpc-listen must be a unix: path and
     #: each worker listens on its own socket (see authz.workers).
     workers: int = 1
+    #: "uvloop" or "asyncio" (see authz.server.eventloop).
+    event_loop: str = "uvloop"
 
 
 @dataclass(frozen=True, slots=True)

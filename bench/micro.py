@@ -36,6 +36,7 @@ from authz.telemetry.metrics import Metrics
 from bench.material import Material, sidecar_policy
 from bench.procs import BenchError
 from bench.results import MicroResult
+from bench.wire import EngineCall
 
 Decision = Callable[[], Awaitable[object]]
 
@@ -157,6 +158,13 @@ def scenarios(material: Material) -> list[Scenario]:
             "check-cold",
             "allow, token cache off: RS256 signature verified every time",
             lambda: cold.check(valid),
+            0,
+        ),
+        Scenario(
+            "h2-warm",
+            "allow, warm token cache, through the h2 engine: HTTP/2 frames in, frames out (all "
+            "the sidecar does per check under load but the system calls)",
+            EngineCall(warm, valid),
             0,
         ),
         Scenario("deny-no-token", "deny 401: no bearer token", lambda: warm.check(anonymous), 16),

@@ -44,11 +44,16 @@ class Proc:
         return self.popen.poll() is None
 
     def cpu_seconds(self) -> float:
-        """User + system CPU of the process (all threads) so far."""
+        """User + system CPU of the process (all threads) so far, and of its live children
+        (the workers of `authz serve --workers N`)."""
         if self._ps is None:
             self._ps = psutil.Process(self.pid)
-        times = self._ps.cpu_times()
-        return float(times.user + times.system)
+        total = 0.0
+        for process in (self._ps, *self._ps.children(recursive=True)):
+            with contextlib.suppress(psutil.NoSuchProcess):
+                times = process.cpu_times()
+                total += times.user + times.system
+        return total
 
     def rss_bytes(self) -> int:
         if self._ps is None:

@@ -58,6 +58,7 @@ CATEGORIES = (
     "gRPC server: Cython/C core",
     "asyncio event loop",
     "other",
+    "h2 engine: HTTP/2 frames, HPACK, gRPC framing (authz/server/h2conn.py)",
 )
 
 
@@ -78,10 +79,15 @@ def category(frames: list[str]) -> str:
         return CATEGORIES[0]
     if any("telemetry/metrics.py" in f or "prometheus_client" in f for f in frames):
         return CATEGORIES[1]
-    if any(f.startswith("AuthorizationServicer.check ") for f in frames):
+    if any(
+        f.startswith(("AuthorizationServicer.check ", "AuthorizationServicer._check "))
+        for f in frames
+    ):
         return CATEGORIES[2]
     if _name(frames[-1]) in _SYSCALLS:
         return CATEGORIES[3]
+    if any("server/h2conn.py" in f or "server/grpcwire.py" in f or "hpack" in f for f in frames):
+        return CATEGORIES[7]
     if any("cygrpc" in f for f in frames):
         return CATEGORIES[4]
     if any("asyncio" in f for f in frames):

@@ -79,9 +79,10 @@ def _load(results: Results, options: Options, say: Callable[[str], None]) -> Non
         for s in SETUPS
     ]
     native = results.summary(NATIVE)
+    reference = {setup.name: setup.reference for setup in SETUPS}
     if native is not None:
         results.ratios = [
-            ratio(s, native, target=s.setup.startswith("sidecar"))
+            ratio(s, native, target=s.setup.startswith("sidecar") and not reference[s.setup])
             for s in results.setups
             if s.setup not in {NATIVE, "noauth"}
         ]

@@ -8,6 +8,9 @@ and the end-to-end tests use - and differs only in its HTTP filters:
                  copied to x-user-id, its verified-token cache on (like the sidecar's)
     sidecar-tcp  ext_authz over gRPC to `authz serve` on 127.0.0.1
     sidecar-uds  the same over a Unix domain socket
+    sidecar-uds-w2  the same with `--workers 2`: two processes, a socket each, balanced by Envoy
+    sidecar-tcp-grpcio  sidecar-tcp on grpcio's server (`--grpc-server grpcio`, the engine before
+                 issue 7): the before/after of the check server in one run
     ext_authz-static  ext_authz (HTTP mode) to a static Envoy that allows everything and sets
                  x-user-id: a reference, not an authorizer - the most any external
                  authorizer can reach here, since Envoy's side of the call costs the same
@@ -52,6 +55,12 @@ class Setup:
     auth: Auth
     #: How Envoy reaches the sidecar: "tcp" or "unix"; None without a sidecar.
     transport: str | None = None
+    #: Extra `authz serve` flags.
+    args: tuple[str, ...] = ()
+    #: `authz serve --workers N` (needs the unix transport).
+    workers: int = 1
+    #: Shown for comparison: issue 7's targets do not apply to it.
+    reference: bool = False
 
 
 SETUPS: tuple[Setup, ...] = (
@@ -59,6 +68,21 @@ SETUPS: tuple[Setup, ...] = (
     Setup("jwt_authn", "Envoy + native jwt_authn", Auth.JWT_AUTHN),
     Setup("sidecar-tcp", "Envoy + authz sidecar (gRPC over TCP)", Auth.EXT_AUTHZ, "tcp"),
     Setup("sidecar-uds", "Envoy + authz sidecar (gRPC over Unix socket)", Auth.EXT_AUTHZ, "unix"),
+    Setup(
+        "sidecar-uds-w2",
+        "Envoy + authz sidecar, --workers 2 (two processes, a Unix socket each)",
+        Auth.EXT_AUTHZ,
+        "unix",
+        workers=2,
+    ),
+    Setup(
+        "sidecar-tcp-grpcio",
+        "before: sidecar-tcp on grpcio's server (--grpc-server grpcio)",
+        Auth.EXT_AUTHZ,
+        "tcp",
+        args=("--grpc-server", "grpcio"),
+        reference=True,
+    ),
     Setup(
         "ext_authz-static",
         "reference: Envoy ext_authz (HTTP) to a static allow-all responder",
@@ -125,7 +149,7 @@ def gateway(
     listen: ListenAddress,
     admin: ListenAddress,
     upstream: ListenAddress,
-    sidecar: ListenAddress | None,
+    sidecar: ListenAddress | list[ListenAddress] | None,
 ) -> dict[str, Any]:
     if setup.auth in (Auth.EXT_AUTHZ, Auth.STATIC):
         if sidecar is None:

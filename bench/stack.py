@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from authz.server.listen import ListenAddress
+from authz.workers.pool import worker_listen
 from bench import procs
 from bench.material import Material, sidecar_policy
 from bench.probe import probe
@@ -45,10 +46,14 @@ class Stack:
         return next(r for r in self.setups if r.setup.name == name)
 
 
-def _sidecar_listen(setup: Setup, tmp: Path) -> tuple[str, ListenAddress]:
+def _sidecar_listen(setup: Setup, tmp: Path) -> tuple[str, ListenAddress | list[ListenAddress]]:
+    """The --grpc-listen flag and what Envoy connects to (each worker's socket with workers)."""
     if setup.transport == "unix":
-        path = str(tmp / f"{setup.name}.sock")
-        return f"unix:{path}", ListenAddress(path=path)
+        flag = f"unix:{tmp / f'{setup.name}.sock'}"
+        if setup.workers > 1:
+            paths = [worker_listen(flag, i) for i in range(setup.workers)]
+            return flag, [ListenAddress(path=p.removeprefix("unix:")) for p in paths]
+        return flag, ListenAddress(path=flag.removeprefix("unix:"))
     address = procs.loopback()
     return f"{address.host}:{address.port}", address
 
@@ -85,7 +90,7 @@ def stack(
             running: list[Running] = []
             for setup in setups:
                 sidecar: Proc | None = None
-                sidecar_address: ListenAddress | None = None
+                sidecar_address: ListenAddress | list[ListenAddress] | None = None
                 if setup.auth is Auth.STATIC:
                     sidecar_address, sidecar_admin = procs.loopback(), procs.loopback()
                     conf = tmp / f"authorizer-{setup.name}.json"
@@ -117,7 +122,11 @@ def stack(
                         http=http,
                         admin=procs.loopback(),
                         logs=logs,
-                        extra_args=sidecar_args(setup) if sidecar_args is not None else (),
+                        extra_args=(
+                            *setup.args,
+                            *(("--workers", str(setup.workers)) if setup.workers > 1 else ()),
+                            *(sidecar_args(setup) if sidecar_args is not None else ()),
+                        ),
                     )
                     started.append(sidecar)
                     procs.wait_ready(f"http://{http.host}:{http.port}/readyz", sidecar)

@@ -141,6 +141,7 @@ class WorkerPool:
                 "authz.workers.worker",
                 str(theirs.fileno()),
                 self._settings.log_level,
+                self._settings.server.event_loop,
                 pass_fds=(theirs.fileno(),),
                 stdin=asyncio.subprocess.DEVNULL,
             )

@@ -1,4 +1,4 @@
-"""One worker process of `authz serve --workers N` (`python -m authz.workers.worker FD`).
+"""One worker process of `authz serve --workers N` (`python -m authz.workers.worker FD LEVEL LOOP`).
 
 It answers checks exactly as a single-process sidecar does - its own snapshot, token cache,
 JWKS fetching (each worker refreshes its keys itself, so a revoked key is gone from every
@@ -25,6 +25,7 @@ from authz.jwt.verify import Verifier
 from authz.policy.snapshot import EMPTY, Snapshot
 from authz.policy.store import PolicyStore, SourceDocument
 from authz.ratelimit.factory import build_limiter
+from authz.server import eventloop
 from authz.server.h2server import build_check_server
 from authz.server.listen import parse_listen
 from authz.server.observe import CheckTelemetry
@@ -137,6 +138,7 @@ def _documents(documents: object) -> list[SourceDocument]:
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     level = args[1] if len(args) > 1 else "info"
+    event_loop = args[2] if len(args) > 2 else "asyncio"
     logging.basicConfig(
         level=getattr(logging, level.upper()),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -151,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     async def run() -> int:
         return await serve(await Channel.open(sock))
 
-    return asyncio.run(run())
+    return eventloop.run(run(), event_loop=event_loop)
 
 
 if __name__ == "__main__":
