@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from bench import ratelimit_report
+from bench import checkpath_report, ratelimit_report
 from bench import results as r
 from bench.results import Results
 
@@ -117,8 +117,9 @@ def _cpu_story(results: Results) -> str:
             f"- `{s.setup}`: the sidecar process spends **{sidecar:.0f} CPU-µs per request** "
             f"under load, {sidecar / micro.cpu_us:.0f}x the {micro.cpu_us:.0f} CPU-µs the decision "
             "(parse + check + serialize) costs in a hot in-process loop (below). The rest is the "
-            "gRPC server (its Cython/C core, syscalls, wakeups), asyncio, and the decision itself "
-            "running with caches cooled by all that; the profile below splits it."
+            "server around it (HTTP/2 and gRPC framing, syscalls, wakeups, the event loop) and "
+            "the decision itself running with caches cooled by all that; the profile below "
+            "splits it."
         )
     static = results.summary("ext_authz-static")
     native = results.summary("jwt_authn")
@@ -368,6 +369,10 @@ remains is mostly libyaml composing the node graph and the walk that builds the 
 ## Where the sidecar's CPU goes
 
 {_profile(results)}
+
+## Closing the gap on the check path
+
+{checkpath_report.render(results)}
 
 ## Redis-shared versus local rate limits
 

@@ -9,8 +9,9 @@ and the end-to-end tests use - and differs only in its HTTP filters:
     sidecar-tcp  ext_authz over gRPC to `authz serve` on 127.0.0.1
     sidecar-uds  the same over a Unix domain socket
     sidecar-uds-w2  the same with `--workers 2`: two processes, a socket each, balanced by Envoy
-    sidecar-tcp-grpcio  sidecar-tcp on grpcio's server (`--grpc-server grpcio`, the engine before
-                 issue 7): the before/after of the check server in one run
+    sidecar-tcp-asyncio  sidecar-tcp on asyncio's own event loop (`--event-loop asyncio`)
+    sidecar-tcp-grpcio  sidecar-tcp on grpcio's server and asyncio's loop (`--grpc-server grpcio
+                 --event-loop asyncio`, the sidecar before issue 7): before/after in one run
     ext_authz-static  ext_authz (HTTP mode) to a static Envoy that allows everything and sets
                  x-user-id: a reference, not an authorizer - the most any external
                  authorizer can reach here, since Envoy's side of the call costs the same
@@ -76,11 +77,19 @@ SETUPS: tuple[Setup, ...] = (
         workers=2,
     ),
     Setup(
-        "sidecar-tcp-grpcio",
-        "before: sidecar-tcp on grpcio's server (--grpc-server grpcio)",
+        "sidecar-tcp-asyncio",
+        "sidecar-tcp on asyncio's event loop instead of uvloop (--event-loop asyncio)",
         Auth.EXT_AUTHZ,
         "tcp",
-        args=("--grpc-server", "grpcio"),
+        args=("--event-loop", "asyncio"),
+        reference=True,
+    ),
+    Setup(
+        "sidecar-tcp-grpcio",
+        "before: sidecar-tcp on grpcio's server and asyncio's loop, as before issue 7",
+        Auth.EXT_AUTHZ,
+        "tcp",
+        args=("--grpc-server", "grpcio", "--event-loop", "asyncio"),
         reference=True,
     ),
     Setup(

@@ -79,7 +79,11 @@ class EngineCall:
             + settings({Setting.INITIAL_WINDOW_SIZE: MAX_WINDOW})
             + window_update(0, MAX_WINDOW - 65_535)
         )
-        self._encoder = hpack.Encoder()
+        encoder = hpack.Encoder()
+        #: The first block adds Envoy's headers to the HPACK table; every later one (like
+        #: Envoy's) only refers to them, so it is the same bytes each time: encoded once here.
+        self._first: bytes | None = encoder.encode(ENVOY_HEADERS)
+        self._block = encoder.encode(ENVOY_HEADERS)
         self._message = frame(request.SerializeToString())
         self._stream = 1
         self._received = 0
@@ -87,10 +91,11 @@ class EngineCall:
     async def __call__(self) -> bytes:
         stream = self._stream
         self._stream += 2
+        block, self._first = self._first or self._block, None
         self._transport.written.clear()
         self._transport.waiter = asyncio.get_running_loop().create_future()
         self._connection.data_received(
-            h2frame(Type.HEADERS, Flag.END_HEADERS, stream, self._encoder.encode(ENVOY_HEADERS))
+            h2frame(Type.HEADERS, Flag.END_HEADERS, stream, block)
             + h2frame(Type.DATA, Flag.END_STREAM, stream, self._message)
         )
         while True:

@@ -169,6 +169,7 @@ def test_micro_measures_every_scenario() -> None:
         "check-warm",
         "wire-warm",
         "check-cold",
+        "h2-warm",
         "deny-no-token",
     }
     for m in results:
