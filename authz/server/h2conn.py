@@ -67,6 +67,9 @@ Handler = Callable[[bytes, Metadata, Callable[[bytes], None]], Awaitable[bytes |
 #: Streams one connection may have open at once (what grpcio was told before).
 MAX_CONCURRENT_STREAMS = 1000
 MAX_HEADER_LIST = 64 * 1024
+#: Request bytes one connection may hold before their calls start (many streams each sending
+#: most of a message, never ending it, would otherwise hold up to 1000 x 1 MiB).
+MAX_BUFFERED = 16 * 1024 * 1024
 #: Our receive window per stream and for the connection: large, so that Envoy never waits
 #: for a WINDOW_UPDATE between small requests; replenished once half is used.
 _WINDOW = 16 * 1024 * 1024
@@ -131,6 +134,7 @@ class Connection(asyncio.Protocol):
         self._initial_send_window = DEFAULT_WINDOW
         self._max_send_frame = MAX_FRAME
         self._received = 0  # bytes of DATA not yet given back with a WINDOW_UPDATE
+        self._buffered = 0  # bytes of request bodies held for calls that have not started
         self._out: list[bytes] = []
         self._flush_scheduled = False
         self._closed = False
@@ -250,6 +254,9 @@ class Connection(asyncio.Protocol):
         stream = self._streams.get(stream_id)
         if stream is None or stream.finished or stream.ended:
             return  # answered already (e.g. refused): read and dropped
+        self._buffered += len(data)
+        if self._buffered > MAX_BUFFERED:
+            raise ConnectionError_(Error.ENHANCE_YOUR_CALM, "over 16 MiB of unfinished requests")
         stream.body += data
         if len(stream.body) > PREFIX_BYTES + MAX_MESSAGE_BYTES:
             self._fail(stream_id, stream, Status.RESOURCE_EXHAUSTED, "request message too large")
@@ -389,6 +396,7 @@ class Connection(asyncio.Protocol):
         assert stream.handler is not None
         try:
             message = unframe(stream.body)
+            self._buffered -= len(stream.body)
             stream.body = bytearray()
             last = await stream.handler(
                 message, stream.metadata, lambda out: self._send(stream_id, stream, out)
@@ -470,8 +478,11 @@ class Connection(asyncio.Protocol):
 
     def _forget(self, stream_id: int, *, cancel: bool) -> None:
         stream = self._streams.pop(stream_id, None)
-        if stream is not None and cancel and stream.task is not None:
-            stream.task.cancel()
+        if stream is not None:
+            self._buffered -= len(stream.body)
+            stream.body = bytearray()
+            if cancel and stream.task is not None:
+                stream.task.cancel()
         if self.draining and not self._streams:
             self._on_idle()
 

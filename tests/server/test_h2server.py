@@ -231,3 +231,30 @@ async def test_protocol_violations_close_only_that_connection(
     async with grpc.aio.insecure_channel(server.address.grpc_target) as channel:
         answer = await _check(channel)(check_request(host="a.test"), timeout=10)
     assert answer.denied_response.status.code == 403
+
+
+async def test_unfinished_requests_are_bounded_per_connection(server: H2GrpcServer) -> None:
+    """17 streams each sending 1 MiB and never ending: over 16 MiB held, the connection goes
+    (closed with unread data, so the peer may see a reset rather than the GOAWAY)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.address.port)
+    encoder = hpack.Encoder()
+    chunk = b"\x00" * 16_384
+    closed = False
+    try:
+        writer.write(PREFACE + settings({}))
+        for stream in range(1, 35, 2):
+            block = encoder.encode(_REQUEST_HEADERS)
+            writer.write(h2frame(Type.HEADERS, Flag.END_HEADERS, stream, block))
+            for _ in range(64):
+                writer.write(h2frame(Type.DATA, 0, stream, chunk))
+            await writer.drain()
+        while await asyncio.wait_for(reader.read(65_536), 5):
+            pass
+        closed = True
+    except ConnectionError:
+        closed = True
+    assert closed
+    writer.close()
+    async with grpc.aio.insecure_channel(server.address.grpc_target) as channel:
+        answer = await _check(channel)(check_request(host="a.test"), timeout=10)
+    assert answer.denied_response.status.code == 403
