@@ -115,6 +115,12 @@ class Verifier:
     async def _find_key(self, token: UnverifiedToken, provider: KeyProvider) -> VerificationKey:
         keys = provider.keys
         if keys is None:
+            # A policy that just appeared has its first fetch running (a few ms): join it,
+            # bounded like an unknown kid's refetch, instead of answering 503 meanwhile.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(provider.refresh_for_unknown_kid(), self._unknown_kid_wait)
+            keys = provider.keys
+        if keys is None:
             raise KeysUnavailable("the issuer's signing keys are not available yet")
         kid = token.kid
         if kid is None:

@@ -296,6 +296,14 @@ async def test_keys_unavailable_before_the_first_load() -> None:
     assert caught.value.code == "issuer_unavailable"
 
 
+async def test_a_first_load_in_flight_is_waited_for_not_answered_503() -> None:
+    """A policy published a moment ago: its first fetch is running when the first token comes."""
+    provider = FakeProvider()
+    provider.on_refresh = (RSA,)
+    assert (await verify(RSA.sign(claims()), spec(provider)))["sub"] == "alice"
+    assert provider.refreshes == 1
+
+
 async def test_unknown_kid_refreshes_once_then_verifies() -> None:
     provider = FakeProvider(RSA)
     provider.on_refresh = (RSA, RSA_2)
