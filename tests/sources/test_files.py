@@ -29,10 +29,12 @@ class Recorder:
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, list[str]]] = []
+        self.documents: list[Sequence[SourceDocument]] = []
         self.store = PolicyStore(bind=offline_provider, publish=lambda _s: None)
 
     def __call__(self, source: str, documents: Sequence[SourceDocument]) -> Snapshot:
         self.calls.append((source, [d.location for d in documents]))
+        self.documents.append(documents)
         return self.store.update(source, documents)
 
 
@@ -76,6 +78,26 @@ def test_load_only_reloads_on_change(tmp_path: Path) -> None:
     assert removed.lookup("renamed.example.com") is None
     assert removed.lookup("b.example.com") is not None
     assert len(recorder.calls) == 4
+
+
+def test_only_changed_files_are_read_again(tmp_path: Path) -> None:
+    for name in ("a", "b", "c"):
+        write(tmp_path / f"{name}.yaml", name)
+    recorder = Recorder()
+    source = FileSource((tmp_path,), update=recorder)
+    assert source.load() is not None
+    write(tmp_path / "b.yaml", "bee")
+    bump_mtime(tmp_path / "b.yaml")
+    snapshot = source.load()
+    assert snapshot is not None
+    assert snapshot.lookup("bee.example.com") is not None
+    before, after = recorder.documents
+    # a.yaml and c.yaml were not parsed again: the very same documents were handed over.
+    assert after[0] is before[0]
+    assert after[2] is before[2]
+    assert after[1] is not before[1]
+    assert after[1].body is not None
+    assert after[1].body["metadata"]["name"] == "bee"
 
 
 def test_same_size_rewrite_is_seen_through_mtime(tmp_path: Path) -> None:
