@@ -194,9 +194,15 @@ def test_api_server_outage_changes_nothing_for_traffic_or_readiness(stack: Stack
 
 
 def lease_holder(k8s: Cluster) -> tuple[str | None, Any]:
-    lease = client.CoordinationV1Api(k8s.api_client).read_namespaced_lease(
-        "authz-leader", "default"
-    )
+    """(holder, renew time) of the Lease; (None, None) before any replica has created it."""
+    try:
+        lease = client.CoordinationV1Api(k8s.api_client).read_namespaced_lease(
+            "authz-leader", "default"
+        )
+    except client.exceptions.ApiException as exc:
+        if exc.status == 404:
+            return None, None
+        raise
     assert lease.spec is not None
     return lease.spec.holder_identity, lease.spec.renew_time
 
