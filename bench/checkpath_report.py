@@ -52,6 +52,18 @@ def _micro(results: Results) -> str:
     )
 
 
+def _workers_verdict(results: Results) -> str:
+    two, one = results.summary("sidecar-uds-w2"), results.summary("sidecar-uds")
+    if two is None or one is None:
+        return "was not measured in this run"
+    speed = two.rps / one.rps
+    pace = "slower than" if speed < 0.97 else "faster than" if speed > 1.03 else "no faster than"
+    return (
+        f"is {pace} one process ({speed:.2f}x the throughput) and costs "
+        f"{_cpu(two) / max(_cpu(one), 1e-9):.2f}x the sidecar CPU per request"
+    )
+
+
 def render(results: Results) -> str:
     return f"""Before this work, in the `make bench` run of commit 8496389 (the first version of this
 page), the sidecar reached 0.21x native jwt_authn with p99 3.6x, spending 454 CPU-µs per
@@ -86,6 +98,11 @@ Kept, in the order they were found:
 3. **uvloop** as the default event loop (`--event-loop asyncio` is the way back); the pair above
    is its measure. grpcio's aio server (the admin API, and `--grpc-server grpcio`) and aiohttp
    run on it: the whole end-to-end suite passes on uvloop.
+4. **The event loop looked up once per connection**: `asyncio.get_running_loop()` makes a getpid
+   system call each time (its fork check), and py-spy put 9.6 % of the h2 engine's busy samples
+   in getpid in its first `make bench`; an exploratory A/B under load then showed no CPU
+   difference beyond the noise (74-78 CPU-µs per request either way), but the system calls are
+   gone.
 
 Tried and dropped (exploratory runs, not `make bench`):
 
@@ -94,12 +111,13 @@ Tried and dropped (exploratory runs, not `make bench`):
 - **grpc.aio server options** (`grpc.http2.bdp_probe=0`, `grpc.optimization_target=throughput`):
   no change beyond the run-to-run noise (1,800-3,000 req/s for every variant).
 - **Starting each call without a task** (driving the coroutine directly, a task only if it
-  waits): 42-50 vs 45-49 CPU-µs per check in-process, i.e. nothing measurable; removed.
+  waits, so the answer leaves in the same callback): 42-50 vs 45-49 CPU-µs per check
+  in-process, and under load 4,255-4,956 vs 4,665-4,976 req/s: nothing measurable; removed.
 - **GC tuning** (`gc.freeze()` after startup, thresholds): 50,000 checks through the h2 engine
   in-process triggered no collection at all - the check path's objects are freed by reference
   counting - so there was nothing to tune.
-- **--workers 2 on this 2-core machine** is slower than one process (the pair above): Envoy,
-  the upstream Envoy and wrk already take most of the second core, and a second sidecar process
+- **--workers 2 on this 2-core machine** {_workers_verdict(results)} (the pair above): Envoy,
+  the upstream Envoy and wrk share the two cores with the sidecar, and a second sidecar process
   adds its own loop and wakeups. The option is for machines with cores to spare; `--workers`
   keeps one policy source per pod (files, or the Kubernetes watch with its status writes and
   leader election, in the supervisor) feeding every worker, and `/metrics` sums the workers'

@@ -68,7 +68,7 @@ def _ratios(results: Results) -> str:
     rows = [
         (
             f"`{q.setup}` / `{q.baseline}`",
-            f"{q.throughput:.2f}",
+            f"{q.throughput:.3f}",  # 3 digits: 0.349 must not read as a met 0.35
             f">= {r.THROUGHPUT_RATIO_MIN}" if q.target else "",
             _met(q.throughput_ok) if q.target else "reference",
             f"{q.p99:.2f}",

@@ -144,6 +144,9 @@ class Connection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        # Kept: asyncio.get_running_loop() makes a getpid system call each time (its fork
+        # check), which under load was a tenth of this process's CPU.
+        self._loop = asyncio.get_running_loop()
         self._out += (_SETTINGS, window_update(0, _WINDOW - DEFAULT_WINDOW))
         self._flush()
 
@@ -390,7 +393,7 @@ class Connection(asyncio.Protocol):
     def _ended(self, stream_id: int, stream: _Stream) -> None:
         stream.ended = True
         if stream.handler is not None:
-            stream.task = asyncio.get_running_loop().create_task(self._call(stream_id, stream))
+            stream.task = self._loop.create_task(self._call(stream_id, stream))
 
     async def _call(self, stream_id: int, stream: _Stream) -> None:
         assert stream.handler is not None
@@ -489,7 +492,7 @@ class Connection(asyncio.Protocol):
     def _schedule_flush(self) -> None:
         if not self._flush_scheduled:
             self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
+            self._loop.call_soon(self._flush)
 
     def _flush(self) -> None:
         self._flush_scheduled = False

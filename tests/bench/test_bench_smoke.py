@@ -210,7 +210,8 @@ def test_report_and_chart_render(tmp_path: Path) -> None:
     assert (tmp_path / "performance.png").read_bytes().startswith(b"\x89PNG")
     text = report.render(results)
     assert (
-        "| `sidecar-tcp` / `jwt_authn` | 0.40 | >= 0.35 | **met** | 2.00 | <= 3 | **met** |" in text
+        "| `sidecar-tcp` / `jwt_authn` | 0.400 | >= 0.35 | **met** | 2.00 | <= 3 | **met** |"
+        in text
     )
     assert "Redis-shared versus local rate limits" in text
 
