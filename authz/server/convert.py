@@ -101,6 +101,9 @@ class AllowResponses:
         self._size = size
         self._answers: dict[Decision, bytes] = {}
 
+    def __len__(self) -> int:
+        return len(self._answers)
+
     def get(self, decision: Decision) -> bytes:
         answer = self._answers.get(decision)
         if answer is None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import os
 import select
+from collections.abc import Callable
 
 PIPE_BUF = getattr(select, "PIPE_BUF", 4096)
 
@@ -18,9 +19,10 @@ PIPE_BUF = getattr(select, "PIPE_BUF", 4096)
 class AtomicLines(io.RawIOBase):
     """A write-only stream over a file descriptor, writing whole lines of at most PIPE_BUF."""
 
-    def __init__(self, fd: int) -> None:
+    def __init__(self, fd: int, *, write: Callable[[int, bytes], int] = os.write) -> None:
         super().__init__()
         self._fd = fd
+        self._os_write = write
 
     def writable(self) -> bool:
         return True
@@ -41,4 +43,4 @@ class AtomicLines(io.RawIOBase):
 
     def _write_all(self, chunk: bytes) -> None:
         while chunk:
-            chunk = chunk[os.write(self._fd, chunk) :]
+            chunk = chunk[self._os_write(self._fd, chunk) :]
