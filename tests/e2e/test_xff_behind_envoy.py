@@ -4,6 +4,7 @@ entry from the right. One trusted load balancer in front (T=1): the address it r
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 from tests.support.envoy import start_envoy
@@ -26,35 +27,29 @@ spec:
 def test_the_address_the_trusted_balancer_reported_decides(tmp_path: Path) -> None:
     (tmp_path / "policies").mkdir()
     (tmp_path / "policies" / "office.yaml").write_text(POLICY)
-    sidecar, grpc, _ = start_sidecar(
-        tmp_path, [tmp_path / "policies"], extra=["--trusted-proxy-hops", "2"]
-    )
-    echo, echo_port = start_echo(tmp_path)
-    envoy = start_envoy(
-        tmp_path,
-        authz=grpc,
-        upstream_port=echo_port,
-        hcm={"use_remote_address": True, "xff_num_trusted_hops": 1},
-    )
-    try:
+    with contextlib.ExitStack() as stack:
+        sidecar, grpc, _ = start_sidecar(
+            tmp_path, [tmp_path / "policies"], extra=["--trusted-proxy-hops", "2"]
+        )
+        stack.callback(sidecar.terminate)
+        echo, echo_port = start_echo(tmp_path)
+        stack.callback(echo.terminate)
+        envoy = start_envoy(
+            tmp_path,
+            authz=grpc,
+            upstream_port=echo_port,
+            hcm={"use_remote_address": True, "xff_num_trusted_hops": 1},
+        )
+        stack.callback(envoy.terminate)
         inside = request(
-            envoy.url, "/", host="office.test", headers={"X-Forwarded-For": "203.0.113.7"}
+            envoy.url, "/", headers={"X-Forwarded-For": "203.0.113.7"}, host="office.test"
         )
         assert inside.status == 200, inside.body
         # A client cannot talk its way in: the balancer appends the real address after its claim.
         spoofed = request(
-            envoy.url,
-            "/",
-            host="office.test",
-            headers={"X-Forwarded-For": "203.0.113.7, 198.51.100.9"},
+            envoy.url, "/", headers={"X-Forwarded-For": "203.0.113.7, 198.51.100.9"}, **office
         )
         assert spoofed.status == 403
         assert spoofed.json()["error"] == "ip_denied"
-        direct = request(
-            envoy.url, "/", host="office.test"
-        )  # no balancer in front: no entry to trust
-        assert direct.status == 403
-    finally:
-        envoy.terminate()
-        echo.terminate()
-        sidecar.terminate()
+        # No balancer in front: no entry to trust, and the sidecar fails closed.
+        assert request(envoy.url, "/", host="office.test").status == 403

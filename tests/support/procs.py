@@ -6,7 +6,10 @@ Every process writes its output to a log file under the test's tmp_path, which t
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import ctypes
+import ctypes.util
 import os
 import signal
 import socket
@@ -20,6 +23,24 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
 BIN = Path(PYTHON).parent
+
+
+_LIVE: list[Proc] = []
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the child: get SIGKILL when the test process dies, so no server outlives a crashed run."""
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+@atexit.register
+def _stop_leftovers() -> None:
+    """A test that failed before its cleanup leaves its servers to the end of the session."""
+    for proc in _LIVE:
+        if proc.alive():
+            proc.popen.kill()
 
 
 def free_port() -> int:
@@ -40,8 +61,14 @@ class Proc:
         self._log = log.open("wb")
         full_env = {**os.environ, **(env or {})}
         self.popen = subprocess.Popen(
-            list(argv), stdout=self._log, stderr=subprocess.STDOUT, cwd=ROOT, env=full_env
+            list(argv),
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            env=full_env,
+            preexec_fn=_die_with_parent,
         )
+        _LIVE.append(self)
 
     def output(self) -> str:
         if not self._log.closed:
