@@ -47,7 +47,10 @@ def test_the_address_the_trusted_balancer_reported_decides(tmp_path: Path) -> No
         assert inside.status == 200, inside.body
         # A client cannot talk its way in: the balancer appends the real address after its claim.
         spoofed = request(
-            envoy.url, "/", headers={"X-Forwarded-For": "203.0.113.7, 198.51.100.9"}, **office
+            envoy.url,
+            "/",
+            headers={"X-Forwarded-For": "203.0.113.7, 198.51.100.9"},
+            host="office.test",
         )
         assert spoofed.status == 403
         assert spoofed.json()["error"] == "ip_denied"
