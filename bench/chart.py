@@ -16,7 +16,14 @@ import matplotlib.pyplot as plt
 
 from bench.results import Results
 
-_COLORS = {"noauth": "#9e9e9e", "jwt_authn": "#1f77b4", "ext_authz-static": "#f4a582"}
+_COLORS = {
+    "noauth": "#9e9e9e",
+    "jwt_authn": "#1f77b4",
+    "ext_authz-static": "#f4a582",
+    # Variants shown for comparison (the sidecar with one change undone, or as it was).
+    "sidecar-tcp-asyncio": "#e88a8b",
+    "sidecar-tcp-grpcio": "#e88a8b",
+}
 _SIDECAR = "#d62728"
 
 
@@ -27,7 +34,7 @@ def draw(results: Results, path: Path) -> None:
     labels = [s.setup for s in setups]
     colors = [_COLORS.get(s.setup, _SIDECAR) for s in setups]
     positions = list(range(len(setups)))
-    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8), dpi=110)
+    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.4), dpi=110)
     panels = (
         (
             left,
@@ -50,7 +57,7 @@ def draw(results: Results, path: Path) -> None:
             if len(spread) > 1:
                 axis.vlines(x, min(spread), max(spread), colors="black", linewidth=1)
         axis.bar_label(bars, labels=[fmt.format(v) for v in values], fontsize=8, padding=2)
-        axis.set_xticks(positions, labels, fontsize=8)
+        axis.set_xticks(positions, labels, fontsize=8, rotation=30, ha="right")
         axis.set_title(title, fontsize=10)
         axis.spines[["top", "right"]].set_visible(False)
         axis.margins(y=0.15)

@@ -9,6 +9,7 @@ setup at a time with the same Envoy/wrk load on this machine, not by `make bench
 
 from __future__ import annotations
 
+from bench import results as r
 from bench.results import Results, SetupSummary
 
 #: (setup, baseline, what the pair shows) compared from the run.
@@ -64,8 +65,38 @@ def _workers_verdict(results: Results) -> str:
     )
 
 
+def _check_warm(results: Results) -> str:
+    found = next((m for m in results.micro if m.name == "check-warm"), None)
+    return f"{found.cpu_us:.1f} CPU-µs" if found is not None else "(not measured)"
+
+
+def _targets(results: Results) -> str:
+    """Issue 7's check-path targets in this run, one line each."""
+    lines = []
+    for q in results.ratios:
+        if not q.target:
+            continue
+        lines.append(
+            f"- `{q.setup}`: throughput {q.throughput:.3f}x native (target >= "
+            f"{r.THROUGHPUT_RATIO_MIN}: {'met' if q.throughput_ok else 'NOT met'}), p99 "
+            f"{q.p99:.2f}x (target <= {r.P99_RATIO_MAX:g}: {'met' if q.p99_ok else 'NOT met'})"
+        )
+    wire = next((m for m in results.micro if m.name == "wire-warm"), None)
+    if wire is not None:
+        ok = wire.cpu_us <= r.CPU_US_MAX
+        lines.append(
+            f"- CPU per decision with a warm token cache (`wire-warm`): {wire.cpu_us:.1f} CPU-µs "
+            f"(target <= {r.CPU_US_MAX:g}: {'met' if ok else 'NOT met'})"
+        )
+    return "\n".join(lines) or "- (not measured in this run)"
+
+
 def render(results: Results) -> str:
-    return f"""Before this work, in the `make bench` run of commit 8496389 (the first version of this
+    return f"""Issue 7's check-path targets in this run (policy scale has its own section above):
+
+{_targets(results)}
+
+Before this work, in the `make bench` run of commit 8496389 (the first version of this
 page), the sidecar reached 0.21x native jwt_authn with p99 3.6x, spending 454 CPU-µs per
 request under load while its whole decision cost 45-53 CPU-µs in-process; py-spy put 34 % of
 its busy time in grpcio's Cython/C core, 25 % in syscalls and wakeups, 10 % in asyncio and 26 %
@@ -93,8 +124,8 @@ Kept, in the order they were found:
    decision and reused (they carry no decision id); decision ids are sliced from 4 KiB of
    os.urandom at a time instead of one getrandom call each (same randomness, see
    authz/server/ids.py); the decision id travels beside the frozen Decision instead of a
-   `dataclasses.replace` copy per check. `check-warm` went from 44.7 to about 29 CPU-µs
-   (`make bench` before and now; the table above has this run's number).
+   `dataclasses.replace` copy per check. `check-warm` went from 44.7 CPU-µs (`make bench` at
+   8496389) to {_check_warm(results)} in this run.
 3. **uvloop** as the default event loop (`--event-loop asyncio` is the way back); the pair above
    is its measure. grpcio's aio server (the admin API, and `--grpc-server grpcio`) and aiohttp
    run on it: the whole end-to-end suite passes on uvloop.
