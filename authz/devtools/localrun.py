@@ -72,7 +72,17 @@ def _envoy_binary() -> str:
     return found
 
 
+def _interrupt(signum: int, _frame: object) -> None:
+    """SIGTERM/SIGHUP (a closed terminal, `timeout`, `kill`) stop everything like Ctrl-C does;
+    a second signal while stopping is ignored so the children are still shut down in order."""
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        signal.signal(sig, signal.SIG_IGN)
+    raise KeyboardInterrupt
+
+
 def main() -> int:
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _interrupt)
     taken = [f"{name} ({port})" for name, port in PORTS.items() if not _port_free(port)]
     if taken:
         print(
