@@ -7,10 +7,11 @@ shutdown begins, so gRPC health checks (Envoy's or a kubelet's) drain traffic fi
 from __future__ import annotations
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 
 from authz.errors import ConfigError
+from authz.server.health import set_serving
 from authz.server.listen import ListenAddress, remove_stale_socket
 from authz.server.servicer import SERVICE, AuthorizationServicer
 
@@ -40,18 +41,11 @@ class GrpcServer:
             self.address = ListenAddress(host=address.host, port=bound)
 
     async def start(self) -> None:
-        await self.health.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
-        await self.health.set(SERVICE, health_pb2.HealthCheckResponse.NOT_SERVING)
+        await self.set_serving(False)
         await self._server.start()
 
     async def set_serving(self, serving: bool) -> None:
-        status = (
-            health_pb2.HealthCheckResponse.SERVING
-            if serving
-            else health_pb2.HealthCheckResponse.NOT_SERVING
-        )
-        await self.health.set("", status)
-        await self.health.set(SERVICE, status)
+        await set_serving(self.health, services=(SERVICE,), serving=serving)
 
     async def stop(self, grace: float) -> None:
         """Stop accepting new RPCs and give in-flight ones `grace` seconds to finish."""

@@ -18,12 +18,10 @@ import socket
 import time
 from typing import Protocol
 
-from grpc_health.v1 import health_pb2
-
 from authz.errors import ConfigError
 from authz.server.grpc_server import GrpcServer
 from authz.server.h2conn import Connection, Handler
-from authz.server.health import CHECK_PATH, WATCH_PATH, HealthState
+from authz.server.health import CHECK_PATH, WATCH_PATH, HealthState, set_serving
 from authz.server.listen import ListenAddress, remove_stale_socket
 from authz.server.servicer import METHOD, SERVICE, AuthorizationServicer
 
@@ -142,13 +140,7 @@ class H2GrpcServer:
         await self._server.start()
 
     async def set_serving(self, serving: bool) -> None:
-        status = (
-            health_pb2.HealthCheckResponse.SERVING
-            if serving
-            else health_pb2.HealthCheckResponse.NOT_SERVING
-        )
-        await self.health.set("", status)
-        await self.health.set(SERVICE, status)
+        await set_serving(self.health, services=(SERVICE,), serving=serving)
 
     async def stop(self, grace: float) -> None:
         """Stop accepting new checks and give in-flight ones `grace` seconds to finish."""

@@ -8,7 +8,8 @@ sent to each watcher, a slow watcher only ever gets the latest status.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 from grpc_health.v1 import health_pb2
 
@@ -18,6 +19,23 @@ from authz.server.grpcwire import Metadata, RpcError, Status
 _ServingStatus = int
 CHECK_PATH = b"/grpc.health.v1.Health/Check"
 WATCH_PATH = b"/grpc.health.v1.Health/Watch"
+
+
+class HealthSetter(Protocol):
+    """grpc_health's aio servicer and HealthState both set statuses this way."""
+
+    def set(self, service: str, status: _ServingStatus) -> Awaitable[None]: ...
+
+
+async def set_serving(health: HealthSetter, *, services: tuple[str, ...], serving: bool) -> None:
+    """One place that maps "serving or not" onto the whole server and each named service."""
+    status = (
+        health_pb2.HealthCheckResponse.SERVING
+        if serving
+        else health_pb2.HealthCheckResponse.NOT_SERVING
+    )
+    for service in ("", *services):
+        await health.set(service, status)
 
 
 class HealthState:
