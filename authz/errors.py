@@ -32,6 +32,7 @@ IP_DENIED: Final = "ip_denied"
 RATE_LIMITED: Final = "rate_limited"
 RATELIMIT_UNAVAILABLE: Final = "ratelimit_unavailable"
 
+
 class AuthzError(Exception):
     """Base of every error the sidecar raises on purpose."""
 
