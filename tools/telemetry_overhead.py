@@ -3,7 +3,7 @@
 Calls AuthorizationServicer.check in a loop over one snapshot (an allowed request with a
 cached token, and a denied one without a token) with:
 
-    bare       no observer, tracing off (the check path without issue 6's reporting)
+    bare       no observer, tracing off (the check path without metrics and decision log)
     telemetry  metrics + decision log (every allow logged; lines written to /dev/null)
     sampled    metrics + decision log with --log-allow-sample-rate 0
     traced     telemetry + tracing on (OTLP/gRPC to a local receiver)

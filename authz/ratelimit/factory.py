@@ -20,7 +20,7 @@ from authz.ratelimit.memory import MemoryLimiter
 from authz.ratelimit.redisbackend import RedisBackend, ScriptClient
 from authz.ratelimit.shared import SharedLimiter
 from authz.settings import RateLimitSettings
-from authz.settings.redis import RedisAddress, parse_redis_url
+from authz.settings.ratelimit import RedisAddress, parse_redis_url
 
 
 def _client(address: RedisAddress, settings: RateLimitSettings) -> ScriptClient:

@@ -1,5 +1,8 @@
 """The settings of `authz serve`, one frozen section per concern, each setting declared once.
 
+Settings gathers the sections; the larger ones live in modules of their own (kubernetes,
+ratelimit), and a new concern is a new section there plus one field of Settings.
+
 A field declared with `option(...)` is a setting a user can change (flag, environment variable,
 kind, help: see authz.settings.declare); a plain field, documented by its comment, is a tuning
 knob code sets (tests, benchmarks). The first line of a section's docstring titles its group of
@@ -13,20 +16,17 @@ from pathlib import Path
 from typing import Final
 
 from authz.errors import ConfigError
-from authz.settings.declare import Section, flag_of, option
+from authz.settings.declare import Section, option
 from authz.settings.kinds import (
     Amount,
     Count,
-    ExistingFile,
     Listen,
-    Names,
-    OptionalText,
     Paths,
-    Switch,
     Text,
 )
+from authz.settings.kubernetes import KubernetesSettings
 from authz.settings.listen import ListenAddress
-from authz.settings.redis import MODES, parse_redis_url
+from authz.settings.ratelimit import RateLimitSettings
 
 #: --grpc-server values: our HTTP/2 server (the default), or grpcio's asyncio server.
 ENGINES: Final = ("h2", "grpcio")
@@ -51,90 +51,6 @@ class PolicySettings(Section):
     )
     #: How often policy files are checked for changes (seconds).
     poll_interval: float = 1.0
-
-
-@dataclass(frozen=True, slots=True)
-class KubernetesSettings(Section):
-    """Kubernetes: AuthPolicy resources, their status, the leader Lease."""
-
-    enabled: bool = option(
-        False,
-        Switch(),
-        flag="--kubernetes",
-        help="also serve AuthPolicy resources from the Kubernetes API, watched live (the leader "
-        "replica writes their status); combinable with `--policies`",
-        doc="(see [Kubernetes](#kubernetes))",
-    )
-    kubeconfig: Path | None = option(
-        None,
-        ExistingFile(),
-        flag="--kubeconfig",
-        metavar="PATH",
-        shown="in-cluster config, then `KUBECONFIG` (or `~/.kube/config`)",
-        help="how `--kubernetes` reaches the API server",
-    )
-    namespaces: tuple[str, ...] = option(
-        (),
-        Names(),
-        flag="--namespace",
-        metavar="NS",
-        shown="all namespaces",
-        help="watch AuthPolicies in this namespace only; repeatable",
-    )
-    selector: str | None = option(
-        None,
-        OptionalText(),
-        flag="--selector",
-        metavar="LABEL_SELECTOR",
-        help="serve only AuthPolicies whose labels match, e.g. `shard=eu` (shards policies "
-        "across sidecar fleets)",
-    )
-    lease_name: str | None = option(
-        None,
-        OptionalText(),
-        flag="--lease-name",
-        metavar="NAME",
-        shown="`authz-leader` (+ a hash of `--namespace`/`--selector` when set, so shards "
-        "elect separately)",
-        help="the leader-election Lease in `POD_NAMESPACE`",
-    )
-    lease_duration: float = option(
-        15.0,
-        Amount(1, 3600, noun="seconds"),
-        flag="--lease-duration",
-        metavar="SECONDS",
-        help="a status-writing leader that has not renewed for this long is replaced",
-    )
-    identity: str | None = option(
-        None,
-        OptionalText(),
-        env="POD_NAME",
-        help="this replica's identity in the leader Lease; unset: hostname and process id",
-    )
-    lease_namespace: str | None = option(
-        None,
-        OptionalText(),
-        env="POD_NAMESPACE",
-        help="the Lease's namespace; unset: the in-cluster or kubeconfig namespace",
-    )
-    #: A changed resource waits this long (seconds) for more changes before a snapshot is built.
-    coalesce_quiet: float = 0.1
-    #: ...but never longer than this (seconds) after the first change of a burst.
-    coalesce_max: float = 1.0
-    #: A watch that delivers nothing, not even a bookmark, for this long (seconds) is restarted.
-    stall_timeout: float = 90.0
-    #: The server ends each watch after about this long (seconds; timeoutSeconds, jittered).
-    watch_timeout: float = 300.0
-    #: Reconnect backoff after a failure: first delay and cap (seconds), with jitter.
-    backoff_initial: float = 0.5
-    backoff_max: float = 30.0
-
-    def validate(self) -> None:
-        if self.enabled:
-            return
-        for name in ("kubeconfig", "namespaces", "selector", "lease_name"):
-            if getattr(self, name):
-                raise ConfigError(f"{flag_of(KubernetesSettings, name)} needs --kubernetes")
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,64 +170,6 @@ class TelemetrySettings(Section):
         "always written",
         doc="(see [Decision log](#decision-log))",
     )
-
-
-@dataclass(frozen=True, slots=True)
-class RateLimitSettings(Section):
-    """Rate limits: where counters live, and how a shared backend's outage is handled."""
-
-    redis_url: str | None = option(
-        None,
-        OptionalText(),
-        flag="--redis-url",
-        metavar="URL",
-        shown="no Redis: counters in memory, per process",
-        help="share rate-limit counters between replicas through Redis: "
-        "`redis://[user:password@]host[:port][/db]`, `rediss://` for TLS; several "
-        "comma-separated hosts in cluster and sentinel mode",
-        doc="(see [Rate limits and IP filtering](#rate-limits-and-ip-filtering))",
-    )
-    redis_mode: str = option(
-        "standalone",
-        Text(choices=MODES),
-        flag="--redis-mode",
-        metavar="MODE",
-        help="`standalone`; `cluster` (the URL names startup nodes); `sentinel` (the URL names "
-        "the sentinels)",
-    )
-    redis_sentinel_master: str = option(
-        "mymaster",
-        Text(),
-        flag="--redis-sentinel-master",
-        metavar="NAME",
-        help="the master's name in sentinel mode",
-    )
-    redis_timeout: float = option(
-        0.05,
-        Amount(1, 10_000, whole=True, scale=0.001),
-        flag="--redis-timeout-ms",
-        metavar="MS",
-        help="each Redis call may take at most this long; slower counts as a failure",
-    )
-    max_buckets: int = option(
-        100_000,
-        Count(1, 100_000_000),
-        flag="--ratelimit-max-buckets",
-        metavar="N",
-        help="rate-limit buckets kept in memory at most (least recently used dropped first)",
-    )
-    #: Redis calls in flight at most (per node in cluster mode); more wait within the timeout.
-    redis_max_connections: int = 64
-    #: Consecutive failed calls that open the circuit (stop calling Redis; failure mode applies).
-    failure_threshold: int = 3
-    #: While the circuit is open, Redis is pinged this often (seconds).
-    probe_interval: float = 0.5
-
-    def validate(self) -> None:
-        if self.redis_url is not None:
-            parse_redis_url(self.redis_url, mode=self.redis_mode)  # refused now: exit 2
-        elif self.redis_mode != "standalone":
-            raise ConfigError(f"--redis-mode {self.redis_mode} needs --redis-url")
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from authz.errors import ConfigError
-from authz.settings.redis import RedisAddress, parse_redis_url
+from authz.settings.ratelimit import RedisAddress, parse_redis_url
 
 
 @pytest.mark.parametrize(
