@@ -67,6 +67,8 @@ class Service:
                 self.settings, listen=server.grpc_listen if pool is None else None
             )
             parts.started("check stack", stack.close)
+            if pool is not None:
+                pool.check_free()
             check_free(server.admin_listen, flag="--admin-listen")
             admin = AdminServer(
                 AdminServicer(

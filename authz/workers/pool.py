@@ -22,8 +22,8 @@ from pathlib import Path
 from authz.errors import ConfigError
 from authz.policy.snapshot import Snapshot
 from authz.policy.store import SourceDocument
+from authz.server.listen import check_free, parse_listen
 from authz.settings import ListenAddress, Settings
-from authz.settings.listen import parse_listen
 from authz.workers import metrics as merged
 from authz.workers.channel import Channel
 
@@ -80,6 +80,11 @@ class WorkerPool:
 
     def ready(self) -> bool:
         return all(w.ready for w in self._workers)
+
+    def check_free(self) -> None:
+        """Refuse (ConfigError) worker sockets that cannot be bound, before any worker starts."""
+        for worker in self._workers:
+            check_free(worker.listen, flag="--grpc-listen")
 
     def forwarding(self, update: Update) -> Update:
         """`update` (the supervisor's store), then the same documents to every worker.

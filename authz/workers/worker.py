@@ -19,6 +19,7 @@ import socket
 import sys
 from typing import Any
 
+from authz.errors import ConfigError
 from authz.policy.store import PolicyStore, SourceDocument
 from authz.server import eventloop
 from authz.settings import ListenAddress, Settings
@@ -99,7 +100,11 @@ def main(argv: list[str] | None = None) -> int:
     async def run() -> int:
         return await serve(await Channel.open(sock))
 
-    return eventloop.run(run(), event_loop=event_loop)
+    try:
+        return eventloop.run(run(), event_loop=event_loop)
+    except ConfigError as exc:  # e.g. its socket cannot be bound: the supervisor reports the exit
+        log.error("worker: %s", exc)
+        return 2
 
 
 if __name__ == "__main__":

@@ -90,6 +90,18 @@ def test_a_socket_path_that_cannot_be_created_exits_2(tmp_path: Path) -> None:
     )
 
 
+def test_worker_sockets_that_cannot_be_created_exit_2_before_any_worker_starts(
+    tmp_path: Path,
+) -> None:
+    missing = tmp_path / "no-such-dir" / "authz.sock"
+    result = serve("--workers", "2", "--grpc-listen", f"unix:{missing}")
+    assert result.returncode == 2, result.stderr
+    assert result.stderr == (
+        f"authz: error: --grpc-listen: cannot listen on unix:{missing.parent}/authz-0.sock: "
+        "No such file or directory\n"
+    )
+
+
 def test_no_cluster_configuration_is_exit_2_with_the_reason(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AUTHZ_", "KUBERNETES_"))}
     env["KUBECONFIG"] = str(tmp_path / "missing-kubeconfig")
