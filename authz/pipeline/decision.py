@@ -33,11 +33,12 @@ class Decision:
     response_headers: tuple[tuple[str, str], ...] = ()
     decision_id: str = ""
     #: The policy is in dryRun mode: `allowed`/`reason` are the would-be decision, and Envoy
-    #: is told to allow (see pipeline.mode).
+    #: is told to allow (see pipeline.steps.mode).
     dry_run: bool = False
 
-    def located(self, *, policy: str | None, rule: str | None) -> Decision:
-        return replace(self, policy=policy, rule=rule)
+    def located(self, *, policy: str | None, rule: str | None, subject: str | None) -> Decision:
+        """This denial, saying where it happened and whose (verified) token it was."""
+        return replace(self, policy=policy, rule=rule, subject=subject)
 
 
 def _realm(host: str) -> str:
