@@ -66,17 +66,19 @@ class Context:
     path: str
     rule: Rule
 
+    # Positional: built once per check, in one place (decide), where keywords cost more than the
+    # rest of the construction.
     def __init__(
         self,
         request: CheckInput,
         policy: CompiledPolicy,
-        *,
         verifier: Verifier,
         limiter: Limiter | None,
         now: float,
         consume: bool,
         trusted_proxy_hops: int,
         trace: Tracer,
+        /,
     ) -> None:
         self.request = request
         self.policy = policy

@@ -80,16 +80,7 @@ async def decide(
     policy = host.find_policy(snapshot, request, tracer)
     if isinstance(policy, Decision):
         return policy
-    ctx = Context(
-        request,
-        policy,
-        verifier=verifier,
-        limiter=limiter,
-        now=now,
-        consume=consume,
-        trusted_proxy_hops=trusted_proxy_hops,
-        trace=tracer,
-    )
+    ctx = Context(request, policy, verifier, limiter, now, consume, trusted_proxy_hops, tracer)
     for step in STEPS:
         outcome = step(ctx)
         if outcome is None:

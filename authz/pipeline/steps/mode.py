@@ -9,8 +9,6 @@ smuggle `x-user-id: admin` past a dry-run policy) and the policy's removeHeaders
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from authz.pipeline.context import Context
 from authz.pipeline.decision import Decision
 
@@ -21,7 +19,7 @@ def apply_mode(ctx: Context, decision: Decision) -> Decision:
         return decision
     if decision.allowed:
         ctx.trace.add("mode", "info", "dryRun policy: the request is allowed")
-        return replace(decision, dry_run=True)
+        return decision._replace(dry_run=True)
     ctx.trace.add(
         "mode",
         "info",
@@ -29,4 +27,4 @@ def apply_mode(ctx: Context, decision: Decision) -> Decision:
         decision.reason,
     )
     stripped = tuple(dict.fromkeys((*policy.remove_headers, *(t.name for t in policy.set_headers))))
-    return replace(decision, dry_run=True, set_headers=(), remove_headers=stripped)
+    return decision._replace(dry_run=True, set_headers=(), remove_headers=stripped)
