@@ -4,7 +4,8 @@ A Context is made once per check, as soon as the host has picked a policy, and h
 step in order. Its slots are the whole contract between the steps - a step reads what earlier
 steps wrote and writes what later ones need - so nothing travels implicitly, and a new step can
 see at a glance what it may use. It is a plain class with __slots__ because one is built per
-check: no dict, no dataclass machinery, nothing initialized that a step has not found yet.
+check: no per-instance dict, no dataclass machinery, and `path` and `rule` stay unset until
+their steps set them.
 
 Given when the check starts (read-only for the steps): `request`, `policy`, `verifier`,
 `limiter`, `now`, `consume` (False when explaining: rate limits are read, not counted),

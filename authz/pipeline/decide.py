@@ -18,7 +18,8 @@ Where the steps still to come belong, and why there:
   trusts the claims.
 - Sender-constrained tokens (a DPoP proof, or the thumbprint of the client certificate): right
   after `token`, reading the verified `cnf` and the request's method, URL, headers and peer
-  certificate - a copied token must fail before its scopes are even considered.
+  certificate (fields CheckInput gains from Envoy's attributes) - a copied token must fail
+  before its scopes are even considered.
 - Conditions on claims, headers and path parameters, and CEL: right after `scopes` (scopes are
   checked first), reading the claims and the parameters the `rule` step captured.
 - Query-parameter rewrites: in the `allow` step, beside the header rewrites.
@@ -77,7 +78,7 @@ async def decide(
     evaluates them without counting (Explain). `trusted_proxy_hops` picks the client address
     (see pipeline.address). `trace` records every step (Explain); None records nothing."""
     tracer = NULL_TRACE if trace is None else trace
-    policy = host.find_policy(snapshot, request, tracer)
+    policy = host.find_policy(snapshot, request, trace=tracer)
     if isinstance(policy, Decision):
         return policy
     ctx = Context(request, policy, verifier, limiter, now, consume, trusted_proxy_hops, tracer)

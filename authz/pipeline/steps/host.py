@@ -16,7 +16,7 @@ from authz.policy.snapshot import Snapshot
 
 
 def find_policy(
-    snapshot: Snapshot, request: CheckInput, trace: Tracer
+    snapshot: Snapshot, request: CheckInput, *, trace: Tracer
 ) -> CompiledPolicy | Decision:
     policy = snapshot.lookup(request.host)
     if policy is None:
