@@ -5,8 +5,8 @@ token that is present is always verified, even on an anonymous rule - a bad toke
 never ignored. A bad token is 401 invalid_token with the reason in the challenge; keys the
 issuer has not served yet are 503 issuer_unavailable (the token may be fine: retry), not 401.
 
-Only the verification waits (keys, the signature cache), so the step stays synchronous until a
-token is present and hands the loop a coroutine only then.
+Only verification may wait (for keys an issuer has not served yet), so the step stays
+synchronous until there is a token to verify and hands the loop a coroutine only then.
 """
 
 from __future__ import annotations
