@@ -1,7 +1,7 @@
 """Read claims by dotted path, and render them as header values.
 
 Header values are rendered conservatively: strings as they are, numbers and booleans as JSON
-would write them, arrays joined with "," (what istio #39724 users asked for), objects as compact
+would write them, arrays joined with "," (what Istio users asked for), objects as compact
 JSON. A value that could split or smuggle a header (CR, LF, NUL) or is absurdly long renders
 as None, and a header with no value is removed rather than sent empty.
 """

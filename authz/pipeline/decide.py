@@ -1,32 +1,65 @@
-"""Evaluate one request against one snapshot: the whole decision, start to finish.
+"""Evaluate one request against one snapshot: the steps in order, then the finishers.
 
 The server takes the current snapshot once per check and passes it in, so a decision never
-mixes two policy versions. Every failure here is a deny with a stable reason; exceptions that
-are not AuthzErrors are the server's to turn into a deny (see server.servicer).
+mixes two policy versions. The host picks the policy; then each step of STEPS either ends the
+check with a decision or passes it on, and every decision goes through FINISH (the policy's
+mode) on its way out. The servicer, the admin API's Explain and the tests all call `decide`, so
+an explanation is always the real decision. Every failure here is a deny with a stable reason;
+exceptions that are not AuthzErrors are the server's to turn into a deny (see server.servicer).
+
+Where the steps still to come belong, and why there:
+
+- Brute-force blocking: right after `source_ip`, before anything that costs CPU (a blocked
+  client must cost less than an admitted one). It counts the 401s of a client, so it also needs
+  to see how each check ended: a finisher, placed before `mode` so it sees the would-be decision
+  of a dryRun policy (which counts but does not block).
+- Token introspection, revocation, maximum token lifetime: inside the `token` step (an opaque
+  token is introspected where a JWT is verified) or a step right after it, before anything
+  trusts the claims.
+- Sender-constrained tokens (a DPoP proof, or the thumbprint of the client certificate): right
+  after `token`, reading the verified `cnf` and the request's method, URL, headers and peer
+  certificate (fields CheckInput gains from Envoy's attributes) - a copied token must fail
+  before its scopes are even considered.
+- Conditions on claims, headers and path parameters, and CEL: right after `scopes` (scopes are
+  checked first), reading the claims and the parameters the `rule` step captured.
+- Query-parameter rewrites: in the `allow` step, beside the header rewrites.
+
+A new step is a module in pipeline.steps and one line in STEPS; state it leaves for later steps
+gets a slot in pipeline.context.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import replace
-from typing import Any
-
-from authz import errors
-from authz.errors import KeysUnavailable, PathError, TokenError
-from authz.jwt.extract import bearer_token
-from authz.jwt.verify import VerifiedToken, Verifier
+from authz.jwt.verify import Verifier
 from authz.pipeline import decision as d
-from authz.pipeline.claims import claim_at, granted_scopes, header_value
+from authz.pipeline.context import Context, Finish, Step
 from authz.pipeline.decision import Decision
-from authz.pipeline.ipfilter import check_source_ip, client_address
-from authz.pipeline.paths import normalize_path
-from authz.pipeline.ratelimits import apply_rate_limits, hits_for, needs_address
 from authz.pipeline.request import CheckInput
-from authz.pipeline.trace import Trace
-from authz.policy.model import CompiledPolicy, Rule
+from authz.pipeline.steps import (
+    allow,
+    host,
+    mode,
+    path,
+    ratelimit,
+    rule,
+    scopes,
+    source_ip,
+    token,
+)
+from authz.pipeline.trace import NULL_TRACE, Tracer
 from authz.policy.snapshot import Snapshot
-from authz.policy.traffic import IPAddress
 from authz.ratelimit.limiter import Limiter
+
+STEPS: tuple[Step, ...] = (
+    source_ip.check_source_ip,
+    path.normalize,
+    rule.match_rule,
+    token.authenticate,
+    scopes.check_scopes,
+    ratelimit.apply_rate_limits,
+    allow.allow,
+)
+FINISH: tuple[Finish, ...] = (mode.apply_mode,)
 
 
 async def decide(
@@ -35,158 +68,36 @@ async def decide(
     *,
     verifier: Verifier,
     now: float,
-    trace: Trace | None = None,
+    trace: Tracer | None = None,
     limiter: Limiter | None = None,
     trusted_proxy_hops: int = 0,
     consume: bool = True,
 ) -> Decision:
-    """The decision for one request. `limiter` serves the rules' rate limits (a rule with limits
-    and no limiter is denied: internal_error); `consume=False` evaluates them without counting
-    (Explain). `trusted_proxy_hops` picks the client address (see pipeline.ipfilter)."""
-    policy = snapshot.lookup(request.host)
-    if policy is None:
-        if trace is not None:
-            trace.add("host", "fail", f"no policy claims host {request.host!r}")
-        return d.no_policy(request.host)
-    if trace is not None:
-        trace.add("host", "pass", f"{request.host!r} -> policy {policy.key}")
-    address: IPAddress | None = None
-    if policy.source_ips is not None:
-        address = client_address(request, trusted_proxy_hops=trusted_proxy_hops)
-        denied = check_source_ip(
-            policy.source_ips, address, trusted_proxy_hops=trusted_proxy_hops, trace=trace
-        )
-        if denied is not None:
-            return denied.located(policy=policy.key, rule=None)
-    try:
-        path = normalize_path(request.raw_path)
-    except PathError as exc:
-        if trace is not None:
-            trace.add("path", "fail", str(exc))
-        return d.invalid_path(str(exc)).located(policy=policy.key, rule=None)
-    if trace is not None:
-        trace.add("path", "pass", f"normalized to {path!r}")
-    rule = _match(policy.rules, request.method, path)
-    if rule is None:
-        if trace is not None:
-            trace.add("rule", "fail", f"no rule matches {request.method} {path}")
-        return d.access_denied().located(policy=policy.key, rule=None)
-    if trace is not None:
-        trace.add("rule", "pass", f"rule {rule.name!r} matches {request.method} {path}")
-    result = await _authenticate(policy, rule, request, verifier=verifier, now=now, trace=trace)
-    if isinstance(result, Decision):
-        return result.located(policy=policy.key, rule=rule.name)
-    claims: Mapping[str, Any] = result.claims if result is not None else {}
-    scope_claim = result.issuer.scope_claim if result is not None else None
-    if rule.all_of or rule.any_of:
-        granted = granted_scopes(claims, scope_claim)
-        missing = rule.all_of - granted
-        if missing or (rule.any_of and not (rule.any_of & granted)):
-            if trace is not None:
-                trace.add(
-                    "scopes",
-                    "fail",
-                    f"needs {rule.scope_text!r}; token grants {' '.join(sorted(granted))!r}",
-                )
-            return replace(  # the token was valid: the log may say whose request it was
-                d.insufficient_scope(request.host, rule.scope_text), subject=_subject(claims)
-            ).located(policy=policy.key, rule=rule.name)
-        if trace is not None:
-            trace.add("scopes", "pass", f"token grants {rule.scope_text!r}")
-    elif trace is not None:
-        trace.add("scopes", "skip", "the rule requires no scopes")
-    if not rule.rate_limits:  # (no trace step: policies without limits read as before)
-        return _allow(policy, rule, claims, trace)
-    if limiter is None:
-        if trace is not None:
-            trace.add("ratelimit", "fail", "the rule has rate limits but no limiter was given")
-        return d.internal_error().located(policy=policy.key, rule=rule.name)
-    if address is None and needs_address(rule):
-        address = client_address(request, trusted_proxy_hops=trusted_proxy_hops)
-    hits = hits_for(rule, claims=claims, request=request, address=address)
-    limited = await apply_rate_limits(
-        policy, rule, hits, limiter=limiter, now=now, consume=consume, trace=trace
-    )
-    if isinstance(limited, Decision):
-        return replace(limited, subject=_subject(claims)).located(policy=policy.key, rule=rule.name)
-    return replace(_allow(policy, rule, claims, trace), response_headers=limited)
-
-
-def _subject(claims: Mapping[str, Any]) -> str | None:
-    sub = claims.get("sub")
-    return sub if isinstance(sub, str) else None
-
-
-def _match(rules: tuple[Rule, ...], method: str, path: str) -> Rule | None:
-    for rule in rules:
-        if rule.matches(method, path):
-            return rule
-    return None
-
-
-async def _authenticate(
-    policy: CompiledPolicy,
-    rule: Rule,
-    request: CheckInput,
-    *,
-    verifier: Verifier,
-    now: float,
-    trace: Trace | None,
-) -> VerifiedToken | Decision | None:
-    """The verified token; None for an anonymous request without one; or a denial."""
-    token = bearer_token(request.headers)
-    if token is None:
-        if rule.anonymous:
-            if trace is not None:
-                trace.add("token", "skip", "no bearer token; the rule allows anonymous requests")
-            return None
-        if trace is not None:
-            trace.add("token", "fail", "no bearer token in the Authorization header")
-        return d.missing_token(request.host)
-    try:
-        verified = await verifier.verify(token, policy.issuers, now=now)
-    except TokenError as exc:
-        if trace is not None:
-            trace.add("token", "fail", str(exc))
-        return d.invalid_token(request.host, str(exc))
-    except KeysUnavailable as exc:
-        if trace is not None:
-            trace.add("token", "fail", str(exc))
-        return d.issuer_unavailable(str(exc))
-    if trace is not None:
-        trace.add("token", "pass", f"valid {verified.alg} token from {verified.issuer.issuer}")
-    return verified
-
-
-def _allow(
-    policy: CompiledPolicy, rule: Rule, claims: Mapping[str, Any], trace: Trace | None
-) -> Decision:
-    set_headers: list[tuple[str, str]] = []
-    remove_headers: list[str] = list(policy.remove_headers)
-    for template in policy.set_headers:
-        value = (
-            template.value
-            if template.claim is None
-            else header_value(claim_at(claims, template.claim))
-        )
-        if value is None:
-            remove_headers.append(template.name)
+    """The decision for one request, in the policy's mode. `limiter` serves the rules' rate
+    limits (a rule with limits and no limiter is denied: internal_error); `consume=False`
+    evaluates them without counting (Explain). `trusted_proxy_hops` picks the client address
+    (see pipeline.address). `trace` records every step (Explain); None records nothing."""
+    tracer = NULL_TRACE if trace is None else trace
+    policy = host.find_policy(snapshot, request, trace=tracer)
+    if isinstance(policy, Decision):
+        return policy
+    ctx = Context(request, policy, verifier, limiter, now, consume, trusted_proxy_hops, tracer)
+    for step in STEPS:
+        outcome = step(ctx)
+        if outcome is None:
+            continue
+        if not isinstance(outcome, Decision):  # a step that had to wait
+            outcome = await outcome
+            if outcome is None:
+                continue
+        if outcome.allowed:
+            decision = outcome
         else:
-            set_headers.append((template.name, value))
-    sub = claims.get("sub")
-    if trace is not None:
-        trace.add(
-            "response",
-            "info",
-            f"set {[n for n, _ in set_headers]}, remove {remove_headers}",
-        )
-    return Decision(
-        True,
-        errors.ALLOWED,
-        200,
-        policy=policy.key,
-        rule=rule.name,
-        subject=sub if isinstance(sub, str) else None,
-        set_headers=tuple(set_headers),
-        remove_headers=tuple(remove_headers),
-    )
+            decision = outcome.located(policy=policy.key, rule=ctx.rule_name(), subject=ctx.subject)
+        break
+    else:
+        decision = d.internal_error()  # no step decided (the list lost its allow step): deny
+    for finish in FINISH:
+        result = finish(ctx, decision)
+        decision = result if isinstance(result, Decision) else await result
+    return decision

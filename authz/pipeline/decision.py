@@ -3,20 +3,24 @@
 Reasons are the stable codes of authz.errors. WWW-Authenticate follows RFC 6750 section 3: no
 error code when credentials are missing, `invalid_token` when they are bad, `insufficient_scope`
 with the scopes the rule needs.
+
+A Decision is a NamedTuple rather than a frozen dataclass: one is built on every check, often
+copied on its way out (a denial located, a dryRun decision marked) and hashed to find its cached
+allow answer (see server.convert), and a frozen dataclass sets each of its fields through
+object.__setattr__. A tuple is built, copied and hashed in one step, and is as immutable.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 from authz import errors
 
 _REALM_UNSAFE = re.compile(r"[^a-z0-9.\-:\[\]*]")
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
+class Decision(NamedTuple):
     allowed: bool
     reason: str
     #: HTTP status of a denial (200 for an allow).
@@ -33,11 +37,12 @@ class Decision:
     response_headers: tuple[tuple[str, str], ...] = ()
     decision_id: str = ""
     #: The policy is in dryRun mode: `allowed`/`reason` are the would-be decision, and Envoy
-    #: is told to allow (see pipeline.mode).
+    #: is told to allow (see pipeline.steps.mode).
     dry_run: bool = False
 
-    def located(self, *, policy: str | None, rule: str | None) -> Decision:
-        return replace(self, policy=policy, rule=rule)
+    def located(self, *, policy: str | None, rule: str | None, subject: str | None) -> Decision:
+        """This denial, saying where it happened and whose (verified) token it was."""
+        return self._replace(policy=policy, rule=rule, subject=subject)
 
 
 def _realm(host: str) -> str:

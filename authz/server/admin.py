@@ -1,9 +1,10 @@
 """The admin API (authz.v1.Admin) on its own listener: Explain and ListPolicies.
 
 Explain answers "why was this request denied?" from the very code that decides real requests
-(decide + the policy mode, with a Trace recording each step), against the current snapshot,
-without side effects: no quota is consumed, nothing is logged or counted. Its request carries
-headers, tokens included, so the listener defaults to loopback and nothing here logs a header.
+(pipeline.decide, with a Trace recording each step, the policy's mode included), against the
+current snapshot, without side effects: no quota is consumed, nothing is logged or counted. Its
+request carries headers, tokens included, so the listener defaults to loopback and nothing here
+logs a header.
 
 Registered as generic handlers, like the ext_authz servicer, so no grpc stubs are generated.
 """
@@ -19,7 +20,7 @@ import grpc
 from authz._gen.authz.v1 import admin_pb2 as apb
 from authz.errors import ConfigError
 from authz.jwt.verify import Verifier
-from authz.pipeline.mode import decide_in_mode
+from authz.pipeline.decide import decide
 from authz.pipeline.request import CheckInput
 from authz.pipeline.trace import Trace
 from authz.policy.compile import MODE_DRY_RUN, MODE_ENFORCE
@@ -72,7 +73,7 @@ class AdminServicer:
             source_ip=request.source_ip,
         )
         trace = Trace()
-        decision = await decide_in_mode(
+        decision = await decide(
             snapshot,
             check,
             verifier=self._verifier,

@@ -25,7 +25,7 @@ from opentelemetry.trace import Span
 from authz._gen.authz.envoy.v3 import ext_authz_pb2 as pb
 from authz.jwt.verify import Verifier
 from authz.pipeline import decision as d
-from authz.pipeline.mode import decide_in_mode
+from authz.pipeline.decide import decide
 from authz.pipeline.request import CheckInput
 from authz.policy.snapshot import Snapshot
 from authz.ratelimit.limiter import Limiter
@@ -124,7 +124,7 @@ class AuthorizationServicer:
         check_input: CheckInput | None = None
         try:
             check_input = to_check_input(request)
-            decision = await decide_in_mode(
+            decision = await decide(
                 self._snapshot(),
                 check_input,
                 verifier=self._verifier,

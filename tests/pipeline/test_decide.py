@@ -355,7 +355,24 @@ async def test_the_trace_of_an_allowed_request(snapshot: Snapshot) -> None:
     ]
 
 
-async def test_without_a_trace_the_decision_is_the_same(snapshot: Snapshot) -> None:
-    bearer = token()
-    traced = await run(snapshot, "/orders/7", bearer=bearer, trace=Trace())
-    assert await run(snapshot, "/orders/7", bearer=bearer) == traced
+@pytest.mark.parametrize(
+    ("host", "method", "path", "bearer"),
+    [
+        ("orders.test", "GET", "/orders/7", token()),
+        ("orders.test", "GET", "/healthz", None),
+        ("orders.test", "POST", "/orders", token()),
+        ("orders.test", "GET", "/me", None),
+        ("orders.test", "GET", "/me", token(key=STRANGER)),
+        ("orders.test", "GET", "/me", token(iss=REMOTE)),
+        ("orders.test", "DELETE", "/orders", token()),
+        ("orders.test", "GET", "/a/%2F", token()),
+        ("other.test", "GET", "/orders", token()),
+    ],
+)
+async def test_without_a_trace_the_decision_is_the_same(
+    snapshot: Snapshot, host: str, method: str, path: str, bearer: str | None
+) -> None:
+    trace = Trace()
+    traced = await run(snapshot, path, method=method, host=host, bearer=bearer, trace=trace)
+    assert trace.steps
+    assert await run(snapshot, path, method=method, host=host, bearer=bearer) == traced

@@ -90,10 +90,10 @@ def test_issuer_unavailable_asks_to_retry() -> None:
     assert decision.description == "the issuer's signing keys are not available yet"
 
 
-def test_located_sets_policy_and_rule_only() -> None:
+def test_located_sets_policy_rule_and_subject_only() -> None:
     base = d.insufficient_scope("a.test", "s")
-    located = base.located(policy="ns/p", rule="r")
-    assert (located.policy, located.rule) == ("ns/p", "r")
+    located = base.located(policy="ns/p", rule="r", subject="alice")
+    assert (located.policy, located.rule, located.subject) == ("ns/p", "r", "alice")
     assert located.response_headers == base.response_headers
     assert (located.status, located.reason, located.description) == (
         base.status,

@@ -10,9 +10,9 @@ import yaml
 from authz.errors import PolicyError
 from authz.jwt.providers import offline_provider
 from authz.jwt.verify import Verifier
+from authz.pipeline.address import client_address, parse_address
 from authz.pipeline.decide import decide
 from authz.pipeline.decision import Decision
-from authz.pipeline.ipfilter import client_address, parse_address
 from authz.pipeline.request import CheckInput
 from authz.pipeline.trace import Trace
 from authz.policy.compile import compile_policy

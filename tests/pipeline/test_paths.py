@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from authz.errors import PathError
-from authz.pipeline.paths import normalize_path
+from authz.pipeline.steps.path import normalize_path
 
 NORMALIZED = [
     ("/", "/"),

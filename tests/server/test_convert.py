@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 
 import pytest
 
@@ -123,7 +122,7 @@ def test_allow_without_subject_or_rule() -> None:
     ],
 )
 def test_deny(decision: Decision, grpc_code: int) -> None:
-    located = replace(decision, decision_id="id-1", policy="shop/orders")
+    located = decision._replace(decision_id="id-1", policy="shop/orders")
     response = to_check_response(located)
     assert response.status.code == grpc_code
     assert response.status.message == decision.reason

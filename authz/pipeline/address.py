@@ -1,4 +1,4 @@
-"""The client's address and the policy's `sourceIPs` check (before authentication).
+"""The client's address: Envoy's peer, or X-Forwarded-For behind trusted proxies.
 
 The address is Envoy's peer address by default. Behind proxies, `--trusted-proxy-hops N` takes
 the Nth entry from the right of X-Forwarded-For instead: each trusted proxy appends the address
@@ -13,11 +13,8 @@ from __future__ import annotations
 
 import ipaddress
 
-from authz.pipeline import decision as d
-from authz.pipeline.decision import Decision
 from authz.pipeline.request import CheckInput
-from authz.pipeline.trace import Trace
-from authz.policy.traffic import IPAddress, IPFilter
+from authz.policy.traffic import IPAddress
 
 XFF = "x-forwarded-for"
 
@@ -49,43 +46,3 @@ def client_address(request: CheckInput, *, trusted_proxy_hops: int) -> IPAddress
     if len(entries) < trusted_proxy_hops:
         return None
     return parse_address(entries[-trusted_proxy_hops])
-
-
-def _source(trusted_proxy_hops: int) -> str:
-    if trusted_proxy_hops <= 0:
-        return "peer address"
-    return f"X-Forwarded-For entry {trusted_proxy_hops} from the right"
-
-
-def check_source_ip(
-    rules: IPFilter,
-    address: IPAddress | None,
-    *,
-    trusted_proxy_hops: int,
-    trace: Trace | None,
-) -> Decision | None:
-    """A denial, or None when the address may pass."""
-    if address is None:
-        if trace is not None:
-            trace.add(
-                "ip", "fail", f"the client address ({_source(trusted_proxy_hops)}) is unknown"
-            )
-        return d.ip_denied("the client address could not be determined")
-    denied = rules.deny.match(address)
-    if denied is not None:
-        if trace is not None:
-            trace.add("ip", "fail", f"{address} is in deny {denied}")
-        return d.ip_denied("the client address is not allowed")
-    if rules.allow is not None:
-        allowed = rules.allow.match(address)
-        if allowed is None:
-            if trace is not None:
-                trace.add("ip", "fail", f"{address} is in no allow entry")
-            return d.ip_denied("the client address is not allowed")
-        if trace is not None:
-            trace.add(
-                "ip", "pass", f"{address} ({_source(trusted_proxy_hops)}) is in allow {allowed}"
-            )
-    elif trace is not None:
-        trace.add("ip", "pass", f"{address} ({_source(trusted_proxy_hops)}) is in no deny entry")
-    return None

@@ -6,21 +6,20 @@ limiter answers for all of them at once. Allowed responses carry RateLimit-Limit
 RateLimit-Remaining / RateLimit-Reset of the tightest limit (fewest remaining; on a tie the later
 reset); a denial is 429 with Retry-After (when every limit would admit the request again) and
 the RateLimit-* headers of the limit that holds it back longest.
+
+Rules without limits skip the step without a trace line (their explanations read as before)
+and without a coroutine (most rules have no limits; their checks should not pay for the step).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 from authz.pipeline import decision as d
 from authz.pipeline.claims import claim_at
+from authz.pipeline.context import Context, StepResult
 from authz.pipeline.decision import Decision
-from authz.pipeline.request import CheckInput
-from authz.pipeline.trace import Trace
-from authz.policy.model import CompiledPolicy, Rule
-from authz.policy.traffic import IPAddress
 from authz.ratelimit import keys
 from authz.ratelimit.limiter import (
     SOURCE_CLOSED,
@@ -35,39 +34,23 @@ from authz.ratelimit.spec import KeyKind, LimitSpec
 Headers = tuple[tuple[str, str], ...]
 
 
-def needs_address(rule: Rule) -> bool:
-    return any(limit.key.kind is KeyKind.SOURCE_IP for limit in rule.rate_limits)
-
-
-def _value(
-    limit: LimitSpec,
-    *,
-    claims: Mapping[str, Any],
-    headers: Mapping[str, str],
-    address: IPAddress | None,
-) -> str | None:
+def _value(limit: LimitSpec, ctx: Context) -> str | None:
     kind = limit.key.kind
     if kind is KeyKind.CLAIM:
-        return keys.claim_text(claim_at(claims, limit.key.claim))
+        return keys.claim_text(claim_at(ctx.claims, limit.key.claim))
     if kind is KeyKind.HEADER:
-        return headers.get(limit.key.header)
+        return ctx.request.headers.get(limit.key.header)
+    address = ctx.address()
     return str(address) if address is not None else None
 
 
-def hits_for(
-    rule: Rule,
-    *,
-    claims: Mapping[str, Any],
-    request: CheckInput,
-    address: IPAddress | None,
-) -> list[Hit]:
+def hits_for(ctx: Context) -> list[Hit]:
     out: list[Hit] = []
-    for limit in rule.rate_limits:
+    for limit in ctx.rule.rate_limits:
         if limit.key.kind is KeyKind.GLOBAL:
             out.append(Hit(limit, limit.prefix + keys.GLOBAL))
-            continue
-        value = _value(limit, claims=claims, headers=request.headers, address=address)
-        out.append(Hit(limit, keys.bucket(limit.prefix, value)))
+        else:
+            out.append(Hit(limit, keys.bucket(limit.prefix, _value(limit, ctx))))
     return out
 
 
@@ -99,39 +82,38 @@ def _describe(hits: Sequence[Hit], outcome: Outcome) -> str:
     return "; ".join(parts) + f" [{outcome.source}]"
 
 
-async def apply_rate_limits(
-    policy: CompiledPolicy,
-    rule: Rule,
-    hits: Sequence[Hit],
-    *,
-    limiter: Limiter,
-    now: float,
-    consume: bool,
-    trace: Trace | None,
-) -> Decision | Headers:
-    """A denial, or the headers for the allowed response."""
+def apply_rate_limits(ctx: Context) -> StepResult:
+    if not ctx.rule.rate_limits:
+        return None
+    limiter = ctx.limiter
+    if limiter is None:
+        ctx.trace.add("ratelimit", "fail", "the rule has rate limits but no limiter was given")
+        return d.internal_error()
+    return _check(ctx, limiter, hits_for(ctx))
+
+
+async def _check(ctx: Context, limiter: Limiter, hits: Sequence[Hit]) -> Decision | None:
+    """A denial, or None with the headers for the allowed response in the context."""
     outcome = await limiter.check(
-        hits, now=now, consume=consume, failure_mode=policy.rate_limit_failure_mode
+        hits, now=ctx.now, consume=ctx.consume, failure_mode=ctx.policy.rate_limit_failure_mode
     )
+    trace = ctx.trace
     if outcome.source == SOURCE_CLOSED:
-        if trace is not None:
-            trace.add(
-                "ratelimit",
-                "fail",
-                "the shared rate-limit backend is unavailable and rateLimitFailureMode is closed",
-            )
+        trace.add(
+            "ratelimit",
+            "fail",
+            "the shared rate-limit backend is unavailable and rateLimitFailureMode is closed",
+        )
         return d.ratelimit_unavailable()
     if outcome.source == SOURCE_OPEN:
-        if trace is not None:
-            trace.add(
-                "ratelimit",
-                "skip",
-                "the shared rate-limit backend is unavailable and rateLimitFailureMode is open",
-            )
-        return ()
+        trace.add(
+            "ratelimit",
+            "skip",
+            "the shared rate-limit backend is unavailable and rateLimitFailureMode is open",
+        )
+        return None
     if not outcome.allowed:
-        if trace is not None:
-            trace.add("ratelimit", "fail", _describe(hits, outcome))
+        trace.add("ratelimit", "fail", _describe, hits, outcome)
         worst = max(
             (pair for pair in zip(hits, outcome.verdicts, strict=True) if not pair[1].allowed),
             key=lambda pair: pair[1].retry_ms,
@@ -142,10 +124,10 @@ async def apply_rate_limits(
             retry_after=max(1, _seconds(verdict.retry_ms)),
             headers=_headers(limit, verdict),
         )
-    if trace is not None:
-        trace.add("ratelimit", "pass", _describe(hits, outcome))
+    trace.add("ratelimit", "pass", _describe, hits, outcome)
     best = min(
         zip(hits, outcome.verdicts, strict=True),
         key=lambda pair: (pair[1].remaining, -pair[1].reset_ms),
     )
-    return _headers(best[0].limit, best[1])
+    ctx.response_headers = _headers(best[0].limit, best[1])
+    return None

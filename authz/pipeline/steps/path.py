@@ -1,4 +1,4 @@
-"""Normalize request paths the way a careful upstream would, or refuse.
+"""The path step: one safe normal form of the request path for the rules to match, or 400.
 
 Envoy does not normalize paths unless told to, and upstreams disagree on how they decode, so
 the sidecar matches rules against one safe normal form: query and fragment dropped,
@@ -13,6 +13,9 @@ from __future__ import annotations
 import re
 
 from authz.errors import PathError
+from authz.pipeline import decision as d
+from authz.pipeline.context import Context
+from authz.pipeline.decision import Decision
 
 _UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 _FORBIDDEN_ESCAPES = frozenset({0x2F, 0x5C, 0x00})
@@ -56,3 +59,13 @@ def normalize_path(raw: str) -> str:
             out.append(segment)
     trailing = segments[-1] in ("", ".", "..") and bool(out)
     return "/" + "/".join(out) + ("/" if trailing else "")
+
+
+def normalize(ctx: Context) -> Decision | None:
+    try:
+        ctx.path = normalize_path(ctx.request.raw_path)
+    except PathError as exc:
+        ctx.trace.add("path", "fail", "{}", exc)
+        return d.invalid_path(str(exc))
+    ctx.trace.add("path", "pass", "normalized to {!r}", ctx.path)
+    return None

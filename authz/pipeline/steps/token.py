@@ -1,0 +1,46 @@
+"""The token step: the bearer token, verified against the policy's issuers.
+
+No token is fine on a rule that allows anonymous requests and 401 missing_token elsewhere; a
+token that is present is always verified, even on an anonymous rule - a bad token is refused,
+never ignored. A bad token is 401 invalid_token with the reason in the challenge; keys the
+issuer has not served yet are 503 issuer_unavailable (the token may be fine: retry), not 401.
+
+Only verification may wait (for keys an issuer has not served yet), so the step stays
+synchronous until there is a token to verify and hands the loop a coroutine only then.
+"""
+
+from __future__ import annotations
+
+from authz.errors import KeysUnavailable, TokenError
+from authz.jwt.extract import bearer_token
+from authz.pipeline import decision as d
+from authz.pipeline.context import Context, StepResult
+from authz.pipeline.decision import Decision
+
+
+def authenticate(ctx: Context) -> StepResult:
+    token = bearer_token(ctx.request.headers)
+    if token is not None:
+        return _verify(ctx, token)
+    if ctx.rule.anonymous:
+        ctx.trace.add("token", "skip", "no bearer token; the rule allows anonymous requests")
+        return None
+    ctx.trace.add("token", "fail", "no bearer token in the Authorization header")
+    return d.missing_token(ctx.request.host)
+
+
+async def _verify(ctx: Context, token: str) -> Decision | None:
+    try:
+        verified = await ctx.verifier.verify(token, ctx.policy.issuers, now=ctx.now)
+    except TokenError as exc:
+        ctx.trace.add("token", "fail", "{}", exc)
+        return d.invalid_token(ctx.request.host, str(exc))
+    except KeysUnavailable as exc:
+        ctx.trace.add("token", "fail", "{}", exc)
+        return d.issuer_unavailable(str(exc))
+    ctx.token = verified
+    ctx.claims = verified.claims
+    sub = verified.claims.get("sub")
+    ctx.subject = sub if isinstance(sub, str) else None
+    ctx.trace.add("token", "pass", "valid {} token from {}", verified.alg, verified.issuer.issuer)
+    return None
