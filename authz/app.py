@@ -87,7 +87,7 @@ class Service:
             if not await self._load_policies(parts, stack):
                 return 0  # stopped before the first complete list: nothing was served
             self._loaded = True
-            await parts.start("check stack", stack.start)
+            await parts.start("answering checks", stack.start)
             if pool is not None:
                 self._warn_local_limits()
                 await parts.start("workers", pool.start, stop=lambda: pool.stop(0))

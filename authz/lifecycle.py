@@ -104,7 +104,8 @@ class Background:
     """The guard of one event loop's background work (create it on that loop)."""
 
     def __init__(self, *, restart_delay: float = RESTART_DELAY) -> None:
-        self._loop = asyncio.get_running_loop()
+        #: The loop the work runs on (threads report their end to it).
+        self.loop = asyncio.get_running_loop()
         self._restart_delay = restart_delay
         self._work: set[Guarded] = set()
 
@@ -115,7 +116,7 @@ class Background:
 
         def run() -> None:
             guarded.pending = None
-            guarded.task = self._loop.create_task(work(), name=name)
+            guarded.task = self.loop.create_task(work(), name=name)
             guarded.task.add_done_callback(lambda task: self._task_ended(guarded, run, task))
 
         run()
@@ -134,7 +135,7 @@ class Background:
             except BaseException as exc:  # reported on the loop, like a task's exception
                 error = exc
             with contextlib.suppress(RuntimeError):  # the loop is closed: nothing to restart
-                self._loop.call_soon_threadsafe(self._ended, guarded, run, error)
+                self.loop.call_soon_threadsafe(self._ended, guarded, run, error)
 
         def run() -> None:
             guarded.pending = None
@@ -165,7 +166,7 @@ class Background:
             exc_info=error,
         )
         guarded.restarts += 1
-        guarded.pending = self._loop.call_later(self._restart_delay, restart)
+        guarded.pending = self.loop.call_later(self._restart_delay, restart)
 
     async def close(self, within: float = 5.0) -> None:
         """Stop everything still running and wait for it (at most `within` s)."""

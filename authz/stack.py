@@ -92,9 +92,9 @@ async def build_check_stack(
     report_policies: bool = True,
 ) -> CheckStack:
     """The check stack of `settings`, answering on `listen` (None: no check server), built on
-    the running event loop. A failure closes what was built. Decision log lines go to `stdout` (default sys.stdout);
-    `report_policies` logs policy state changes and counts them in metrics (one process per
-    pod does: workers would repeat it)."""
+    the running event loop; a failure closes what was built. Decision log lines go to `stdout`
+    (default sys.stdout). `report_policies` logs policy state changes and counts them in
+    metrics (one process per pod does: workers would repeat it)."""
     parts = Parts()
     try:
         tracing.configure()  # raises ConfigError naming an unusable OTEL_* variable
@@ -141,16 +141,7 @@ async def build_check_stack(
         await parts.close()
         raise
     return CheckStack(
-        settings=settings,
-        metrics=metrics,
-        background=background,
-        registry=registry,
-        store=store,
-        verifier=verifier,
-        limiter=limiter,
-        servicer=servicer,
-        server=server,
-        parts=parts,
+        settings, metrics, background, registry, store, verifier, limiter, servicer, server, parts
     )
 
 

@@ -95,15 +95,14 @@ class RemoteKeys:
         *,
         session: aiohttp.ClientSession,
         settings: JwksSettings,
-        loop: asyncio.AbstractEventLoop,
         background: Background,
         on_fetch: FetchObserver | None = None,
     ) -> None:
         self.source = source
         self._background = background
+        self._loop = background.loop  # fetches run there, whichever thread compiled the policy
         self._on_fetch = on_fetch
         self._session = session
-        self._loop = loop
         self._settings = settings
         self._keys: KeySet | None = None
         self._fingerprint = ""
@@ -285,7 +284,6 @@ class KeyRegistry:
         self._settings = settings
         self._session = session
         self._on_fetch = on_fetch
-        self._loop = asyncio.get_running_loop()
         self._background = background if background is not None else Background()
         self._lock = threading.Lock()
         self._providers: dict[KeySource, StaticKeys | RemoteKeys] = {}
@@ -307,7 +305,6 @@ class KeyRegistry:
                     source,
                     session=self._session,
                     settings=self._settings,
-                    loop=self._loop,
                     background=self._background,
                     on_fetch=self._on_fetch,
                 )

@@ -28,6 +28,8 @@ _FLAG = re.compile(r"(?<![\w-])--[a-z0-9][a-z0-9-]*(?![\w-])")
 _FIELDS = {section.name: section for section in dataclasses.fields(Settings)}
 #: The sections of Settings, by field name, in order.
 SECTIONS = tuple(_FIELDS)
+#: An environment variable that names no value (an empty list): as if it were not set.
+_UNSET: Any = object()
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +85,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         defaults = section_defaults(section)
         for setting in settings:
             declared_option, kind = setting.option, setting.option.kind
+            assert declared_option.flag is not None
             help_text = _help(declared_option, getattr(defaults, setting.field))
             arguments: dict[str, Any] = {"dest": setting.dest, "default": None}
             arguments["help"] = help_text.replace("%", "%%")
@@ -92,7 +95,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                 arguments["action"] = "append" if kind.repeatable else "store"
                 arguments["metavar"] = declared_option.metavar
                 arguments["choices"] = kind.choices
-            group.add_argument(declared_option.flag, **arguments)  # type: ignore[arg-type]
+            group.add_argument(declared_option.flag, **arguments)
 
 
 def _title(section: str) -> str:
@@ -140,10 +143,12 @@ def settings_from(args: argparse.Namespace, environ: Mapping[str, str]) -> tuple
                 raw = environ.get(declared_option.env_name)
                 if raw is None:
                     continue
-                if declared_option.flag is not None:
-                    origins.from_env[declared_option.flag] = declared_option.env_name
+                flag = declared_option.flag
+                if flag is not None:  # before parsing: its error names the variable too
+                    origins.from_env[flag] = declared_option.env_name
                 value = _parse_env(declared_option, raw)
                 if value is _UNSET:
+                    origins.from_env.pop(flag or "", None)
                     continue
             values[setting.section][setting.field] = value
         settings = Settings(
@@ -152,9 +157,6 @@ def settings_from(args: argparse.Namespace, environ: Mapping[str, str]) -> tuple
     except ConfigError as exc:
         raise origins.rename(exc) from None
     return settings, origins
-
-
-_UNSET: Any = object()
 
 
 def _parse(declared_option: Option[Any], given: object) -> object:

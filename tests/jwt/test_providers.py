@@ -58,11 +58,7 @@ def remote(
     kind: KeySourceKind = KeySourceKind.JWKS_URI,
 ) -> RemoteKeys:
     return RemoteKeys(
-        KeySource(kind, url),
-        session=session,
-        settings=settings,
-        loop=asyncio.get_running_loop(),
-        background=Background(),
+        KeySource(kind, url), session=session, settings=settings, background=Background()
     )
 
 
