@@ -1,63 +1,37 @@
-"""The composition root of `authz serve`: build the parts, start them together, drain on SIGTERM.
+"""`authz serve`: the check stack plus what runs once per pod, started and stopped together.
 
-Order matters. HTTP probes start first (/healthz answers, /readyz says 503); the first complete
-policy load follows; then gRPC health turns SERVING and /readyz 200. On SIGTERM or SIGINT the
-order reverses: readiness drops, the gRPC server stops accepting and lets in-flight checks
-finish, then background work stops. The process exits 0.
+Around the check stack (authz.stack) this process runs the HTTP probes, the admin API, the
+policy sources (files; Kubernetes) and, with --workers N, the worker pool. Every listener is
+bound before anything starts, so a taken port is exit 2 naming its flag. Then, in order: HTTP
+probes (/healthz answers, /readyz says 503), the first complete policy load, the check stack
+(key fetches tried, check server up), workers, the admin API; then gRPC health turns SERVING
+and /readyz 200. On SIGTERM or SIGINT readiness drops, the check server stops accepting and
+lets in-flight checks finish, and the parts stop in reverse order (authz.lifecycle.Parts).
+The process exits 0.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import signal
-from dataclasses import dataclass, field
 
-import aiohttp
 from aiohttp import web
 
 from authz.controller.observer import Counters
 from authz.controller.source import KubernetesSource
-from authz.jwt.providers import KeyRegistry
-from authz.jwt.verify import Verifier
-from authz.policy.snapshot import EMPTY, Snapshot
-from authz.policy.store import PolicyStore
-from authz.ratelimit.factory import build_limiter
+from authz.lifecycle import Parts
 from authz.server.admin import AdminServer, AdminServicer
-from authz.server.h2server import build_check_server
-from authz.server.listen import parse_listen
-from authz.server.observe import CheckTelemetry
+from authz.server.listen import bind, bound, check_free
 from authz.server.probes import build_app, metrics_route, start_http
-from authz.server.servicer import AuthorizationServicer
-from authz.settings import Settings
-from authz.sources.files import FileSource, report
-from authz.telemetry import tracing
-from authz.telemetry.adapters import ControllerMetrics, RateLimitMetrics
-from authz.telemetry.decisionlog import DecisionLog, LineWriter
-from authz.telemetry.metrics import Metrics
+from authz.settings import ListenAddress, Settings
+from authz.sources.files import FileSource
+from authz.stack import CheckStack, build_check_stack
+from authz.telemetry.adapters import ControllerMetrics
 from authz.workers.pool import WorkerPool
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(slots=True)
-class SnapshotHolder:
-    """The current snapshot. Publishing is one reference assignment, atomic for readers."""
-
-    current: Snapshot = EMPTY
-    loaded: bool = False
-    metrics: Metrics | None = None
-    _previous: Snapshot | None = field(default=None, repr=False)
-
-    def get(self) -> Snapshot:
-        return self.current
-
-    def publish(self, snapshot: Snapshot) -> None:
-        report(snapshot, previous=self._previous)
-        self._previous = snapshot
-        self.current = snapshot
-        if self.metrics is not None:
-            self.metrics.policy_states([str(state.state) for state in snapshot.states])
 
 
 class Service:
@@ -65,144 +39,130 @@ class Service:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.metrics = Metrics()
-        self.holder = SnapshotHolder(metrics=self.metrics)
+        #: Set once checks are answered (tests and tools wait for it).
+        self.serving = asyncio.Event()
+        #: Where the HTTP probes listen, once bound (the port picked for port 0).
+        self.http_address: ListenAddress | None = None
+        self._loaded = False
         self._stopping = False
         self._stop = asyncio.Event()
-        self._tasks: list[asyncio.Task[None]] = []
         #: --workers N > 1: the processes answering checks (this one supervises them).
         self._pool = WorkerPool(settings) if settings.server.workers > 1 else None
 
     def ready(self) -> bool:
         workers_ready = self._pool is None or self._pool.ready()
-        return self.holder.loaded and not self._stopping and workers_ready
+        return self._loaded and not self._stopping and workers_ready
 
     def request_stop(self) -> None:
         self._stop.set()
 
     async def run(self) -> int:
-        settings = self.settings
-        grpc_address = parse_listen(settings.server.grpc_listen, flag="--grpc-listen")
-        http_address = parse_listen(settings.server.http_listen, flag="--http-listen")
-        admin_address = parse_listen(settings.server.admin_listen, flag="--admin-listen")
-        tracing.configure()
-        metrics = self.metrics
-        log_writer = LineWriter(on_drop=metrics.log_dropped)
-        decision_log = DecisionLog(
-            log_writer.submit, allow_sample_rate=settings.telemetry.log_allow_sample_rate
-        )
-        async with aiohttp.ClientSession() as session:
-            registry = KeyRegistry(
-                settings=settings.jwks, session=session, on_fetch=metrics.jwks_fetch
+        server, pool = self.settings.server, self._pool
+        async with Parts() as parts:
+            self._handle_signals(parts)
+            http_socket = bind(server.http_listen, flag="--http-listen")
+            parts.started("HTTP listener", http_socket.close)
+            self.http_address = bound(server.http_listen, http_socket)
+            stack = await build_check_stack(
+                self.settings, listen=server.grpc_listen if pool is None else None
             )
-            store = PolicyStore(
-                bind=registry.provider, publish=self.holder.publish, retain=registry.retain
-            )
-            verifier = Verifier(
-                max_token_bytes=settings.tokens.max_token_bytes,
-                cache_size=settings.tokens.cache_size,
-            )
-            limiter = build_limiter(settings.ratelimit, observers=(RateLimitMetrics(metrics),))
-            hops = settings.client.trusted_proxy_hops
-            servicer = AuthorizationServicer(
-                snapshot=self.holder.get,
-                verifier=verifier,
-                observer=CheckTelemetry(metrics=metrics, log=decision_log),
-                limiter=limiter,
-                trusted_proxy_hops=hops,
-            )
-            pool = self._pool
-            update = store.update if pool is None else pool.forwarding(store.update)
-            grpc_server = (
-                build_check_server(settings.server.grpc_server, servicer, grpc_address)
-                if pool is None
-                else None
-            )
-            admin_server = AdminServer(
+            parts.started("check stack", stack.close)
+            if pool is not None:
+                pool.check_free()
+            check_free(server.admin_listen, flag="--admin-listen")
+            admin = AdminServer(
                 AdminServicer(
-                    snapshot=self.holder.get,
-                    verifier=verifier,
-                    limiter=limiter,
-                    trusted_proxy_hops=hops,
+                    snapshot=stack.store.current,
+                    verifier=stack.verifier,
+                    limiter=stack.limiter,
+                    trusted_proxy_hops=self.settings.client.trusted_proxy_hops,
                 ),
-                admin_address,
+                server.admin_listen,
             )
-            render = metrics_route(metrics.render) if pool is None else self._merged_metrics()
-            runner = await start_http(build_app(ready=self.ready, routes=[render]), http_address)
-            log.info("HTTP probes on %s (/healthz, /readyz, /metrics)", http_address)
-            kube: KubernetesSource | None = None
-            try:
-                files = FileSource(
-                    settings.policies.paths,
-                    update=update,
-                    interval=settings.policies.poll_interval,
-                )
-                await asyncio.to_thread(files.load)
-                if settings.kubernetes.enabled:
-                    self._install_signal_handlers()  # the API server may keep us waiting
-                    kube = await KubernetesSource.connect(
-                        settings.kubernetes,
-                        update=update,
-                        current=self.holder.get,
-                        observer=ControllerMetrics(metrics, Counters()),
-                    )
-                    await kube.start()
-                    if not await kube.first_load(until=self._stop):
-                        return 0  # stopped before the first complete list: nothing was served
-                    self._watch(kube.run(), "Kubernetes controller")
-                await registry.first_attempts(settings.jwks.fetch_timeout)
-                self._watch(files.run(), "policy file watcher")
-                self.holder.loaded = True
-                await limiter.start()
-                if grpc_server is not None:
-                    await grpc_server.start()
-                else:
-                    assert pool is not None
-                    self._warn_local_limits()
-                    await pool.start()
-                await admin_server.start()
-                log.info("admin API (Explain, ListPolicies) on %s", admin_server.address)
-                if grpc_server is not None:
-                    await grpc_server.set_serving(True)
-                log.info(
-                    "serving ext_authz on %s with %d polic%s",
-                    grpc_server.address if grpc_server is not None else ", ".join(pool.addresses),  # type: ignore[union-attr]
-                    len(self.holder.current.policies),
-                    "y" if len(self.holder.current.policies) == 1 else "ies",
-                )
-                self._install_signal_handlers()
-                await self._stop.wait()
-                log.info("shutting down: draining in-flight checks")
-                self._stopping = True
-                if grpc_server is not None:
-                    await grpc_server.stop(settings.server.shutdown_grace)
-                else:
-                    assert pool is not None
-                    await pool.stop(settings.server.shutdown_grace)
-                await admin_server.stop(0)
-            finally:
-                if pool is not None:
-                    await pool.stop(0)  # a failed start leaves no worker behind
-                for task in self._tasks:
-                    task.cancel()
-                await asyncio.gather(*self._tasks, return_exceptions=True)
-                if kube is not None:
-                    await kube.stop()  # ends the watches and releases the leader Lease
-                await runner.cleanup()
-                await registry.close()
-                await limiter.close()
-                log_writer.close()
-                tracing.shutdown()
+            metrics = metrics_route(stack.metrics.render) if pool is None else self._merged(stack)
+            app = build_app(ready=self.ready, routes=[metrics])
+            runner = await start_http(app, http_socket)
+            parts.started("HTTP probes", runner.cleanup)
+            log.info("HTTP probes on %s (/healthz, /readyz, /metrics)", self.http_address)
+            if not await self._load_policies(parts, stack):
+                return 0  # stopped before the first complete list: nothing was served
+            self._loaded = True
+            await parts.start("answering checks", stack.start)
+            if pool is not None:
+                self._warn_local_limits()
+                await parts.start("workers", pool.start, stop=lambda: pool.stop(0))
+            await parts.start("admin API", admin.start, stop=lambda: admin.stop(0))
+            log.info("admin API (Explain, ListPolicies) on %s", admin.address)
+            await stack.serve()
+            self._log_serving(stack)
+            self.serving.set()
+            await self._stop.wait()
+            log.info("shutting down: draining in-flight checks")
+            self._stopping = True
+            if pool is not None:
+                await pool.stop(server.shutdown_grace)
+            await stack.drain(server.shutdown_grace)
         log.info("stopped")
         return 0
 
-    def _merged_metrics(self) -> web.RouteDef:
+    async def _load_policies(self, parts: Parts, stack: CheckStack) -> bool:
+        """The first complete load of every source, then their watchers; False when stopped
+        before the Kubernetes API server ever answered."""
+        settings, pool = self.settings, self._pool
+        update = stack.store.update if pool is None else pool.forwarding(stack.store.update)
+        files = FileSource(
+            settings.policies.paths, update=update, interval=settings.policies.poll_interval
+        )
+        await asyncio.to_thread(files.load)
+        if settings.kubernetes.enabled:
+            kube = await KubernetesSource.connect(
+                settings.kubernetes,
+                update=update,
+                current=stack.store.current,
+                observer=ControllerMetrics(stack.metrics, Counters()),
+                background=stack.background,
+            )
+            await parts.start("Kubernetes watches", kube.start, stop=kube.stop)
+            if not await kube.first_load(until=self._stop):
+                return False
+            controller = stack.background.task("Kubernetes controller", kube.run)
+            parts.started("Kubernetes controller", controller.stop)
+        watcher = stack.background.task("policy file watcher", files.run)
+        parts.started("policy file watcher", watcher.stop)
+        return True
+
+    def _log_serving(self, stack: CheckStack) -> None:
+        if stack.server is not None:
+            where = str(stack.server.address)
+        else:
+            assert self._pool is not None
+            where = ", ".join(self._pool.addresses)
+        count = len(stack.store.current().policies)
+        log.info(
+            "serving ext_authz on %s with %d polic%s", where, count, "y" if count == 1 else "ies"
+        )
+        if count == 0:
+            log.warning(
+                "ready with no policy to serve: every check is denied (403 no_policy) until a "
+                "valid AuthPolicy loads; see the policy problems logged above, --policies%s",
+                " and the cluster's AuthPolicies" if self.settings.kubernetes.enabled else "",
+            )
+
+    def _handle_signals(self, parts: Parts) -> None:
+        """SIGTERM and SIGINT stop the service, also while it starts (the first policy load
+        may wait for the Kubernetes API server)."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop)
+            parts.started(f"{sig.name} handler", functools.partial(loop.remove_signal_handler, sig))
+
+    def _merged(self, stack: CheckStack) -> web.RouteDef:
         """GET /metrics with workers: this process's metrics merged with every worker's."""
         pool = self._pool
         assert pool is not None
 
         async def handler(_request: web.Request) -> web.Response:
-            own, content_type = self.metrics.render()
+            own, content_type = stack.metrics.render()
             body = await pool.metrics(own)
             return web.Response(body=body, headers={"Content-Type": content_type})
 
@@ -217,21 +177,3 @@ class Service:
                 self.settings.server.workers,
                 self.settings.server.workers,
             )
-
-    def _watch(self, coroutine: object, name: str) -> None:
-        """Run a background task; if it dies, say so loudly and stop the service (fail closed)."""
-        task: asyncio.Task[None] = asyncio.create_task(coroutine, name=name)  # type: ignore[arg-type]
-
-        def done(finished: asyncio.Task[None]) -> None:
-            if finished.cancelled():
-                return
-            log.critical("%s stopped unexpectedly: %r; shutting down", name, finished.exception())
-            self.request_stop()
-
-        task.add_done_callback(done)
-        self._tasks.append(task)
-
-    def _install_signal_handlers(self) -> None:
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self.request_stop)

@@ -27,6 +27,7 @@ from authz.pipeline.decision import Decision as PipelineDecision
 from authz.pipeline.mode import decide_in_mode
 from authz.policy.snapshot import Snapshot
 from authz.policy.store import PolicyStore, SourceDocument
+from authz.ratelimit.memory import MemoryLimiter
 from authz.server.convert import to_check_input
 from authz.server.observe import CheckTelemetry
 from authz.server.servicer import AuthorizationServicer
@@ -88,6 +89,7 @@ def servicer(current: Snapshot, verifier: Verifier) -> AuthorizationServicer:
     )
     return AuthorizationServicer(
         snapshot=lambda: current,
+        limiter=MemoryLimiter(),
         verifier=verifier,
         observer=CheckTelemetry(metrics=Metrics(), log=decision_log),
     )

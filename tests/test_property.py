@@ -17,6 +17,7 @@ from authz._gen.authz.envoy.v3 import ext_authz_pb2 as pb
 from authz.jwt.providers import offline_provider
 from authz.jwt.verify import Verifier
 from authz.policy.store import PolicyStore, SourceDocument
+from authz.ratelimit.memory import MemoryLimiter
 from authz.server.servicer import AuthorizationServicer
 from tests.support.keys import b64, claims, craft, rsa_key
 
@@ -60,7 +61,9 @@ def servicer() -> AuthorizationServicer:
     store = PolicyStore(bind=offline_provider, publish=holder.append)
     snapshot = store.update("test", [SourceDocument("test:0", POLICY)])
     assert snapshot.states[0].state.value == "ready"
-    return AuthorizationServicer(snapshot=lambda: snapshot, verifier=Verifier(cache_size=64))
+    return AuthorizationServicer(
+        snapshot=lambda: snapshot, limiter=MemoryLimiter(), verifier=Verifier(cache_size=64)
+    )
 
 
 json_values = st.recursive(

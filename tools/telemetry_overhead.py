@@ -3,7 +3,7 @@
 Calls AuthorizationServicer.check in a loop over one snapshot (an allowed request with a
 cached token, and a denied one without a token) with:
 
-    bare       no observer, tracing off (the check path without issue 6's reporting)
+    bare       no observer, tracing off (the check path without metrics and decision log)
     telemetry  metrics + decision log (every allow logged; lines written to /dev/null)
     sampled    metrics + decision log with --log-allow-sample-rate 0
     traced     telemetry + tracing on (OTLP/gRPC to a local receiver)
@@ -30,6 +30,7 @@ from authz._gen.authz.envoy.v3.ext_authz_pb2 import CheckRequest  # noqa: E402
 from authz.jwt.providers import offline_provider  # noqa: E402
 from authz.jwt.verify import Verifier  # noqa: E402
 from authz.policy.store import PolicyStore, SourceDocument  # noqa: E402
+from authz.ratelimit.memory import MemoryLimiter  # noqa: E402
 from authz.server.observe import CheckObserver, CheckTelemetry  # noqa: E402
 from authz.server.servicer import AuthorizationServicer  # noqa: E402
 from authz.telemetry import tracing  # noqa: E402
@@ -91,7 +92,10 @@ async def main(checks: int, rounds: int = 7) -> None:
     }
     servicers = {
         name: AuthorizationServicer(
-            snapshot=lambda: snapshot, verifier=Verifier(cache_size=1000), observer=observer
+            snapshot=lambda: snapshot,
+            limiter=MemoryLimiter(),
+            verifier=Verifier(cache_size=1000),
+            observer=observer,
         )
         for name, (observer, _traced) in cases.items()
     }

@@ -3,7 +3,7 @@
 Everything in authz.controller talks to the cluster through `KubeApi`; only kube.py implements it
 with the `kubernetes` client. Objects travel as raw JSON mappings (what the API server sent), so
 the controller never depends on the client's generated model classes, and errors arrive as
-authz.errors.KubeError (status, reason) or KubeUnavailable (the server is away).
+authz.controller.errors.KubeError (status, reason) or KubeUnavailable (the server is away).
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ class EventRecord:
 class KubeApi(Protocol):
     """The requests the controller makes. Blocking: call them from worker threads.
 
-    Raises authz.errors.KubeUnavailable when the server cannot be reached (or times out) and
+    Raises authz.controller.errors.KubeUnavailable when the server cannot be reached (or times out) and
     KubeError(status=...) when it answers with an error.
     """
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from authz.controller.api import EventRecord, KubeApi, RawObject
-from authz.errors import KubeError
+from authz.controller.errors import KubeError
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 Keeping the client behind one module (an import-linter contract enforces it, as kopf does) keeps
 its large, partly untyped surface and its exceptions out of the controller's logic, which sees
-raw JSON objects and authz.errors.KubeError. Three choices matter here:
+raw JSON objects and authz.controller.errors.KubeError. Three choices matter here:
 
 - urllib3 retries are off: the watcher owns reconnecting (capped backoff with jitter) and must
   see an outage as it happens, not after hidden retries.
@@ -28,8 +28,9 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
 from authz.controller.api import GROUP, PLURAL, VERSION, EventRecord, LeaseRecord, ListPage
+from authz.controller.errors import KubeError, KubeUnavailable
 from authz.controller.stream import WatchResponse
-from authz.errors import ConfigError, KubeError, KubeUnavailable
+from authz.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,7 @@ def _context_namespace(config_file: str | None) -> str:
 
 
 def _call(what: str, func: Callable[[], _T]) -> _T:
-    """Run one API call, turning the client's exceptions into authz.errors ones."""
+    """Run one API call, turning the client's exceptions into authz.controller.errors ones."""
     try:
         return func()
     except ApiException as exc:

@@ -26,8 +26,8 @@ from dataclasses import replace
 from datetime import UTC, datetime
 
 from authz.controller.api import KubeApi, LeaseRecord
+from authz.controller.errors import KubeError
 from authz.controller.observer import ControllerObserver
-from authz.errors import KubeError
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,8 @@ tests and logs read, and authz.telemetry.adapters.ControllerMetrics wraps it to 
 authz_watch_events_total{type}, authz_watch_restarts_total{reason} and the list/reconcile spans.
 Every method is called from worker threads and must not block.
 
-Label values are the stable constants of authz.errors (WATCH_* restart reasons, STATUS_* reasons).
+Label values are the stable constants of authz.controller.errors (WATCH_* restart reasons,
+STATUS_* reasons).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ class ControllerObserver(Protocol):
         """A watch delivered ADDED, MODIFIED, DELETED or BOOKMARK."""
 
     def watch_restart(self, reason: str) -> None:
-        """A watch ended and is being restarted (reason: authz.errors.WATCH_*)."""
+        """A watch ended and is being restarted (reason: authz.controller.errors.WATCH_*)."""
 
     def outage(self, active: bool) -> None:
         """The API server became unreachable (True) or reachable again (False)."""

@@ -1,7 +1,8 @@
 """The Kubernetes policy source: watches in, one snapshot per burst out, status written back.
 
 Threads do the blocking work (one per watched scope, one for leader election, a small pool for
-status writes); the event loop only coordinates:
+status writes; the first two guarded by authz.lifecycle.Background, which restarts one that
+dies); the event loop only coordinates:
 
     watch threads --apply--> ObjectCache --signal--> publish loop --to_thread--> PolicyStore.update
                                       \\--signal--> status loop (leader only) --to_thread--> writes
@@ -25,7 +26,6 @@ import json
 import logging
 import os
 import socket
-import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -38,6 +38,7 @@ from authz.controller.leader import LeaderElector
 from authz.controller.observer import ControllerObserver, Counters
 from authz.controller.status import StatusWriter
 from authz.controller.watcher import Watcher, scope_name
+from authz.lifecycle import Background, Guarded
 from authz.policy.snapshot import Snapshot
 from authz.policy.store import SourceDocument
 from authz.settings import KubernetesSettings
@@ -45,7 +46,7 @@ from authz.settings import KubernetesSettings
 log = logging.getLogger(__name__)
 
 #: How often the status loop looks for work without being asked (new snapshots from other
-#: sources, keys that arrived for an IssuerUnavailable policy, dead threads).
+#: sources, keys that arrived for an IssuerUnavailable policy).
 STATUS_TICK = 1.0
 _STATUS_COALESCE = 0.1
 #: More changes than this within coalesce_max make a burst: swaps are then spaced coalesce_max.
@@ -75,7 +76,9 @@ class KubernetesSource:
         current: Callable[[], Snapshot],
         lease_namespace: str,
         observer: ControllerObserver | None = None,
+        background: Background | None = None,
     ) -> None:
+        self._background = background
         self.observer: ControllerObserver = observer if observer is not None else Counters()
         self._settings = settings
         self._update = update
@@ -103,7 +106,7 @@ class KubernetesSource:
         self._status = StatusWriter(
             api, observer=self.observer, events=EventRecorder(api, identity=identity)
         )
-        self._threads: dict[str, tuple[threading.Thread, Callable[[], None]]] = {}
+        self._threads: list[Guarded] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._documents_dirty: asyncio.Event | None = None
         self._status_dirty: asyncio.Event | None = None
@@ -111,7 +114,6 @@ class KubernetesSource:
         self._publish_lock: asyncio.Lock | None = None
         self._last_documents: list[SourceDocument] | None = None
         self._published_uids: dict[str, str | None] = {}
-        self._stopping = False
         self._close_api: Callable[[], None] | None = None
         self._last_publish = float("-inf")
         self._recent: deque[float] = deque()
@@ -124,6 +126,7 @@ class KubernetesSource:
         update: Callable[[str, list[SourceDocument]], Snapshot],
         current: Callable[[], Snapshot],
         observer: ControllerObserver | None = None,
+        background: Background | None = None,
     ) -> KubernetesSource:
         """A source for the cluster the settings name (raises ConfigError when there is none)."""
         from authz.controller.kube import connect  # the kubernetes client loads only when used
@@ -136,6 +139,7 @@ class KubernetesSource:
             current=current,
             lease_namespace=namespace,
             observer=observer,
+            background=background,
         )
         source._close_api = api.close
         return source
@@ -143,15 +147,20 @@ class KubernetesSource:
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Start the watches and the election (threads). Returns at once."""
+        """Start the watches and the election (guarded threads). Returns at once."""
         self._loop = asyncio.get_running_loop()
         self._documents_dirty = asyncio.Event()
         self._status_dirty = asyncio.Event()
         self._listed = asyncio.Event()
         self._publish_lock = asyncio.Lock()
+        background = self._background if self._background is not None else Background()
         for watcher in self._watchers:
-            self._spawn(f"authz-watch-{watcher.scope}", watcher.run)
-        self._spawn("authz-leader", self.elector.run)
+            self._threads.append(
+                background.thread(f"authz-watch-{watcher.scope}", watcher.run, stop=watcher.stop)
+            )
+        self._threads.append(
+            background.thread("authz-leader", self.elector.run, stop=self.elector.stop)
+        )
 
     def listed(self) -> bool:
         """True once every watched scope has been listed completely."""
@@ -181,27 +190,12 @@ class KubernetesSource:
 
     async def stop(self) -> None:
         """Stop the watches (aborting open streams) and release the lease; waits for threads."""
-        self._stopping = True
-        for watcher in self._watchers:
-            watcher.stop()
-        self.elector.stop()
-        threads = [thread for thread, _ in self._threads.values()]
-        await asyncio.to_thread(_join, threads, 5.0)
+        for thread in self._threads:
+            thread.stop()
+        await asyncio.gather(*(thread.wait(5.0) for thread in self._threads))
         await asyncio.to_thread(self._status.close)
         if self._close_api is not None:
             self._close_api()
-
-    def _spawn(self, name: str, target: Callable[[], None]) -> None:
-        thread = threading.Thread(target=target, name=name, daemon=True)
-        self._threads[name] = (thread, target)
-        thread.start()
-
-    def _check_threads(self) -> None:
-        """A watch or election thread that died is a bug: say so loudly and start it again."""
-        for name, (thread, target) in list(self._threads.items()):
-            if not thread.is_alive() and not self._stopping:
-                log.critical("thread %s died unexpectedly; restarting it", name)
-                self._spawn(name, target)
 
     # -- signals from worker threads ------------------------------------------------------------
 
@@ -297,7 +291,6 @@ class KubernetesSource:
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(dirty.wait(), STATUS_TICK)
-            self._check_threads()
             kicked = dirty.is_set()
             if kicked:
                 await asyncio.sleep(_STATUS_COALESCE)  # let a burst of watch events land
@@ -320,11 +313,3 @@ class KubernetesSource:
                 log.exception("writing AuthPolicy status failed; retrying")
                 continue
             last_serial, waiting_for_keys = snapshot.serial, result.waiting_for_keys
-
-
-def _join(threads: list[threading.Thread], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    for thread in threads:
-        thread.join(max(0.0, deadline - time.monotonic()))
-        if thread.is_alive():
-            log.warning("thread %s did not stop within %.0fs", thread.name, timeout)

@@ -30,9 +30,7 @@ from typing import Any
 
 from authz.controller.api import KubeApi, RawObject
 from authz.controller.documents import SOURCE_NAME, uid_of
-from authz.controller.events import EventRecorder
-from authz.controller.observer import ControllerObserver
-from authz.errors import (
+from authz.controller.errors import (
     STATUS_ACCEPTED,
     STATUS_CONFLICTED,
     STATUS_INVALID,
@@ -40,6 +38,8 @@ from authz.errors import (
     KubeError,
     KubeUnavailable,
 )
+from authz.controller.events import EventRecorder
+from authz.controller.observer import ControllerObserver
 from authz.policy.model import CompiledPolicy
 from authz.policy.snapshot import PolicyState, PolicyStateKind, Snapshot
 

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 import urllib3
 
 from authz.controller.api import WatchEvent
-from authz.errors import KubeError, KubeUnavailable, WatchStalled
+from authz.controller.errors import KubeError, KubeUnavailable, WatchStalled
 
 log = logging.getLogger(__name__)
 

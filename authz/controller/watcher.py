@@ -26,8 +26,7 @@ from collections.abc import Iterable, Mapping
 from typing import Protocol
 
 from authz.controller.api import KubeApi, RawObject, WatchStream
-from authz.controller.observer import ControllerObserver
-from authz.errors import (
+from authz.controller.errors import (
     WATCH_ENDED,
     WATCH_ERROR,
     WATCH_EXPIRED,
@@ -37,6 +36,7 @@ from authz.errors import (
     KubeUnavailable,
     WatchStalled,
 )
+from authz.controller.observer import ControllerObserver
 from authz.settings import KubernetesSettings
 
 log = logging.getLogger(__name__)

@@ -14,8 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import jwt
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 from authz.errors import ConfigError
+from authz.jwt.keys import SUPPORTED_ALGORITHMS
 
 DEMO_ISSUER = "https://demo-issuer.authz.local"
 DEMO_AUDIENCE = "demo-api"
@@ -23,13 +28,15 @@ DEMO_KID = "demo-2026"
 DEMO_KEY = Path("examples/keys/demo-private.pem")
 
 
-def add_token_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    token = sub.add_parser(
-        "token",
-        help="DEV ONLY: mint a token signed with the demo key",
-        description="DEV ONLY. Mint a JWT signed with the demo private key in examples/keys (a "
-        "published key: its tokens prove nothing). For calling the local gateway of `make run`.",
-    )
+HELP = "DEV ONLY: mint a token signed with the demo key"
+DESCRIPTION = (
+    "DEV ONLY. Mint a JWT signed with the demo private key in examples/keys (a published key: its "
+    "tokens prove nothing). For calling the local gateway of `make run`."
+)
+
+
+def add_arguments(token: argparse.ArgumentParser) -> None:
+    """The flags of `authz token`."""
     token.add_argument("--sub", default="alice", help="subject (default %(default)s)")
     token.add_argument(
         "--scope", default="", help='space-separated scopes, e.g. "orders:read orders:write"'
@@ -53,7 +60,12 @@ def add_token_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "--key", type=Path, default=DEMO_KEY, help="PEM private key (default %(default)s)"
     )
     token.add_argument("--kid", default=DEMO_KID, help="key id header (default %(default)s)")
-    token.add_argument("--alg", default="RS256", help="signature algorithm (default %(default)s)")
+    token.add_argument(
+        "--alg",
+        default="RS256",
+        help="signature algorithm, one the sidecar verifies and the key can make: "
+        f"{', '.join(sorted(SUPPORTED_ALGORITHMS))} (default %(default)s)",
+    )
 
 
 def mint(
@@ -80,13 +92,47 @@ def demo_claims(
     return claims
 
 
-def run_token(args: argparse.Namespace) -> int:
+def _key_algorithms(key: PrivateKeyTypes) -> tuple[str, tuple[str, ...]]:
+    """What a private key is, and the signature algorithms it can make that the sidecar verifies."""
+    if isinstance(key, rsa.RSAPrivateKey):
+        return "an RSA key", ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512")
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        fitting = {"secp256r1": "ES256", "secp384r1": "ES384", "secp521r1": "ES512"}
+        curve = key.curve.name
+        return f"an EC {curve} key", (fitting[curve],) if curve in fitting else ()
+    if isinstance(key, ed25519.Ed25519PrivateKey):
+        return "an Ed25519 key", ("EdDSA",)
+    if isinstance(key, ed448.Ed448PrivateKey):
+        return "an Ed448 key", ("EdDSA",)
+    return f"a {type(key).__name__}", ()
+
+
+def signing_key(path: Path, alg: str) -> bytes:
+    """The PEM private key at `path`, checked to make `alg` signatures. Raises ConfigError."""
+    if alg not in SUPPORTED_ALGORITHMS:
+        raise ConfigError(
+            f"--alg: expected one of {', '.join(sorted(SUPPORTED_ALGORITHMS))}, got {alg!r} "
+            "(the sidecar accepts asymmetric signatures only)"
+        )
     try:
-        key_pem = args.key.read_bytes()
+        key_pem = path.read_bytes()
     except OSError as exc:
         raise ConfigError(
-            f"--key: cannot read {args.key} ({exc.strerror}); run from the repository root or pass --key"
+            f"--key: cannot read {path} ({exc.strerror}); run from the repository root or pass --key"
         ) from None
+    try:
+        key = serialization.load_pem_private_key(key_pem, password=None)
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        raise ConfigError(f"--key: {path} is not an unencrypted PEM private key") from None
+    what, fitting = _key_algorithms(key)
+    if alg not in fitting:
+        advice = f"use --alg {' or '.join(fitting)}" if fitting else "no supported algorithm fits"
+        raise ConfigError(f"--alg {alg} cannot sign with {path}, {what}; {advice}")
+    return key_pem
+
+
+def run_token(args: argparse.Namespace) -> int:
+    key_pem = signing_key(args.key, args.alg)
     claims = demo_claims(sub=args.sub, scope=args.scope, aud=args.aud, iss=args.iss, ttl=args.ttl)
     for item in args.claim:
         name, sep, raw = item.partition("=")

@@ -25,6 +25,7 @@ import aiohttp
 
 from authz.jwt.keys import KeySet, parse_jwks
 from authz.jwt.sources import KeySource, KeySourceKind, check_fetch_url, discovery_url
+from authz.lifecycle import Background, Guarded
 from authz.settings import JwksSettings
 from authz.telemetry import labels, tracing
 
@@ -94,13 +95,14 @@ class RemoteKeys:
         *,
         session: aiohttp.ClientSession,
         settings: JwksSettings,
-        loop: asyncio.AbstractEventLoop,
+        background: Background,
         on_fetch: FetchObserver | None = None,
     ) -> None:
         self.source = source
+        self._background = background
+        self._loop = background.loop  # fetches run there, whichever thread compiled the policy
         self._on_fetch = on_fetch
         self._session = session
-        self._loop = loop
         self._settings = settings
         self._keys: KeySet | None = None
         self._fingerprint = ""
@@ -108,7 +110,7 @@ class RemoteKeys:
         self._last_error: str | None = None
         self._inflight: asyncio.Task[None] | None = None
         self._last_unknown_kid_fetch = float("-inf")
-        self._loop_task: asyncio.Task[None] | None = None
+        self._refresher: Guarded | None = None
         #: Set once the first fetch finished, successfully or not.
         self.first_attempt = asyncio.Event()
 
@@ -129,19 +131,19 @@ class RemoteKeys:
         self._loop.call_soon_threadsafe(self._start_on_loop)
 
     def _start_on_loop(self) -> None:
-        self._loop_task = self._loop.create_task(
-            self._refresh_loop(), name=f"jwks {self.source.describe()}"
+        self._refresher = self._background.task(
+            f"JWKS refresher for {self.source.describe()}", self._refresh_loop
         )
-        self._loop_task.add_done_callback(_report_death)
 
     def close(self) -> None:
         """Stop fetching; callable from any thread."""
         self._loop.call_soon_threadsafe(self._cancel_on_loop)
 
     def _cancel_on_loop(self) -> None:
-        for task in (self._loop_task, self._inflight):
-            if task is not None:
-                task.cancel()
+        if self._refresher is not None:
+            self._refresher.stop()
+        if self._inflight is not None:
+            self._inflight.cancel()
 
     async def refresh_for_unknown_kid(self) -> None:
         now = time.monotonic()
@@ -263,16 +265,12 @@ class RemoteKeys:
             raise FetchError(f"GET {url} did not return JSON: {exc}") from None
 
 
-def _report_death(task: asyncio.Task[None]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.error("a JWKS refresher died: %r", task.exception(), exc_info=task.exception())
-
-
 class KeyRegistry:
     """One provider per key source, shared by every policy that names it.
 
     Thread-safe: policies may compile in a worker thread while checks run on the event loop.
-    Create it on the event loop that will run the fetches.
+    Create it on the event loop that will run the fetches; the refreshers run as `background`
+    work (one of their own when none is given).
     """
 
     def __init__(
@@ -281,11 +279,12 @@ class KeyRegistry:
         settings: JwksSettings,
         session: aiohttp.ClientSession,
         on_fetch: FetchObserver | None = None,
+        background: Background | None = None,
     ) -> None:
         self._settings = settings
         self._session = session
         self._on_fetch = on_fetch
-        self._loop = asyncio.get_running_loop()
+        self._background = background if background is not None else Background()
         self._lock = threading.Lock()
         self._providers: dict[KeySource, StaticKeys | RemoteKeys] = {}
 
@@ -306,7 +305,7 @@ class KeyRegistry:
                     source,
                     session=self._session,
                     settings=self._settings,
-                    loop=self._loop,
+                    background=self._background,
                     on_fetch=self._on_fetch,
                 )
                 created.start()

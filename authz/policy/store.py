@@ -23,7 +23,7 @@ from authz.jwt.sources import KeySource
 from authz.policy.compile import DEFAULT_NAMESPACE, KeyBinder, compile_policy
 from authz.policy.gcpause import collector_paused
 from authz.policy.model import CompiledPolicy
-from authz.policy.snapshot import PolicyState, PolicyStateKind, Snapshot, build_index
+from authz.policy.snapshot import EMPTY, PolicyState, PolicyStateKind, Snapshot, build_index
 
 log = logging.getLogger(__name__)
 
@@ -143,13 +143,18 @@ def compile_documents(
 
 
 class PolicyStore:
-    """Holds every source's documents and publishes a new snapshot when they change."""
+    """Holds every source's documents and the current snapshot, the one the checks read.
+
+    `current` is what the check path calls once per check: a new snapshot is published by one
+    reference assignment, which readers on the event loop see whole. `publish` is told about
+    each new snapshot (logs, metrics); `retain` gets the key sources still in use.
+    """
 
     def __init__(
         self,
         *,
         bind: KeyBinder,
-        publish: Callable[[Snapshot], None],
+        publish: Callable[[Snapshot], None] | None = None,
         retain: Callable[[list[KeySource]], None] | None = None,
     ) -> None:
         self._bind = bind
@@ -160,7 +165,11 @@ class PolicyStore:
         self._cache: dict[str, CompiledPolicy | PolicyError] = {}
         self._serial = 0
         self._lock = threading.Lock()
-        self.snapshot: Snapshot | None = None
+        #: The current snapshot: EMPTY until the first update.
+        self.snapshot: Snapshot = EMPTY
+
+    def current(self) -> Snapshot:
+        return self.snapshot
 
     def update(self, source: str, documents: Sequence[SourceDocument]) -> Snapshot:
         """Replace one source's documents and publish the resulting snapshot.
@@ -207,5 +216,6 @@ class PolicyStore:
                 [spec.provider.source for p in snapshot.policies for spec in p.issuers.values()]
             )
         self.snapshot = snapshot
-        self._publish(snapshot)
+        if self._publish is not None:
+            self._publish(snapshot)
         return snapshot

@@ -14,10 +14,9 @@ from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 from authz.errors import ConfigError
+from authz.settings.sections import EVENT_LOOPS
 
 T = TypeVar("T")
-#: --event-loop values.
-EVENT_LOOPS = ("uvloop", "asyncio")
 
 
 def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop] | None:

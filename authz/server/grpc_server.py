@@ -12,7 +12,7 @@ from grpc_health.v1.health import aio as health_aio
 
 from authz.errors import ConfigError
 from authz.server.health import set_serving
-from authz.server.listen import ListenAddress, remove_stale_socket
+from authz.server.listen import ListenAddress, check_free, remove_stale_socket
 from authz.server.servicer import SERVICE, AuthorizationServicer
 
 #: Tuned for one Envoy holding a few long-lived HTTP/2 connections with many streams.
@@ -32,6 +32,7 @@ class GrpcServer:
         self._server = grpc.aio.server(options=SERVER_OPTIONS)
         self._server.add_generic_rpc_handlers([servicer.handler()])
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
+        check_free(address, flag="--grpc-listen")
         remove_stale_socket(address)
         try:
             bound = self._server.add_insecure_port(address.grpc_target)

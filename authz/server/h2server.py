@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import time
 from typing import Protocol
 
@@ -22,13 +21,11 @@ from authz.errors import ConfigError
 from authz.server.grpc_server import GrpcServer
 from authz.server.h2conn import Connection, Handler
 from authz.server.health import CHECK_PATH, WATCH_PATH, HealthState, set_serving
-from authz.server.listen import ListenAddress, remove_stale_socket
+from authz.server.listen import ListenAddress, bind
 from authz.server.servicer import METHOD, SERVICE, AuthorizationServicer
+from authz.settings.sections import ENGINES
 
 CHECK = f"/{SERVICE}/{METHOD}".encode()
-_BACKLOG = 1024
-#: --grpc-server values: our HTTP/2 server (the default), or grpcio's asyncio server.
-ENGINES = ("h2", "grpcio")
 
 
 class CheckServer(Protocol):
@@ -43,31 +40,12 @@ class CheckServer(Protocol):
     async def stop(self, grace: float) -> None: ...
 
 
-def bind(address: ListenAddress, *, flag: str = "--grpc-listen") -> socket.socket:
-    """A listening socket for `address` (port 0 picks a free one)."""
-    try:
-        if address.path is not None:
-            remove_stale_socket(address)
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            try:
-                sock.bind(address.path)
-                sock.listen(_BACKLOG)
-            except OSError:
-                sock.close()
-                raise
-            return sock
-        family = socket.AF_INET6 if ":" in address.host else socket.AF_INET
-        return socket.create_server((address.host, address.port), family=family, backlog=_BACKLOG)
-    except OSError as exc:
-        raise ConfigError(f"{flag}: cannot listen on {address}: {exc.strerror or exc}") from None
-
-
 class H2Server:
     """gRPC methods (`routes`: path -> handler) served on the h2 engine at one address."""
 
     def __init__(self, routes: dict[bytes, Handler], address: ListenAddress) -> None:
         self._routes = routes
-        self._sock = bind(address)
+        self._sock = bind(address, flag="--grpc-listen")
         self.address = (
             address
             if address.path is not None

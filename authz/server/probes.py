@@ -6,11 +6,10 @@ a Service stops sending traffic before the sidecar stops answering.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
 
 from aiohttp import web
-
-from authz.server.listen import ListenAddress, remove_stale_socket
 
 
 def build_app(
@@ -41,14 +40,9 @@ def metrics_route(render: Callable[[], tuple[bytes, str]]) -> web.RouteDef:
     return web.get("/metrics", metrics)
 
 
-async def start_http(app: web.Application, address: ListenAddress) -> web.AppRunner:
+async def start_http(app: web.Application, sock: socket.socket) -> web.AppRunner:
+    """Serve `app` on a listening socket (bound early: see authz.server.listen.bind)."""
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
-    site: web.BaseSite
-    if address.path is not None:
-        remove_stale_socket(address)
-        site = web.UnixSite(runner, address.path)
-    else:
-        site = web.TCPSite(runner, address.host, address.port, reuse_address=True)
-    await site.start()
+    await web.SockSite(runner, sock).start()
     return runner

@@ -29,7 +29,6 @@ from authz.pipeline.decide import decide
 from authz.pipeline.request import CheckInput
 from authz.policy.snapshot import Snapshot
 from authz.ratelimit.limiter import Limiter
-from authz.ratelimit.memory import MemoryLimiter
 from authz.server.convert import AllowResponses, to_check_input, to_check_response
 from authz.server.grpcwire import Metadata, RpcError, Status
 from authz.server.ids import DECISION_IDS
@@ -69,20 +68,23 @@ def _serialize(answer: Answer) -> bytes:
 
 
 class AuthorizationServicer:
+    """Answers checks against `snapshot()`. The limiter is the service's own (memory or Redis):
+    a servicer that made up a private one would silently ignore the configured backend."""
+
     def __init__(
         self,
         *,
         snapshot: Callable[[], Snapshot],
         verifier: Verifier,
+        limiter: Limiter,
         observer: CheckObserver | None = None,
-        limiter: Limiter | None = None,
         trusted_proxy_hops: int = 0,
         decision_ids: Callable[[], str] = DECISION_IDS,
     ) -> None:
         self._snapshot = snapshot
         self._verifier = verifier
         self._observer = observer
-        self._limiter: Limiter = limiter if limiter is not None else MemoryLimiter()
+        self._limiter = limiter
         self._trusted_proxy_hops = trusted_proxy_hops
         self._ids = decision_ids
         self._allows = AllowResponses()

@@ -19,7 +19,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import BinaryIO
+from typing import Protocol
 
 import orjson
 
@@ -139,6 +139,14 @@ class DecisionLog:
         return True
 
 
+class Stream(Protocol):
+    """Where LineWriter writes: sys.stdout.buffer, or a worker's whole-line writer."""
+
+    def write(self, data: bytes, /) -> object: ...
+
+    def flush(self) -> object: ...
+
+
 class LineWriter:
     """Writes lines to a stream from a daemon thread; `submit` never blocks.
 
@@ -149,14 +157,14 @@ class LineWriter:
 
     def __init__(
         self,
-        stream: BinaryIO | None = None,
+        stream: Stream | None = None,
         *,
         capacity: int = 10_000,
         batch: int = 256,
         interval: float = 0.05,
         on_drop: Callable[[int], None] | None = None,
     ) -> None:
-        self._stream = stream if stream is not None else sys.stdout.buffer
+        self._stream: Stream = stream if stream is not None else sys.stdout.buffer
         self._capacity = capacity
         self._batch = batch
         self._interval = interval

@@ -1,4 +1,5 @@
-"""A last line of defence for logs: scrub bearer tokens, JWTs and cookie values from every record.
+"""Logs on stderr: one format for every process, and a last line of defence that scrubs
+bearer tokens, JWTs and cookie values from every record.
 
 The sidecar's own log statements never include headers or tokens, and the decision log is
 built from an allowlist of fields. This filter sits on the log handlers anyway, so a library's
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+import sys
 
 REDACTED = "[REDACTED]"
 
@@ -53,3 +55,15 @@ class RedactingFilter(logging.Filter):
 
 def install(handler: logging.Handler) -> None:
     handler.addFilter(RedactingFilter())
+
+
+def configure_logging(level: str) -> None:
+    """Log records of `level` and above to stderr, redacted (`authz serve` and each worker)."""
+    logging.basicConfig(
+        level=getattr(logging, level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    for handler in logging.getLogger().handlers:
+        install(handler)

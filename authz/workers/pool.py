@@ -22,7 +22,8 @@ from pathlib import Path
 from authz.errors import ConfigError
 from authz.policy.snapshot import Snapshot
 from authz.policy.store import SourceDocument
-from authz.settings import Settings
+from authz.server.listen import check_free, parse_listen
+from authz.settings import ListenAddress, Settings
 from authz.workers import metrics as merged
 from authz.workers.channel import Channel
 
@@ -45,7 +46,7 @@ def worker_listen(grpc_listen: str, index: int) -> str:
 @dataclass
 class _Worker:
     index: int
-    listen: str
+    listen: ListenAddress
     process: asyncio.subprocess.Process | None = None
     channel: Channel | None = None
     ready: bool = False
@@ -60,7 +61,12 @@ class WorkerPool:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._workers = [
-            _Worker(i, worker_listen(settings.server.grpc_listen, i))
+            _Worker(
+                i,
+                parse_listen(
+                    worker_listen(str(settings.server.grpc_listen), i), flag="--grpc-listen"
+                ),
+            )
             for i in range(settings.server.workers)
         ]
         self._sources: dict[str, list[SourceDocument]] = {}
@@ -70,10 +76,15 @@ class WorkerPool:
 
     @property
     def addresses(self) -> list[str]:
-        return [w.listen for w in self._workers]
+        return [str(w.listen) for w in self._workers]
 
     def ready(self) -> bool:
         return all(w.ready for w in self._workers)
+
+    def check_free(self) -> None:
+        """Refuse (ConfigError) worker sockets that cannot be bound, before any worker starts."""
+        for worker in self._workers:
+            check_free(worker.listen, flag="--grpc-listen")
 
     def forwarding(self, update: Update) -> Update:
         """`update` (the supervisor's store), then the same documents to every worker.
@@ -140,7 +151,7 @@ class WorkerPool:
                 "-m",
                 "authz.workers.worker",
                 str(theirs.fileno()),
-                self._settings.log_level,
+                self._settings.telemetry.log_level,
                 self._settings.server.event_loop,
                 pass_fds=(theirs.fileno(),),
                 stdin=asyncio.subprocess.DEVNULL,

@@ -1,10 +1,11 @@
 """One worker process of `authz serve --workers N` (`python -m authz.workers.worker FD LEVEL LOOP`).
 
-It answers checks exactly as a single-process sidecar does - its own snapshot, token cache,
-JWKS fetching (each worker refreshes its keys itself, so a revoked key is gone from every
-worker within the refresh interval), rate-limit counters, metrics and decision log - but
-reads no policy source: the supervisor sends the documents over the channel on file
-descriptor FD, and they are compiled here with the same PolicyStore. It turns ready (and
+It answers checks exactly as a single-process sidecar does, with a check stack built by the
+same function (authz.stack) - its own snapshot, token cache, JWKS fetching (each worker
+refreshes its keys itself, so a revoked key is gone from every worker within the refresh
+interval), rate-limit counters, metrics and decision log - but reads no policy source: the
+supervisor sends the documents over the channel on file descriptor FD, and they are compiled
+here with the same PolicyStore. It turns ready (and
 says so) after the first documents are compiled and the first key fetches were tried; it
 drains and exits 0 on "stop", SIGTERM, SIGINT, or when the supervisor is gone (channel EOF).
 """
@@ -18,37 +19,17 @@ import socket
 import sys
 from typing import Any
 
-import aiohttp
-
-from authz.jwt.providers import KeyRegistry
-from authz.jwt.verify import Verifier
-from authz.policy.snapshot import EMPTY, Snapshot
+from authz.errors import ConfigError
 from authz.policy.store import PolicyStore, SourceDocument
-from authz.ratelimit.factory import build_limiter
 from authz.server import eventloop
-from authz.server.h2server import build_check_server
-from authz.server.listen import parse_listen
-from authz.server.observe import CheckTelemetry
-from authz.server.servicer import AuthorizationServicer
-from authz.settings import Settings
-from authz.telemetry import tracing
-from authz.telemetry.adapters import RateLimitMetrics
-from authz.telemetry.decisionlog import DecisionLog, LineWriter
+from authz.settings import ListenAddress, Settings
+from authz.stack import build_check_stack
 from authz.telemetry.metrics import Metrics
+from authz.telemetry.redact import configure_logging
 from authz.workers.channel import Channel
 from authz.workers.stdout import AtomicLines
 
 log = logging.getLogger(__name__)
-
-
-class _Current:
-    snapshot: Snapshot = EMPTY
-
-    def get(self) -> Snapshot:
-        return self.snapshot
-
-    def publish(self, snapshot: Snapshot) -> None:
-        self.snapshot = snapshot
 
 
 async def serve(channel: Channel) -> int:
@@ -59,50 +40,24 @@ async def serve(channel: Channel) -> int:
         return 1
     _, settings, index, listen, sources = init
     assert isinstance(settings, Settings)
-    tracing.configure()
-    metrics = Metrics()
-    log_writer = LineWriter(AtomicLines(sys.stdout.fileno()), on_drop=metrics.log_dropped)  # type: ignore[arg-type]
-    decision_log = DecisionLog(
-        log_writer.submit, allow_sample_rate=settings.telemetry.log_allow_sample_rate
-    )
-    current = _Current()
+    assert isinstance(listen, ListenAddress)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    async with aiohttp.ClientSession() as session:
-        registry = KeyRegistry(settings=settings.jwks, session=session, on_fetch=metrics.jwks_fetch)
-        store = PolicyStore(bind=registry.provider, publish=current.publish, retain=registry.retain)
-        limiter = build_limiter(settings.ratelimit, observers=(RateLimitMetrics(metrics),))
-        servicer = AuthorizationServicer(
-            snapshot=current.get,
-            verifier=Verifier(
-                max_token_bytes=settings.tokens.max_token_bytes,
-                cache_size=settings.tokens.cache_size,
-            ),
-            observer=CheckTelemetry(metrics=metrics, log=decision_log),
-            limiter=limiter,
-            trusted_proxy_hops=settings.client.trusted_proxy_hops,
-        )
-        server = build_check_server(
-            settings.server.grpc_server, servicer, parse_listen(listen, flag="--grpc-listen")
-        )
-        try:
-            for source, documents in sorted(sources.items()):
-                await asyncio.to_thread(store.update, source, documents)
-            await registry.first_attempts(settings.jwks.fetch_timeout)
-            await limiter.start()
-            await server.start()
-            await server.set_serving(True)
-            channel.send(("ready", index))
-            log.debug("worker %d serving on %s", index, server.address)
-            await _follow(channel, store, metrics, stop)
-            await server.stop(settings.server.shutdown_grace)
-        finally:
-            await registry.close()
-            await limiter.close()
-            log_writer.close()
-            tracing.shutdown()
+    lines = AtomicLines(sys.stdout.fileno())
+    stack = await build_check_stack(settings, listen=listen, stdout=lines, report_policies=False)
+    try:
+        for source, documents in sorted(sources.items()):
+            await asyncio.to_thread(stack.store.update, source, documents)
+        await stack.start()
+        await stack.serve()
+        channel.send(("ready", index))
+        log.debug("worker %d serving on %s", index, listen)
+        await _follow(channel, stack.store, stack.metrics, stop)
+        await stack.drain(settings.server.shutdown_grace)
+    finally:
+        await stack.close()
     return 0
 
 
@@ -139,21 +94,17 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     level = args[1] if len(args) > 1 else "info"
     event_loop = args[2] if len(args) > 2 else "asyncio"
-    logging.basicConfig(
-        level=getattr(logging, level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    from authz.telemetry.redact import install
-
-    for handler in logging.getLogger().handlers:
-        install(handler)
+    configure_logging(level)
     sock = socket.socket(fileno=int(args[0]))
 
     async def run() -> int:
         return await serve(await Channel.open(sock))
 
-    return eventloop.run(run(), event_loop=event_loop)
+    try:
+        return eventloop.run(run(), event_loop=event_loop)
+    except ConfigError as exc:  # e.g. its socket cannot be bound: the supervisor reports the exit
+        log.error("worker: %s", exc)
+        return 2
 
 
 if __name__ == "__main__":

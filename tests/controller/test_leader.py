@@ -15,10 +15,10 @@ import pytest
 from kubernetes import client
 
 from authz.controller.api import LeaseRecord
+from authz.controller.errors import KubeError
 from authz.controller.kube import KubeClient, connect
 from authz.controller.leader import LeaderElector
 from authz.controller.observer import Counters
-from authz.errors import KubeError
 from tests.support.fakekube import FakeKube
 
 NS, NAME, DURATION = "default", "authz-leader", 3.0

@@ -11,8 +11,8 @@ from typing import Any
 import aiohttp
 from kubernetes import client
 
+from authz.controller.errors import STATUS_ACCEPTED, STATUS_CONFLICTED, STATUS_INVALID
 from authz.controller.status import Desired, status_patch
-from authz.errors import STATUS_ACCEPTED, STATUS_CONFLICTED, STATUS_INVALID
 from authz.jwt.providers import KeyRegistry
 from authz.policy.store import SourceDocument
 from authz.settings import JwksSettings

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from authz.controller.errors import WATCH_ERROR, WATCH_EXPIRED, WATCH_STALLED
 from authz.controller.watcher import Backoff
-from authz.errors import WATCH_ERROR, WATCH_EXPIRED, WATCH_STALLED
 from tests.controller.harness import FAST, Cluster, policy, running, until
 from tests.support.fakekube import FakeKube
 

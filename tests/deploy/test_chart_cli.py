@@ -10,19 +10,10 @@ from typing import Any
 
 import pytest
 
-from authz.cli import _apply_env, _build_parser, serve_settings
-from authz.settings import Settings
+from authz.cli import build_parser, serve_settings
+from authz.settings import ListenAddress, Settings
 from tests.deploy.chart import render
 from tests.deploy.scenarios import ALL, STANDALONE
-
-
-def _serve_parser() -> Any:
-    parser = _build_parser()
-    for action in parser._subparsers._group_actions if parser._subparsers else []:
-        serve = getattr(action, "choices", {}).get("serve")
-        if serve is not None:
-            return parser, serve
-    raise AssertionError("no serve subcommand")
 
 
 def settings_for(
@@ -45,9 +36,8 @@ def settings_for(
         monkeypatch.setenv(item["name"], value)
     monkeypatch.setenv("POD_NAME", "gw-0")
     monkeypatch.setenv("POD_NAMESPACE", "gateway")
-    parser, serve = _serve_parser()
-    _apply_env(serve)
-    return serve_settings(parser.parse_args(authz["args"]))
+    settings, _ = serve_settings(build_parser().parse_args(authz["args"]), os.environ)
+    return settings
 
 
 @pytest.mark.parametrize("name", sorted(ALL))
@@ -55,11 +45,11 @@ def test_rendered_args_parse_with_the_real_cli(
     name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     settings = settings_for(ALL[name], tmp_path, monkeypatch)
-    assert settings.server.http_listen.endswith(":9090")
+    assert settings.server.http_listen.port == 9090
     if name in STANDALONE:
-        assert settings.server.grpc_listen == "0.0.0.0:9000"
+        assert settings.server.grpc_listen == ListenAddress("0.0.0.0", 9000)
     else:
-        assert settings.server.grpc_listen == "unix:/var/run/authz/authz.sock"
+        assert settings.server.grpc_listen == ListenAddress(path="/var/run/authz/authz.sock")
 
 
 def test_default_install_watches_the_cluster(

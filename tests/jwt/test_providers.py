@@ -21,6 +21,7 @@ from authz.jwt.keys import KeySet
 from authz.jwt.providers import KeyRegistry, RemoteKeys, StaticKeys, offline_provider
 from authz.jwt.sources import KeySource, KeySourceKind
 from authz.jwt.verify import IssuerSpec, Verifier
+from authz.lifecycle import Background
 from authz.settings import JwksSettings
 from tests.support.jwks_server import JwksServer, Route
 from tests.support.keys import AUDIENCE, ISSUER, ec_key, jwks, rsa_key
@@ -57,7 +58,7 @@ def remote(
     kind: KeySourceKind = KeySourceKind.JWKS_URI,
 ) -> RemoteKeys:
     return RemoteKeys(
-        KeySource(kind, url), session=session, settings=settings, loop=asyncio.get_running_loop()
+        KeySource(kind, url), session=session, settings=settings, background=Background()
     )
 
 

@@ -17,6 +17,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from authz._gen.authz.envoy.v3 import ext_authz_pb2 as pb
 from authz.jwt.verify import Verifier
 from authz.policy.snapshot import EMPTY
+from authz.ratelimit.memory import MemoryLimiter
 from authz.server.grpcwire import Metadata, frame
 from authz.server.h2frames import PREFACE, Flag, Setting, Type, settings, window_update
 from authz.server.h2frames import frame as h2frame
@@ -31,7 +32,8 @@ LOOPBACK = ListenAddress(host="127.0.0.1", port=0)
 @pytest.fixture
 async def server() -> AsyncIterator[H2GrpcServer]:
     running = H2GrpcServer(
-        AuthorizationServicer(snapshot=lambda: EMPTY, verifier=Verifier()), LOOPBACK
+        AuthorizationServicer(snapshot=lambda: EMPTY, limiter=MemoryLimiter(), verifier=Verifier()),
+        LOOPBACK,
     )
     await running.start()
     yield running
@@ -98,7 +100,8 @@ async def test_unknown_methods_malformed_and_oversized_requests_are_rpc_errors(
 
 async def test_watch_follows_the_status_and_ends_at_shutdown() -> None:
     running = H2GrpcServer(
-        AuthorizationServicer(snapshot=lambda: EMPTY, verifier=Verifier()), LOOPBACK
+        AuthorizationServicer(snapshot=lambda: EMPTY, limiter=MemoryLimiter(), verifier=Verifier()),
+        LOOPBACK,
     )
     await running.start()
     async with grpc.aio.insecure_channel(running.address.grpc_target) as channel:

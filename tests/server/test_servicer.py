@@ -17,6 +17,7 @@ from authz.jwt.providers import offline_provider
 from authz.jwt.verify import Verifier
 from authz.policy.snapshot import EMPTY, Snapshot
 from authz.policy.store import PolicyStore, SourceDocument
+from authz.ratelimit.memory import MemoryLimiter
 from authz.server.grpc_server import GrpcServer
 from authz.server.listen import ListenAddress
 from authz.server.servicer import SERVICE, AuthorizationServicer
@@ -55,7 +56,9 @@ def headers(response: pb.CheckResponse) -> dict[str, str]:
 async def test_an_exception_in_the_pipeline_is_a_logged_503(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    servicer = AuthorizationServicer(snapshot=broken_snapshot, verifier=Verifier())
+    servicer = AuthorizationServicer(
+        snapshot=broken_snapshot, limiter=MemoryLimiter(), verifier=Verifier()
+    )
     with caplog.at_level(logging.ERROR, logger="authz.server.servicer"):
         response = await servicer.check(check_request(host="open.test", path="/healthz"))
     assert response.status.code == 14
@@ -81,14 +84,18 @@ async def test_the_snapshot_is_taken_once_per_check() -> None:
         calls.append(1)
         return SNAPSHOT
 
-    servicer = AuthorizationServicer(snapshot=counting, verifier=Verifier())
+    servicer = AuthorizationServicer(
+        snapshot=counting, limiter=MemoryLimiter(), verifier=Verifier()
+    )
     await servicer.check(check_request(host="open.test", path="/healthz"))
     await servicer.check(check_request(host="other.test", path="/"))
     assert len(calls) == 2
 
 
 async def test_decisions_flow_through() -> None:
-    servicer = AuthorizationServicer(snapshot=lambda: SNAPSHOT, verifier=Verifier())
+    servicer = AuthorizationServicer(
+        snapshot=lambda: SNAPSHOT, limiter=MemoryLimiter(), verifier=Verifier()
+    )
     allowed = await servicer.check(check_request(host="open.test", path="/healthz"))
     assert allowed.status.code == 0
     assert dict(allowed.dynamic_metadata)["rule"] == "health"
@@ -100,7 +107,9 @@ async def test_decisions_flow_through() -> None:
 
 
 async def test_every_check_gets_its_own_decision_id() -> None:
-    servicer = AuthorizationServicer(snapshot=lambda: EMPTY, verifier=Verifier())
+    servicer = AuthorizationServicer(
+        snapshot=lambda: EMPTY, limiter=MemoryLimiter(), verifier=Verifier()
+    )
     ids = set()
     for _ in range(5):
         response = await servicer.check(check_request(host="a.test"))
@@ -110,7 +119,9 @@ async def test_every_check_gets_its_own_decision_id() -> None:
 
 @pytest.fixture
 async def server() -> AsyncIterator[GrpcServer]:
-    servicer = AuthorizationServicer(snapshot=broken_snapshot, verifier=Verifier())
+    servicer = AuthorizationServicer(
+        snapshot=broken_snapshot, limiter=MemoryLimiter(), verifier=Verifier()
+    )
     running = GrpcServer(servicer, ListenAddress(host="127.0.0.1", port=0))
     await running.start()
     yield running

@@ -10,6 +10,7 @@ from authz.jwt.providers import offline_provider
 from authz.jwt.verify import Verifier
 from authz.policy.snapshot import Snapshot
 from authz.policy.store import PolicyStore, SourceDocument
+from authz.ratelimit.memory import MemoryLimiter
 from authz.server.observe import CheckObserver
 from authz.server.servicer import AuthorizationServicer
 from tests.support.keys import rsa_key
@@ -61,5 +62,8 @@ def snapshot() -> Snapshot:
 def servicer(observer: CheckObserver | None = None) -> AuthorizationServicer:
     snap = snapshot()
     return AuthorizationServicer(
-        snapshot=lambda: snap, verifier=Verifier(cache_size=64), observer=observer
+        snapshot=lambda: snap,
+        limiter=MemoryLimiter(),
+        verifier=Verifier(cache_size=64),
+        observer=observer,
     )

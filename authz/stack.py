@@ -1,0 +1,158 @@
+"""The check stack: everything that answers checks, built in one place.
+
+`authz serve` builds one per process: the single process and each worker of --workers N answer
+checks with theirs; the supervisor of the workers keeps one without a check server, for the
+admin API and the policy status. What differs between them is a parameter here, never a
+second construction site.
+
+    tracing, metrics, decision log ─┐
+    background work, HTTP session ──┼─> key registry ─> policy store (holds the current snapshot)
+    verifier, rate limiter ─────────┴─> servicer ─> check server (bound at build: a taken port
+                                                    is exit 2 before anything starts)
+
+`build_check_stack` builds the parts that need no policies; `start` follows the first policy
+load (first key fetches, the rate limiter, the check server with health NOT_SERVING); `serve`
+turns health SERVING; `drain` stops answering and lets in-flight checks finish; `close` stops
+everything in reverse order (authz.lifecycle.Parts). A new part of the check path is a field
+here, built in `build_check_stack`, and if it runs, one step in `start`.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import aiohttp
+
+from authz.jwt.providers import KeyRegistry
+from authz.jwt.verify import Verifier
+from authz.lifecycle import Background, Parts
+from authz.policy.snapshot import Snapshot
+from authz.policy.store import PolicyStore
+from authz.ratelimit.factory import build_limiter
+from authz.ratelimit.limiter import Limiter
+from authz.server.h2server import CheckServer, build_check_server
+from authz.server.observe import CheckTelemetry
+from authz.server.servicer import AuthorizationServicer
+from authz.settings import ListenAddress, Settings
+from authz.sources.files import report
+from authz.telemetry import tracing
+from authz.telemetry.adapters import RateLimitMetrics
+from authz.telemetry.decisionlog import DecisionLog, LineWriter, Stream
+from authz.telemetry.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(eq=False)
+class CheckStack:
+    settings: Settings
+    metrics: Metrics
+    background: Background
+    registry: KeyRegistry
+    store: PolicyStore
+    verifier: Verifier
+    limiter: Limiter
+    servicer: AuthorizationServicer
+    #: None in the supervisor of --workers N: its workers answer the checks.
+    server: CheckServer | None
+    parts: Parts = field(default_factory=Parts)
+    _drained: bool = field(default=False, init=False)
+
+    async def start(self) -> None:
+        """Once the first policies are in the store: try their keys, then start answering
+        (health still NOT_SERVING)."""
+        fetch_timeout = self.settings.jwks.fetch_timeout
+        # A replica turns ready with keys in hand rather than answering 503 to its first checks.
+        await self.parts.start("issuer keys", lambda: self.registry.first_attempts(fetch_timeout))
+        await self.parts.start("rate limiter", self.limiter.start, stop=self.limiter.close)
+        if self.server is not None:
+            await self.parts.start("check server", self.server.start, stop=lambda: self.drain(0))
+
+    async def serve(self) -> None:
+        """Health SERVING: Envoy and kubelets may send checks."""
+        if self.server is not None:
+            await self.server.set_serving(True)
+
+    async def drain(self, grace: float) -> None:
+        """Health NOT_SERVING, no new connections; checks in flight get `grace` seconds."""
+        if self.server is not None and not self._drained:
+            self._drained = True
+            await self.server.stop(grace)
+
+    async def close(self) -> None:
+        await self.parts.close()
+
+
+async def build_check_stack(
+    settings: Settings,
+    *,
+    listen: ListenAddress | None,
+    stdout: Stream | None = None,
+    report_policies: bool = True,
+) -> CheckStack:
+    """The check stack of `settings`, answering on `listen` (None: no check server), built on
+    the running event loop; a failure closes what was built. Decision log lines go to `stdout`
+    (default sys.stdout). `report_policies` logs policy state changes and counts them in
+    metrics (one process per pod does: workers would repeat it)."""
+    parts = Parts()
+    try:
+        tracing.configure()  # raises ConfigError naming an unusable OTEL_* variable
+        parts.started("tracing", tracing.shutdown)
+        metrics = Metrics()
+        writer = LineWriter(stdout, on_drop=metrics.log_dropped)
+        parts.started("decision log", writer.close)
+        background = Background()
+        parts.started("background work", background.close)
+        session = aiohttp.ClientSession()
+        parts.started("HTTP client", session.close)
+        registry = KeyRegistry(
+            settings=settings.jwks,
+            session=session,
+            on_fetch=metrics.jwks_fetch,
+            background=background,
+        )
+        parts.started("issuer keys", registry.close)
+        store = PolicyStore(
+            bind=registry.provider,
+            publish=_PolicyReport(metrics) if report_policies else None,
+            retain=registry.retain,
+        )
+        verifier = Verifier(
+            max_token_bytes=settings.tokens.max_token_bytes, cache_size=settings.tokens.cache_size
+        )
+        limiter = build_limiter(settings.ratelimit, observers=(RateLimitMetrics(metrics),))
+        decision_log = DecisionLog(
+            writer.submit, allow_sample_rate=settings.telemetry.log_allow_sample_rate
+        )
+        servicer = AuthorizationServicer(
+            snapshot=store.current,
+            verifier=verifier,
+            limiter=limiter,
+            observer=CheckTelemetry(metrics=metrics, log=decision_log),
+            trusted_proxy_hops=settings.client.trusted_proxy_hops,
+        )
+        server = (
+            build_check_server(settings.server.grpc_server, servicer, listen)
+            if listen is not None
+            else None
+        )
+    except BaseException:
+        await parts.close()
+        raise
+    return CheckStack(
+        settings, metrics, background, registry, store, verifier, limiter, servicer, server, parts
+    )
+
+
+class _PolicyReport:
+    """Told about each new snapshot: logs the policy states that changed, counts them by state."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+        self._previous: Snapshot | None = None
+
+    def __call__(self, snapshot: Snapshot) -> None:
+        report(snapshot, previous=self._previous)
+        self._previous = snapshot
+        self._metrics.policy_states([str(state.state) for state in snapshot.states])
