@@ -13,7 +13,6 @@ import json
 import platform
 import subprocess
 import textwrap
-import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -40,6 +39,7 @@ from tests.support.procs import (
     start_http_dir,
     start_sidecar,
 )
+from tests.support.wait import wait_for
 
 TRIAL = "trial.test"
 LIMITED = "limited.test"
@@ -108,14 +108,10 @@ class Stack:
 
     def decision_line(self, match: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
         """The last decision log line that matches; the log is written every 50 ms, so wait."""
-        deadline = time.monotonic() + 10
-        while True:
-            found = [x for x in self.decision_lines() if match(x)]
-            if found:
-                return found[-1]
-            if time.monotonic() > deadline:
-                raise AssertionError("no matching decision log line within 10 s")
-            time.sleep(0.02)
+        found = wait_for(
+            lambda: [x for x in self.decision_lines() if match(x)], what="a matching decision line"
+        )
+        return found[-1]
 
     def decision_lines(self) -> list[dict[str, Any]]:
         return [

@@ -4,9 +4,7 @@ redis-server that the test kills and restarts."""
 from __future__ import annotations
 
 import json
-import statistics
 import textwrap
-import time
 import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -20,6 +18,7 @@ from tests.support.http import Response, request
 from tests.support.keys import AUDIENCE, ISSUER, SigningKey, claims, jwks, rsa_key
 from tests.support.procs import Proc, start_echo, start_http_dir, start_sidecar
 from tests.support.redis import RedisServer
+from tests.support.wait import wait_for
 
 LIMITS = "limits.test"
 NET = "net.test"
@@ -204,13 +203,11 @@ def _log_count(proc: Proc, text: str) -> int:
     return proc.output().count(text)
 
 
-def _wait_for_log(proc: Proc, text: str, count: int, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while _log_count(proc, text) < count:
-        assert time.monotonic() < deadline, (
-            f"{proc.name} never logged {text!r}\n{proc.output()[-3000:]}"
-        )
-        time.sleep(0.05)
+def _wait_for_log(proc: Proc, text: str, count: int) -> None:
+    wait_for(
+        lambda: _log_count(proc, text) >= count,
+        what=lambda: f"{proc.name} logging {text!r}\n{proc.output()[-3000:]}",
+    )
 
 
 def test_redis_killed_mid_run_then_restarted(stack: Stack) -> None:
@@ -219,22 +216,17 @@ def test_redis_killed_mid_run_then_restarted(stack: Stack) -> None:
     try:
         assert client.check(check_request(host=LIMITS, path="/resume")).status.code == 0
         stack.redis.kill()
-        latencies: list[float] = []
         answered = []
         for i in range(150):
-            started = time.perf_counter()
             response = client.check(
                 check_request(
                     host=LIMITS, path="/ip", headers={"x-forwarded-for": f"192.0.2.{i % 3}"}
                 )
             )
-            latencies.append(time.perf_counter() - started)
             answered.append(response.status.code)
         # every check answered (allowed or 429), none failed; the fallback enforced 2 per address
         assert set(answered) <= {0, 8}
         assert answered.count(0) == 6
-        p95 = statistics.quantiles(latencies, n=20)[-1]
-        assert p95 < 0.1, f"p95 {p95 * 1000:.1f} ms while Redis was dead"
         _wait_for_log(first, "using each policy's rateLimitFailureMode", 1)
         metrics = (
             urllib.request.urlopen(f"http://127.0.0.1:{stack.sidecars[0][2]}/metrics", timeout=5)
@@ -242,6 +234,9 @@ def test_redis_killed_mid_run_then_restarted(stack: Stack) -> None:
             .decode()
         )
         assert 'authz_ratelimit_backend_mode{mode="fallback"} 1' in metrics
+        # Nobody waited on the dead Redis: the three failures that opened the circuit were the
+        # only checks that tried it.
+        assert "\nauthz_ratelimit_backend_errors_total 3.0\n" in metrics
     finally:
         client.close()
     stack.redis.start()
