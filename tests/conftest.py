@@ -6,7 +6,9 @@ engine, the fake Kubernetes API server). Which tests those are is decided here, 
 lives and which fixtures it uses, so a new test is classified without anyone marking it:
 
 - every test under one of INTEGRATION_DIRS;
-- every test that uses (directly or through other fixtures) one of INTEGRATION_FIXTURES.
+- every test that uses (directly or through other fixtures) one of INTEGRATION_FIXTURES: a new
+  test gets the fake Kubernetes API server through `kube` or `start_kube`, Redis through
+  `redis_server`, `killable_redis` or `redis_cluster`.
 
 A test that starts such a part some other way fails in the fast tier with a message saying so
 (tests/support/tiers.py, called where the parts start), instead of quietly making it slow.
@@ -18,9 +20,9 @@ tests both use them.
 from __future__ import annotations
 
 import importlib.metadata
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -38,7 +40,7 @@ INTEGRATION_DIRS = {
     "bench": "wrk and the benchmark stacks",
 }
 INTEGRATION_FIXTURES = {
-    "kube": "the fake Kubernetes API server",
+    "start_kube": "the fake Kubernetes API server",
     "redis_server": "redis-server",
     "killable_redis": "redis-server",
     "redis_cluster": "a Redis Cluster",
@@ -122,12 +124,26 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 
 @pytest.fixture
-def kube(tmp_path: Path) -> Iterator[FakeKube]:
-    """The fake API server (its own process) with the AuthPolicy CRD installed."""
+def start_kube(tmp_path: Path) -> Iterator[Callable[..., FakeKube]]:
+    """Start fake API servers (FakeKube.start's options); each is stopped after the test."""
     from tests.support.fakekube import FakeKube
 
-    with FakeKube.start(tmp_path / "kube", bookmark_interval=0.3) as server:
-        yield server
+    started: list[FakeKube] = []
+
+    def start(**options: Any) -> FakeKube:
+        server = FakeKube.start(tmp_path / f"kube-{len(started)}", **options)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.close()
+
+
+@pytest.fixture
+def kube(start_kube: Callable[..., FakeKube]) -> FakeKube:
+    """The fake API server (its own process) with the AuthPolicy CRD installed."""
+    return start_kube(bookmark_interval=0.3)
 
 
 @pytest.fixture

@@ -205,11 +205,13 @@ def locked_packages(folder: Path) -> dict[str, str]:
     """The direct dependencies of an npm folder and the versions its lockfile pins."""
     lock = json.loads((folder / "package-lock.json").read_text())
     packages = lock.get("packages", {})
-    direct = packages.get("", {}).get("dependencies", {})
-    return {
-        name: str(packages.get(f"node_modules/{name}", {}).get("version", "?"))
-        for name in sorted(direct)
-    }
+    found = {}
+    for name in sorted(packages.get("", {}).get("dependencies", {})):
+        entry = packages.get(f"node_modules/{name}", {})
+        if entry.get("link"):  # a folder of the project: its version is under its own path
+            entry = packages.get(entry.get("resolved", ""), {})
+        found[name] = str(entry.get("version", "?"))
+    return found
 
 
 def constraints() -> str:

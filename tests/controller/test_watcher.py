@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -210,11 +211,11 @@ spec:
 
 
 async def test_a_missing_crd_is_named_and_retried(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, start_kube: Callable[..., FakeKube], caplog: pytest.LogCaptureFixture
 ) -> None:
     crd = tmp_path / "other-crd.yaml"
     crd.write_text(OTHER_CRD)
-    with FakeKube.start(tmp_path / "kube", crds=[crd]) as kube:
+    with start_kube(crds=[crd]) as kube:
         async with running(kube, wait=False) as h:
             await until(lambda: h.counters.restarts[WATCH_ERROR] >= 2, what="retries")
             assert not h.source.listed()

@@ -159,9 +159,10 @@ async def test_failure_modes_open_and_closed(
 
 
 async def test_starting_without_redis_serves_from_the_fallback_then_switches(
-    tmp_path_factory: pytest.TempPathFactory,
+    killable_redis: RedisServer,
 ) -> None:
-    redis = RedisServer(tmp_path_factory.mktemp("redis-late"))  # not started yet
+    redis = killable_redis
+    redis.kill()  # the sidecar starts first; Redis comes up later on the same port
     recorder = Recorder()
     limiter = shared(redis, recorder)
     await limiter.start()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -74,9 +74,8 @@ def raw_get(kube: FakeKube, path: str) -> str:
 
 
 @pytest.fixture
-def kube(tmp_path: Path) -> Iterator[FakeKube]:
-    with FakeKube.start(tmp_path / "kube", bookmark_interval=0.2) as kube:
-        yield kube
+def kube(start_kube: Callable[..., FakeKube]) -> FakeKube:
+    return start_kube(bookmark_interval=0.2)
 
 
 @pytest.fixture
@@ -286,8 +285,8 @@ def test_watch_from_compacted_version_is_410(kube: FakeKube, api: client.CustomO
     assert exc.value.status == 410
 
 
-def test_bounded_history_expires_old_versions(tmp_path: Path) -> None:
-    with FakeKube.start(tmp_path, history_limit=2) as kube:
+def test_bounded_history_expires_old_versions(start_kube: Callable[..., FakeKube]) -> None:
+    with start_kube(history_limit=2) as kube:
         api_client = kube.api_client()
         try:
             api = client.CustomObjectsApi(api_client)
@@ -545,6 +544,6 @@ def test_auth_and_discovery(kube: FakeKube, api_client: client.ApiClient) -> Non
     assert (exc.value.status, body_of(exc.value)["reason"]) == (401, "Unauthorized")
 
 
-def test_start_failure_reports_stderr(tmp_path: Path) -> None:
+def test_start_failure_reports_stderr(tmp_path: Path, start_kube: Callable[..., FakeKube]) -> None:
     with pytest.raises(FakeKubeError, match="No such file"):
-        FakeKube.start(tmp_path, crds=[tmp_path / "missing.yaml"], startup_timeout=10)
+        start_kube(crds=[tmp_path / "missing.yaml"], startup_timeout=10)
