@@ -4,18 +4,19 @@ redis-server that the test kills and restarts."""
 from __future__ import annotations
 
 import json
-import textwrap
 import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
 from tests.support.envoy import Envoy, start_envoy
 from tests.support.grpcclient import CheckClient, check_request
 from tests.support.http import Response, request
-from tests.support.keys import AUDIENCE, ISSUER, SigningKey, claims, jwks, rsa_key
+from tests.support.keys import SigningKey, claims, jwks, rsa_key
+from tests.support.policies import auth_policy, issuer, rule, to_yaml
 from tests.support.procs import Proc, start_echo, start_http_dir, start_sidecar
 from tests.support.redis import RedisServer
 from tests.support.wait import wait_for
@@ -25,53 +26,49 @@ NET = "net.test"
 
 
 def policies(jwks_url: str) -> str:
-    return textwrap.dedent(
-        f"""\
-        apiVersion: authz.dev/v1alpha1
-        kind: AuthPolicy
-        metadata: {{name: limits, namespace: e2e}}
-        spec:
-          hosts: [{LIMITS}]
-          issuers:
-          - {{issuer: {ISSUER}, jwksUri: {jwks_url}, audiences: [{AUDIENCE}]}}
-          rules:
-          - name: create-order
-            match: {{methods: [POST], paths: [/orders]}}
-            scopes: {{allOf: ["orders:write"]}}
-            rateLimits:
-            - {{name: per-user, requests: 3, window: 1m, key: "claim:sub"}}
-          - name: per-ip
-            match: {{paths: [/ip]}}
-            allowAnonymous: true
-            rateLimits: [{{name: ip, requests: 2, window: 1m, key: sourceIP}}]
-          - name: keyed
-            match: {{paths: [/keyed]}}
-            allowAnonymous: true
-            rateLimits: [{{name: api-key, requests: 2, window: 1m, key: "header:x-api-key"}}]
-          - name: shared
-            match: {{paths: [/shared]}}
-            allowAnonymous: true
-            rateLimits: [{{name: total, requests: 25, window: 1m, key: global}}]
-          - name: resume
-            match: {{paths: [/resume]}}
-            allowAnonymous: true
-            rateLimits: [{{name: total, requests: 25, window: 1m, key: global}}]
-          - name: daily
-            match: {{paths: [/daily]}}
-            allowAnonymous: true
-            rateLimits: [{{name: quota, requests: 4, window: 1d, key: global, algorithm: fixedWindow}}]
-        ---
-        apiVersion: authz.dev/v1alpha1
-        kind: AuthPolicy
-        metadata: {{name: net, namespace: e2e}}
-        spec:
-          hosts: [{NET}]
-          sourceIPs:
-            allow: ["10.0.0.0/8", "2001:db8::/32"]
-            deny: ["10.6.6.6"]
-          rules: [{{name: open, allowAnonymous: true}}]
-        """
+    def limit(name: str, requests: int, window: str, key: str, **extra: str) -> dict[str, Any]:
+        return {"name": name, "requests": requests, "window": window, "key": key, **extra}
+
+    def anonymous(name: str, *limits: dict[str, Any]) -> dict[str, Any]:
+        return rule(name, paths=[f"/{name}"], anonymous=True, rateLimits=list(limits))
+
+    limits = auth_policy(
+        "limits",
+        namespace="e2e",
+        hosts=[LIMITS],
+        issuers=[issuer(jwks_uri=jwks_url)],
+        rules=[
+            rule(
+                "create-order",
+                methods=["POST"],
+                paths=["/orders"],
+                scopes=["orders:write"],
+                rateLimits=[limit("per-user", 3, "1m", "claim:sub")],
+            ),
+            rule(
+                "per-ip",
+                paths=["/ip"],
+                anonymous=True,
+                rateLimits=[limit("ip", 2, "1m", "sourceIP")],
+            ),
+            rule(
+                "keyed",
+                paths=["/keyed"],
+                anonymous=True,
+                rateLimits=[limit("api-key", 2, "1m", "header:x-api-key")],
+            ),
+            anonymous("shared", limit("total", 25, "1m", "global")),
+            anonymous("resume", limit("total", 25, "1m", "global")),
+            anonymous("daily", limit("quota", 4, "1d", "global", algorithm="fixedWindow")),
+        ],
     )
+    net = auth_policy(
+        "net",
+        namespace="e2e",
+        hosts=[NET],
+        sourceIPs={"allow": ["10.0.0.0/8", "2001:db8::/32"], "deny": ["10.6.6.6"]},
+    )
+    return to_yaml(limits, net)
 
 
 @dataclass

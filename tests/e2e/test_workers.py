@@ -105,7 +105,7 @@ def test_hot_reload_reaches_every_worker(gateway: Gateway, key: SigningKey) -> N
     policy = gateway.policies / "orders.yaml"
     original = policy.read_text()
     try:
-        policy.write_text(original.replace('"orders:read"', '"orders:list"'))
+        policy.write_text(original.replace("orders:read", "orders:list"))
         wait_for(lambda: each_worker(gateway, "/orders", token) == [403, 403], what="the edit")
         assert get(gateway, "/orders", token=token).status == 403
     finally:

@@ -106,7 +106,7 @@ def rule(
 
 def to_yaml(*documents: dict[str, Any]) -> str:
     """Documents as one multi-document YAML text, the way a person writes policy files."""
-    return yaml.safe_dump_all(documents, sort_keys=False)
+    return yaml.safe_dump_all(documents, sort_keys=False, allow_unicode=True)
 
 
 def write_policies(path: Path, *documents: dict[str, Any]) -> Path:
