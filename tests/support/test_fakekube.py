@@ -23,6 +23,7 @@ from kubernetes.client import ApiException
 
 from tests.support.fakekube import TOKEN, FakeKube, FakeKubeError
 from tests.support.fakekube.streams import StreamEnded, WatchThread
+from tests.support.policies import auth_policy
 
 GROUP, VERSION, PLURAL, NS = "authz.dev", "v1alpha1", "authpolicies", "default"
 CR = (GROUP, VERSION, NS, PLURAL)
@@ -31,13 +32,7 @@ JSON_PATCH = "application/json-patch+json"
 
 
 def policy(name: str, *, labels: dict[str, str] | None = None) -> Any:
-    meta: dict[str, Any] = {"name": name, "labels": labels or {}}
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "AuthPolicy",
-        "metadata": meta,
-        "spec": {"hosts": ["a.example.com"], "rules": [{"name": "open", "allowAnonymous": True}]},
-    }
+    return auth_policy(name, namespace=None, hosts=["a.example.com"], labels=labels)
 
 
 def ready(generation: int, reason: str = "Compiled") -> dict[str, Any]:
