@@ -12,7 +12,7 @@ import json
 import re
 import urllib.request
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -426,6 +426,15 @@ def test_restart_breaks_open_watches(kube: FakeKube, api: client.CustomObjectsAp
     watch.stop()
     kube.restart()
     assert as_dict(api.list_namespaced_custom_object(*CR))["items"] == []
+
+
+def test_the_clock_moves_forward_on_request(kube: FakeKube, api: client.CustomObjectsApi) -> None:
+    before = datetime.fromisoformat(create(api, "early")["metadata"]["creationTimestamp"])
+    kube.advance_clock(3600)
+    after = datetime.fromisoformat(create(api, "late")["metadata"]["creationTimestamp"])
+    assert after - before >= timedelta(hours=1)
+    with pytest.raises(FakeKubeError, match="400"):
+        kube.advance_clock(-1)
 
 
 def test_request_log_counts_status_writes(kube: FakeKube, api: client.CustomObjectsApi) -> None:
