@@ -72,9 +72,9 @@ def _numbers(text: str) -> tuple[int, ...] | None:
     return tuple(int(n) for n in found.group(0).split(".")) if found else None
 
 
-def installed_version(command: str, *, path: str | None = None) -> str | None:
+def installed_version(command: str) -> str | None:
     """The version a program on PATH reports (`--version`), or None when it is not on PATH."""
-    binary = shutil.which(command, path=path)
+    binary = shutil.which(command)
     if binary is None:
         return None
     try:
@@ -100,13 +100,13 @@ class Problem:
         return f"  {self.program.command:<13} {state:<30} {self.program.purpose}"
 
 
-def problems(wanted: Mapping[str, object], *, path: str | None = None) -> list[Problem]:
+def problems(wanted: Mapping[str, object]) -> list[Problem]:
     """The programs that are missing or older than tests/versions.toml accepts."""
     found = []
     for command, minimum in wanted.items():
         if command not in PROGRAMS:
             raise ProvisionError(f"tests/versions.toml: [system] names {command!r}, unknown here")
-        version = installed_version(command, path=path)
+        version = installed_version(command)
         have, need = _numbers(version or ""), _numbers(str(minimum))
         if version is None or (have is not None and need is not None and have < need):
             found.append(Problem(PROGRAMS[command], version, str(minimum)))
@@ -133,9 +133,9 @@ def message(missing: Sequence[Problem]) -> str:
     )
 
 
-def apt_install(packages: Sequence[str], *, path: str | None = None) -> bool:
+def apt_install(packages: Sequence[str]) -> bool:
     """Install Debian packages non-interactively; False when this is not a root Debian/Ubuntu."""
-    apt = shutil.which("apt-get", path=path)
+    apt = shutil.which("apt-get")
     if apt is None or os.geteuid() != 0:
         return False
     print(f"provision: apt-get install {' '.join(packages)}", flush=True)
@@ -147,17 +147,17 @@ def apt_install(packages: Sequence[str], *, path: str | None = None) -> bool:
     return True
 
 
-def provide_system(*, check_only: bool, path: str | None = None) -> None:
+def provide_system(*, check_only: bool) -> None:
     wanted = pins().get("system", {})
-    missing = problems(wanted, path=path)
+    missing = problems(wanted)
     if missing and not check_only:
         packages = sorted({p.program.debian for p in missing})
         try:
-            installed = apt_install(packages, path=path)
+            installed = apt_install(packages)
         except subprocess.CalledProcessError as exc:
             raise ProvisionError(f"apt-get failed ({exc})\n{message(missing)}") from exc
         if installed:
-            missing = problems(wanted, path=path)
+            missing = problems(wanted)
     if missing:
         raise ProvisionError(message(missing))
 
@@ -172,7 +172,7 @@ def lock_digest(folder: Path) -> str:
     return hashlib.sha256(lock.read_bytes()).hexdigest()
 
 
-def provide_npm(folders: Sequence[Path], *, path: str | None = None) -> list[Path]:
+def provide_npm(folders: Sequence[Path]) -> list[Path]:
     """`npm ci` in each folder whose lockfile is not the one last installed; returns those."""
     installed = []
     for folder in folders:
@@ -180,9 +180,9 @@ def provide_npm(folders: Sequence[Path], *, path: str | None = None) -> list[Pat
         stamp = folder / "node_modules" / NPM_STAMP
         if stamp.is_file() and stamp.read_text().strip() == digest:
             continue
-        npm = shutil.which("npm", path=path)
+        npm = shutil.which("npm")
         if npm is None:
-            raise ProvisionError(message(problems({"npm": pins()["system"]["npm"]}, path=path)))
+            raise ProvisionError(message(problems({"npm": pins()["system"]["npm"]})))
         print(f"provision: npm ci in {folder}", flush=True)
         done = subprocess.run(
             [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=folder, check=False
