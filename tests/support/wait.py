@@ -1,10 +1,10 @@
 """Wait until something observable holds: the suite's one polling helper.
 
 Tests prove that something happened by waiting for what shows it - a counter, a log line, a
-status, a port that answers - never by sleeping for a guess. The time limit only turns "never" into a
-clear failure; it is generous and never the thing under test, so a loaded machine makes a test
-slower, not red. `wait_for` is for plain test code, `until` for tests on an event loop (the probe
-runs in a thread there, because probes may block: the Kubernetes client, urllib, subprocesses).
+status, a port that answers - never by sleeping for a guess. The time limit only turns "never"
+into a clear failure; it is generous and never the thing under test, so a loaded machine makes a
+test slower, not red. `wait_for` is for plain test code, `until` for tests on an event loop (the
+probe runs in a thread there, because probes may block: the Kubernetes client, urllib).
 """
 
 from __future__ import annotations
