@@ -1,47 +1,69 @@
-# One entry point for humans and CI. `make run` and `make test` work on a fresh machine:
-# they create .venv and install the project with its test extras first.
-PYTHON ?= python3
-VENV   := .venv
-BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed-stamp
+# One entry point for humans and CI. `make run` and `make test` work on a fresh machine: they
+# create .venv and install what they need first - `make run` the runtime and Envoy only,
+# `make test` everything the tests drive (see `prereqs` and tests/versions.toml).
+PYTHON    ?= python3
+VENV      := .venv
+BIN       := $(VENV)/bin
+PROVISION := $(PYTHON) tests/provision.py
+# One stamp per set of extras: the same .venv grows from `run` to `test` without reinstalling.
+RUN_STAMP  := $(VENV)/.installed-run
+TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: help install run test lint fmt typecheck unit protos clean bench
+.PHONY: help install prereqs system-programs run test test-fast lint fmt typecheck unit protos clean bench
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+$(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test,bench]'
+
+# The demo needs no bytecode for the packages it never imports (the Kubernetes client is most
+# of the runtime): Python compiles what `make run` does import on first use.
+$(RUN_STAMP): pyproject.toml tests/versions.toml | $(BIN)/python
+	$(PROVISION) constraints > $(VENV)/constraints.txt
+	$(BIN)/pip install --quiet --no-compile -c $(VENV)/constraints.txt -e '.[run]'
 	touch $@
 
-install: $(STAMP)  ## create .venv and install the project with test tools
+$(TEST_STAMP): pyproject.toml tests/versions.toml | $(BIN)/python
+	$(PROVISION) constraints > $(VENV)/constraints.txt
+	$(BIN)/pip install --quiet -c $(VENV)/constraints.txt -e '.[test,bench]'
+	touch $@
 
-run: $(STAMP)  ## start Envoy on 127.0.0.1:8080 + the sidecar + a demo upstream, with examples/policies
+system-programs:
+	@$(PROVISION) system
+
+prereqs: system-programs $(TEST_STAMP)  ## what the tests need: system programs (apt-get as root), .venv, npm folders
+	@$(PROVISION) npm
+
+install: prereqs  ## the same as prereqs
+
+run: $(RUN_STAMP)  ## start Envoy on 127.0.0.1:8080 + the sidecar + a demo upstream, with examples/policies
 	$(BIN)/python -m authz.devtools.localrun
 
-test: lint unit  ## lint, type check and every test (what CI runs)
+test: prereqs lint unit  ## lint, type check and every test (what CI runs)
 
-lint: $(STAMP)  ## ruff (format + check), mypy --strict, import-linter, hadolint
+test-fast: prereqs  ## unit and in-process tests only: no Envoy, Redis, wrk, Helm or Kubernetes API server
+	$(BIN)/pytest -q --fast
+
+lint: $(TEST_STAMP)  ## ruff (format + check), mypy --strict, import-linter, hadolint
 	$(BIN)/ruff format --check authz tests tools bench
 	$(BIN)/ruff check authz tests tools bench
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	$(BIN)/hadolint Dockerfile
 
-unit: $(STAMP)  ## all tests (unit, end-to-end through the real Envoy, property-based)
+unit: prereqs  ## all tests (unit, end-to-end through the real Envoy, property-based)
 	$(BIN)/pytest -q
 
-fmt: $(STAMP)  ## apply ruff formatting and autofixes
+fmt: $(TEST_STAMP)  ## apply ruff formatting and autofixes
 	$(BIN)/ruff format authz tests tools bench
 	$(BIN)/ruff check --fix authz tests tools bench
 
-bench: $(STAMP)  ## Envoy vs jwt_authn vs sidecar side by side -> docs/performance.md (BENCH_DURATION=10s, BENCH_QUICK=1)
-	@command -v wrk >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk)
+bench: prereqs  ## Envoy vs jwt_authn vs sidecar side by side -> docs/performance.md (BENCH_DURATION=10s, BENCH_QUICK=1)
 	$(BIN)/python -m bench
 
-protos: $(STAMP)  ## regenerate authz/_gen from protos/
+protos: $(TEST_STAMP)  ## regenerate authz/_gen from protos/
 	rm -rf authz/_gen
 	$(BIN)/python tools/genprotos.py
 

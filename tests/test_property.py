@@ -9,7 +9,6 @@ import time
 from collections.abc import Iterator
 
 import pytest
-import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -20,29 +19,25 @@ from authz.policy.store import PolicyStore, SourceDocument
 from authz.ratelimit.memory import MemoryLimiter
 from authz.server.servicer import AuthorizationServicer
 from tests.support.keys import b64, claims, craft, rsa_key
+from tests.support.policies import auth_policy, issuer, rule
 
 KEY = rsa_key("k1")
 OTHER = rsa_key("k1")  # same kid, different key
 HOSTS = ["api.test", "a.wild.test", "wild.test", "API.TEST:443", "other.test", ""]
-POLICY = yaml.safe_load(
-    f"""
-apiVersion: authz.dev/v1alpha1
-kind: AuthPolicy
-metadata: {{name: p, namespace: t}}
-spec:
-  hosts: [api.test, "*.wild.test"]
-  issuers:
-  - issuer: https://issuer.test
-    audiences: [orders-api]
-    jwks: {json.dumps({"keys": [KEY.jwk]})}
-  rules:
-  - {{name: open, match: {{paths: ["/public/**"]}}, allowAnonymous: true}}
-  - {{name: read, match: {{methods: [GET], paths: ["/orders/*"]}}, scopes: {{allOf: [orders:read]}}}}
-  - {{name: any, match: {{paths: ["/me"]}}}}
-  response:
-    setHeaders: [{{name: x-user, claim: sub}}, {{name: x-deep, claim: a.b}}]
-    removeHeaders: [authorization]
-"""
+POLICY = auth_policy(
+    "p",
+    namespace="t",
+    hosts=["api.test", "*.wild.test"],
+    issuers=[issuer(name="https://issuer.test", keys=[KEY])],
+    rules=[
+        rule("open", paths=["/public/**"], anonymous=True),
+        rule("read", methods=["GET"], paths=["/orders/*"], scopes=["orders:read"]),
+        rule("any", paths=["/me"]),
+    ],
+    response={
+        "setHeaders": [{"name": "x-user", "claim": "sub"}, {"name": "x-deep", "claim": "a.b"}],
+        "removeHeaders": ["authorization"],
+    },
 )
 ANONYMOUS_RULES = {"open"}
 VALID = [KEY.sign(claims(scope="orders:read")), KEY.sign(claims(scope=""))]

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 from kubernetes import client
@@ -39,31 +37,6 @@ FAST = KubernetesSettings(
     backoff_initial=0.1,
     backoff_max=0.5,
 )
-
-
-def policy(
-    name: str,
-    *,
-    hosts: tuple[str, ...] | None = None,
-    namespace: str = NS,
-    labels: dict[str, str] | None = None,
-    **spec: Any,
-) -> dict[str, Any]:
-    """A valid anonymous-access AuthPolicy; keyword arguments replace parts of its spec."""
-    body: dict[str, Any] = {
-        "hosts": list(hosts or (f"{name}.test",)),
-        "rules": [{"name": "open", "allowAnonymous": True}],
-    }
-    body.update(spec)
-    meta: dict[str, Any] = {"name": name, "namespace": namespace}
-    if labels:
-        meta["labels"] = labels
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "AuthPolicy",
-        "metadata": meta,
-        "spec": body,
-    }
 
 
 class Cluster:
@@ -189,20 +162,3 @@ async def running(
                 await task
         await source.stop()
         api.close()
-
-
-async def until(
-    condition: Callable[[], object], *, within: float = 5.0, what: str = "condition"
-) -> float:
-    """Poll (without blocking the loop) until `condition()` is truthy; returns seconds waited."""
-    started = time.monotonic()
-    while True:
-        if await asyncio.to_thread(condition):
-            return time.monotonic() - started
-        if time.monotonic() - started > within:
-            raise AssertionError(f"{what} not reached within {within}s")
-        await asyncio.sleep(0.02)
-
-
-def crd_path() -> Path:
-    return Path(__file__).resolve().parents[2] / "deploy" / "crds" / "authz.dev_authpolicies.yaml"

@@ -7,7 +7,6 @@ so "the leader stopped renewing 3 s ago" needs no sleeping and cannot flake.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -16,10 +15,11 @@ from kubernetes import client
 
 from authz.controller.api import LeaseRecord
 from authz.controller.errors import KubeError
-from authz.controller.kube import KubeClient, connect
+from authz.controller.kube import KubeClient, connect, load_configuration
 from authz.controller.leader import LeaderElector
 from authz.controller.observer import Counters
 from tests.support.fakekube import FakeKube
+from tests.support.wait import wait_for
 
 NS, NAME, DURATION = "default", "authz-leader", 3.0
 
@@ -114,45 +114,37 @@ def test_stale_replace_is_a_conflict_so_two_replicas_cannot_both_win(
     assert exc.value.status == 409
 
 
+class CountingReads(KubeClient):
+    """The sidecar's client, counting the Lease reads (an elector makes one per retry period)."""
+
+    reads = 0
+
+    def read_lease(self, namespace: str, name: str) -> LeaseRecord | None:
+        self.reads += 1
+        return super().read_lease(namespace, name)
+
+
 def test_running_electors_hand_over_on_release(kube: FakeKube, api: KubeClient) -> None:
     changes_a: list[bool] = []
     changes_b: list[bool] = []
-    a = LeaderElector(
-        api,
-        namespace=NS,
-        name=NAME,
-        identity="pod-a",
-        duration=DURATION,
-        observer=Counters(),
-        on_change=changes_a.append,
-    )
+    a = elector(api, "pod-a", Clock(), changes_a)
     thread_a = threading.Thread(target=a.run, daemon=True)
     thread_a.start()
-    deadline = time.monotonic() + 5
-    while not a.is_leader() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert a.is_leader()
-    b = LeaderElector(
-        api,
-        namespace=NS,
-        name=NAME,
-        identity="pod-b",
-        duration=DURATION,
-        observer=Counters(),
-        on_change=changes_b.append,
-    )
+    wait_for(a.is_leader, what="pod-a leading")
+    # b's clock stands still: a's lease can never expire in b's eyes, so if b leads, it is
+    # because a released the lease on stop - not because b waited out its duration.
+    reads = CountingReads(load_configuration(kube.kubeconfig_path)[0])
+    b = elector(reads, "pod-b", Clock(), changes_b)
     thread_b = threading.Thread(target=b.run, daemon=True)
     thread_b.start()
-    time.sleep(1.0)
+    wait_for(lambda: reads.reads >= 3, what="pod-b reading the lease")
     assert not b.is_leader()
     a.stop()  # graceful shutdown releases the Lease...
     thread_a.join(5)
-    started = time.monotonic()
-    while not b.is_leader() and time.monotonic() - started < 5:
-        time.sleep(0.02)
-    waited = time.monotonic() - started
+    wait_for(b.is_leader, what="pod-b leading")  # ...so the successor takes it at once
     b.stop()
     thread_b.join(5)
     assert changes_a == [True, False]
     assert changes_b == [True, False]
-    assert waited < DURATION  # ...so the successor does not wait for it to expire
+    reads.close()
+    assert holder(kube) is None  # b released it too

@@ -1,7 +1,9 @@
 """1,000 AuthPolicies at once: a handful of snapshot swaps, not 1,000, and status on all of them.
 
 The numbers (time to enforce, swaps, time until every status is written) are printed for the
-record (`pytest -s`); what is asserted is the swap count, which does not depend on machine speed.
+record (`pytest -s`). What is asserted holds however slow the machine is: the swaps are at most
+one per coalescing window the burst lasted (a slower burst only allows more), and everything ends
+up enforced with a status.
 """
 
 from __future__ import annotations
@@ -10,8 +12,10 @@ import asyncio
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from tests.controller.harness import Cluster, policy, running, until
+from tests.controller.harness import FAST, Cluster, running
 from tests.support.fakekube import FakeKube
+from tests.support.policies import auth_policy
+from tests.support.wait import until
 
 COUNT = 1000
 
@@ -20,7 +24,7 @@ def apply_all(k8s: Cluster, prefix: str) -> float:
     """Create COUNT policies as fast as the API server takes them (16 clients in parallel)."""
     started = time.monotonic()
     with ThreadPoolExecutor(16) as pool:
-        list(pool.map(lambda i: k8s.create(policy(f"{prefix}{i:04d}")), range(COUNT)))
+        list(pool.map(lambda i: k8s.create(auth_policy(f"{prefix}{i:04d}")), range(COUNT)))
     return time.monotonic() - started
 
 
@@ -29,7 +33,7 @@ async def test_a_thousand_policies_applied_at_once(kube: FakeKube, k8s: Cluster)
         swaps_before = len(h.snapshots)
         started = time.monotonic()
         applying = await asyncio.to_thread(apply_all, k8s, "bulk-")
-        await until(lambda: len(h.current.policies) == COUNT, within=60, what="all 1,000 enforced")
+        await until(lambda: len(h.current.policies) == COUNT, what="all 1,000 enforced")
         enforced = time.monotonic() - started
         swaps = len(h.snapshots) - swaps_before
         await until(
@@ -43,9 +47,9 @@ async def test_a_thousand_policies_applied_at_once(kube: FakeKube, k8s: Cluster)
             f"in {swaps} snapshot swap(s) (compile {h.counters.swap_seconds:.2f}s in total); "
             f"every status written after {statuses:.2f}s"
         )
-        # One swap per coalescing window at most (1 s), however many resources arrive.
-        assert swaps <= applying + 3
-        assert swaps < 20
+        # One swap per coalescing window at most, however many resources arrive; the burst's
+        # own length (a slow machine makes it longer) bounds the windows.
+        assert swaps <= applying / FAST.coalesce_max + 3
         assert all(s.state.value == "ready" for s in h.current.states)
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import replace
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +18,12 @@ from authz.controller.status import Desired, status_patch
 from authz.jwt.providers import KeyRegistry
 from authz.policy.store import SourceDocument
 from authz.settings import JwksSettings
-from tests.controller.harness import Cluster, policy, running, until
+from tests.controller.harness import FAST, Cluster, running
 from tests.support.fakekube import FakeKube
 from tests.support.jwks_server import JwksServer, Route
 from tests.support.keys import jwks, rsa_key
+from tests.support.policies import auth_policy, issuer
+from tests.support.wait import until
 
 T0 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 T1 = datetime(2026, 1, 2, 3, 9, 0, tzinfo=UTC)
@@ -68,8 +72,8 @@ def test_last_transition_time_moves_only_when_status_flips() -> None:
 async def test_accepted_policy_gets_status_once_and_no_write_loop(
     kube: FakeKube, k8s: Cluster
 ) -> None:
-    k8s.create(policy("calm"))
-    async with running(kube):
+    k8s.create(auth_policy("calm"))
+    async with running(kube) as h:
         await until(lambda: k8s.ready("calm"), what="status")
         ready = k8s.ready("calm")
         assert ready is not None
@@ -79,14 +83,21 @@ async def test_accepted_policy_gets_status_once_and_no_write_loop(
             1,
         )
         assert k8s.get("calm")["status"]["observedGeneration"] == 1
-        await asyncio.sleep(2.5)  # bookmarks, lease renewals, status ticks: nothing to write
+        # Our own write comes back as a MODIFIED event, and bookmarks and lease renewals keep
+        # coming: none of it may cause another write. A policy created afterwards is a barrier:
+        # the reconcile that writes its status has seen everything before it.
+        bookmarks = h.counters.events["BOOKMARK"]
+        await until(lambda: h.counters.events["BOOKMARK"] >= bookmarks + 3, what="bookmarks")
+        k8s.create(auth_policy("barrier"))
+        await until(lambda: k8s.ready("barrier"), what="the barrier's status")
         assert k8s.status_writes("calm") == 1
+        assert h.counters.status_writes == {(STATUS_ACCEPTED, "ok"): 2}
 
 
 async def test_invalid_update_keeps_the_old_version_serving_and_says_so(
     kube: FakeKube, k8s: Cluster
 ) -> None:
-    k8s.create(policy("shop", hosts=("shop.test",)))
+    k8s.create(auth_policy("shop"))
     async with running(kube) as h:
         await until(lambda: k8s.ready("shop"), what="accepted")
         first = k8s.ready("shop")
@@ -129,9 +140,9 @@ async def test_invalid_update_keeps_the_old_version_serving_and_says_so(
 async def test_host_conflict_reports_the_newer_policy_until_the_older_goes(
     kube: FakeKube, k8s: Cluster
 ) -> None:
-    k8s.create(policy("older", hosts=("shared.test",)))
-    await asyncio.sleep(1.1)  # creationTimestamp has one-second resolution
-    k8s.create(policy("newer", hosts=("shared.test", "own.test")))
+    k8s.create(auth_policy("older", hosts=["shared.test"]))
+    kube.advance_clock(2)  # creationTimestamp has one-second resolution
+    k8s.create(auth_policy("newer", hosts=["shared.test", "own.test"]))
     async with running(kube) as h:
         await until(lambda: k8s.ready("newer"), what="status")
         ready = k8s.ready("newer")
@@ -151,9 +162,9 @@ async def test_host_conflict_reports_the_newer_policy_until_the_older_goes(
 async def test_a_cluster_policy_may_not_reuse_a_file_policys_name(
     kube: FakeKube, k8s: Cluster
 ) -> None:
-    k8s.create(policy("twin"))
+    k8s.create(auth_policy("twin"))
     async with running(kube) as h:
-        file_doc = policy("twin", hosts=("from-file.test",))
+        file_doc = auth_policy("twin", hosts=["from-file.test"])
         await asyncio.to_thread(
             h.store.update, "files", [SourceDocument("file:/etc/authz/twin.yaml:0", file_doc)]
         )
@@ -166,7 +177,7 @@ async def test_a_cluster_policy_may_not_reuse_a_file_policys_name(
 
 
 async def test_status_someone_else_overwrote_is_repaired(kube: FakeKube, k8s: Cluster) -> None:
-    k8s.create(policy("tampered"))
+    k8s.create(auth_policy("tampered"))
     async with running(kube):
         await until(lambda: k8s.ready("tampered"), what="status")
         wrong = {"type": "Ready", "status": "False", "reason": "Bogus", "message": "x"}
@@ -179,7 +190,9 @@ async def test_status_someone_else_overwrote_is_repaired(kube: FakeKube, k8s: Cl
             "tampered",
             {"status": {"conditions": [wrong]}},
         )
-        await until(lambda: (k8s.ready("tampered") or {}).get("reason") == STATUS_ACCEPTED)
+        await until(
+            lambda: (k8s.ready("tampered") or {}).get("reason") == STATUS_ACCEPTED, what="repair"
+        )
 
 
 async def test_issuer_unavailable_until_the_keys_arrive(
@@ -188,8 +201,8 @@ async def test_issuer_unavailable_until_the_keys_arrive(
     jwks_server = JwksServer.start(tmp_path / "jwks.log")
     try:
         url = await jwks_server.route("/jwks.json", Route(status=503, body="down"))
-        issuer = {"issuer": "https://idp.test", "jwksUri": url, "audiences": ["api"]}
-        k8s.create(policy("keys", issuers=[issuer], rules=[{"name": "token"}]))
+        idp = issuer(jwks_uri=url, name="https://idp.test")
+        k8s.create(auth_policy("keys", issuers=[idp], rules=[{"name": "token"}]))
         async with aiohttp.ClientSession() as session:
             settings = JwksSettings(retry_initial=0.2, fetch_timeout=2.0)
             registry = KeyRegistry(settings=settings, session=session)
@@ -208,7 +221,6 @@ async def test_issuer_unavailable_until_the_keys_arrive(
                     await jwks_server.route("/jwks.json", Route(body=body))
                     await until(
                         lambda: (k8s.ready("keys") or {}).get("reason") == STATUS_ACCEPTED,
-                        within=10,
                         what="accepted once keys arrived",
                     )
                     assert k8s.status_writes("keys") == 2
@@ -225,8 +237,8 @@ async def test_a_first_key_fetch_in_progress_does_not_flicker_the_status(
     try:
         slow = Route(body=json.dumps(jwks(rsa_key())), delay=1.5)
         url = await jwks_server.route("/jwks.json", slow)
-        issuer = {"issuer": "https://idp.test", "jwksUri": url, "audiences": ["api"]}
-        k8s.create(policy("slow-keys", issuers=[issuer], rules=[{"name": "token"}]))
+        idp = issuer(jwks_uri=url, name="https://idp.test")
+        k8s.create(auth_policy("slow-keys", issuers=[idp], rules=[{"name": "token"}]))
         async with aiohttp.ClientSession() as session:
             registry = KeyRegistry(settings=JwksSettings(fetch_timeout=5.0), session=session)
             try:
@@ -235,8 +247,7 @@ async def test_a_first_key_fetch_in_progress_does_not_flicker_the_status(
                     ready = k8s.ready("slow-keys")
                     assert ready is not None
                     assert ready["reason"] == STATUS_ACCEPTED  # not IssuerUnavailable first
-                    await asyncio.sleep(1.0)
-                    assert k8s.status_writes("slow-keys") == 1
+                    assert k8s.status_writes("slow-keys") == 1  # and nothing before it
             finally:
                 await registry.close()
     finally:
@@ -244,20 +255,24 @@ async def test_a_first_key_fetch_in_progress_does_not_flicker_the_status(
 
 
 async def test_only_the_leader_writes_status(kube: FakeKube, k8s: Cluster) -> None:
-    from dataclasses import replace
-
-    from tests.controller.harness import FAST
-
     async with (
         running(kube, replace(FAST, identity="replica-a")) as a,
         running(kube, replace(FAST, identity="replica-b")) as b,
     ):
-        await until(lambda: a.source.elector.is_leader() or b.source.elector.is_leader())
+        await until(
+            lambda: a.source.elector.is_leader() or b.source.elector.is_leader(), what="a leader"
+        )
+        leader, follower = (a, b) if a.source.elector.is_leader() else (b, a)
         for index in range(5):
-            k8s.create(policy(f"p{index}"))
+            k8s.create(auth_policy(f"p{index}"))
         for index in range(5):
-            await until(lambda i=index: k8s.ready(f"p{i}"), what=f"p{index} status")  # type: ignore[misc]
-        assert a.host("p4.test") == b.host("p4.test") == "default/p4"  # both enforce
-        await asyncio.sleep(2.0)
+            await until(partial(k8s.ready, f"p{index}"), what=f"p{index} status")
+        # Both enforce; a policy created afterwards is a barrier both replicas have published.
+        k8s.create(auth_policy("barrier"))
+        await until(lambda: a.host("barrier.test") and b.host("barrier.test"), what="barrier")
+        await until(lambda: k8s.ready("barrier"), what="the barrier's status")
         assert [k8s.status_writes(f"p{i}") for i in range(5)] == [1] * 5
-        assert a.source.elector.is_leader() != b.source.elector.is_leader()
+        assert leader.counters.status_writes == {(STATUS_ACCEPTED, "ok"): 6}
+        assert follower.counters.status_writes == {}
+        assert leader.source.elector.is_leader()
+        assert not follower.source.elector.is_leader()

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from tests.support.policies import auth_policy, to_yaml
+
 ROUTES: list[dict[str, Any]] = [
     {"host": "api.example.com", "pathPrefix": "/", "service": "api", "port": 8080},
     {"host": "api.example.com", "pathPrefix": "/v2/admin", "service": "admin.ops", "port": 80},
@@ -15,15 +17,7 @@ ROUTES: list[dict[str, Any]] = [
     {"host": "*", "pathPrefix": "/", "service": "fallback", "port": 80},
 ]
 
-POLICY = """\
-apiVersion: authz.dev/v1alpha1
-kind: AuthPolicy
-metadata:
-  name: api
-spec:
-  hosts: [api.example.com]
-  rules: []
-"""
+POLICY = to_yaml(auth_policy("api", namespace=None, hosts=["api.example.com"], rules=[]))
 
 TLS: dict[str, Any] = {"envoy": {"tls": {"enabled": True, "secretName": "gateway-tls"}}}
 

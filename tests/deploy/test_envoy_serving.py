@@ -15,7 +15,6 @@ import json
 import socket
 import ssl
 import threading
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -39,6 +38,7 @@ from tests.deploy.envoy_harness import (
     tls_material,
     write_secret_volume,
 )
+from tests.support.wait import wait_for
 
 # CheckResponse{status: {code: OK}} and CheckResponse{status: {code: PERMISSION_DENIED}}, encoded
 # by hand: the stand-in needs no generated code.
@@ -209,25 +209,26 @@ def start_gateway(values: dict[str, Any], *, tls: TlsMaterial, with_authz: bool 
         extra_args=["--admin-address-path", str(root / "admin-address")],
     )
     gateway = Gateway(envoy, root, {}, backends, authz, tls)
-    deadline = time.monotonic() + 30
-    while True:
-        if envoy.proc.poll() is not None:
-            output = envoy.output()
-            gateway.stop()
-            pytest.fail(f"envoy exited:\n{output}")
-        try:
-            ports = gateway.ports or _bound_ports(root)
-            if ports:
-                gateway.ports.update(ports)
-                if gateway.request("/ready", port="ready").status == 200:
-                    return gateway
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            output = envoy.output()
-            gateway.stop()
-            pytest.fail(f"envoy not ready:\n{output}")
-        time.sleep(0.1)
+
+    def ready() -> bool:
+        ports = gateway.ports or _bound_ports(root)
+        if not ports:
+            return False
+        gateway.ports.update(ports)
+        return gateway.request("/ready", port="ready").status == 200
+
+    try:
+        wait_for(
+            ready,
+            what="envoy ready",
+            ignore=(OSError,),
+            unless=lambda: None if envoy.proc.poll() is None else "envoy exited",
+        )
+    except AssertionError as exc:
+        output = envoy.output()
+        gateway.stop()
+        pytest.fail(f"{exc}:\n{output}")
+    return gateway
 
 
 @pytest.fixture(scope="module")
@@ -348,10 +349,7 @@ def test_https_with_certificate_from_the_secret_and_http_redirect(tls: TlsMateri
         renewed = tls_material()
         write_secret_volume(gw.root / "envoy-tls", renewed.secrets()["gateway-tls"], generation=1)
         expected = ssl.PEM_cert_to_DER_cert(renewed.server.cert.decode())
-        deadline = time.monotonic() + 15
-        while _served_certificate(gw) != expected:
-            assert time.monotonic() < deadline, "the renewed certificate was not picked up"
-            time.sleep(0.2)
+        wait_for(lambda: _served_certificate(gw) == expected, what="the renewed certificate")
     finally:
         gw.stop()
 

@@ -3,55 +3,48 @@
 from __future__ import annotations
 
 import json
-import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from authz.workers.pool import worker_listen
 from tests.support.envoy import Envoy, start_envoy
-from tests.support.keys import AUDIENCE, ISSUER, SigningKey, jwks
+from tests.support.keys import SigningKey, jwks
+from tests.support.policies import auth_policy, issuer, rule, to_yaml
 from tests.support.procs import Proc, start_echo, start_http_dir, start_sidecar
 
 HOST = "orders.test"
 
 
 def orders_policy(jwks_url: str, *, name: str = "orders", hosts: tuple[str, ...] = (HOST,)) -> str:
-    return textwrap.dedent(
-        f"""\
-        apiVersion: authz.dev/v1alpha1
-        kind: AuthPolicy
-        metadata: {{name: {name}, namespace: shop}}
-        spec:
-          hosts: {json.dumps(list(hosts))}
-          issuers:
-          - issuer: {ISSUER}
-            jwksUri: {jwks_url}
-            audiences: [{AUDIENCE}]
-          rules:
-          - name: health
-            match: {{paths: ["/healthz"]}}
-            allowAnonymous: true
-          - name: docs
-            match: {{paths: ["/docs/**"]}}
-            allowAnonymous: true
-          - name: read-orders
-            match: {{methods: [GET, HEAD], paths: ["/orders", "/orders/*"]}}
-            scopes: {{allOf: ["orders:read"]}}
-          - name: write-orders
-            match: {{methods: [POST], paths: ["/orders"]}}
-            scopes: {{allOf: ["orders:write"]}}
-          - name: admin
-            match: {{paths: ["/admin/**"]}}
-            scopes: {{anyOf: ["admin", "superuser"]}}
-          response:
-            setHeaders:
-            - {{name: x-user-id, claim: sub}}
-            - {{name: x-tenant, claim: org.tenant}}
-            - {{name: x-roles, claim: roles}}
-            - {{name: x-gateway, value: authz}}
-            removeHeaders: [authorization]
-        """
+    """The gateway's policy file: open health and docs, scoped reads, writes and admin."""
+    document = auth_policy(
+        name,
+        namespace="shop",
+        hosts=hosts,
+        issuers=[issuer(jwks_uri=jwks_url)],
+        rules=[
+            rule("health", paths=["/healthz"], anonymous=True),
+            rule("docs", paths=["/docs/**"], anonymous=True),
+            rule(
+                "read-orders",
+                methods=["GET", "HEAD"],
+                paths=["/orders", "/orders/*"],
+                scopes=["orders:read"],
+            ),
+            rule("write-orders", methods=["POST"], paths=["/orders"], scopes=["orders:write"]),
+            rule("admin", paths=["/admin/**"], any_of=["admin", "superuser"]),
+        ],
+        response={
+            "setHeaders": [
+                {"name": "x-user-id", "claim": "sub"},
+                {"name": "x-tenant", "claim": "org.tenant"},
+                {"name": "x-roles", "claim": "roles"},
+                {"name": "x-gateway", "value": "authz"},
+            ],
+            "removeHeaders": ["authorization"],
+        },
     )
+    return to_yaml(document)
 
 
 @dataclass

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import pytest
 from tests.e2e.gateway import HOST, Gateway, orders_policy, start_gateway
 from tests.support.http import Response, request
 from tests.support.keys import SigningKey, claims, ec_key, rsa_key
+from tests.support.wait import wait_for
 
 
 @pytest.fixture(scope="module")
@@ -233,18 +233,27 @@ def test_hot_reload_and_a_broken_file_beside_a_good_one(
         (gw.policies / "broken.yaml").write_text(
             "apiVersion: authz.dev/v1alpha1\nkind: AuthPolicy\nmetadata: {name: b}\nspec: {hosts: [x.test]}\n"
         )
-        _eventually(lambda: get(gw, "/orders", host="new.test", token=token).status == 200)
+        wait_for(
+            lambda: get(gw, "/orders", host="new.test", token=token).status == 200,
+            what="new policy enforced",
+        )
         assert get(gw, "/orders", token=token).status == 200  # the other policy was untouched
         # An invalid new version of a good policy: the previous version keeps serving.
         (gw.policies / "new.yaml").write_text(
             orders_policy(gw.jwks_url, name="new", hosts=("new.test",)).replace("allOf", "alOf")
         )
-        _eventually(lambda: "shop/new" in gw.sidecar.output() and "alOf" in gw.sidecar.output())
+        wait_for(
+            lambda: "shop/new" in gw.sidecar.output() and "alOf" in gw.sidecar.output(),
+            what="the broken file reported",
+        )
         assert get(gw, "/orders", host="new.test", token=token).status == 200
         assert "spec.rules[2].scopes.alOf: unknown field" in gw.sidecar.output()
         # Deleting the file removes the policy.
         (gw.policies / "new.yaml").unlink()
-        _eventually(lambda: get(gw, "/orders", host="new.test", token=token).status == 403)
+        wait_for(
+            lambda: get(gw, "/orders", host="new.test", token=token).status == 403,
+            what="the fixed policy enforced",
+        )
     finally:
         gw.stop()
 
@@ -273,12 +282,3 @@ def test_sigterm_drains_and_exits_zero(tmp_path: Path, keys: tuple[SigningKey, S
         gw.stop()
     assert code == 0, gw.sidecar.output()
     assert "stopped" in gw.sidecar.output()
-
-
-def _eventually(predicate: object, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return
-        time.sleep(0.1)
-    raise AssertionError("condition not met within timeout")

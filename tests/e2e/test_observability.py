@@ -12,8 +12,6 @@ from __future__ import annotations
 import json
 import platform
 import subprocess
-import textwrap
-import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -31,6 +29,7 @@ from tests.support.envoy import envoy_binary
 from tests.support.http import Response, request
 from tests.support.keys import SigningKey, claims, jwks, rsa_key
 from tests.support.otlp import OtlpReceiver, ReceivedSpan
+from tests.support.policies import auth_policy, issuer, rule, to_yaml
 from tests.support.procs import (
     PYTHON,
     ROOT,
@@ -40,6 +39,7 @@ from tests.support.procs import (
     start_http_dir,
     start_sidecar,
 )
+from tests.support.wait import wait_for
 
 TRIAL = "trial.test"
 LIMITED = "limited.test"
@@ -50,33 +50,23 @@ COOKIE_SECRET = "cookie-secret-91f2"
 
 
 def extra_policies(jwks_url: str) -> str:
-    return textwrap.dedent(
-        f"""\
-        ---
-        apiVersion: authz.dev/v1alpha1
-        kind: AuthPolicy
-        metadata: {{name: trial, namespace: shop}}
-        spec:
-          mode: dryRun
-          hosts: [{TRIAL}]
-          issuers:
-          - {{issuer: https://issuer.test, jwksUri: "{jwks_url}", audiences: [orders-api]}}
-          rules:
-          - {{name: admin, match: {{paths: ["/admin/**"]}}, scopes: {{allOf: [admin]}}}}
-          response:
-            setHeaders: [{{name: x-user-id, claim: sub}}]
-        ---
-        apiVersion: authz.dev/v1alpha1
-        kind: AuthPolicy
-        metadata: {{name: limited, namespace: shop}}
-        spec:
-          hosts: [{LIMITED}]
-          rules:
-          - name: ping
-            allowAnonymous: true
-            rateLimits: [{{name: everyone, requests: 2, window: 1h, key: global}}]
-        """
+    trial = auth_policy(
+        "trial",
+        namespace="shop",
+        mode="dryRun",
+        hosts=[TRIAL],
+        issuers=[issuer(name="https://issuer.test", jwks_uri=jwks_url)],
+        rules=[rule("admin", paths=["/admin/**"], scopes=["admin"])],
+        response={"setHeaders": [{"name": "x-user-id", "claim": "sub"}]},
     )
+    everyone = {"name": "everyone", "requests": 2, "window": "1h", "key": "global"}
+    limited = auth_policy(
+        "limited",
+        namespace="shop",
+        hosts=[LIMITED],
+        rules=[rule("ping", anonymous=True, rateLimits=[everyone])],
+    )
+    return "---\n" + to_yaml(trial, limited)
 
 
 @dataclass
@@ -108,14 +98,10 @@ class Stack:
 
     def decision_line(self, match: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
         """The last decision log line that matches; the log is written every 50 ms, so wait."""
-        deadline = time.monotonic() + 10
-        while True:
-            found = [x for x in self.decision_lines() if match(x)]
-            if found:
-                return found[-1]
-            if time.monotonic() > deadline:
-                raise AssertionError("no matching decision log line within 10 s")
-            time.sleep(0.02)
+        found = wait_for(
+            lambda: [x for x in self.decision_lines() if match(x)], what="a matching decision line"
+        )
+        return found[-1]
 
     def decision_lines(self) -> list[dict[str, Any]]:
         return [

@@ -4,75 +4,71 @@ redis-server that the test kills and restarts."""
 from __future__ import annotations
 
 import json
-import statistics
-import textwrap
-import time
 import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
 from tests.support.envoy import Envoy, start_envoy
 from tests.support.grpcclient import CheckClient, check_request
 from tests.support.http import Response, request
-from tests.support.keys import AUDIENCE, ISSUER, SigningKey, claims, jwks, rsa_key
+from tests.support.keys import SigningKey, claims, jwks, rsa_key
+from tests.support.policies import auth_policy, issuer, rule, to_yaml
 from tests.support.procs import Proc, start_echo, start_http_dir, start_sidecar
 from tests.support.redis import RedisServer
+from tests.support.wait import wait_for
 
 LIMITS = "limits.test"
 NET = "net.test"
 
 
 def policies(jwks_url: str) -> str:
-    return textwrap.dedent(
-        f"""\
-        apiVersion: authz.dev/v1alpha1
-        kind: AuthPolicy
-        metadata: {{name: limits, namespace: e2e}}
-        spec:
-          hosts: [{LIMITS}]
-          issuers:
-          - {{issuer: {ISSUER}, jwksUri: {jwks_url}, audiences: [{AUDIENCE}]}}
-          rules:
-          - name: create-order
-            match: {{methods: [POST], paths: [/orders]}}
-            scopes: {{allOf: ["orders:write"]}}
-            rateLimits:
-            - {{name: per-user, requests: 3, window: 1m, key: "claim:sub"}}
-          - name: per-ip
-            match: {{paths: [/ip]}}
-            allowAnonymous: true
-            rateLimits: [{{name: ip, requests: 2, window: 1m, key: sourceIP}}]
-          - name: keyed
-            match: {{paths: [/keyed]}}
-            allowAnonymous: true
-            rateLimits: [{{name: api-key, requests: 2, window: 1m, key: "header:x-api-key"}}]
-          - name: shared
-            match: {{paths: [/shared]}}
-            allowAnonymous: true
-            rateLimits: [{{name: total, requests: 25, window: 1m, key: global}}]
-          - name: resume
-            match: {{paths: [/resume]}}
-            allowAnonymous: true
-            rateLimits: [{{name: total, requests: 25, window: 1m, key: global}}]
-          - name: daily
-            match: {{paths: [/daily]}}
-            allowAnonymous: true
-            rateLimits: [{{name: quota, requests: 4, window: 1d, key: global, algorithm: fixedWindow}}]
-        ---
-        apiVersion: authz.dev/v1alpha1
-        kind: AuthPolicy
-        metadata: {{name: net, namespace: e2e}}
-        spec:
-          hosts: [{NET}]
-          sourceIPs:
-            allow: ["10.0.0.0/8", "2001:db8::/32"]
-            deny: ["10.6.6.6"]
-          rules: [{{name: open, allowAnonymous: true}}]
-        """
+    def limit(name: str, requests: int, window: str, key: str, **extra: str) -> dict[str, Any]:
+        return {"name": name, "requests": requests, "window": window, "key": key, **extra}
+
+    def anonymous(name: str, *limits: dict[str, Any]) -> dict[str, Any]:
+        return rule(name, paths=[f"/{name}"], anonymous=True, rateLimits=list(limits))
+
+    limits = auth_policy(
+        "limits",
+        namespace="e2e",
+        hosts=[LIMITS],
+        issuers=[issuer(jwks_uri=jwks_url)],
+        rules=[
+            rule(
+                "create-order",
+                methods=["POST"],
+                paths=["/orders"],
+                scopes=["orders:write"],
+                rateLimits=[limit("per-user", 3, "1m", "claim:sub")],
+            ),
+            rule(
+                "per-ip",
+                paths=["/ip"],
+                anonymous=True,
+                rateLimits=[limit("ip", 2, "1m", "sourceIP")],
+            ),
+            rule(
+                "keyed",
+                paths=["/keyed"],
+                anonymous=True,
+                rateLimits=[limit("api-key", 2, "1m", "header:x-api-key")],
+            ),
+            anonymous("shared", limit("total", 25, "1m", "global")),
+            anonymous("resume", limit("total", 25, "1m", "global")),
+            anonymous("daily", limit("quota", 4, "1d", "global", algorithm="fixedWindow")),
+        ],
     )
+    net = auth_policy(
+        "net",
+        namespace="e2e",
+        hosts=[NET],
+        sourceIPs={"allow": ["10.0.0.0/8", "2001:db8::/32"], "deny": ["10.6.6.6"]},
+    )
+    return to_yaml(limits, net)
 
 
 @dataclass
@@ -204,13 +200,11 @@ def _log_count(proc: Proc, text: str) -> int:
     return proc.output().count(text)
 
 
-def _wait_for_log(proc: Proc, text: str, count: int, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while _log_count(proc, text) < count:
-        assert time.monotonic() < deadline, (
-            f"{proc.name} never logged {text!r}\n{proc.output()[-3000:]}"
-        )
-        time.sleep(0.05)
+def _wait_for_log(proc: Proc, text: str, count: int) -> None:
+    wait_for(
+        lambda: _log_count(proc, text) >= count,
+        what=lambda: f"{proc.name} logging {text!r}\n{proc.output()[-3000:]}",
+    )
 
 
 def test_redis_killed_mid_run_then_restarted(stack: Stack) -> None:
@@ -219,22 +213,17 @@ def test_redis_killed_mid_run_then_restarted(stack: Stack) -> None:
     try:
         assert client.check(check_request(host=LIMITS, path="/resume")).status.code == 0
         stack.redis.kill()
-        latencies: list[float] = []
         answered = []
         for i in range(150):
-            started = time.perf_counter()
             response = client.check(
                 check_request(
                     host=LIMITS, path="/ip", headers={"x-forwarded-for": f"192.0.2.{i % 3}"}
                 )
             )
-            latencies.append(time.perf_counter() - started)
             answered.append(response.status.code)
         # every check answered (allowed or 429), none failed; the fallback enforced 2 per address
         assert set(answered) <= {0, 8}
         assert answered.count(0) == 6
-        p95 = statistics.quantiles(latencies, n=20)[-1]
-        assert p95 < 0.1, f"p95 {p95 * 1000:.1f} ms while Redis was dead"
         _wait_for_log(first, "using each policy's rateLimitFailureMode", 1)
         metrics = (
             urllib.request.urlopen(f"http://127.0.0.1:{stack.sidecars[0][2]}/metrics", timeout=5)
@@ -242,6 +231,9 @@ def test_redis_killed_mid_run_then_restarted(stack: Stack) -> None:
             .decode()
         )
         assert 'authz_ratelimit_backend_mode{mode="fallback"} 1' in metrics
+        # Nobody waited on the dead Redis: the three failures that opened the circuit were the
+        # only checks that tried it.
+        assert "\nauthz_ratelimit_backend_errors_total 3.0\n" in metrics
     finally:
         client.close()
     stack.redis.start()

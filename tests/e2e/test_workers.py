@@ -7,8 +7,7 @@ import json
 import os
 import re
 import signal
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -19,6 +18,7 @@ from tests.e2e.gateway import HOST, Gateway, orders_policy, start_gateway
 from tests.support.grpcclient import CheckClient, check_request
 from tests.support.http import Response, request
 from tests.support.keys import SigningKey, claims, rsa_key
+from tests.support.wait import wait_for
 
 WORKERS = 2
 
@@ -52,14 +52,6 @@ def each_worker(gw: Gateway, path: str, token: str | None) -> list[int]:
             client.close()
         statuses.append(200 if answer.status.code == 0 else answer.denied_response.status.code)
     return statuses
-
-
-def eventually(predicate: Callable[[], bool], timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.1)
 
 
 def test_each_worker_has_its_own_socket_and_answers(gateway: Gateway, key: SigningKey) -> None:
@@ -113,12 +105,12 @@ def test_hot_reload_reaches_every_worker(gateway: Gateway, key: SigningKey) -> N
     policy = gateway.policies / "orders.yaml"
     original = policy.read_text()
     try:
-        policy.write_text(original.replace('"orders:read"', '"orders:list"'))
-        eventually(lambda: each_worker(gateway, "/orders", token) == [403, 403])
+        policy.write_text(original.replace("orders:read", "orders:list"))
+        wait_for(lambda: each_worker(gateway, "/orders", token) == [403, 403], what="the edit")
         assert get(gateway, "/orders", token=token).status == 403
     finally:
         policy.write_text(original)
-        eventually(lambda: each_worker(gateway, "/orders", token) == [200, 200])
+        wait_for(lambda: each_worker(gateway, "/orders", token) == [200, 200], what="the revert")
 
 
 def test_a_removed_key_stops_verifying_on_every_worker_within_the_refresh(
@@ -130,7 +122,7 @@ def test_a_removed_key_stops_verifying_on_every_worker_within_the_refresh(
         token = old.sign(claims())
         assert each_worker(gw, "/orders", token) == [200, 200]  # verified and cached on both
         gw.publish_keys(new)  # the issuer revokes the old key
-        eventually(lambda: each_worker(gw, "/orders", token) == [401, 401], timeout=10)
+        wait_for(lambda: each_worker(gw, "/orders", token) == [401, 401], what="key removed")
         assert get(gw, "/orders", token=token).status == 401
         assert each_worker(gw, "/orders", new.sign(claims())) == [200, 200]
     finally:
@@ -156,22 +148,20 @@ def test_a_killed_worker_is_restarted(tmp_path: Path, key: SigningKey) -> None:
     try:
         (victim,) = psutil.Process(gw.sidecar.popen.pid).children()[:1]
         os.kill(victim.pid, signal.SIGKILL)
-        eventually(
+        wait_for(
             lambda: (
                 len(psutil.Process(gw.sidecar.popen.pid).children()) == WORKERS
                 and victim.pid
                 not in {c.pid for c in psutil.Process(gw.sidecar.popen.pid).children()}
-            )
+            ),
+            what="a new worker",
         )
         token = key.sign(claims())
-
-        def both_answer() -> bool:
-            try:
-                return each_worker(gw, "/orders", token) == [200, 200]
-            except grpc.RpcError:  # the new worker's socket is not there yet
-                return False
-
-        eventually(both_answer)
+        wait_for(
+            lambda: each_worker(gw, "/orders", token) == [200, 200],
+            what="both workers answering",
+            ignore=(grpc.RpcError,),  # the new worker's socket is not there yet
+        )
         assert "restarting it" in gw.sidecar.output()
     finally:
         gw.stop()

@@ -9,24 +9,15 @@ from pathlib import Path
 
 from tests.support.envoy import start_envoy
 from tests.support.http import request
+from tests.support.policies import auth_policy, write_policies
 from tests.support.procs import start_echo, start_sidecar
 
-POLICY = """\
-apiVersion: authz.dev/v1alpha1
-kind: AuthPolicy
-metadata: {name: office, namespace: shop}
-spec:
-  hosts: [office.test]
-  sourceIPs:
-    allow: ["203.0.113.0/24"]
-  rules:
-  - {name: open, allowAnonymous: true}
-"""
+POLICY = auth_policy("office", namespace="shop", sourceIPs={"allow": ["203.0.113.0/24"]})
 
 
 def test_the_address_the_trusted_balancer_reported_decides(tmp_path: Path) -> None:
     (tmp_path / "policies").mkdir()
-    (tmp_path / "policies" / "office.yaml").write_text(POLICY)
+    write_policies(tmp_path / "policies" / "office.yaml", POLICY)
     with contextlib.ExitStack() as stack:
         sidecar, grpc, _ = start_sidecar(
             tmp_path, [tmp_path / "policies"], extra=["--trusted-proxy-hops", "2"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import aiohttp
@@ -25,6 +25,7 @@ from authz.lifecycle import Background
 from authz.settings import JwksSettings
 from tests.support.jwks_server import JwksServer, Route
 from tests.support.keys import AUDIENCE, ISSUER, ec_key, jwks, rsa_key
+from tests.support.wait import until
 
 RSA = rsa_key("rsa-1")
 RSA_2 = rsa_key("rsa-2")
@@ -67,16 +68,6 @@ def kids(keys: KeySet | None) -> list[str | None]:
     return [k.kid for k in keys.keys]
 
 
-async def eventually(predicate: Callable[[], Awaitable[bool]], within: float = 10.0) -> None:
-    """Poll until `predicate` holds (a deadline for background work, not a timing assertion)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not await predicate():
-        if loop.time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
-
-
 # --- one provider -------------------------------------------------------------------------------
 
 
@@ -90,7 +81,7 @@ async def test_first_fetch_loads_keys(server: JwksServer, session: aiohttp.Clien
     assert provider.version == 1
     assert provider.last_error is None
     assert provider.first_attempt.is_set()
-    assert await server.hits(path) == 1
+    assert server.hits(path) == 1
 
 
 async def test_no_keys_until_a_fetch_succeeds(
@@ -184,7 +175,7 @@ async def test_a_slow_server_times_out(server: JwksServer, session: aiohttp.Clie
     assert provider.keys is None
     assert provider.last_error is not None
     assert "Timeout" in provider.last_error
-    assert await server.hits(path) == 1
+    assert server.hits(path) == 1
 
 
 async def test_redirects_are_not_followed(
@@ -198,7 +189,7 @@ async def test_redirects_are_not_followed(
     await provider.refresh()
     assert provider.keys is None
     assert provider.last_error == f"GET {url} answered HTTP 302"
-    assert await server.hits(target) == 0
+    assert server.hits(target) == 0
 
 
 async def test_urls_the_sidecar_must_not_fetch_are_refused(session: aiohttp.ClientSession) -> None:
@@ -232,8 +223,8 @@ async def test_discovery_finds_the_jwks(server: JwksServer, session: aiohttp.Cli
     await provider.refresh()
     assert provider.last_error is None
     assert kids(provider.keys) == ["rsa-1"]
-    assert await server.hits(path) == 1
-    assert await server.hits(jwks_path) == 1
+    assert server.hits(path) == 1
+    assert server.hits(jwks_path) == 1
 
 
 @pytest.mark.parametrize(
@@ -276,7 +267,7 @@ async def test_discovery_refusals(
     assert provider.keys is None
     assert provider.last_error is not None
     assert error in provider.last_error
-    assert await server.hits(jwks_path) == 0
+    assert server.hits(jwks_path) == 0
 
 
 # --- unknown kids, versions ---------------------------------------------------------------------
@@ -288,7 +279,7 @@ async def test_unknown_kid_refresh_is_single_flight(
     path = unique()
     provider = remote(await server.route(path, Route(body=DOC, delay=0.3)), session)
     await asyncio.gather(*(provider.refresh_for_unknown_kid() for _ in range(20)))
-    assert await server.hits(path) == 1
+    assert server.hits(path) == 1
     assert kids(provider.keys) == ["rsa-1"]
 
 
@@ -300,14 +291,14 @@ async def test_unknown_kid_refresh_is_rate_limited(
     await provider.refresh_for_unknown_kid()
     await provider.refresh_for_unknown_kid()
     await provider.refresh_for_unknown_kid()
-    assert await server.hits(path) == 1
+    assert server.hits(path) == 1
     # Without the interval every call fetches: the limit above is what saved the requests.
     unlimited = remote(
         server.url(path), session, settings=JwksSettings(unknown_kid_min_interval=0.0)
     )
     await unlimited.refresh_for_unknown_kid()
     await unlimited.refresh_for_unknown_kid()
-    assert await server.hits(path) == 3
+    assert server.hits(path) == 3
 
 
 async def test_version_increases_only_when_keys_change(
@@ -357,7 +348,7 @@ async def test_key_rotation_reaches_the_verifier(
     await server.route(path, Route(body=json.dumps(jwks(RSA_2))))  # rsa-1 rotated out
     verified = await verifier.verify(RSA_2.sign(claims), issuers, now=1_800_000_000)
     assert verified.claims["sub"] == "alice"
-    assert await server.hits(path) == 1  # one refetch, caused by the unknown kid
+    assert server.hits(path) == 1  # one refetch, caused by the unknown kid
     with pytest.raises(TokenError, match="no signing key"):  # the cached old token is stale
         await verifier.verify(old, issuers, now=1_800_000_000)
 
@@ -371,10 +362,7 @@ async def test_closing_a_provider_mid_refresh_does_not_cancel_its_waiters(
     await server.route(path, Route(body=DOC, delay=1.0))
     waiters = [asyncio.create_task(provider.refresh_for_unknown_kid()) for _ in range(3)]
 
-    async def fetching() -> bool:
-        return await server.hits(path) == 1
-
-    await eventually(fetching)
+    await until(lambda: server.hits(path) == 1, what="fetching")
     provider.close()  # a policy reload dropped the issuer while checks wait for its keys
     results = await asyncio.gather(*waiters, return_exceptions=True)
     assert results == [None, None, None]
@@ -388,16 +376,13 @@ async def test_a_waiter_cancelled_itself_is_still_cancelled(
     provider = remote(await server.route(path, Route(body=DOC, delay=0.5)), session)
     waiter = asyncio.create_task(provider.refresh())
 
-    async def fetching() -> bool:
-        return await server.hits(path) == 1
-
-    await eventually(fetching)
+    await until(lambda: server.hits(path) == 1, what="fetching")
     waiter.cancel()
     with pytest.raises(asyncio.CancelledError):
         await waiter
     await provider.refresh()  # the shared fetch itself carried on
     assert kids(provider.keys) == ["rsa-1"]
-    assert await server.hits(path) == 1
+    assert server.hits(path) == 1
 
 
 # --- the registry -------------------------------------------------------------------------------
@@ -468,16 +453,10 @@ async def test_background_refresh_picks_up_new_keys(
     await registry.first_attempts(10.0)
     await server.route(path, Route(body=DOC))  # retried after a failure
 
-    async def loaded() -> bool:
-        return provider.keys is not None
-
-    await eventually(loaded)
+    await until(lambda: provider.keys is not None, what="loaded")
     await server.route(path, Route(body=json.dumps(jwks(RSA_2))))  # refreshed on schedule
 
-    async def rotated() -> bool:
-        return provider.version == 2
-
-    await eventually(rotated)
+    await until(lambda: provider.version == 2, what="rotated")
     assert kids(provider.keys) == ["rsa-2"]
 
 
@@ -489,21 +468,19 @@ async def test_retain_stops_unused_providers(server: JwksServer, registry: KeyRe
     kept_provider = registry.provider(kept)
     inline = registry.provider(KeySource.inline(jwks(RSA)))
 
-    async def both_polled() -> bool:
-        return await server.hits(dropped_path) >= 2 and await server.hits(kept_path) >= 2
-
-    await eventually(both_polled)
+    await until(
+        lambda: server.hits(dropped_path) >= 2 and server.hits(kept_path) >= 2, what="both polled"
+    )
     registry.retain([kept, inline.source])
-    await asyncio.sleep(0.01)  # let the cancellation run
     assert {id(p) for p in registry.providers()} == {id(kept_provider), id(inline)}
-    stopped_at = await server.hits(dropped_path)
-    kept_at = await server.hits(kept_path)
+    # A fetch of the dropped source already on the wire has landed once the kept one polled again.
+    kept_at = server.hits(kept_path)
+    await until(lambda: server.hits(kept_path) > kept_at, what="kept polled again")
+    stopped_at = server.hits(dropped_path)
+    kept_at = server.hits(kept_path)
 
-    async def kept_polled_more() -> bool:
-        return await server.hits(kept_path) >= kept_at + 3
-
-    await eventually(kept_polled_more)
-    assert await server.hits(dropped_path) == stopped_at
+    await until(lambda: server.hits(kept_path) >= kept_at + 3, what="kept polled more")
+    assert server.hits(dropped_path) == stopped_at
     assert registry.provider(dropped) is not first_dropped  # a new provider on next use
 
 

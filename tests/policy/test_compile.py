@@ -8,7 +8,6 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-import yaml
 
 from authz.errors import PolicyError, Problem
 from authz.jwt.keys import SUPPORTED_ALGORITHMS
@@ -17,27 +16,23 @@ from authz.jwt.sources import KeySource, KeySourceKind
 from authz.policy import compile as comp
 from authz.policy.compile import compile_policy
 from authz.policy.model import CompiledPolicy, HeaderTemplate
+from tests.support import policies
 from tests.support.keys import rsa_key
 
 KEY = rsa_key("k1")
-BASE = yaml.safe_load(
-    """
-apiVersion: authz.dev/v1alpha1
-kind: AuthPolicy
-metadata: {name: orders}
-spec:
-  hosts: [orders.example.com]
-  issuers:
-  - issuer: https://issuer.example
-    jwksUri: https://issuer.example/jwks.json
-    audiences: [orders-api]
-  rules:
-  - name: read
-    match: {methods: [GET, HEAD], paths: ["/orders", "/orders/*"]}
-    scopes: {allOf: ["orders:read"]}
-  - name: open
-    allowAnonymous: true
-"""
+BASE = policies.auth_policy(
+    "orders",
+    namespace=None,
+    hosts=["orders.example.com"],
+    issuers=[
+        policies.issuer(name="https://issuer.example", jwks_uri="https://issuer.example/jwks.json")
+    ],
+    rules=[
+        policies.rule(
+            "read", methods=["GET", "HEAD"], paths=["/orders", "/orders/*"], scopes=["orders:read"]
+        ),
+        policies.rule("open", anonymous=True),
+    ],
 )
 
 

@@ -8,6 +8,7 @@ from authz.jwt.providers import offline_provider
 from authz.policy.compile import compile_policy
 from authz.policy.model import CompiledPolicy
 from authz.policy.snapshot import EMPTY, HostIndex, Snapshot, build_index, normalize_request_host
+from tests.support.policies import auth_policy
 
 
 def policy(
@@ -16,18 +17,9 @@ def policy(
     namespace: str = "shop",
     created: str | None = None,
 ) -> CompiledPolicy:
-    metadata: dict[str, object] = {"name": name, "namespace": namespace}
-    if created is not None:
-        metadata["creationTimestamp"] = created
-    return compile_policy(
-        {
-            "apiVersion": "authz.dev/v1alpha1",
-            "kind": "AuthPolicy",
-            "metadata": metadata,
-            "spec": {"hosts": list(hosts), "rules": [{"name": "open", "allowAnonymous": True}]},
-        },
-        bind=offline_provider,
-    )
+    metadata = {"creationTimestamp": created} if created is not None else None
+    document = auth_policy(name, namespace=namespace, hosts=hosts, metadata=metadata)
+    return compile_policy(document, bind=offline_provider)
 
 
 API = policy("api", "api.shop.test")

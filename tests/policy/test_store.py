@@ -12,6 +12,7 @@ from authz.jwt.sources import KeySource, KeySourceKind
 from authz.policy.snapshot import PolicyState, PolicyStateKind, Snapshot
 from authz.policy.store import PolicyStore, SourceDocument, document_key
 from tests.support.keys import jwks, rsa_key
+from tests.support.policies import auth_policy, issuer
 
 KEY = rsa_key("k1")
 KEEPS_SERVING = " (the previous valid version keeps serving)"
@@ -26,29 +27,20 @@ def doc(
     created: str | None = None,
     **spec: Any,
 ) -> dict[str, Any]:
-    metadata: dict[str, Any] = {"name": name}
-    if namespace is not None:
-        metadata["namespace"] = namespace
-    if created is not None:
-        metadata["creationTimestamp"] = created
-    body: dict[str, Any] = {
-        "hosts": list(hosts) or [f"{name}.test"],
-        "rules": [{"name": "open", "allowAnonymous": True}],
-    }
     issuers: list[dict[str, Any]] = []
     if jwks_uri is not None:
-        issuers.append({"issuer": jwks_uri, "jwksUri": jwks_uri, "audiences": ["api"]})
+        issuers.append(issuer(jwks_uri=jwks_uri, name=jwks_uri, audiences=["api"]))
     if inline:
-        issuers.append({"issuer": "https://inline.test", "jwks": jwks(KEY), "audiences": ["api"]})
+        issuers.append(issuer(keys=[KEY], name="https://inline.test", audiences=["api"]))
     if issuers:
-        body["issuers"] = issuers
-    body.update(spec)
-    return {
-        "apiVersion": "authz.dev/v1alpha1",
-        "kind": "AuthPolicy",
-        "metadata": metadata,
-        "spec": body,
-    }
+        spec["issuers"] = issuers
+    return auth_policy(
+        name,
+        namespace=namespace,
+        hosts=hosts or None,
+        metadata={"creationTimestamp": created} if created is not None else None,
+        **spec,
+    )
 
 
 def src(location: str, body: dict[str, Any] | None, *problems: Problem) -> SourceDocument:

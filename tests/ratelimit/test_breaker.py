@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 
 from authz.ratelimit.limiter import (
@@ -17,6 +16,7 @@ from authz.ratelimit.memory import MemoryLimiter
 from authz.ratelimit.redisbackend import BackendBusy
 from authz.ratelimit.shared import SharedLimiter
 from tests.ratelimit.helpers import hit, limit
+from tests.support.wait import until
 
 T0 = 1_700_000_000.0
 
@@ -85,11 +85,7 @@ async def test_open_circuit_makes_no_backend_calls_and_the_probe_closes_it() -> 
         await limiter.check([hit(limit(5, "1m"))], now=T0)
     assert backend.calls == calls  # nobody waits on a dead backend
     backend.healthy = True
-    for _ in range(200):
-        if limiter.mode == MODE_REDIS:
-            break
-        await asyncio.sleep(0.01)
-    assert limiter.mode == MODE_REDIS
+    await until(lambda: limiter.mode == MODE_REDIS, what="the probe closing the circuit")
     assert (await limiter.check([hit(limit(5, "1m"))], now=T0)).source == SOURCE_REDIS
     await limiter.close()
 

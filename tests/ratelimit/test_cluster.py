@@ -17,16 +17,16 @@ from tests.support.redis import RedisCluster
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
     started = RedisCluster(tmp_path_factory.mktemp("cluster")).start()
     yield started
     started.stop()
 
 
 @pytest.fixture
-async def limiter(cluster: RedisCluster) -> AsyncIterator[Limiter]:
+async def limiter(redis_cluster: RedisCluster) -> AsyncIterator[Limiter]:
     built = build_limiter(
-        RateLimitSettings(redis_url=cluster.url, redis_mode="cluster", redis_timeout=1.0)
+        RateLimitSettings(redis_url=redis_cluster.url, redis_mode="cluster", redis_timeout=1.0)
     )
     await built.start()
     yield built
@@ -44,7 +44,7 @@ async def test_limits_are_enforced_through_the_cluster(limiter: Limiter) -> None
 
 
 async def test_rules_spread_over_nodes_and_each_rule_stays_on_one_slot(
-    limiter: Limiter, cluster: RedisCluster
+    limiter: Limiter, redis_cluster: RedisCluster
 ) -> None:
     owners = set()
     for rule in range(12):
@@ -56,24 +56,24 @@ async def test_rules_spread_over_nodes_and_each_rule_stays_on_one_slot(
         first = await limiter.check(hits, now=time.time())
         assert first.source == SOURCE_REDIS
         assert [v.remaining for v in first.verdicts] == [1, 2, 3]
-        slots = {cluster.nodes[0].cli("cluster", "keyslot", h.bucket).strip() for h in hits}
+        slots = {redis_cluster.nodes[0].cli("cluster", "keyslot", h.bucket).strip() for h in hits}
         assert len(slots) == 1
-        owners.add(cluster.node_for(hits[0].bucket).port)
+        owners.add(redis_cluster.node_for(hits[0].bucket).port)
         # the counters really live on the owning node
-        assert cluster.node_for(hits[0].bucket).cli("exists", hits[1].bucket).strip() == "1"
+        assert redis_cluster.node_for(hits[0].bucket).cli("exists", hits[1].bucket).strip() == "1"
     assert len(owners) > 1  # different rules land on different nodes
 
 
-async def test_a_dead_node_degrades_only_through_the_breaker(cluster: RedisCluster) -> None:
+async def test_a_dead_node_degrades_only_through_the_breaker(redis_cluster: RedisCluster) -> None:
     limiter = build_limiter(
         RateLimitSettings(
-            redis_url=cluster.url, redis_mode="cluster", redis_timeout=0.2, probe_interval=0.1
+            redis_url=redis_cluster.url, redis_mode="cluster", redis_timeout=0.2, probe_interval=0.1
         )
     )
     await limiter.start()
     try:
         spec = limit(3, "1m", name="dead", rule="victim")
-        victim = cluster.node_for(hit(spec).bucket)
+        victim = redis_cluster.node_for(hit(spec).bucket)
         assert (await limiter.check([hit(spec)], now=time.time())).source == SOURCE_REDIS
         victim.kill()
         outcomes = [await limiter.check([hit(spec)], now=time.time()) for _ in range(10)]

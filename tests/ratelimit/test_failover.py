@@ -1,13 +1,15 @@
 """Redis going away and coming back, with real redis-server processes: the circuit breaker,
-the per-policy failure modes, bounded latency, and shared counting resuming."""
+the per-policy failure modes, nobody waiting on a dead Redis, and shared counting resuming.
+
+"Nobody waits" is proven by counting the calls that reached Redis (each failed one is reported
+to the observers), not by timing them: once the circuit is open, no check touches Redis."""
 
 from __future__ import annotations
 
 import asyncio
 import signal
-import statistics
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable
 
 import pytest
 
@@ -26,22 +28,27 @@ from authz.ratelimit.spec import FailureMode
 from authz.settings import RateLimitSettings
 from tests.ratelimit.helpers import hit, limit
 from tests.support.redis import RedisServer
+from tests.support.wait import until
 
 
 class Recorder:
     def __init__(self) -> None:
         self.modes: list[str] = []
-        self.errors = 0
+        self.failures: list[BaseException] = []
+
+    @property
+    def errors(self) -> int:
+        return len(self.failures)
 
     def on_backend_error(self, error: BaseException) -> None:
-        self.errors += 1
+        self.failures.append(error)
 
     def on_mode_change(self, mode: str) -> None:
         self.modes.append(mode)
 
 
 @pytest.fixture
-def redis(tmp_path_factory: pytest.TempPathFactory) -> RedisServer:
+def killable_redis(tmp_path_factory: pytest.TempPathFactory) -> RedisServer:
     return RedisServer(tmp_path_factory.mktemp("redis-failover")).start()
 
 
@@ -57,7 +64,10 @@ def shared(redis: RedisServer, recorder: Recorder, *, timeout: float = 0.05) -> 
 
 
 @pytest.fixture
-async def recorder_and_limiter(redis: RedisServer) -> AsyncIterator[tuple[Recorder, SharedLimiter]]:
+async def recorder_and_limiter(
+    killable_redis: RedisServer,
+) -> AsyncIterator[tuple[Recorder, SharedLimiter]]:
+    redis = killable_redis
     recorder = Recorder()
     limiter = shared(redis, recorder)
     await limiter.start()
@@ -66,22 +76,14 @@ async def recorder_and_limiter(redis: RedisServer) -> AsyncIterator[tuple[Record
     redis.stop()
 
 
-async def timed(call: Callable[[], Awaitable[Outcome]]) -> tuple[Outcome, float]:
-    started = time.perf_counter()
-    outcome = await call()
-    return outcome, time.perf_counter() - started
-
-
 async def wait_for_mode(limiter: SharedLimiter, mode: str) -> None:
-    deadline = time.monotonic() + 10.0
-    while limiter.mode != mode:
-        assert time.monotonic() < deadline, f"limiter still in {limiter.mode}"
-        await asyncio.sleep(0.02)
+    await until(lambda: limiter.mode == mode, what=f"the limiter in {mode} mode")
 
 
-async def test_killed_redis_falls_back_without_latency_and_recovers(
-    redis: RedisServer, recorder_and_limiter: tuple[Recorder, SharedLimiter]
+async def test_killed_redis_falls_back_without_waiting_and_recovers(
+    killable_redis: RedisServer, recorder_and_limiter: tuple[Recorder, SharedLimiter]
 ) -> None:
+    redis = killable_redis
     recorder, limiter = recorder_and_limiter
     spec = limit(5, "1m", name="kill")
 
@@ -90,26 +92,19 @@ async def test_killed_redis_falls_back_without_latency_and_recovers(
 
     assert (await check()).source == SOURCE_REDIS
     redis.kill()
-    # calls fail, the circuit opens after three of them, and from then on nobody waits
-    latencies: list[float] = []
-    sources: list[str] = []
-    for _ in range(200):
-        outcome, seconds = await timed(check)
-        latencies.append(seconds)
-        sources.append(outcome.source)
+    # calls fail, the circuit opens after three of them, and from then on nobody waits: no
+    # further check reaches Redis
+    sources = [(await check()).source for _ in range(200)]
     assert limiter.mode == MODE_FALLBACK
     assert set(sources) == {SOURCE_FALLBACK}
-    p95 = statistics.quantiles(latencies, n=20)[-1]
-    assert p95 < 0.02, f"p95 {p95 * 1000:.1f} ms with Redis dead"
-    assert max(latencies) < 0.5
+    assert recorder.errors == 3
     # the fallback enforces the same limit in this process: 5 per minute, the rest denied
-    assert sum(1 for s in sources if s == SOURCE_FALLBACK) == 200
     fallback_allowed = 0
     spec2 = limit(5, "1m", name="kill2")
     for _ in range(20):
         fallback_allowed += (await limiter.check([hit(spec2)], now=time.time())).allowed
     assert fallback_allowed == 5
-    assert recorder.errors >= 3
+    assert recorder.errors == 3
     redis.start()
     await wait_for_mode(limiter, MODE_REDIS)
     assert (await check()).source == SOURCE_REDIS
@@ -118,37 +113,35 @@ async def test_killed_redis_falls_back_without_latency_and_recovers(
 
 
 async def test_hung_redis_costs_the_timeout_only_until_the_circuit_opens(
-    redis: RedisServer, recorder_and_limiter: tuple[Recorder, SharedLimiter]
+    killable_redis: RedisServer, recorder_and_limiter: tuple[Recorder, SharedLimiter]
 ) -> None:
-    _recorder, limiter = recorder_and_limiter
+    redis = killable_redis
+    recorder, limiter = recorder_and_limiter
     spec = limit(100, "1m", name="hang")
 
     def check() -> Awaitable[Outcome]:
         return limiter.check([hit(spec)], now=time.time())
 
-    assert (await limiter.check([hit(spec)], now=time.time())).source == SOURCE_REDIS
+    assert (await check()).source == SOURCE_REDIS
     assert redis.proc is not None
     redis.proc.popen.send_signal(signal.SIGSTOP)  # accepts connections, never answers
     try:
-        slow = []
         for _ in range(3):
-            outcome, seconds = await timed(check)
-            assert outcome.source == SOURCE_FALLBACK
-            slow.append(seconds)
-        assert all(0.04 <= s < 0.5 for s in slow), slow  # the 50 ms timeout, not more
+            assert (await check()).source == SOURCE_FALLBACK
         assert limiter.mode == MODE_FALLBACK
-        fast = [
-            (await timed(lambda: limiter.check([hit(spec)], now=time.time())))[1] for _ in range(50)
-        ]
-        assert max(fast) < 0.02
+        assert [type(e).__name__ for e in recorder.failures] == ["TimeoutError"] * 3
+        for _ in range(50):  # the circuit is open: none of these waits for the timeout
+            assert (await check()).source == SOURCE_FALLBACK
+        assert recorder.errors == 3
     finally:
         redis.proc.popen.send_signal(signal.SIGCONT)
     await wait_for_mode(limiter, MODE_REDIS)
 
 
 async def test_failure_modes_open_and_closed(
-    redis: RedisServer, recorder_and_limiter: tuple[Recorder, SharedLimiter]
+    killable_redis: RedisServer, recorder_and_limiter: tuple[Recorder, SharedLimiter]
 ) -> None:
+    redis = killable_redis
     _recorder, limiter = recorder_and_limiter
     spec = limit(1, "1m", name="modes")
     redis.kill()
@@ -166,9 +159,10 @@ async def test_failure_modes_open_and_closed(
 
 
 async def test_starting_without_redis_serves_from_the_fallback_then_switches(
-    tmp_path_factory: pytest.TempPathFactory,
+    killable_redis: RedisServer,
 ) -> None:
-    redis = RedisServer(tmp_path_factory.mktemp("redis-late"))  # not started yet
+    redis = killable_redis
+    redis.kill()  # the sidecar starts first; Redis comes up later on the same port
     recorder = Recorder()
     limiter = shared(redis, recorder)
     await limiter.start()
@@ -186,8 +180,9 @@ async def test_starting_without_redis_serves_from_the_fallback_then_switches(
 
 
 async def test_shared_counting_resumes_after_a_restart(
-    redis: RedisServer, recorder_and_limiter: tuple[Recorder, SharedLimiter]
+    killable_redis: RedisServer, recorder_and_limiter: tuple[Recorder, SharedLimiter]
 ) -> None:
+    redis = killable_redis
     _recorder, _ = recorder_and_limiter
     first = shared(redis, Recorder(), timeout=1.0)
     second = shared(redis, Recorder(), timeout=1.0)

@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator
 
 import grpc
 import pytest
-import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from authz._gen.authz.envoy.v3 import ext_authz_pb2 as pb
@@ -22,17 +21,10 @@ from authz.server.grpc_server import GrpcServer
 from authz.server.listen import ListenAddress
 from authz.server.servicer import SERVICE, AuthorizationServicer
 from tests.support.grpcclient import CHECK, check_request
+from tests.support.policies import auth_policy, rule
 
-POLICY = yaml.safe_load(
-    """
-apiVersion: authz.dev/v1alpha1
-kind: AuthPolicy
-metadata: {name: open, namespace: t}
-spec:
-  hosts: [open.test]
-  rules:
-  - {name: health, match: {paths: [/healthz]}, allowAnonymous: true}
-"""
+POLICY = auth_policy(
+    "open", namespace="t", rules=[rule("health", paths=["/healthz"], anonymous=True)]
 )
 
 

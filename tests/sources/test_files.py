@@ -13,15 +13,7 @@ from authz.jwt.providers import offline_provider
 from authz.policy.snapshot import Snapshot
 from authz.policy.store import PolicyStore, SourceDocument
 from authz.sources.files import SOURCE_NAME, FileSource, report
-
-POLICY = """\
-apiVersion: authz.dev/v1alpha1
-kind: AuthPolicy
-metadata: {{name: {name}}}
-spec:
-  hosts: [{name}.example.com]
-  rules: [{{name: open, allowAnonymous: true}}]
-"""
+from tests.support.policies import auth_policy, write_policies
 
 
 class Recorder:
@@ -39,7 +31,7 @@ class Recorder:
 
 
 def write(path: Path, name: str) -> None:
-    path.write_text(POLICY.format(name=name))
+    write_policies(path, auth_policy(name, namespace=None, hosts=[f"{name}.example.com"]))
 
 
 def bump_mtime(path: Path) -> None:
@@ -154,9 +146,4 @@ def test_report_logs_each_state_change_once(
 
 
 def _doc(name: str) -> dict[str, object]:
-    return {
-        "apiVersion": "authz.dev/v1alpha1",
-        "kind": "AuthPolicy",
-        "metadata": {"name": name},
-        "spec": {"hosts": [f"{name}.test"], "rules": [{"name": "open", "allowAnonymous": True}]},
-    }
+    return auth_policy(name, namespace=None)

@@ -10,21 +10,13 @@ import pytest
 import yaml
 
 from authz.sources.yamlfiles import MAX_FILE_BYTES, discover, read_all, read_file
+from tests.support.policies import auth_policy, to_yaml
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "policies"
 
-POLICY = """\
-apiVersion: authz.dev/v1alpha1
-kind: AuthPolicy
-metadata: {{name: {name}}}
-spec:
-  hosts: [{name}.example.com]
-  rules: [{{name: open, allowAnonymous: true}}]
-"""
-
 
 def policy(name: str) -> str:
-    return POLICY.format(name=name)
+    return to_yaml(auth_policy(name, namespace=None, hosts=[f"{name}.example.com"]))
 
 
 def names(path: Path) -> list[str | None]:

@@ -8,6 +8,7 @@ from typing import Any
 
 from authz.devtools.envoyconf import gateway_config
 from authz.server.listen import ListenAddress, parse_listen
+from tests.support import tiers
 from tests.support.procs import BIN, Proc, free_port
 
 
@@ -42,6 +43,7 @@ def start_envoy(
     name: str = "envoy",
 ) -> Envoy:
     """Start Envoy in front of the sidecar; `hcm` adds fields to the HttpConnectionManager."""
+    tiers.starting("Envoy")
     port, admin_port = free_port(), free_port()
     cfg = config or gateway_config(
         listen=ListenAddress("127.0.0.1", port),

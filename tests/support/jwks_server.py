@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import json
 import sys
+import urllib.request
 from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -130,12 +131,10 @@ class JwksServer:
             response.raise_for_status()
         return self.url(path)
 
-    async def hits(self, path: str) -> int:
-        async with (
-            aiohttp.ClientSession() as session,
-            session.get(f"{self.base}/_hits{path}") as response,
-        ):
-            count: int = (await response.json())["hits"]
+    def hits(self, path: str) -> int:
+        """Requests `path` received since it was scripted (blocking: a probe for `until`)."""
+        with urllib.request.urlopen(f"{self.base}/_hits{path}", timeout=10) as response:
+            count: int = json.loads(response.read())["hits"]
             return count
 
     def stop(self) -> None:

@@ -8,7 +8,6 @@ OpenTelemetry tracer), keeps them, and lets a test wait for the spans it expects
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 from concurrent import futures
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as tsvc
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
 from tests.support.procs import free_port
+from tests.support.wait import TIMEOUT, wait_for
 
 SERVICE = "opentelemetry.proto.collector.trace.v1.TraceService"
 
@@ -98,21 +98,19 @@ class OtlpReceiver:
         return found
 
     def wait_for(
-        self, match: Callable[[ReceivedSpan], bool], *, count: int = 1, timeout: float = 20.0
+        self, match: Callable[[ReceivedSpan], bool], *, count: int = 1, timeout: float = TIMEOUT
     ) -> list[ReceivedSpan]:
         """The spans that match, once at least `count` arrived; fails loudly after `timeout`."""
-        deadline = time.monotonic() + timeout
-        while True:
+
+        def enough() -> list[ReceivedSpan] | None:
             matching = [s for s in self.spans() if match(s)]
-            if len(matching) >= count:
-                return matching
-            if time.monotonic() > deadline:
-                names = sorted({(s.service, s.name) for s in self.spans()})
-                raise AssertionError(
-                    f"expected {count} matching span(s) within {timeout}s, got {len(matching)}; "
-                    f"received: {names}"
-                )
-            time.sleep(0.05)
+            return matching if len(matching) >= count else None
+
+        def described() -> str:
+            names = sorted({(s.service, s.name) for s in self.spans()})
+            return f"{count} matching span(s) (received: {names})"
+
+        return wait_for(enough, what=described, within=timeout)
 
     def stop(self) -> None:
         self._server.stop(0)

@@ -15,10 +15,12 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
+
+from tests.support.wait import TIMEOUT, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
@@ -78,21 +80,30 @@ class Proc:
     def alive(self) -> bool:
         return self.popen.poll() is None
 
-    def fail(self, message: str) -> None:
+    def fail(self, message: str) -> NoReturn:
         raise RuntimeError(
             f"{self.name}: {message}\n--- {self.log_path} ---\n{self.output()[-4000:]}"
         )
 
-    def wait_http(self, url: str, *, timeout: float = 20.0, status: int = 200) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not self.alive():
-                self.fail(f"exited with code {self.popen.returncode} before {url} answered")
-            with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=1) as response:
-                if response.status == status:
-                    return
-            time.sleep(0.05)
-        self.fail(f"{url} did not answer {status} within {timeout}s")
+    def exited(self) -> str | None:
+        """Why waiting for this process is pointless (it exited), or None while it runs."""
+        return None if self.alive() else f"{self.name} exited with code {self.popen.returncode}"
+
+    def wait_http(self, url: str, *, timeout: float = TIMEOUT, status: int = 200) -> None:
+        def answers() -> bool:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                return bool(response.status == status)
+
+        try:
+            wait_for(
+                answers,
+                what=f"{url} answering {status}",
+                within=timeout,
+                ignore=(OSError,),
+                unless=self.exited,
+            )
+        except AssertionError as exc:
+            self.fail(str(exc))
 
     def terminate(self, timeout: float = 15.0) -> int:
         """SIGTERM and wait; returns the exit code (kills after `timeout`)."""
@@ -164,18 +175,22 @@ def start_http_dir(tmp_path: Path, directory: Path, *, name: str) -> tuple[Proc,
         ],
         log=tmp_path / f"{name}.log",
     )
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        with (
-            contextlib.suppress(OSError),
-            socket.create_connection(("127.0.0.1", port), timeout=0.5),
-        ):
-            return proc, port
-        if not proc.alive():
-            proc.fail("exited early")
-        time.sleep(0.05)
-    proc.fail("did not listen")
-    raise AssertionError("unreachable")
+    try:
+        wait_for(
+            lambda: listening(port),
+            what=f"{name} listening on {port}",
+            unless=proc.exited,
+        )
+    except AssertionError as exc:
+        proc.fail(str(exc))
+    return proc, port
+
+
+def listening(port: int) -> bool:
+    """True when something accepts TCP connections on 127.0.0.1:port."""
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+        return True
+    return False
 
 
 def start_echo(tmp_path: Path) -> tuple[Proc, int]:

@@ -1,7 +1,7 @@
 """Real Redis for tests: standalone servers (killable, restartable on the same port) and a
 3-node Redis Cluster built with `redis-cli --cluster create`, each on free ports.
 
-Nothing is installed here: redis-server and redis-cli come from Debian (.ci/run installs them).
+Nothing is installed here: redis-server and redis-cli come from the system (`make prereqs`).
 A server that does not come up fails the test loudly with its log.
 """
 
@@ -10,16 +10,17 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
-import time
 from pathlib import Path
 
+from tests.support import tiers
 from tests.support.procs import Proc, free_port
+from tests.support.wait import wait_for
 
 
 def binary(name: str) -> str:
     path = shutil.which(name)
     if path is None:
-        raise RuntimeError(f"{name} not found: install Debian's redis-server and redis-tools")
+        raise RuntimeError(f"{name} not found: `make prereqs` installs it or says how")
     return path
 
 
@@ -77,18 +78,15 @@ class RedisServer:
             str(workdir),
             *self.extra,
         ]
-        self.proc = Proc(
+        tiers.starting("redis-server")
+        proc = self.proc = Proc(
             self.name, argv, log=self.tmp / f"{self.name}.{self._starts}.log", env=None
         )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if ping(self.port):
-                return self
-            if not self.proc.alive():
-                self.proc.fail("exited before answering PING")
-            time.sleep(0.02)
-        self.proc.fail(f"did not answer PING within {timeout}s")
-        raise AssertionError("unreachable")
+        try:
+            wait_for(lambda: ping(self.port), what="PONG", within=timeout, unless=proc.exited)
+        except AssertionError as exc:
+            proc.fail(str(exc))
+        return self
 
     def kill(self) -> None:
         """SIGKILL: the way a crashed or partitioned Redis disappears."""
@@ -154,12 +152,12 @@ class RedisCluster:
             "--cluster-yes",
             timeout=timeout,
         )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if all("cluster_state:ok" in node.cli("cluster", "info") for node in self.nodes):
-                return self
-            time.sleep(0.1)
-        raise RuntimeError("the Redis Cluster did not reach cluster_state:ok")
+        wait_for(
+            lambda: all("cluster_state:ok" in node.cli("cluster", "info") for node in self.nodes),
+            what="the Redis Cluster reaching cluster_state:ok",
+            within=timeout,
+        )
+        return self
 
     def node_for(self, key: str) -> RedisServer:
         """The master that owns the key's slot."""

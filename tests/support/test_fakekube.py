@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 import re
 import urllib.request
-from collections.abc import Iterator
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from kubernetes.client import ApiException
 
 from tests.support.fakekube import TOKEN, FakeKube, FakeKubeError
 from tests.support.fakekube.streams import StreamEnded, WatchThread
+from tests.support.policies import auth_policy
 
 GROUP, VERSION, PLURAL, NS = "authz.dev", "v1alpha1", "authpolicies", "default"
 CR = (GROUP, VERSION, NS, PLURAL)
@@ -31,13 +32,7 @@ JSON_PATCH = "application/json-patch+json"
 
 
 def policy(name: str, *, labels: dict[str, str] | None = None) -> Any:
-    meta: dict[str, Any] = {"name": name, "labels": labels or {}}
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "AuthPolicy",
-        "metadata": meta,
-        "spec": {"hosts": ["a.example.com"], "rules": [{"name": "open", "allowAnonymous": True}]},
-    }
+    return auth_policy(name, namespace=None, hosts=["a.example.com"], labels=labels)
 
 
 def ready(generation: int, reason: str = "Compiled") -> dict[str, Any]:
@@ -74,9 +69,8 @@ def raw_get(kube: FakeKube, path: str) -> str:
 
 
 @pytest.fixture
-def kube(tmp_path: Path) -> Iterator[FakeKube]:
-    with FakeKube.start(tmp_path / "kube", bookmark_interval=0.2) as kube:
-        yield kube
+def kube(start_kube: Callable[..., FakeKube]) -> FakeKube:
+    return start_kube(bookmark_interval=0.2)
 
 
 @pytest.fixture
@@ -286,8 +280,8 @@ def test_watch_from_compacted_version_is_410(kube: FakeKube, api: client.CustomO
     assert exc.value.status == 410
 
 
-def test_bounded_history_expires_old_versions(tmp_path: Path) -> None:
-    with FakeKube.start(tmp_path, history_limit=2) as kube:
+def test_bounded_history_expires_old_versions(start_kube: Callable[..., FakeKube]) -> None:
+    with start_kube(history_limit=2) as kube:
         api_client = kube.api_client()
         try:
             api = client.CustomObjectsApi(api_client)
@@ -434,6 +428,15 @@ def test_restart_breaks_open_watches(kube: FakeKube, api: client.CustomObjectsAp
     assert as_dict(api.list_namespaced_custom_object(*CR))["items"] == []
 
 
+def test_the_clock_moves_forward_on_request(kube: FakeKube, api: client.CustomObjectsApi) -> None:
+    before = datetime.fromisoformat(create(api, "early")["metadata"]["creationTimestamp"])
+    kube.advance_clock(3600)
+    after = datetime.fromisoformat(create(api, "late")["metadata"]["creationTimestamp"])
+    assert after - before >= timedelta(hours=1)
+    with pytest.raises(FakeKubeError, match="400"):
+        kube.advance_clock(-1)
+
+
 def test_request_log_counts_status_writes(kube: FakeKube, api: client.CustomObjectsApi) -> None:
     create(api, "logged")
     kube.reset_requests()
@@ -545,6 +548,6 @@ def test_auth_and_discovery(kube: FakeKube, api_client: client.ApiClient) -> Non
     assert (exc.value.status, body_of(exc.value)["reason"]) == (401, "Unauthorized")
 
 
-def test_start_failure_reports_stderr(tmp_path: Path) -> None:
+def test_start_failure_reports_stderr(tmp_path: Path, start_kube: Callable[..., FakeKube]) -> None:
     with pytest.raises(FakeKubeError, match="No such file"):
-        FakeKube.start(tmp_path, crds=[tmp_path / "missing.yaml"], startup_timeout=10)
+        start_kube(crds=[tmp_path / "missing.yaml"], startup_timeout=10)

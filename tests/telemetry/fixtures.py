@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
-
-import yaml
+from typing import Any
 
 from authz.jwt.providers import offline_provider
 from authz.jwt.verify import Verifier
@@ -14,36 +12,30 @@ from authz.ratelimit.memory import MemoryLimiter
 from authz.server.observe import CheckObserver
 from authz.server.servicer import AuthorizationServicer
 from tests.support.keys import rsa_key
+from tests.support.policies import auth_policy, issuer, rule
 
 KEY = rsa_key("k1")
 HOST = "api.test"
 DRY_HOST = "dry.test"
 
 
-def policy(*, name: str, host: str, mode: str | None = None) -> dict[str, object]:
-    document = yaml.safe_load(
-        f"""
-apiVersion: authz.dev/v1alpha1
-kind: AuthPolicy
-metadata: {{name: {name}, namespace: t}}
-spec:
-  hosts: [{host}]
-  issuers:
-  - issuer: https://issuer.test
-    audiences: [orders-api]
-    jwks: {json.dumps({"keys": [KEY.jwk]})}
-  rules:
-  - {{name: open, match: {{paths: ["/public/**"]}}, allowAnonymous: true}}
-  - {{name: read, match: {{methods: [GET], paths: ["/orders/*"]}}, scopes: {{allOf: [orders:read]}}}}
-  response:
-    setHeaders: [{{name: x-user, claim: sub}}]
-    removeHeaders: [authorization]
-"""
+def policy(*, name: str, host: str, mode: str | None = None) -> dict[str, Any]:
+    extra: dict[str, Any] = {"mode": mode} if mode is not None else {}
+    return auth_policy(
+        name,
+        namespace="t",
+        hosts=[host],
+        issuers=[issuer(name="https://issuer.test", keys=[KEY])],
+        rules=[
+            rule("open", paths=["/public/**"], anonymous=True),
+            rule("read", methods=["GET"], paths=["/orders/*"], scopes=["orders:read"]),
+        ],
+        response={
+            "setHeaders": [{"name": "x-user", "claim": "sub"}],
+            "removeHeaders": ["authorization"],
+        },
+        **extra,
     )
-    if mode is not None:
-        document["spec"]["mode"] = mode
-    result: dict[str, object] = document
-    return result
 
 
 def snapshot() -> Snapshot:

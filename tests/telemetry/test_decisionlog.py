@@ -8,8 +8,8 @@ import io
 import json
 import logging
 import os
+import select
 import threading
-import time
 from typing import Any
 
 import pytest
@@ -19,6 +19,7 @@ from authz.telemetry.decisionlog import FIELDS, DecisionLog, LineWriter
 from authz.telemetry.redact import REDACTED, RedactingFilter, redact
 from tests.support.grpcclient import check_request
 from tests.support.keys import claims
+from tests.support.wait import wait_for
 from tests.telemetry.fixtures import DRY_HOST, HOST, KEY, servicer
 
 NOW = calendar.timegm((2026, 3, 4, 5, 6, 7)) + 0.089
@@ -135,7 +136,7 @@ def test_a_stuck_stdout_drops_and_counts_lines_instead_of_blocking() -> None:
     with os.fdopen(write_end, "wb") as stream:
         writer = LineWriter(stream, capacity=10, on_drop=dropped.append)
         writer.submit(b"x" * (1 << 20) + b"\n")  # more than a pipe holds: the thread blocks
-        time.sleep(0.2)
+        wait_for(lambda: select.select([read_end], [], [], 0)[0], what="the thread writing")
         for _ in range(100):  # returns at once although nothing can be written
             writer.submit(b"line\n")
         assert sum(dropped) >= 90

@@ -21,8 +21,9 @@ from authz.telemetry.metrics import Metrics
 from tests.support.grpcclient import check_request
 from tests.support.keys import claims, jwks
 from tests.support.otlp import OtlpReceiver
+from tests.support.policies import auth_policy
 from tests.support.procs import Proc, start_http_dir
-from tests.telemetry.fixtures import DRY_HOST, HOST, KEY, policy, servicer
+from tests.telemetry.fixtures import DRY_HOST, HOST, KEY, servicer
 
 CONTRACT = {
     "authz_check_duration_seconds": "histogram",
@@ -120,8 +121,8 @@ async def test_labels_never_carry_subjects_ips_paths_or_tokens() -> None:
 def test_policy_states_follow_the_snapshot() -> None:
     metrics = Metrics()
     store = PolicyStore(bind=lambda s: pytest.fail("no keys needed"), publish=lambda _s: None)
-    broken = policy(name="broken", host="b.test")
-    broken["spec"] = {"hosts": ["b.test"]}  # rules missing
+    broken = auth_policy("broken", namespace="t", hosts=["b.test"])
+    del broken["spec"]["rules"]
     snapshot = store.update(
         "test",
         [
@@ -225,9 +226,4 @@ def _labels(policy: str, decision: str, reason: str, *, dry_run: str = "false") 
 
 
 def _anonymous(name: str, host: str) -> dict[str, object]:
-    return {
-        "apiVersion": "authz.dev/v1alpha1",
-        "kind": "AuthPolicy",
-        "metadata": {"name": name, "namespace": "t"},
-        "spec": {"hosts": [host], "rules": [{"name": "all", "allowAnonymous": True}]},
-    }
+    return auth_policy(name, namespace="t", hosts=[host])

@@ -25,7 +25,7 @@ breaks things the way clusters do. Usage::
 
 Controls: ``compact``, ``expire_watches``, ``drop_watches``, ``stall_watches`` /
 ``release_watches``, ``fail_requests`` / ``clear_faults``, ``requests`` / ``reset_requests``,
-``open_watches`` / ``wait_for_watches``, ``stop`` / ``kill`` / ``restart``. See ``process.FakeKube``
+``open_watches`` / ``wait_for_watches``, ``advance_clock``, ``stop`` / ``kill`` / ``restart``. See ``process.FakeKube``
 for each, and the module docstrings (watch, crud, objects, schema, lists) for what is faithful and
 what is simplified.
 """

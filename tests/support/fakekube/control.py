@@ -1,4 +1,5 @@
-"""The test-only control API under ``/_fake/``: faults, the request log, and watch/history switches.
+"""The test-only control API under ``/_fake/``: faults, the request log, watch/history switches,
+and the server's clock.
 
 A controller test needs to cause what a cluster does to a controller now and then (compaction,
 410s on open watches, dropped or silent connections, an API server answering 500/503) and to
@@ -17,6 +18,7 @@ from typing import Any
 from aiohttp import web
 
 from .errors import JSON, ApiError, bad_request, from_code
+from .objects import CLOCK
 from .resources import Registry
 from .store import Store
 from .watch import Watches
@@ -84,6 +86,7 @@ class Control:
             web.get(f"{PREFIX}/requests", self._requests),
             web.delete(f"{PREFIX}/requests", self._reset_requests),
             web.put(f"{PREFIX}/bookmark-interval", self._bookmark_interval),
+            web.post(f"{PREFIX}/clock", self._advance_clock),
         ]
 
     async def _state(self, request: web.Request) -> web.Response:
@@ -150,6 +153,13 @@ class Control:
             raise bad_request("seconds must be a positive number")
         self.watches.bookmark_interval = float(seconds)
         return web.json_response({"ok": True})
+
+    async def _advance_clock(self, request: web.Request) -> web.Response:
+        seconds = (await _json(request)).get("advance")
+        if not isinstance(seconds, int | float) or seconds <= 0:
+            raise bad_request("advance must be a positive number of seconds")
+        CLOCK.offset += float(seconds)
+        return web.json_response({"offset": CLOCK.offset})
 
 
 async def _json(request: web.Request) -> dict[str, Any]:

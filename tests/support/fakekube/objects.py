@@ -15,7 +15,7 @@ import json
 import re
 import secrets
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from .errors import JSON, ApiError, bad_request, internal, invalid
@@ -55,9 +55,24 @@ _TIME = "%Y-%m-%dT%H:%M:%SZ"
 _MICRO_TIME = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 
+class Clock:
+    """The server's wall clock: real time plus an offset that only the control API moves, so a
+    test can make one object older than another without sleeping across the one-second
+    resolution of creationTimestamp. The offset lives in memory: a restart resets it."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def now(self) -> datetime:
+        return datetime.now(UTC) + timedelta(seconds=self.offset)
+
+
+CLOCK = Clock()
+
+
 def now() -> str:
     """RFC 3339 in UTC with second precision, the format of metav1.Time."""
-    return datetime.now(UTC).strftime(_TIME)
+    return CLOCK.now().strftime(_TIME)
 
 
 def _clean_meta(meta: Any) -> JSON:

@@ -23,6 +23,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from tests.support import tiers
+from tests.support.wait import wait_for
+
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
 
@@ -79,6 +82,7 @@ class FakeKube:
         ``crds`` replaces the default (deploy/crds/authz.dev_authpolicies.yaml) when given.
         Raises FakeKubeError, with the process's stderr, if it does not come up.
         """
+        tiers.starting("the fake Kubernetes API server")
         workdir.mkdir(parents=True, exist_ok=True)
         args = [
             f"--bookmark-interval={bookmark_interval}",
@@ -146,17 +150,20 @@ class FakeKube:
         return buf.split(b"\n", 1)[0].decode().strip()
 
     def _wait_healthy(self) -> None:
-        deadline = time.monotonic() + self._startup_timeout
-        while True:
-            try:
-                with urllib.request.urlopen(f"{self.url}/healthz", timeout=2) as resp:
-                    if resp.status == 200:
-                        return
-            except OSError:
-                pass
-            if time.monotonic() > deadline or not self.running:
-                self._fail("did not answer /healthz")
-            time.sleep(0.05)
+        def healthy() -> bool:
+            with urllib.request.urlopen(f"{self.url}/healthz", timeout=2) as resp:
+                return bool(resp.status == 200)
+
+        try:
+            wait_for(
+                healthy,
+                what="/healthz",
+                within=self._startup_timeout,
+                ignore=(OSError,),
+                unless=lambda: None if self.running else "exited",
+            )
+        except AssertionError as exc:
+            self._fail(f"did not answer: {exc}")
 
     def _fail(self, why: str) -> NoReturn:
         proc = self._proc
@@ -284,6 +291,10 @@ class FakeKube:
         """Un-stall; events that arrived meanwhile are delivered."""
         return int(self._control("POST", "watches/release")["affected"])
 
+    def advance_clock(self, seconds: float) -> None:
+        """Move the server's clock forward (the timestamps it sets, e.g. creationTimestamp)."""
+        self._control("POST", "clock", {"advance": seconds})
+
     def open_watches(self) -> list[dict[str, Any]]:
         """The open watch streams: id, path, query, started, stalled, pending."""
         return list(self._control("GET", "watches"))
@@ -296,14 +307,17 @@ class FakeKube:
         Exactly, so that a watch the client has just abandoned (still open until the server
         notices) is not mistaken for its replacement.
         """
-        deadline = time.monotonic() + timeout
-        while True:
-            open_ = [w for w in self.open_watches() if path is None or w["path"] == path]
-            if len(open_) == count:
-                return open_
-            if time.monotonic() > deadline:
-                raise FakeKubeError(f"expected {count} open watches, have {len(open_)}")
-            time.sleep(0.02)
+        seen: list[dict[str, Any]] = []
+
+        def exactly() -> bool:
+            seen[:] = [w for w in self.open_watches() if path is None or w["path"] == path]
+            return len(seen) == count
+
+        try:
+            wait_for(exactly, what=f"{count} open watch(es)", within=timeout)
+        except AssertionError as exc:
+            raise FakeKubeError(f"{exc}; have {len(seen)}") from None
+        return seen
 
     def fail_requests(
         self,

@@ -11,6 +11,7 @@ controller (a cluster without CEL support included) is reported with exactly the
 from __future__ import annotations
 
 import copy
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -18,16 +19,12 @@ import pytest
 import yaml
 from kubernetes.client import ApiException
 
-from authz.errors import PolicyError
-from authz.jwt.providers import offline_provider
-from authz.policy.compile import compile_policy
-from authz.policy.schema import openapi_schema
 from authz.sources.yamlfiles import read_file
-from tests.controller.harness import GROUP, PLURAL, VERSION, Cluster, running, until
+from tests.controller.harness import GROUP, PLURAL, Cluster, running
+from tests.crd.cel import ROOT, cel_failures, loader_problems
 from tests.support.fakekube import FakeKube
-from tests.test_crd_cel import cel_failures
+from tests.support.wait import until
 
-ROOT = Path(__file__).resolve().parents[2]
 GOOD = sorted([*ROOT.glob("examples/**/*.yaml"), *ROOT.glob("tests/fixtures/policies/good/*")])
 BROKEN = ROOT / "tests/fixtures/policies/broken"
 
@@ -61,11 +58,7 @@ def contains(big: Any, small: Any) -> bool:
 
 
 def loader_message(document: dict[str, Any]) -> str:
-    try:
-        compile_policy(document, bind=offline_provider)
-    except PolicyError as exc:
-        return "; ".join(map(str, exc.problems))
-    return ""
+    return "; ".join(map(str, loader_problems(document)))
 
 
 def apply(k8s: Cluster, document: dict[str, Any], namespace: str) -> dict[str, Any]:
@@ -88,7 +81,7 @@ def test_every_example_passes_schema_and_cel(k8s: Cluster, path: Path) -> None:
     for index, document in enumerate(documents):
         created = apply(k8s, document, f"ns{index}")
         assert contains(created["spec"], document["spec"])  # nothing pruned (defaults added)
-        assert list(cel_failures(dict(openapi_schema()), document)) == []
+        assert list(cel_failures(document)) == []
         assert loader_message(document) == ""
 
 
@@ -111,7 +104,7 @@ async def test_broken_policies_are_stopped_and_reported_like_authz_validate(
             assert exc.value.status in (400, 404, 422), name
             continue
         apply(k8s, document, namespace)  # the fake runs no CEL: the compiler must catch it
-        cel = set(cel_failures(dict(openapi_schema()), document))
+        cel = set(cel_failures(document))
         assert bool(cel) == (gate == "cel"), name
         expected = loader_message(document)
         assert cel <= {p.split(": ", 1)[1] for p in expected.split("; ")}, name
@@ -120,7 +113,7 @@ async def test_broken_policies_are_stopped_and_reported_like_authz_validate(
     async with running(kube):
         for key, (name, expected) in reached.items():
             namespace, policy_name = key.split("/")
-            await until(lambda n=policy_name, ns=namespace: k8s.ready(n, namespace=ns), what=name)  # type: ignore[misc]
+            await until(partial(k8s.ready, policy_name, namespace=namespace), what=name)
             ready = k8s.ready(policy_name, namespace=namespace)
             assert ready is not None
             assert (ready["status"], ready["reason"], ready["message"]) == (
@@ -128,19 +121,3 @@ async def test_broken_policies_are_stopped_and_reported_like_authz_validate(
                 "Invalid",
                 expected,
             ), name
-
-
-def test_the_crd_serves_and_stores_exactly_v1alpha1() -> None:
-    crd = yaml.safe_load((ROOT / "deploy/crds/authz.dev_authpolicies.yaml").read_text())
-    spec = crd["spec"]
-    assert (spec["group"], spec["scope"], spec["names"]["kind"]) == (
-        GROUP,
-        "Namespaced",
-        "AuthPolicy",
-    )
-    assert (spec["names"]["plural"], spec["names"]["shortNames"]) == (PLURAL, ["ap"])
-    (version,) = spec["versions"]
-    assert (version["name"], version["served"], version["storage"]) == (VERSION, True, True)
-    assert version["subresources"] == {"status": {}}
-    columns = [c["name"] for c in version["additionalPrinterColumns"]]
-    assert columns == ["Hosts", "Ready", "Reason", "Age", "Message"]  # Message: -o wide only

@@ -1,0 +1,155 @@
+"""The suite's two tiers, and the versions of the real parts at the top of every run.
+
+`make test` runs every test. `make test-fast` (`pytest --fast`) deselects - never skips - the
+integration tests: those that start a real part in its own process (Envoy, Redis, wrk, the Helm
+engine, the fake Kubernetes API server). Which tests those are is decided here, from where a test
+lives and which fixtures it uses, so a new test is classified without anyone marking it:
+
+- every test under one of INTEGRATION_DIRS;
+- every test that uses (directly or through other fixtures) one of INTEGRATION_FIXTURES: a new
+  test gets the fake Kubernetes API server through `kube` or `start_kube`, Redis through
+  `redis_server`, `killable_redis` or `redis_cluster`.
+
+A test that starts such a part some other way fails in the fast tier with a message saying so
+(tests/support/tiers.py, called where the parts start), instead of quietly making it slow.
+
+The fake Kubernetes API server's fixtures live here too, since the controller's and the CRD's
+tests both use them.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from tests import provision
+from tests.support import tiers
+
+if TYPE_CHECKING:
+    from tests.controller.harness import Cluster
+    from tests.support.fakekube import FakeKube
+
+TESTS = Path(__file__).resolve().parent
+INTEGRATION_DIRS = {
+    "e2e": "Envoy in front of the sidecar",
+    "deploy": "the Helm engine and Envoy",
+    "bench": "wrk and the benchmark stacks",
+}
+INTEGRATION_FIXTURES = {
+    "start_kube": "the fake Kubernetes API server",
+    "redis_server": "redis-server",
+    "killable_redis": "redis-server",
+    "redis_cluster": "a Redis Cluster",
+}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--fast",
+        action="store_true",
+        help="deselect the integration tests (make test-fast); tests/conftest.py says which",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if config.getoption("fast"):
+        tiers.enter_fast_tier()
+
+
+def integration_reason(item: pytest.Item) -> str | None:
+    """Why a test belongs to the integration tier, or None for a unit / in-process test."""
+    relative = item.path.relative_to(TESTS).parts if item.path.is_relative_to(TESTS) else ()
+    if len(relative) > 1 and relative[0] in INTEGRATION_DIRS:
+        return INTEGRATION_DIRS[relative[0]]
+    for name in getattr(item, "fixturenames", ()):
+        if name in INTEGRATION_FIXTURES:
+            return INTEGRATION_FIXTURES[name]
+    return None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    fast, deselected = [], []
+    for item in items:
+        reason = integration_reason(item)
+        if reason is None:
+            fast.append(item)
+        else:
+            item.add_marker(pytest.mark.integration(reason))
+            deselected.append(item)
+    if config.getoption("fast") and deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = fast
+
+
+def real_parts() -> list[str]:
+    """The versions of the real parts this run uses, as pinned in tests/versions.toml."""
+    pins = provision.pins()
+    pypi = []
+    for name in pins.get("pypi", {}):
+        try:
+            pypi.append(f"{name} {importlib.metadata.version(name)}")
+        except importlib.metadata.PackageNotFoundError:
+            pypi.append(f"{name} not installed")
+    system = [
+        f"{command} {provision.installed_version(command) or 'not installed'}"
+        for command in pins.get("system", {})
+    ]
+    npm = [
+        f"{folder.relative_to(provision.ROOT)} ("
+        + ", ".join(f"{n} {v}" for n, v in provision.locked_packages(folder).items())
+        + ")"
+        for folder in provision.npm_folders()
+    ]
+    return [
+        "real parts (tests/versions.toml): " + ", ".join(pypi + system),
+        "npm folders: " + ("; ".join(npm) or "none"),
+    ]
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    return real_parts()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """`pytest -q` (what make runs) has no header: print the versions there too."""
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None and session.config.option.verbose < 0:
+        for line in real_parts():
+            reporter.write_line(line)
+
+
+@pytest.fixture
+def start_kube(tmp_path: Path) -> Iterator[Callable[..., FakeKube]]:
+    """Start fake API servers (FakeKube.start's options); each is stopped after the test."""
+    from tests.support.fakekube import FakeKube
+
+    started: list[FakeKube] = []
+
+    def start(**options: Any) -> FakeKube:
+        server = FakeKube.start(tmp_path / f"kube-{len(started)}", **options)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.close()
+
+
+@pytest.fixture
+def kube(start_kube: Callable[..., FakeKube]) -> FakeKube:
+    """The fake API server (its own process) with the AuthPolicy CRD installed."""
+    return start_kube(bookmark_interval=0.3)
+
+
+@pytest.fixture
+def k8s(kube: FakeKube) -> Iterator[Cluster]:
+    """The test's own client of `kube`: create, patch, delete and read AuthPolicies."""
+    from tests.controller.harness import cluster
+
+    with cluster(kube) as c:
+        yield c
