@@ -47,8 +47,8 @@ test-fast: prereqs  ## unit and in-process tests only: no Envoy, Redis, wrk, Hel
 	$(BIN)/pytest -q --fast
 
 lint: $(TEST_STAMP)  ## ruff (format + check), mypy --strict, import-linter, hadolint
-	$(BIN)/ruff format --check authz tests tools bench
-	$(BIN)/ruff check authz tests tools bench
+	$(BIN)/ruff format --check authz tests protos bench
+	$(BIN)/ruff check authz tests protos bench
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	$(BIN)/hadolint Dockerfile
@@ -57,15 +57,15 @@ unit: prereqs  ## all tests (unit, end-to-end through the real Envoy, property-b
 	$(BIN)/pytest -q
 
 fmt: $(TEST_STAMP)  ## apply ruff formatting and autofixes
-	$(BIN)/ruff format authz tests tools bench
-	$(BIN)/ruff check --fix authz tests tools bench
+	$(BIN)/ruff format authz tests protos bench
+	$(BIN)/ruff check --fix authz tests protos bench
 
 bench: prereqs  ## Envoy vs jwt_authn vs sidecar side by side -> docs/performance.md (BENCH_DURATION=10s, BENCH_QUICK=1)
 	$(BIN)/python -m bench
 
 protos: $(TEST_STAMP)  ## regenerate authz/_gen from protos/
 	rm -rf authz/_gen
-	$(BIN)/python tools/genprotos.py
+	$(BIN)/python protos/genprotos.py
 
 clean:  ## remove the virtualenv and caches
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis *.egg-info

@@ -1,74 +1,154 @@
-"""`python -m bench` (what `make bench` runs): flags, or BENCH_* environment variables.
+"""`python -m bench` (what `make bench` runs): flags or BENCH_* variables, the parts, the report.
 
 A flag wins over its environment variable. Durations are whole seconds: "10s", "1m" or "10".
-Exit codes: 0 done, 1 the run could not give trustworthy numbers (a probe failed, a process
-died, too many errors), 2 usage error.
+The parts run one after another, never at once, so none steals CPU from another; the load test
+goes first, on a machine not yet warmed by the others' allocations. A full run writes
+bench/out/results.json and the numbers into docs/performance.md (and performance.png); a
+partial or quick run writes bench/out/ only. Exit codes: 0 done, 1 the run could not give
+trustworthy numbers (a probe failed, a process died, too many errors), 2 usage error.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import chart, report
-from bench.macro import MacroConfig
+from bench import chart, micro, profile, ratelimit, report, scale
+from bench.machine import machine_info
+from bench.macro import MacroConfig, load_test
+from bench.material import make_material
 from bench.procs import BenchError
-from bench.results import load_json
-from bench.run import PARTS, Options, run
+from bench.results import Results
+from bench.setups import SETUPS
+from bench.stack import stack
+
+Say = Callable[[str], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    macro: MacroConfig
+    micro_iterations: int = 10_000
+    micro_repeats: int = 7
+    scale_sizes: tuple[int, ...] = (1_000, 10_000)
+    #: Seconds of py-spy recording on the sidecar; 0 = no profile.
+    profile_seconds: float = 5.0
+    out: Path = Path("bench/out")
+
+
+def _load(results: Results, options: Options, say: Say) -> None:
+    material, logs, config = make_material(), options.out / "logs", options.macro
+    say(f"starting {len(SETUPS)} gateways, their sidecars and the upstream (logs: {logs})")
+    with stack(
+        SETUPS, material=material, envoy_concurrency=config.envoy_concurrency, logs=logs
+    ) as current:
+        results.load = load_test(current, material=material, config=config, logs=logs, say=say)
+        if options.profile_seconds > 0:
+            say(f"profiling the sidecar-tcp sidecar for 2 x {options.profile_seconds:g} s (py-spy)")
+            try:
+                results.profile = profile.record(
+                    current,
+                    setup="sidecar-tcp",
+                    token=material.token,
+                    config=config,
+                    seconds=options.profile_seconds,
+                    out=options.out,
+                )
+            except BenchError as exc:
+                say(f"no profile: {exc}")
+
+
+def _micro(results: Results, options: Options, say: Say) -> None:
+    say(f"micro: {options.micro_repeats} x {options.micro_iterations:,} decisions per scenario")
+    results.micro = micro.run_micro(
+        make_material(), iterations=options.micro_iterations, repeats=options.micro_repeats
+    )
+    for m in results.micro:
+        say(f"micro {m.name:<14} {m.wall_us:7.1f} µs {m.cpu_us:7.1f} CPU-µs")
+
+
+def _scale(results: Results, options: Options, say: Say) -> None:
+    material = make_material()
+    for size in options.scale_sizes:
+        say(f"scale: {size:,} policies")
+        results.scale.append(s := scale.measure(size, material))
+        say(f"scale {size:>6,}: load {s.load_s:.2f} s, RSS {s.rss_after_mb:.0f} MB")
+
+
+def _ratelimit(results: Results, options: Options, say: Say) -> None:
+    material, logs = make_material(), options.out / "logs" / "ratelimit"
+    say(f"rate limits in-process: {options.micro_repeats} x {options.micro_iterations:,} checks")
+    results.ratelimit = ratelimit.run_inprocess(
+        material, iterations=options.micro_iterations, repeats=options.micro_repeats, logs=logs
+    )
+    for m in results.ratelimit:
+        say(f"ratelimit {m.name:<10} {m.cpu_us:7.1f} CPU-µs, Redis {m.redis_cpu_us:5.1f} CPU-µs")
+    say(f"rate limits under load: {', '.join(s.name for s in ratelimit.SETUPS)} (logs: {logs})")
+    results.ratelimit_load = ratelimit.run_load(material, config=options.macro, logs=logs, say=say)
+
+
+#: The parts of a run, in the order they run; each fills its fields of Results.
+PARTS: dict[str, Callable[[Results, Options, Say], None]] = {
+    "load": _load,
+    "micro": _micro,
+    "scale": _scale,
+    "ratelimit": _ratelimit,
+}
 
 
 def seconds(value: str) -> int:
     """Whole seconds from "10s", "1m" or "10" (wrk takes no fractions of a second)."""
     text = value.strip().lower()
-    scale = 60 if text.endswith("m") else 1
     try:
-        number = int(text.rstrip("sm"))
+        return int(text.rstrip("sm")) * (60 if text.endswith("m") else 1)
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"not a duration in whole seconds: {value!r} (e.g. 10s, 1m)"
         ) from None
-    return number * scale
 
 
-def _env(name: str, default: str) -> str:
-    return os.environ.get(f"BENCH_{name}", default) or default
-
-
-def _flag(name: str) -> bool:
-    return os.environ.get(f"BENCH_{name}", "").strip().lower() in {"1", "true", "yes", "on"}
+def positive(value: str) -> int:
+    if not value.strip().isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"not a whole number of at least 1: {value!r}")
+    return int(value)
 
 
 def parser() -> argparse.ArgumentParser:
+    def env(name: str, default: str) -> str:
+        return os.environ.get(f"BENCH_{name}") or default
+
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    p.add_argument("--duration", type=seconds, default=seconds(_env("DURATION", "10s")))
-    p.add_argument("--warmup", type=seconds, default=seconds(_env("WARMUP", "2s")))
-    p.add_argument("--rounds", type=int, default=int(_env("ROUNDS", "2")))
-    p.add_argument("--connections", type=int, default=int(_env("CONNECTIONS", "16")))
-    p.add_argument("--envoy-concurrency", type=int, default=int(_env("ENVOY_CONCURRENCY", "1")))
-    p.add_argument("--wrk-cpus", default=os.environ.get("BENCH_WRK_CPUS") or None)
+    p.add_argument("--duration", type=seconds, default=env("DURATION", "10s"))
+    p.add_argument("--warmup", type=seconds, default=env("WARMUP", "2s"))
+    p.add_argument("--rounds", type=positive, default=env("ROUNDS", "2"))
+    p.add_argument("--connections", type=positive, default=env("CONNECTIONS", "16"))
+    p.add_argument("--envoy-concurrency", type=positive, default=env("ENVOY_CONCURRENCY", "1"))
+    p.add_argument(
+        "--wrk-cpus", default=env("WRK_CPUS", "") or None, help="taskset CPU list for wrk"
+    )
     p.add_argument(
         "--only",
-        default=_env("ONLY", ",".join(PARTS)),
-        help=f"comma-separated parts to run: {', '.join(PARTS)}",
+        default=env("ONLY", ",".join(PARTS)),
+        help=f"comma-separated parts: {', '.join(PARTS)}",
     )
     p.add_argument(
         "--quick",
         action="store_true",
-        default=_flag("QUICK"),
+        default=env("QUICK", "").lower() in {"1", "true", "yes", "on"},
         help="smoke run: 1 s per setup, one round, small sizes; docs/ is left alone",
     )
     p.add_argument(
         "--profile",
         action=argparse.BooleanOptionalAction,
-        default=os.environ.get("BENCH_PROFILE", "1").strip().lower() not in {"0", "false", "no"},
+        default=env("PROFILE", "1").lower() not in {"0", "false", "no", "off"},
         help="record the sidecar with py-spy after the rounds (default on, off in quick mode)",
-    )
-    p.add_argument(
-        "--report-only",
-        action="store_true",
-        help="no measurement: redraw the chart and rewrite the doc from OUT/results.json",
     )
     p.add_argument("--out", type=Path, default=Path("bench/out"))
     p.add_argument("--docs", type=Path, default=Path("docs"))
@@ -76,59 +156,70 @@ def parser() -> argparse.ArgumentParser:
 
 
 def options(args: argparse.Namespace) -> Options:
-    parts = tuple(part.strip() for part in args.only.split(",") if part.strip())
-    unknown = [part for part in parts if part not in PARTS]
-    if unknown:
-        raise SystemExit(f"python -m bench: unknown part(s) {unknown}; choose from {PARTS}")
-    if args.quick:
-        return Options(
-            macro=MacroConfig(
-                duration=1,
-                warmup=1,
-                rounds=1,
-                connections=args.connections,
-                envoy_concurrency=args.envoy_concurrency,
-                wrk_cpus=args.wrk_cpus,
-                quiet_wait=0,
-                retries=0,
-            ),
-            parts=parts,
-            micro_iterations=500,
-            micro_repeats=2,
-            scale_sizes=(100, 1_000),
-            profile_seconds=0,
-            out=args.out,
-            docs=None,
-        )
-    return Options(
-        macro=MacroConfig(
-            duration=args.duration,
-            warmup=args.warmup,
-            rounds=args.rounds,
-            connections=args.connections,
-            envoy_concurrency=args.envoy_concurrency,
-            wrk_cpus=args.wrk_cpus,
-        ),
-        parts=parts,
-        profile_seconds=5.0 if args.profile else 0.0,
-        out=args.out,
-        # A partial run must not replace the full report.
-        docs=args.docs if set(parts) == set(PARTS) else None,
+    macro = MacroConfig(
+        duration=args.duration,
+        warmup=args.warmup,
+        rounds=args.rounds,
+        connections=args.connections,
+        envoy_concurrency=args.envoy_concurrency,
+        wrk_cpus=args.wrk_cpus,
     )
+    chosen = Options(macro, profile_seconds=5.0 if args.profile else 0.0, out=args.out)
+    if not args.quick:
+        return chosen
+    quick = replace(macro, duration=1, warmup=1, rounds=1, quiet_wait=0, retries=0)
+    small = replace(chosen, micro_iterations=500, micro_repeats=2, scale_sizes=(100, 1_000))
+    return replace(small, macro=quick, profile_seconds=0)
+
+
+def exact_command(argv: list[str]) -> str:
+    """How to repeat this run: `make bench` with its BENCH_* variables, or the flags given."""
+    env = [f"{k}={shlex.quote(v)}" for k, v in sorted(os.environ.items()) if k.startswith("BENCH_")]
+    base = ["python", "-m", "bench", *map(shlex.quote, argv)] if argv else ["make", "bench"]
+    return " ".join([*env, *base])
+
+
+def run(options: Options, parts: list[str], *, command: str, say: Say = print) -> Results:
+    began = time.monotonic()
+    config = {**asdict(options.macro), **asdict(options), "parts": parts}
+    del config["macro"], config["out"]
+    results = Results(
+        started=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        command=command,
+        machine=machine_info(),
+        config=config,
+    )
+    for name in parts:
+        PARTS[name](results, options, say)
+    results.elapsed_s = time.monotonic() - began
+    return results
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    if args.report_only:
-        results = load_json(args.out / "results.json")
-        chart.draw(results, args.docs / "performance.png")
-        print(f"wrote {report.write(results, docs=args.docs)} and performance.png")
-        return 0
+    parts = [part.strip() for part in args.only.split(",") if part.strip()]
+    unknown = [part for part in parts if part not in PARTS]
+    if unknown:
+        parser().error(f"unknown part(s) {unknown}; choose from {', '.join(PARTS)}")
     try:
-        run(options(args), say=lambda line: print(line, flush=True))
+        results = run(
+            options(args),
+            parts,
+            command=exact_command(sys.argv[1:] if argv is None else argv),
+            say=lambda line: print(line, flush=True),
+        )
     except BenchError as exc:
         print(f"make bench: {exc}", file=sys.stderr)
         return 1
+    # A partial or quick run must not replace the full report.
+    full = set(parts) == set(PARTS) and not args.quick
+    out = args.docs if full else args.out
+    results.write_json(args.out / ("results.json" if full else "results-partial.json"))
+    if results.load is not None:
+        chart.draw(results, out / "performance.png")
+    path = report.write(results, template=args.docs / "performance.md", out=out / "performance.md")
+    kept = "" if full else " (docs/ left alone)"
+    print(f"wrote {path}{kept}; raw results in {args.out}; {results.elapsed_s / 60:.1f} min")
     return 0
 
 

@@ -1,21 +1,23 @@
-"""The side-by-side load test: measured in interleaved rounds against the running stack.
+"""The load test: wrk against each running setup, in interleaved rounds, with every process's CPU.
 
-Rounds alternate direction
-(A B C D, then D C B A, ...): with interleaving, slow drift of the machine (thermal, a noisy
-neighbour) spreads over all setups instead of landing on whichever ran last.
+wrk is a closed-loop generator: 16 connections, each sending its next request when the previous
+answer arrives, for a fixed duration. `--latency` prints p50/75/90/99 only, so a Lua done() hook
+(bench/wrk_report.lua) adds one `BENCH_RESULT key=value ...` line with p99.9 and the error
+counts; that line is what gets parsed, and wrk's own Requests/sec cross-checks it.
 
-This machine is shared: before each run the harness waits (bounded) for other work to calm
-down, and a run that other work disturbed anyway (see MacroConfig.noisy_cores) is measured
-again, keeping the least disturbed attempt; how often that happened is in the results.
+Rounds alternate direction (A B C D, then D C B A, ...): slow drift of the machine (thermal, a
+noisy neighbour) spreads over all setups instead of landing on whichever ran last. This machine
+is shared: before each run the harness waits (bounded) for other work to calm down, and a run
+that other work disturbed anyway is measured again, keeping the least disturbed attempt.
 
-Each measured run is preceded by a short unmeasured warmup of the same setup, and is checked
-after the fact: wrk must report no socket errors or non-2xx answers beyond 1 %, and Envoy's own
-filter counter must show the filter under test let the requests through.
+Each measured run follows a short unmeasured warmup of the same setup and is checked after the
+fact: wrk must report no socket errors or non-2xx answers beyond 1 %, and Envoy's own filter
+counter must show the filter under test let the requests through.
 """
 
 from __future__ import annotations
 
-import functools
+import re
 import resource
 import subprocess
 import time
@@ -25,21 +27,24 @@ from pathlib import Path
 
 import psutil
 
-from bench import procs, profile
-from bench.load import LoadSpec, run_wrk, wrk_command
+from authz.server.listen import ListenAddress
+from bench import procs
 from bench.material import Material
 from bench.procs import BenchError
-from bench.results import ProfileResult, RunRecord
+from bench.results import LoadResult, RunRecord, WrkResult, summarize
 from bench.setups import FILTER_COUNTER
-from bench.stack import Running, Stack
+from bench.stack import PATH, Running, Stack, probe_all
 
+SCRIPT = Path(__file__).with_name("wrk_report.lua")
+_RESULT = re.compile(r"^BENCH_RESULT (.*)$", re.MULTILINE)
+_RPS = re.compile(r"^Requests/sec:\s+([0-9.]+)", re.MULTILINE)
 #: More failed requests than this share of a run makes its numbers meaningless.
 MAX_ERROR_SHARE = 0.01
 
 
 @dataclass(frozen=True, slots=True)
 class MacroConfig:
-    #: Seconds per measured run, and of the unmeasured warmup before it (0 = none).
+    #: Whole seconds per measured run (wrk takes no fractions), and of the warmup before it.
     duration: int
     warmup: int
     rounds: int
@@ -49,15 +54,54 @@ class MacroConfig:
     envoy_concurrency: int = 1
     #: taskset CPU list for wrk; None = not pinned.
     wrk_cpus: str | None = None
-    #: Before each run, wait up to this long (s) for other work on the machine to calm down.
+    #: Before each run, wait up to this long (s) for the machine's busy CPU to fall below
+    #: quiet_cores while the benchmark is idle.
     quiet_wait: float = 20.0
-    #: "Calm": the machine's busy CPU, with the benchmark idle, below this many cores.
     quiet_cores: float = 0.2
-    #: A run during which other work took more than this many cores is "disturbed" (on a
-    #: quiet machine it stays under 0.05: the kernel's loopback work is billed to our processes) ...
+    #: A run during which other work took more than this many cores is measured again (the
+    #: kernel's loopback work is billed to our processes, so a quiet machine stays well under),
+    #: at most `retries` times; the least disturbed attempt counts.
     noisy_cores: float = 0.2
-    #: ... and measured again, at most this many times; the least disturbed attempt counts.
     retries: int = 1
+
+
+def parse_wrk(output: str) -> WrkResult:
+    """Parse wrk's output; raises BenchError when the BENCH_RESULT line is missing."""
+    match = _RESULT.search(output)
+    if match is None:
+        raise BenchError(f"no BENCH_RESULT line in wrk's output:\n{output[-2000:]}")
+    values = {k: float(v) for k, _, v in (item.partition("=") for item in match[1].split())}
+    duration, requests = values["duration_us"] / 1e6, int(values["requests"])
+    rps = requests / duration if duration > 0 else 0.0
+    text_rps = _RPS.search(output)
+    if text_rps is not None and rps > 0 and abs(float(text_rps[1]) - rps) > 0.01 * rps:
+        raise BenchError(f"wrk reports {text_rps[1]} req/s, its counts say {rps:.2f}")
+    ms = {f"{k}_ms": values[f"{k}_us"] / 1000 for k in ("p50", "p90", "p99", "p999", "max", "mean")}
+    errors = {k: int(values[k]) for k in ("connect", "read", "write", "timeout", "status")}
+    return WrkResult(requests=requests, duration_s=duration, rps=rps, errors=errors, **ms)
+
+
+def wrk_command(
+    address: ListenAddress, config: MacroConfig, *, seconds: int, token: str | None
+) -> list[str]:
+    command = [procs.find_binary("wrk"), f"-t{config.threads}", f"-c{config.connections}"]
+    command += [f"-d{max(seconds, 1)}s", "--latency", "--timeout", "5s", "-s", str(SCRIPT)]
+    command += ["-H", f"Authorization: Bearer {token}"] if token is not None else []
+    return procs.pinned([*command, f"http://{address.host}:{address.port}{PATH}"], config.wrk_cpus)
+
+
+def run_wrk(
+    address: ListenAddress, config: MacroConfig, *, seconds: int, token: str | None
+) -> tuple[WrkResult, str]:
+    """One wrk run; returns the parsed result and wrk's full output (kept in the run's logs)."""
+    command = wrk_command(address, config, seconds=seconds, token=token)
+    done = subprocess.run(
+        command, capture_output=True, text=True, timeout=seconds + 60, check=False
+    )
+    if done.returncode != 0:
+        output = (done.stderr or done.stdout).strip()[-1000:]
+        raise BenchError(f"wrk exited with {done.returncode}: {output}")
+    return parse_wrk(done.stdout), done.stdout
 
 
 def _children_cpu() -> float:
@@ -66,37 +110,25 @@ def _children_cpu() -> float:
 
 
 def measure(
-    current: Stack,
-    running: Running,
-    *,
-    spec: LoadSpec,
-    token: str,
-    round_number: int,
-    save_output: Callable[[str], None] | None = None,
-) -> RunRecord:
+    current: Stack, running: Running, *, config: MacroConfig, token: str, round_number: int = 1
+) -> tuple[RunRecord, str]:
     """One measured wrk run against one setup, with the CPU every process spent meanwhile."""
-    parts = {"gateway": running.gateway, "upstream": current.upstream}
+    parts = {"gateway": running.gateway, "upstream": current.upstream, **running.extra}
     if running.sidecar is not None:
         parts["sidecar"] = running.sidecar
-    parts.update(running.extra)
     for proc in parts.values():
         if not proc.alive():
             raise BenchError(f"{proc.name} died:\n{proc.tail()}")
     counter = FILTER_COUNTER[running.setup.auth]
-    counted_before = procs.envoy_counters(running.admin).get(counter, 0) if counter else 0
+    counted = procs.envoy_counters(running.admin).get(counter, 0) if counter else 0
     cpu_before = {role: proc.cpu_seconds() for role, proc in parts.items()}
-    wrk_before = _children_cpu()
-    machine_before = psutil.cpu_times()
-    result, output = run_wrk(running.listen, spec, token=token)
+    wrk_before, machine_before = _children_cpu(), psutil.cpu_times()
+    result, output = run_wrk(running.listen, config, seconds=config.duration, token=token)
     machine_after = psutil.cpu_times()
     cpu = {role: proc.cpu_seconds() - cpu_before[role] for role, proc in parts.items()}
     cpu["wrk"] = _children_cpu() - wrk_before
-    idle = (machine_after.idle - machine_before.idle) + (
-        machine_after.iowait - machine_before.iowait
-    )
+    idle = sum(getattr(machine_after, k) - getattr(machine_before, k) for k in ("idle", "iowait"))
     total = sum(machine_after) - sum(machine_before)
-    if save_output is not None:
-        save_output(output)
     if result.failed > MAX_ERROR_SHARE * max(result.requests, 1):
         raise BenchError(
             f"{running.setup.name}: {result.failed} of {result.requests} requests failed "
@@ -104,13 +136,13 @@ def measure(
         )
     allowed: int | None = None
     if counter is not None:
-        allowed = procs.envoy_counters(running.admin).get(counter, 0) - counted_before
+        allowed = procs.envoy_counters(running.admin).get(counter, 0) - counted
         if allowed < result.requests:
             raise BenchError(
                 f"{running.setup.name}: wrk completed {result.requests} requests but {counter} "
                 f"grew by {allowed} only: requests bypassed the filter under test"
             )
-    return RunRecord(
+    record = RunRecord(
         setup=running.setup.name,
         round=round_number,
         wrk=result,
@@ -119,6 +151,7 @@ def measure(
         other_cpu_s=max(total - idle - sum(cpu.values()), 0.0),
         filter_allowed=allowed,
     )
+    return record, output
 
 
 def busy_cores(window: float = 1.0) -> float:
@@ -131,142 +164,64 @@ def busy_cores(window: float = 1.0) -> float:
     return (1 - idle / total) * (psutil.cpu_count() or 1) if total > 0 else 0.0
 
 
-def wait_for_quiet(config: MacroConfig) -> tuple[float, float]:
-    """Wait (bounded) until the machine is calm while the benchmark is idle.
-
-    On a shared machine, other programs' bursts land in whichever run they overlap; waiting
-    them out costs a little time and removes the worst outliers. Returns (waited s, busy cores).
-    """
-    began = time.monotonic()
-    busy = busy_cores()
-    while busy > config.quiet_cores and time.monotonic() - began < config.quiet_wait:
-        busy = busy_cores()
-    return time.monotonic() - began, busy
-
-
 def schedule(names: list[str], rounds: int) -> list[tuple[int, str]]:
     """(round, setup) in the order they run: A B C D, D C B A, A B C D, ..."""
-    order: list[tuple[int, str]] = []
-    for number in range(1, rounds + 1):
-        sequence = names if number % 2 else list(reversed(names))
-        order.extend((number, name) for name in sequence)
-    return order
+    return [
+        (number, name)
+        for number in range(1, rounds + 1)
+        for name in (names if number % 2 else reversed(names))
+    ]
 
 
 def run_rounds(
+    current: Stack, *, token: str, config: MacroConfig, logs: Path, say: Callable[[str], None]
+) -> list[RunRecord]:
+    records: list[RunRecord] = []
+    for number, name in schedule([r.setup.name for r in current.setups], config.rounds):
+        running, attempts = current.get(name), list[RunRecord]()
+        while len(attempts) <= config.retries:
+            began = time.monotonic()
+            while config.quiet_wait > 0 and (busy := busy_cores()) > config.quiet_cores:
+                if time.monotonic() - began >= config.quiet_wait:
+                    say(f"machine still busy ({busy:.2f} cores); measuring anyway")
+                    break
+            if config.warmup > 0:
+                run_wrk(running.listen, config, seconds=config.warmup, token=token)
+            record, output = measure(
+                current, running, config=config, token=token, round_number=number
+            )
+            attempts.append(record)
+            (logs / f"wrk-{name}-round{number}-try{len(attempts)}.txt").write_text(output)
+            other = record.other_cpu_s / record.wrk.duration_s
+            say(
+                f"round {number} {name:<16} {record.wrk.rps:7.0f} req/s"
+                f"  p50 {record.wrk.p50_ms:6.2f} ms  p99 {record.wrk.p99_ms:6.2f} ms"
+                f"  p99.9 {record.wrk.p999_ms:6.2f} ms  other CPU {other:4.2f} cores"
+            )
+            if other <= config.noisy_cores:
+                break
+            if len(attempts) <= config.retries:
+                say(f"  disturbed by other work ({other:.2f} cores); measuring again")
+        best = min(attempts, key=lambda r: r.other_cpu_s / r.wrk.duration_s)
+        records.append(replace(best, attempts=len(attempts)))
+    return records
+
+
+def load_test(
     current: Stack,
     *,
     material: Material,
     config: MacroConfig,
     logs: Path,
-    progress: Callable[[str], None],
-) -> list[RunRecord]:
-    spec = LoadSpec(
-        duration=config.duration,
-        connections=config.connections,
-        threads=config.threads,
-        cpus=config.wrk_cpus,
-    )
-    warmup = LoadSpec(
-        duration=config.warmup,
-        connections=config.connections,
-        threads=config.threads,
-        cpus=config.wrk_cpus,
-    )
-    records: list[RunRecord] = []
-    for number, name in schedule([r.setup.name for r in current.setups], config.rounds):
-        running = current.get(name)
-        best: RunRecord | None = None
-        for attempt in range(1, config.retries + 2):
-            record = _attempt(
-                current,
-                running,
-                material=material,
-                config=config,
-                specs=(warmup, spec),
-                log=logs / f"wrk-{name}-round{number}-try{attempt}.txt",
-                round_number=number,
-                progress=progress,
-            )
-            other = record.other_cpu_s / record.wrk.duration_s
-            progress(
-                f"round {number} {name:<16} {record.wrk.rps:7.0f} req/s"
-                f"  p50 {record.wrk.p50_ms:6.2f} ms  p99 {record.wrk.p99_ms:6.2f} ms"
-                f"  p99.9 {record.wrk.p999_ms:6.2f} ms  other CPU {other:4.2f} cores"
-            )
-            if best is None or other < best.other_cpu_s / best.wrk.duration_s:
-                best = record
-            if other <= config.noisy_cores:
-                break
-            if attempt <= config.retries:
-                progress(f"  disturbed by other work ({other:.2f} cores); measuring again")
-        assert best is not None
-        records.append(replace(best, attempts=attempt))
-    return records
-
-
-def _attempt(
-    current: Stack,
-    running: Running,
-    *,
-    material: Material,
-    config: MacroConfig,
-    specs: tuple[LoadSpec, LoadSpec],
-    log: Path,
-    round_number: int,
-    progress: Callable[[str], None],
-) -> RunRecord:
-    """Wait for a calm machine, warm up, measure once."""
-    warmup, spec = specs
-    if config.quiet_wait > 0:
-        waited, busy = wait_for_quiet(config)
-        if busy > config.quiet_cores:
-            progress(
-                f"machine still busy ({busy:.2f} cores) after {waited:.0f} s; measuring anyway"
-            )
-    if config.warmup > 0:
-        run_wrk(running.listen, warmup, token=material.token)
-    return measure(
-        current,
-        running,
-        spec=spec,
-        token=material.token,
-        round_number=round_number,
-        save_output=functools.partial(_save, log),
-    )
-
-
-def _save(path: Path, text: str) -> None:
-    path.write_text(text)
-
-
-def profile_run(
-    current: Stack,
-    *,
-    setup: str,
-    material: Material,
-    config: MacroConfig,
-    seconds: float,
-    out: Path,
-) -> ProfileResult:
-    """Keep `setup` under wrk's load while py-spy records its sidecar (not a measured run)."""
-    running = current.get(setup)
-    if running.sidecar is None:
-        raise BenchError(f"{setup} has no sidecar to profile")
-    spec = LoadSpec(
-        duration=int(2 * seconds) + 3,
-        connections=config.connections,
-        threads=config.threads,
-        cpus=config.wrk_cpus,
-    )
-    load = subprocess.Popen(
-        wrk_command(running.listen, spec, token=material.token),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        time.sleep(1)
-        return profile.record(running.sidecar.pid, setup=setup, seconds=seconds, out=out)
-    finally:
-        load.terminate()
-        load.wait()
+    say: Callable[[str], None],
+) -> LoadResult:
+    """Probe every setup of the stack, then measure them all in interleaved rounds."""
+    probes = probe_all(current, material)
+    for name, checks in probes.items():
+        say(f"probe {name}: {', '.join(checks)}")
+    runs = run_rounds(current, token=material.token, config=config, logs=logs, say=say)
+    setups = [
+        summarize(r.setup.name, r.setup.title, [run for run in runs if run.setup == r.setup.name])
+        for r in current.setups
+    ]
+    return LoadResult(setups=setups, runs=runs, probes=probes)

@@ -46,16 +46,11 @@ class Material:
         return json.dumps(self.jwks, separators=(",", ":"))
 
 
-def _rsa_key() -> rsa.RSAPrivateKey:
-    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
-
-
-def _pem(key: rsa.RSAPrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
+def _pem(key: rsa.RSAPrivateKey | None = None) -> bytes:
+    """A PEM private key: `key`, or a new RSA key."""
+    key = key or rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    encoding, private = serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8
+    return key.private_bytes(encoding, private, serialization.NoEncryption())
 
 
 def claims(*, scope: str, ttl: int = 6 * 3600) -> dict[str, Any]:
@@ -71,7 +66,7 @@ def claims(*, scope: str, ttl: int = 6 * 3600) -> dict[str, Any]:
 
 
 def make_material() -> Material:
-    key = _rsa_key()
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     jwk = json.loads(RSAAlgorithm.to_jwk(key.public_key()))
     jwk.update(kid=KID, alg="RS256", use="sig")
     pem = _pem(key)
@@ -80,29 +75,33 @@ def make_material() -> Material:
         jwks={"keys": [jwk]},
         token=mint(key_pem=pem, claims=claims(scope=SCOPE), kid=KID),
         token_without_scope=mint(key_pem=pem, claims=claims(scope="other:thing"), kid=KID),
-        token_bad_signature=mint(key_pem=_pem(_rsa_key()), claims=claims(scope=SCOPE), kid=KID),
+        token_bad_signature=mint(key_pem=_pem(), claims=claims(scope=SCOPE), kid=KID),
     )
 
 
 def sidecar_policy(
-    material: Material, *, name: str = "bench", hosts: tuple[str, ...] = HOSTS
+    material: Material,
+    *,
+    name: str = "bench",
+    hosts: tuple[str, ...] = HOSTS,
+    rate_limit: int | None = None,
 ) -> dict[str, Any]:
-    """The AuthPolicy of setup (3): one rule requiring a scope, one header from a claim."""
+    """The sidecar's AuthPolicy: one rule requiring a scope, one header from a claim, and with
+    `rate_limit` one limit per user (`claim:sub`, sliding window, that many a minute)."""
+    rule: dict[str, Any] = {"name": "read", "scopes": {"allOf": [SCOPE]}}
+    if rate_limit is not None:
+        rule["rateLimits"] = [
+            {"name": "per-user", "requests": rate_limit, "window": "1m", "key": "claim:sub"}
+        ]
+    issuer = {"issuer": ISSUER, "audiences": [AUDIENCE], "algorithms": ["RS256"]}
     return {
         "apiVersion": "authz.dev/v1alpha1",
         "kind": "AuthPolicy",
         "metadata": {"name": name, "namespace": "bench"},
         "spec": {
             "hosts": list(hosts),
-            "issuers": [
-                {
-                    "issuer": ISSUER,
-                    "audiences": [AUDIENCE],
-                    "algorithms": ["RS256"],
-                    "jwks": material.jwks,
-                }
-            ],
-            "rules": [{"name": "read", "scopes": {"allOf": [SCOPE]}}],
+            "issuers": [{**issuer, "jwks": material.jwks}],
+            "rules": [rule],
             "response": {"setHeaders": [{"name": USER_HEADER, "claim": "sub"}]},
         },
     }

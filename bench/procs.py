@@ -1,8 +1,8 @@
-"""Start, watch and stop the processes of a run (Envoys, sidecars), and read what they cost.
+"""Start, watch and stop the processes of a run (Envoys, sidecars, Redis), and read their cost.
 
 Every process logs to its own file under the run directory, so a failed start points at a
-log instead of interleaving five processes on the terminal. CPU time comes from psutil (all
-threads of the process), read before and after each measured run.
+log instead of interleaving many processes on the terminal. CPU time comes from psutil (all
+threads of the process and of its children), read before and after each measured run.
 """
 
 from __future__ import annotations
@@ -14,9 +14,10 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,21 +45,13 @@ class Proc:
         return self.popen.poll() is None
 
     def cpu_seconds(self) -> float:
-        """User + system CPU of the process (all threads) so far, and of its live children
-        (the workers of `authz serve --workers N`)."""
-        if self._ps is None:
-            self._ps = psutil.Process(self.pid)
+        """User + system CPU of the process and its live children (`--workers N`) so far."""
+        self._ps = self._ps or psutil.Process(self.pid)
         total = 0.0
         for process in (self._ps, *self._ps.children(recursive=True)):
             with contextlib.suppress(psutil.NoSuchProcess):
-                times = process.cpu_times()
-                total += times.user + times.system
+                total += sum(process.cpu_times()[:2])  # user + system
         return total
-
-    def rss_bytes(self) -> int:
-        if self._ps is None:
-            self._ps = psutil.Process(self.pid)
-        return int(self._ps.memory_info().rss)
 
     def tail(self, lines: int = 20) -> str:
         try:
@@ -98,20 +91,9 @@ def start(name: str, command: list[str], *, logs: Path) -> Proc:
     return Proc(name, popen, log)
 
 
-def start_envoy(
-    name: str, config: Path, *, concurrency: int, logs: Path, cpus: str | None = None
-) -> Proc:
-    command = [
-        find_binary("envoy"),
-        "-c",
-        str(config),
-        "--concurrency",
-        str(concurrency),
-        "--disable-hot-restart",
-        "--log-level",
-        "warn",
-    ]
-    return start(name, pinned(command, cpus), logs=logs)
+def start_envoy(name: str, config: Path, *, concurrency: int, logs: Path) -> Proc:
+    command = [find_binary("envoy"), "-c", str(config), "--concurrency", str(concurrency)]
+    return start(name, [*command, "--disable-hot-restart", "--log-level", "warn"], logs=logs)
 
 
 def start_sidecar(
@@ -120,52 +102,45 @@ def start_sidecar(
     policies: Path,
     grpc_listen: str,
     http: ListenAddress,
-    admin: ListenAddress,
     logs: Path,
-    cpus: str | None = None,
     extra_args: Sequence[str] = (),
 ) -> Proc:
     """`authz serve` at its defaults but for the listen addresses (free ports: several run),
-    plus `extra_args` (e.g. --redis-url for the rate-limit scenario).
+    plus `extra_args` (e.g. --redis-url).
 
     Its decision log (a JSON line per decision on stdout) goes to the log file, as a real
     deployment's goes to its log collector: that cost is part of what is measured.
     """
-    command = [
-        sys.executable,
-        "-m",
-        "authz",
-        "serve",
-        "--policies",
-        str(policies),
-        "--grpc-listen",
-        grpc_listen,
-        "--http-listen",
-        f"{http.host}:{http.port}",
-        "--admin-listen",
-        f"{admin.host}:{admin.port}",
-        "--log-level",
-        "warning",
-        *extra_args,
-    ]
-    return start(name, pinned(command, cpus), logs=logs)
+    admin = loopback()
+    command = [sys.executable, "-m", "authz", "serve", "--policies", str(policies)]
+    command += ["--grpc-listen", grpc_listen, "--http-listen", f"{http.host}:{http.port}"]
+    command += ["--admin-listen", f"{admin.host}:{admin.port}", "--log-level", "warning"]
+    return start(name, [*command, *extra_args], logs=logs)
 
 
-def wait_ready(url: str, proc: Proc, *, timeout: float = 30.0) -> None:
+def wait_until(ready: Callable[[], bool], proc: Proc, *, what: str, timeout: float = 30.0) -> None:
+    """Poll `ready` until it holds; a process that exits or takes too long stops the run."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while not ready():
         if not proc.alive():
             raise BenchError(
                 f"{proc.name} exited with code {proc.popen.returncode}:\n{proc.tail()}"
             )
+        if time.monotonic() > deadline:
+            raise BenchError(f"{proc.name}: no {what} after {timeout:.0f} s:\n{proc.tail()}")
+        time.sleep(0.1)
+
+
+def wait_ready(url: str, proc: Proc) -> None:
+    def ok() -> bool:
         with (
             contextlib.suppress(OSError),
-            urllib.request.urlopen(url, timeout=1) as response,  # noqa: S310 - loopback URL we built
+            urllib.request.urlopen(url, timeout=1) as response,  # noqa: S310 - our loopback URL
         ):
-            if response.status == 200:
-                return
-        time.sleep(0.1)
-    raise BenchError(f"{proc.name} not ready at {url} after {timeout:.0f} s:\n{proc.tail()}")
+            return bool(response.status == 200)
+        return False
+
+    wait_until(ok, proc, what=f"200 from {url}")
 
 
 def stop_all(procs: list[Proc], *, grace: float = 10.0) -> None:
@@ -191,3 +166,27 @@ def envoy_counters(admin: ListenAddress, *, prefix: str = "http.ingress.") -> di
         if sep and value.strip().isdigit():
             counters[name.strip()] = int(value)
     return counters
+
+
+@contextlib.contextmanager
+def redis_server(logs: Path) -> Iterator[tuple[Proc, int]]:
+    """A redis-server of its own (Debian's; no persistence) on a free loopback port."""
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="authz-bench-redis-") as workdir:
+        command = [find_binary("redis-server"), "--port", str(port), "--bind", "127.0.0.1"]
+        command += ["--save", "", "--appendonly", "no", "--dir", workdir]
+        proc = start("redis", command, logs=logs)
+        try:
+            wait_until(lambda: _pong(port), proc, what=f"PONG on port {port}", timeout=10)
+            yield proc, port
+        finally:
+            stop_all([proc])
+
+
+def _pong(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+            sock.sendall(b"*1\r\n$4\r\nPING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False

@@ -1,422 +1,339 @@
-"""docs/performance.md, written from one run's Results: the numbers never drift from the run.
+"""docs/performance.md: the numbers of one run, written into the hand-written document.
 
-Everything a reader needs to trust (or distrust) a number is in the file: the exact command,
-the machine and versions, how busy the machine was with other work, every round's throughput,
-and the targets of issue 7 with whether this run met them. Hand edits would be overwritten:
-change this generator instead.
+The document is prose a person edits - method, choices, what was tried and kept or dropped -
+with blocks between `<!-- bench:NAME -->` and `<!-- /bench:NAME -->` that each run rewrites from
+its Results, so the numbers never drift from the run. A section is a function from Results to
+markdown ("" when its part did not run) and one line in SECTIONS; a section the document has no
+block for yet is appended at its end under its title, ready to be moved and written around.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
-from bench import checkpath_report, ratelimit_report
-from bench import results as r
-from bench.results import Results
+from bench.ratelimit import NONE
+from bench.results import InProcess, LoadResult, Results, SetupSummary
+from bench.setups import NATIVE, SETUPS
 
-MICRO_TARGET_SCENARIO = "wire-warm"
+#: The check path's targets: throughput and p99 against native jwt_authn, CPU per decision
+#: in-process (MICRO_TARGET), and loading 10 k policies.
+THROUGHPUT_RATIO_MIN, P99_RATIO_MAX, CPU_US_MAX = 0.35, 3.0, 120.0
+COMPILE_10K_MAX_S, RSS_10K_MAX_MB = 2.0, 300.0
+MICRO_TARGET = "wire-warm"
+#: (setup, baseline, what the pair shows): one change measured within the same run.
+PAIRS = (
+    ("sidecar-tcp", "sidecar-tcp-grpcio", "everything below together: the sidecar now and before"),
+    ("sidecar-tcp", "sidecar-tcp-asyncio", "uvloop instead of asyncio's own event loop"),
+    ("sidecar-uds-w2", "sidecar-uds", "--workers 2 instead of one process, on 2 cores"),
+)
 
 
-def _table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
-    return "\n".join(lines)
+def table(header: str, rows: Iterable[str]) -> str:
+    """A markdown table from its header and rows, each written as cells joined by " | "."""
+    rule = "|" + "---|" * len(header.split(" | "))
+    return "\n".join([f"| {header} |", rule, *(f"| {row} |" for row in rows)])
 
 
-def _met(ok: bool) -> str:
+def met(ok: bool) -> str:
     return "**met**" if ok else "**not met**"
 
 
-def _machine(results: Results) -> str:
-    rows = [(key, value) for key, value in results.machine.items()]
-    return _table(("", ""), rows)
+def _cpu_us(s: SetupSummary, role: str) -> str:
+    return f"{s.cpu_us_per_request[role]:.0f}" if role in s.cpu_us_per_request else "-"
 
 
-def _probes(results: Results) -> str:
-    return "; ".join(f"`{name}`: {', '.join(checks)}" for name, checks in results.probes.items())
+def _probes(load: LoadResult) -> str:
+    return "; ".join(f"`{name}`: {', '.join(checks)}" for name, checks in load.probes.items())
 
 
-def _side_by_side(results: Results) -> str:
-    rows = [
-        (
-            f"`{s.setup}` {s.title}",
-            f"{s.rps:,.0f}",
-            f"{s.p50_ms:.2f}",
-            f"{s.p99_ms:.2f}",
-            f"{s.p999_ms:.2f}",
-            " / ".join(f"{v:,.0f}" for v in s.rps_runs),
-            s.errors,
-            s.repeated,
-        )
-        for s in results.setups
-    ]
-    header = (
-        "setup",
-        "req/s",
-        "p50 ms",
-        "p99 ms",
-        "p99.9 ms",
-        "req/s per round",
-        "errors",
-        "runs repeated",
+def _run(results: Results) -> str:
+    return (
+        f"Measured {results.started} by `{results.command}` in {results.elapsed_s / 60:.1f} min. "
+        "Raw numbers: `bench/out/results.json`; every wrk report and process log: "
+        "`bench/out/logs/`."
     )
-    return _table(header, rows)
+
+
+def _machine(results: Results) -> str:
+    return table(" | ", (f"{key} | {value}" for key, value in results.machine.items()))
+
+
+def _load(results: Results) -> str:
+    if results.load is None:
+        return ""
+    c = results.config
+    wrk = f"pinned to CPUs {c['wrk_cpus']}" if c["wrk_cpus"] else "not pinned"
+    rows = [
+        f"`{s.setup}` {s.title} | {s.rps:,.0f} | {s.p50_ms:.2f} | {s.p99_ms:.2f} | "
+        f"{s.p999_ms:.2f} | {' / '.join(f'{v:,.0f}' for v in s.rps_runs)} | {s.errors} | "
+        f"{s.repeated}"
+        for s in results.load.setups
+    ]
+    header = "setup | req/s | p50 ms | p99 ms | p99.9 ms | req/s per round | errors | runs repeated"
+    return (
+        f"wrk: {c['connections']} connections, {c['threads']} threads, {c['duration']} s per run "
+        f"after a {c['warmup']} s warmup, {c['rounds']} rounds; a wait of up to "
+        f"{c['quiet_wait']:g} s before each run, a run with more than {c['noisy_cores']:g} cores "
+        f"of other work measured again (retries: {c['retries']}); every Envoy with "
+        f"`--concurrency {c['envoy_concurrency']}`; wrk {wrk}.\n\n"
+        f"Probed before timing: {_probes(results.load)}.\n\n{table(header, rows)}\n\n"
+        "![throughput and p99 per setup](performance.png)"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Ratio:
+    setup: str
+    throughput: float
+    p99: float
+    #: Whether the targets apply (the sidecar), or the row is a reference.
+    target: bool
+
+
+def ratios(results: Results) -> list[Ratio]:
+    """Each setup against native jwt_authn; the targets apply to the sidecar's own setups."""
+    if results.load is None or (native := results.load.get(NATIVE)) is None:
+        return []
+    reference = {s.name: s.reference for s in SETUPS}
+    return [
+        Ratio(s.setup, s.rps / native.rps, s.p99_ms / native.p99_ms, not reference[s.setup])
+        for s in results.load.setups
+        if s.setup not in (NATIVE, "noauth")
+    ]
 
 
 def _ratios(results: Results) -> str:
-    rows = [
-        (
-            f"`{q.setup}` / `{q.baseline}`",
-            f"{q.throughput:.3f}",  # 3 digits: 0.349 must not read as a met 0.35
-            f">= {r.THROUGHPUT_RATIO_MIN}" if q.target else "",
-            _met(q.throughput_ok) if q.target else "reference",
-            f"{q.p99:.2f}",
-            f"<= {r.P99_RATIO_MAX:g}" if q.target else "",
-            _met(q.p99_ok) if q.target else "reference",
-        )
-        for q in results.ratios
-    ]
-    return _table(("", "throughput ratio", "target", "", "p99 ratio", "target", ""), rows)
+    def row(q: Ratio) -> str:
+        # Three digits: 0.349 must not read as a met 0.35.
+        start = f"`{q.setup}` / `{NATIVE}` | {q.throughput:.3f}"
+        if not q.target:
+            return f"{start} |  | reference | {q.p99:.2f} |  | reference"
+        throughput, p99 = met(q.throughput >= THROUGHPUT_RATIO_MIN), met(q.p99 <= P99_RATIO_MAX)
+        return f"{start} | >= {THROUGHPUT_RATIO_MIN} | {throughput} | {q.p99:.2f} | <= {P99_RATIO_MAX:g} | {p99}"
+
+    rows = list(map(row, ratios(results)))
+    return table(" | throughput ratio | target |  | p99 ratio | target | ", rows) if rows else ""
 
 
 def _cpu(results: Results) -> str:
+    if results.load is None:
+        return ""
     roles = ("gateway", "sidecar", "upstream", "wrk")
     rows = [
-        (
-            f"`{s.setup}`",
-            *(
-                f"{s.cpu_us_per_request[role]:.0f}" if role in s.cpu_us_per_request else "-"
-                for role in roles
-            ),
-            f"{100 * s.machine_busy:.0f} %",
-            f"{s.other_cpu_s_per_s:.2f}",
-        )
-        for s in results.setups
+        f"`{s.setup}` | {' | '.join(_cpu_us(s, role) for role in roles)} | "
+        f"{100 * s.machine_busy:.0f} % | {s.other_cpu_s_per_s:.2f}"
+        for s in results.load.setups
     ]
-    header = (
-        "setup",
-        "gateway Envoy",
-        "sidecar / authorizer",
-        "upstream Envoy",
-        "wrk",
-        "machine busy",
-        "other busy CPU (cores)",
-    )
-    return _table(header, rows)
-
-
-def _cpu_story(results: Results) -> str:
-    micro = next((m for m in results.micro if m.name == MICRO_TARGET_SCENARIO), None)
-    lines = []
-    for s in results.setups:
-        sidecar = s.cpu_us_per_request.get("sidecar")
-        if sidecar is None or micro is None or not s.setup.startswith("sidecar"):
-            continue
-        lines.append(
-            f"- `{s.setup}`: the sidecar process spends **{sidecar:.0f} CPU-µs per request** "
-            f"under load, {sidecar / micro.cpu_us:.0f}x the {micro.cpu_us:.0f} CPU-µs the decision "
-            "(parse + check + serialize) costs in a hot in-process loop (below). The rest is the "
-            "server around it (HTTP/2 and gRPC framing, syscalls, wakeups, the event loop) and "
-            "the decision itself running with caches cooled by all that; the profile below "
-            "splits it."
-        )
-    static = results.summary("ext_authz-static")
-    native = results.summary("jwt_authn")
+    header = "setup | gateway Envoy | sidecar / authorizer | upstream Envoy | wrk | machine busy"
+    lines = [table(f"{header} | other busy CPU (cores)", rows), ""]
+    micro = results.micro_result(MICRO_TARGET)
+    for s in results.load.setups:
+        if micro is not None and s.setup.startswith("sidecar"):
+            sidecar = s.cpu_us_per_request["sidecar"]
+            lines.append(
+                f"- `{s.setup}`: the sidecar process spends **{sidecar:.0f} CPU-µs per request** "
+                f"under load, {sidecar / micro.cpu_us:.0f}x the {micro.cpu_us:.0f} CPU-µs the "
+                f"decision (parse + check + serialize, `{MICRO_TARGET}`) costs in-process."
+            )
+    static, native = results.summary("ext_authz-static"), results.summary(NATIVE)
     if static is not None and native is not None:
         lines.append(
             f"- `ext_authz-static` (reference): with an authorizer that costs next to nothing, "
             f"Envoy + ext_authz reaches {static.rps:,.0f} req/s, {static.rps / native.rps:.2f}x "
-            f"native jwt_authn; the gateway Envoy alone spends "
-            f"{static.cpu_us_per_request.get('gateway', 0):.0f} CPU-µs per request there. "
-            "That is roughly the ceiling for any external authorizer on this machine (measured "
-            "with ext_authz's HTTP mode; the sidecar's gRPC mode adds framing, not round trips)."
+            f"native jwt_authn; the gateway Envoy alone spends {_cpu_us(static, 'gateway')} "
+            "CPU-µs per request there."
         )
     return "\n".join(lines)
 
 
 def _micro(results: Results) -> str:
+    if not results.micro:
+        return ""
+    c = results.config
     rows = [
-        (
-            f"`{m.name}`",
-            m.description,
-            f"{m.wall_us:.1f}",
-            f"{m.cpu_us:.1f}",
-            f"{m.peak_bytes:,}",
-            f"{m.retained_bytes_per_1k:,}",
-        )
+        f"`{m.name}` | {m.description} | {m.wall_us:.1f} | {m.cpu_us:.1f} | {m.peak_bytes:,} | "
+        f"{m.retained_bytes_per_1k:,}"
         for m in results.micro
     ]
-    table = _table(
-        (
-            "scenario",
-            "what",
-            "µs / decision",
-            "CPU-µs / decision",
-            "peak bytes / decision",
-            "bytes retained / 1k decisions",
-        ),
-        rows,
-    )
-    target = next((m for m in results.micro if m.name == MICRO_TARGET_SCENARIO), None)
-    verdict = (
-        f"\n\nTarget: <= {r.CPU_US_MAX:g} CPU-µs per decision with a warm token cache "
-        f"(`{MICRO_TARGET_SCENARIO}`): {target.cpu_us:.1f} CPU-µs, {_met(target.cpu_us <= r.CPU_US_MAX)}."
-        if target
-        else ""
-    )
-    by_name = {m.name: m for m in results.micro}
-    split = ""
-    if "decide-warm" in by_name and "check-warm" in by_name:
-        inner, outer = by_name["decide-warm"].cpu_us, by_name["check-warm"].cpu_us
-        split = (
-            f"\n\nThe pipeline's decision is {inner:.0f} of the servicer's {outer:.0f} CPU-µs; "
-            f"the other {outer - inner:.0f} are request conversion, the decision id, metrics and "
-            "the decision log line, and building the CheckResponse."
+    header = "scenario | what | µs / decision | CPU-µs / decision | peak bytes / decision"
+    lines = [
+        f"The best of {c['micro_repeats']} repeats x {c['micro_iterations']:,} decisions.\n",
+        table(f"{header} | bytes retained / 1k decisions", rows),
+    ]
+    if (target := results.micro_result(MICRO_TARGET)) is not None:
+        lines.append(
+            f"\nTarget: <= {CPU_US_MAX:g} CPU-µs per decision with a warm token cache "
+            f"(`{MICRO_TARGET}`): {target.cpu_us:.1f} CPU-µs, {met(target.cpu_us <= CPU_US_MAX)}."
         )
-    ids = (
-        "\n\nA scenario whose 1,000 measured decisions include a refill of the decision-id buffer "
-        "shows about 8 KB more retained: the new 8 KiB buffer (512 ids as hex, "
-        "authz/server/ids.py) replacing one allocated before tracing started, not growth."
-    )
-    return table + verdict + split + ids
+    inner, bare, outer = map(results.micro_result, ("decide-warm", "check-bare", "check-warm"))
+    if inner is not None and bare is not None and outer is not None:
+        lines.append(
+            f"\nThe pipeline's decision is {inner.cpu_us:.0f} of the servicer's {outer.cpu_us:.0f} "
+            f"CPU-µs; metrics and the decision log line take {outer.cpu_us - bare.cpu_us:.0f}, "
+            f"and the other {bare.cpu_us - inner.cpu_us:.0f} are request conversion, the "
+            "decision id and building the CheckResponse."
+        )
+    return "\n".join(lines)
 
 
 def _scale(results: Results) -> str:
+    if not results.scale:
+        return ""
     rows = [
-        (
-            f"{s.policies:,}",
-            f"{s.files} files, {s.yaml_bytes / 2**20:.1f} MiB",
-            f"**{s.load_s:.2f}**",
-            f"{s.load_cpu_s:.2f}",
-            f"{s.read_s:.2f}",
-            f"{s.compile_s:.2f}",
-            f"**{s.k8s_compile_s:.2f}**",
-            f"{s.reload_s:.2f}",
-            f"{s.rss_before_mb:.0f} -> {s.rss_after_mb:.0f} (+{s.rss_after_mb - s.rss_before_mb:.0f})",
-            f"{s.lookup_hit_ns:.0f} / {s.lookup_miss_ns:.0f}",
-            f"{s.decide_us:.1f}",
-        )
+        f"{s.policies:,} | {s.files} files, {s.yaml_bytes / 2**20:.1f} MiB | **{s.load_s:.2f}** | "
+        f"{s.load_cpu_s:.2f} | {s.read_s:.2f} | {s.compile_s:.2f} | **{s.k8s_compile_s:.2f}** | "
+        f"{s.reload_s:.2f} | {s.rss_before_mb:.0f} -> {s.rss_after_mb:.0f} "
+        f"(+{s.rss_after_mb - s.rss_before_mb:.0f}) | {s.lookup_hit_ns:.0f} / "
+        f"{s.lookup_miss_ns:.0f} | {s.decide_us:.1f}"
         for s in results.scale
     ]
-    table = _table(
-        (
-            "policies",
-            "YAML",
-            "files: load s",
-            "load CPU s",
-            "read s",
-            "compile + index s",
-            "Kubernetes: compile + index s",
-            "reload, one file changed s",
-            "RSS MB",
-            "lookup ns hit / miss",
-            "decision µs",
-        ),
-        rows,
+    header = (
+        "policies | YAML | files: load s | load CPU s | read s | compile + index s | Kubernetes: "
+        "compile + index s | reload, one file changed s | RSS MB | lookup ns hit / miss | decision µs"
     )
-    notes = []
-    largest = max(results.scale, key=lambda s: s.policies, default=None)
-    smallest = min(results.scale, key=lambda s: s.policies, default=None)
-    if largest is not None and largest.policies >= 10_000:
-        limit = r.COMPILE_10K_MAX_S
-        notes.append(
-            f"- load + compile <= {limit:g} s at 10 k, through the file source (read, parse, "
-            f"validate, compile, index): {largest.load_s:.2f} s, {_met(largest.load_s <= limit)}; "
-            f"through the Kubernetes source (the API server's objects, already parsed): "
-            f"{largest.k8s_compile_s:.2f} s, {_met(largest.k8s_compile_s <= limit)}."
-        )
-        notes.append(
-            f"- RSS <= {r.RSS_10K_MAX_MB:g} MB at 10 k: {largest.rss_after_mb:.0f} MB, "
-            f"{_met(largest.rss_after_mb <= r.RSS_10K_MAX_MB)}."
-        )
-    if largest is not None and smallest is not None and largest is not smallest:
-        growth = largest.lookup_hit_ns / smallest.lookup_hit_ns if smallest.lookup_hit_ns else 0
-        notes.append(
-            f"- host lookup, {largest.policies:,} vs {smallest.policies:,} policies: "
-            f"{growth:.2f}x the time for {largest.policies // smallest.policies}x the policies "
-            f"({_met(growth < 2)}: O(1) means no growth beyond noise and cache effects)."
-        )
-    return table + ("\n\n" + "\n".join(notes) if notes else "")
-
-
-def _scale_repeats(results: Results) -> str:
-    counts = sorted({s.repeats for s in results.scale})
-    return " or ".join(str(c) for c in counts) if counts else "1"
-
-
-def _largest(breakdown: list[tuple[str, float]]) -> str:
-    top = sorted(breakdown, key=lambda item: item[1], reverse=True)[:3]
-    return (
-        "Largest shares: "
-        + "; ".join(f"{name} **{100 * share:.0f} %**" for name, share in top)
-        + "."
+    repeats = " or ".join(str(n) for n in sorted({s.repeats for s in results.scale}))
+    lines = [f"Each size loaded in {repeats} fresh processes.\n", table(header, rows), ""]
+    small, large = (
+        min(results.scale, key=lambda s: s.policies),
+        max(results.scale, key=lambda s: s.policies),
     )
+    if large.policies >= 10_000:
+        lines.append(
+            f"- load + compile <= {COMPILE_10K_MAX_S:g} s at 10 k, through the file source (read, "
+            f"parse, validate, compile, index): {large.load_s:.2f} s, "
+            f"{met(large.load_s <= COMPILE_10K_MAX_S)}; through the Kubernetes source (the API "
+            f"server's objects, already parsed): {large.k8s_compile_s:.2f} s, "
+            f"{met(large.k8s_compile_s <= COMPILE_10K_MAX_S)}.\n"
+            f"- RSS <= {RSS_10K_MAX_MB:g} MB at 10 k: {large.rss_after_mb:.0f} MB, "
+            f"{met(large.rss_after_mb <= RSS_10K_MAX_MB)}."
+        )
+    if large is not small and small.lookup_hit_ns:
+        growth = large.lookup_hit_ns / small.lookup_hit_ns
+        lines.append(
+            f"- host lookup, {large.policies:,} vs {small.policies:,} policies: {growth:.2f}x the "
+            f"time for {large.policies // small.policies}x the policies ({met(growth < 2)}: O(1) "
+            "means no growth beyond noise and cache effects)."
+        )
+    return "\n".join(lines)
 
 
 def _profile(results: Results) -> str:
-    profile = results.profile
-    if profile is None:
+    if (p := results.profile) is None:
         return "Not profiled in this run (`BENCH_PROFILE=0`, quick mode, or py-spy unavailable)."
-    breakdown = _table(
-        ("where the busy samples were", "share"),
-        ((name, f"{100 * share:.0f} %") for name, share in profile.breakdown),
-    )
-    own = _table(
-        ("frame on top of the stack", "share"),
-        ((f"`{name}`", f"{100 * share:.1f} %") for name, share in profile.top_self),
-    )
-    authz = _table(
-        ("authz frame anywhere on the stack", "share"),
-        ((f"`{name}`", f"{100 * share:.1f} %") for name, share in profile.top_inclusive),
-    )
-    idle = 100 * (1 - profile.busy_samples / profile.samples) if profile.samples else 0.0
-    return (
-        f"py-spy (`--native`, 200 Hz) on the `{profile.setup}` sidecar for {profile.seconds:g} s "
-        f"under the same wrk load, after the measured rounds: {profile.samples:,} thread samples, "
-        f"of which {idle:.0f} % caught a thread waiting (epoll, locks, queues, the GIL) and are "
-        f"left out; shares are of the {profile.busy_samples:,} busy samples. The flamegraph is "
-        f"`{Path(profile.flamegraph).name}` in bench/out/ (not committed).\n\n"
-        f"{_largest(profile.breakdown)}\n\n{breakdown}\n\n{own}\n\n{authz}"
-    )
+    top = sorted(p.breakdown, key=lambda item: item[1], reverse=True)[:3]
+    return f"""\
+py-spy (`--native`, 200 Hz) on the `{p.setup}` sidecar for {p.seconds:g} s under the same wrk \
+load, after the measured rounds: {p.samples:,} thread samples, of which \
+{100 * (1 - p.busy_samples / p.samples):.0f} % caught a thread waiting (epoll, locks, queues, \
+the GIL) and are left out; shares are of the {p.busy_samples:,} busy samples. The flamegraph is \
+`{Path(p.flamegraph).name}` in bench/out/ (not committed).
+
+Largest shares: {"; ".join(f"{name} **{100 * share:.0f} %**" for name, share in top)}.
+
+{table("where the busy samples were | share", (f"{n} | {100 * v:.0f} %" for n, v in p.breakdown))}
+
+{table("frame on top of the stack | share", (f"`{n}` | {100 * v:.1f} %" for n, v in p.top_self))}
+
+{table("authz frame anywhere on the stack | share", (f"`{n}` | {100 * v:.1f} %" for n, v in p.top_inclusive))}"""
 
 
-def render(results: Results, *, chart: str = "performance.png") -> str:
-    config = results.config
-    return f"""# Performance
-
-<!-- Generated by `make bench` (bench/report.py). Edit the generator, not this file. -->
-
-Measured {results.started} by `{results.command}` in {results.elapsed_s / 60:.1f} min. Raw numbers:
-`bench/out/results.json`; every wrk report and process log: `bench/out/logs/`.
-
-## How to run
-
-    make bench                      # the whole thing, ~{max(round(results.elapsed_s / 60), 1)} min here; rewrites this file
-    BENCH_QUICK=1 make bench        # smoke run: 1 s per setup, small sizes; leaves docs/ alone
-    BENCH_DURATION=30s BENCH_ROUNDS=3 make bench
-    BENCH_ONLY=micro make bench     # parts: load, micro, scale, ratelimit (comma-separated)
-
-Other knobs: `BENCH_WARMUP` (2s), `BENCH_ENVOY_CONCURRENCY` (1), `BENCH_WRK_CPUS` (taskset list
-for wrk, unset = not pinned), `BENCH_PROFILE=0` (skip py-spy). `make bench` installs wrk
-(Debian) and the `bench` extra (matplotlib, psutil, py-spy) if missing.
-
-## Machine
-
-{_machine(results)}
-
-## Side by side: Envoy alone, native jwt_authn, the sidecar
-
-- Load: wrk, {config.get("connections")} connections, {config.get("threads")} threads, closed loop;
-  {config.get("duration_s")} s per run after a {config.get("warmup_s")} s unmeasured warmup.
-- Rounds: {config.get("rounds")}, interleaved (A B C D, then D C B A); each number is the median
-  over rounds.
-- Other work on this shared machine: before each run the harness waits (up to
-  {config.get("quiet_wait_s", 0):g} s) for it to calm down; a run during which it still took more
-  than {config.get("noisy_cores", 0):g} cores is measured again (retries:
-  {config.get("retries", 0)}) and the least disturbed attempt counts ("runs repeated").
-- Every Envoy runs with `--concurrency {config.get("envoy_concurrency")}`; wrk is
-  {"pinned to CPUs " + str(config.get("wrk_cpus")) if config.get("wrk_cpus") else "not pinned"}.
-- Probed before timing: {_probes(results)}.
-- After each run, Envoy's own filter counter confirmed that every request wrk completed went
-  through the filter under test.
-
-{_side_by_side(results)}
-
-![throughput and p99 per setup]({chart})
-
-### Sidecar versus native jwt_authn (issue 7 targets)
-
-{_ratios(results)}
-
-### CPU per request under load (CPU-µs, median over rounds)
-
-{_cpu(results)}
-
-{_cpu_story(results)}
-
-"Other busy CPU" is busy time not charged to the benchmark's processes: other programs on this
-shared machine and kernel work (loopback softirq) not billed to a process. It is the noise floor
-to read the numbers against.
-
-## The check path in-process
-
-`AuthorizationServicer.check`, built as `authz serve` builds it (metrics and decision log on;
-the log lines are built and dropped instead of written), called in a loop on one event loop with
-a CheckRequest like the ones Envoy sends: no gRPC, no sockets. The best of
-{config.get("micro_repeats")} repeats x {int(config.get("micro_iterations", 0)):,} decisions, as
-`timeit` does (interference only ever adds time). Memory from a separate tracemalloc pass.
-
-{_micro(results)}
-
-## Policy scale
-
-Generated AuthPolicy documents, one host each, inline JWKS, 100 per file; loaded in a fresh
-process through the file source, the PolicyStore (with the service's KeyRegistry) and the host
-index. RSS is the process's after the load, including the interpreter and the service's imports.
-Each size is loaded in {_scale_repeats(results)} fresh processes: times are the best of them (other
-work on the machine only ever adds time), RSS the largest. "read" and "compile" split the
-file source's load; the Kubernetes column compiles the same documents as the controller hands
-them over (parsed by the API client, so there is no YAML to read); the reload is the file
-source's answer to one edited file: every file is read again, only the changed policy compiled.
-
-What dominated the 10 k load before issue 7's work (py-spy and cProfile; 20.8 s in all):
-PyYAML's pure-Python parser, 17 s (libyaml now composes plain documents; the pure-Python
-loader still answers for anything unusual and words every error); jsonschema's iter_errors,
-3 s (compiled Draft-4 predicates now answer "valid?" first, iter_errors runs only for documents
-they reject); then, of what was left, the cyclic garbage collector re-walking the growing heap
-for about a quarter (paused during bulk loads) and sorted-JSON cache keys (now a pickle). What
-remains is mostly libyaml composing the node graph and the walk that builds the documents
-(about 60 % of the file source's load), then validating and compiling.
-
-{_scale(results)}
-
-## Where the sidecar's CPU goes
-
-{_profile(results)}
-
-## Closing the gap on the check path
-
-{checkpath_report.render(results)}
-
-## Redis-shared versus local rate limits
-
-{ratelimit_report.render(results)}
-
-## Method and choices
-
-- **The upstream** is one more Envoy answering 200 from a `direct_response` route, shared by all
-  setups, so it costs little and the same everywhere (the Python echo app of `make run` would
-  be every setup's bottleneck). It echoes `x-user-id` back, which is how the probes prove the
-  header was set from the `sub` claim.
-- **Like for like**: jwt_authn and the sidecar get the same issuer, audience, key (inline JWKS)
-  and claim-to-header; jwt_authn's verified-token cache is on, as the sidecar's is. The sidecar
-  additionally checks a scope (jwt_authn has no scope check of its own).
-- **`--concurrency 1`** for every Envoy: an ext_authz sidecar deployment is one Envoy and one
-  sidecar per pod, usually with few workers, and on 2 cores a second worker only competes with
-  the sidecar and wrk. In exploratory runs while writing the harness, `--concurrency 2` raised
-  native jwt_authn by about 20 % and lowered the sidecar setups by about 40 %; pinning wrk to
-  one CPU (`taskset`) helped no setup (native lost about 10 %), so wrk is not pinned. Both are
-  knobs, for checking this on another machine.
-- **The reference `ext_authz-static`** is not an authorizer: ext_authz (HTTP mode) asks one more
-  static Envoy that allows everything and answers x-user-id. It shows what Envoy's side of an
-  external authorization call costs, so the gap between it and the sidecar is the sidecar's.
-- **Closed loop**: wrk sends a connection's next request only after the previous answer, so
-  under saturation latency percentiles describe queueing at 16 in-flight requests; they are
-  comparable across setups, not a service-level latency.
-- **Shared machine**: other work on the machine lands in whichever run it overlaps; the
-  interleaved rounds, the repeated runs and the medians blunt that, and the "other busy CPU"
-  column shows what was left. Beyond that, the machine is a VM whose neighbours are invisible
-  from inside: in repeated full runs while writing the harness, with no other busy CPU
-  measured, absolute throughput moved by up to 25 % between runs, while the sidecar/native
-  throughput ratio stayed between 0.15 and 0.21 and the p99 ratio between 3.5 and 5.6 (the
-  sidecar before the check path's rework). Compare ratios within one run, not absolute numbers
-  across runs.
-"""
+def _pairs(results: Results) -> str:
+    rows = [
+        f"{what} | `{name}` vs `{base}` | {new.rps:,.0f} vs {old.rps:,.0f} "
+        f"(**{new.rps / old.rps:.2f}x**) | {new.p99_ms:.2f} vs {old.p99_ms:.2f} | "
+        f"{_cpu_us(new, 'sidecar')} vs {_cpu_us(old, 'sidecar')}"
+        for name, base, what in PAIRS
+        if (new := results.summary(name)) is not None and (old := results.summary(base)) is not None
+    ]
+    header = "change | setup vs baseline | req/s | p99 ms | sidecar CPU-µs / request"
+    text = table(header, rows) if rows else ""
+    h2, wire = results.micro_result("h2-warm"), results.micro_result(MICRO_TARGET)
+    if h2 is not None and wire is not None:
+        text += (
+            f"\n\nIn-process, one check through the h2 engine (`h2-warm`: frames in, frames out, "
+            "one check per read, so the loop's own overhead is not shared as it is under load) "
+            f"costs {h2.cpu_us:.0f} CPU-µs, of which the servicer with protobuf parsing and "
+            f"serializing (`{MICRO_TARGET}`) is {wire.cpu_us:.0f}."
+        )
+    return text.strip()
 
 
-def write(results: Results, *, docs: Path, chart_name: str = "performance.png") -> Path:
-    path = docs / "performance.md"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render(results, chart=chart_name))
-    return path
+def _ratelimit(results: Results) -> str:
+    if not results.ratelimit:
+        return ""
+    base = results.ratelimit[0]
+
+    def row(m: InProcess) -> str:
+        redis = f"{m.redis_cpu_us:.1f}" if m.redis_calls_per_decision else "-"
+        added = f"+{m.cpu_us + m.redis_cpu_us - base.cpu_us:.0f}" if m is not base else "-"
+        scripts = f"{m.redis_calls_per_decision:.2f}" if m.redis_calls_per_decision else "-"
+        return f"`{m.name}` | {m.description} | {m.wall_us:.1f} | {m.cpu_us:.1f} | {redis} | {added} | {scripts}"
+
+    header = "scenario | what | µs / check | sidecar CPU-µs / check | Redis CPU-µs / check"
+    header += " | added CPU-µs (sidecar + Redis) vs no limits | Redis scripts / check"
+    return table(header, map(row, results.ratelimit))
+
+
+def _ratelimit_load(results: Results) -> str:
+    if (load := results.ratelimit_load) is None:
+        return ""
+    none = load.get(NONE)
+    rows = [
+        f"`{s.setup}` {s.title} | {s.rps:,.0f} | {f'{s.rps / none.rps:.2f}' if none else '-'} | "
+        f"{s.p50_ms:.2f} | {s.p99_ms:.2f} | {s.p999_ms:.2f} | {_cpu_us(s, 'sidecar')} | "
+        f"{_cpu_us(s, 'redis')} | {_cpu_us(s, 'gateway')} | {s.other_cpu_s_per_s:.2f}"
+        for s in load.setups
+    ]
+    header = "setup | req/s | vs no limits | p50 ms | p99 ms | p99.9 ms | sidecar CPU-µs / req"
+    header += " | Redis CPU-µs / req | gateway CPU-µs / req | other busy CPU (cores)"
+    return f"{table(header, rows)}\n\nProbed before timing: {_probes(load)}."
+
+
+@dataclass(frozen=True, slots=True)
+class Section:
+    name: str
+    #: The heading it gets when the document has no block for it yet.
+    title: str
+    render: Callable[[Results], str]
+
+
+SECTIONS = (
+    Section("run", "Run", _run),
+    Section("machine", "Machine", _machine),
+    Section("load", "Side by side: Envoy alone, native jwt_authn, the sidecar", _load),
+    Section("ratios", "Sidecar versus native jwt_authn", _ratios),
+    Section("cpu", "CPU per request under load", _cpu),
+    Section("micro", "The check path in-process", _micro),
+    Section("scale", "Policy scale", _scale),
+    Section("profile", "Where the sidecar's CPU goes", _profile),
+    Section("pairs", "One change at a time", _pairs),
+    Section("ratelimit", "Rate limits in-process", _ratelimit),
+    Section("ratelimit-load", "Rate limits under load", _ratelimit_load),
+)
+
+
+def render(results: Results, template: str) -> str:
+    """`template` (the document) with every section's block rewritten from `results`."""
+    text = template
+    for section in SECTIONS:
+        begin, end = f"<!-- bench:{section.name} -->", f"<!-- /bench:{section.name} -->"
+        block = f"{begin}\n{section.render(results) or 'Not measured in this run.'}\n{end}"
+        found = re.search(f"{re.escape(begin)}.*?{re.escape(end)}", text, flags=re.DOTALL)
+        if found is not None:
+            text = text[: found.start()] + block + text[found.end() :]
+        elif begin in text or end in text:
+            raise ValueError(f"the document's {section.name} block lacks {begin} or {end}")
+        else:
+            text = f"{text.rstrip()}\n\n## {section.title}\n\n{block}\n"
+    return text
+
+
+def write(results: Results, *, template: Path, out: Path) -> Path:
+    """`out`: `template` (or, without it, a bare title) with this run's numbers."""
+    text = template.read_text() if template.exists() else "# Performance\n"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(render(results, text))
+    return out

@@ -3,21 +3,19 @@
 The documents are generated into a temporary directory (100 per file, as a team with many
 services might keep them) and loaded by a child process through the service's own code: the
 file source reads them, the PolicyStore compiles them with the service's KeyRegistry and builds
-the host index. A fresh process per size keeps one measurement's memory out of the next one's
-RSS; it imports authz.app first, so the baseline is what `authz serve` has loaded anyway.
+the host index. A fresh process per load keeps one measurement's memory out of the next one's
+RSS; it imports authz.app first, so the baseline is what `authz serve` has loaded anyway. Each
+size is loaded in REPEATS processes: times are the best of them (other work on the machine only
+ever adds time), memory the largest.
 
-Each size is loaded in REPEATS fresh processes; times are the best of them (as timeit does:
-other work on the machine only ever adds time), memory the largest. Besides the file source's
-load, the child times the Kubernetes source's compile (the same documents as the controller
-hands them over, into a fresh PolicyStore), and a reload after one file changed.
-
-Lookup time is Snapshot.lookup over hosts that exist and hosts that do not, minus the cost of
-the bare loop; it should not depend on how many policies there are (one dict probe per label).
+Besides the file source's load, the child times its split (read, then compile), the Kubernetes
+source's compile (the same documents as the controller hands them over), a reload after one
+file changed, host lookups (which should not depend on how many policies there are) and a whole
+decision for one of the hosts.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import os
@@ -37,8 +35,6 @@ from bench.procs import BenchError
 from bench.results import ScaleResult
 
 PER_FILE = 100
-LOOKUPS = 1000
-LOOKUP_PASSES = 100
 REPEATS = 3
 #: Largest of these across repeats; every other number is the smallest.
 _WORST = ("rss_before_mb", "rss_after_mb", "peak_rss_mb")
@@ -48,20 +44,18 @@ def host(index: int) -> str:
     return f"svc-{index:05d}.scale.bench.local"
 
 
-def document(material: Material, index: int) -> dict[str, Any]:
-    return sidecar_policy(material, name=f"svc-{index:05d}", hosts=(host(index),))
-
-
 def generate(directory: Path, count: int, material: Material) -> tuple[int, int]:
     """Write `count` policies as YAML files; returns (files, bytes)."""
     directory.mkdir(parents=True, exist_ok=True)
     files = written = 0
     for start in range(0, count, PER_FILE):
-        docs = [document(material, i) for i in range(start, min(start + PER_FILE, count))]
+        docs = [
+            sidecar_policy(material, name=f"svc-{i:05d}", hosts=(host(i),))
+            for i in range(start, min(start + PER_FILE, count))
+        ]
         text = yaml.safe_dump_all(docs, sort_keys=False)
         (directory / f"policies-{start // PER_FILE:04d}.yaml").write_text(text)
-        files += 1
-        written += len(text.encode())
+        files, written = files + 1, written + len(text.encode())
     return files, written
 
 
@@ -71,50 +65,39 @@ def _rss_mb() -> float:
     return float(psutil.Process().memory_info().rss) / 2**20
 
 
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-
-
-def _lookup_ns(lookup: Any, hosts: list[str]) -> float:
+def _lookup_ns(lookup: Any, hosts: list[str], passes: int = 100) -> float:
+    """ns per lookup, less the bare loop's cost."""
     start = time.perf_counter_ns()
-    for _ in range(LOOKUP_PASSES):
+    for _ in range(passes):
         for name in hosts:
             lookup(name)
-    spent = time.perf_counter_ns() - start
-    start = time.perf_counter_ns()
-    for _ in range(LOOKUP_PASSES):
+    spent, start = time.perf_counter_ns() - start, time.perf_counter_ns()
+    for _ in range(passes):
         for _name in hosts:
             pass
-    bare = time.perf_counter_ns() - start
-    return max(spent - bare, 0) / (LOOKUP_PASSES * len(hosts))
+    return max(spent - (time.perf_counter_ns() - start), 0) / (passes * len(hosts))
 
 
-def _kubernetes_compile(documents: list[Any], *, bind: Any) -> float:
-    """PolicyStore.update with the documents as the Kubernetes source builds them from objects
-    the API server returns (uid, resourceVersion, generation, creationTimestamp, status)."""
-    from authz.controller.documents import SOURCE_NAME, to_document
-    from authz.policy.store import PolicyStore
+def _timed(action: Any, *args: Any) -> tuple[Any, float]:
+    start = time.perf_counter()
+    result = action(*args)
+    return result, time.perf_counter() - start
+
+
+def _as_from_kubernetes(documents: list[Any]) -> list[Any]:
+    """The documents as the Kubernetes source builds them from the API server's objects."""
+    from authz.controller.documents import to_document
 
     converted = []
     for index, doc in enumerate(documents):
-        body = dict(doc.body)
-        meta = body["metadata"]
-        body["metadata"] = {
-            **meta,
-            "uid": f"00000000-0000-4000-8000-{index:012d}",
-            "resourceVersion": str(100_000 + index),
-            "generation": 1,
-            "creationTimestamp": "2026-01-01T00:00:00Z",
-        }
+        meta = doc.body["metadata"]
+        server_fields = {"uid": f"00000000-0000-4000-8000-{index:012d}", "generation": 1}
+        server_fields.update(resourceVersion=str(100_000 + index))
+        server_fields.update(creationTimestamp="2026-01-01T00:00:00Z")
+        body = {**doc.body, "metadata": {**meta, **server_fields}}
         body["status"] = {"conditions": [{"type": "Ready", "status": "True"}]}
         converted.append(to_document(f"{meta['namespace']}/{meta['name']}", body))
-    store = PolicyStore(bind=bind, publish=lambda _s: None)
-    start = time.perf_counter()
-    snapshot = store.update(SOURCE_NAME, converted)
-    elapsed = time.perf_counter() - start
-    if len(snapshot.policies) != len(documents):
-        raise BenchError(f"scale: {len(snapshot.policies)} of {len(documents)} from Kubernetes")
-    return elapsed
+    return converted
 
 
 def _reload(source: Any, directory: Path) -> float:
@@ -122,19 +105,18 @@ def _reload(source: Any, directory: Path) -> float:
     first = sorted(directory.glob("*.yaml"))[0]
     text = first.read_text()
     first.write_text(text.replace("allOf:", "anyOf:", 1))
-    start = time.perf_counter()
-    snapshot = source.load()
-    elapsed = time.perf_counter() - start
+    reloaded, seconds = _timed(source.load)
     first.write_text(text)
-    if snapshot is None:
+    if reloaded is None:
         raise BenchError("scale: the file source did not notice the changed file")
-    return elapsed
+    return float(seconds)
 
 
 async def _child(directory: Path, count: int, token: str) -> dict[str, float]:
     import aiohttp
 
     import authz.app  # noqa: F401 - the service's imports, for a comparable baseline RSS
+    from authz.controller.documents import SOURCE_NAME
     from authz.jwt.providers import KeyRegistry
     from authz.jwt.verify import Verifier
     from authz.pipeline.decide import decide
@@ -144,73 +126,57 @@ async def _child(directory: Path, count: int, token: str) -> dict[str, float]:
     from authz.sources.files import FileSource
     from authz.sources.yamlfiles import read_all
 
-    rss_before = _rss_mb()
+    found: dict[str, float] = {"rss_before_mb": _rss_mb()}
     async with aiohttp.ClientSession() as session:
         registry = KeyRegistry(settings=JwksSettings(), session=session)
         store = PolicyStore(bind=registry.provider, publish=lambda _s: None, retain=registry.retain)
         source = FileSource((directory,), update=store.update)
         start, cpu = time.perf_counter(), time.process_time()
         snapshot = await asyncio.to_thread(source.load)
-        load_s = time.perf_counter() - start
-        load_cpu_s = time.process_time() - cpu
+        found.update(load_s=time.perf_counter() - start, load_cpu_s=time.process_time() - cpu)
         if snapshot is None or len(snapshot.policies) != count:
-            got = 0 if snapshot is None else len(snapshot.policies)
-            raise BenchError(f"scale: {got} of {count} policies loaded")
-        rss_after = _rss_mb()
-        peak = _peak_rss_mb()
+            raise BenchError(
+                f"scale: {0 if snapshot is None else len(snapshot.policies)} of {count}"
+            )
+        found.update(rss_after_mb=_rss_mb())
+        found.update(peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
         rng = random.Random(7)  # noqa: S311 - a reproducible sample, not a secret
-        present = [host(rng.randrange(count)) for _ in range(LOOKUPS)]
-        absent = [f"missing-{i}.scale.bench.local" for i in range(LOOKUPS)]
-        hit_ns = _lookup_ns(snapshot.lookup, present)
-        miss_ns = _lookup_ns(snapshot.lookup, absent)
+        present = [host(rng.randrange(count)) for _ in range(1000)]
+        found["lookup_hit_ns"] = _lookup_ns(snapshot.lookup, present)
+        found["lookup_miss_ns"] = _lookup_ns(
+            snapshot.lookup, [f"missing-{i}.scale.bench.local" for i in range(1000)]
+        )
 
-        verifier = Verifier()
+        verifier, headers = Verifier(), {"authorization": f"Bearer {token}"}
         request = CheckInput(
-            method="GET",
-            host=present[0],
-            raw_path="/bench/items/42",
-            headers={"authorization": f"Bearer {token}"},
+            method="GET", host=present[0], raw_path="/bench/items/42", headers=headers
         )
         decision = await decide(snapshot, request, verifier=verifier, now=time.time())
         if not decision.allowed:
             raise BenchError(f"scale: the token was refused at {present[0]}: {decision.reason}")
-        rounds = 2000
         start = time.perf_counter()
-        for _ in range(rounds):
+        for _ in range(2000):
             await decide(snapshot, request, verifier=verifier, now=time.time())
-        decide_us = (time.perf_counter() - start) / rounds * 1e6
+        found["decide_us"] = (time.perf_counter() - start) / 2000 * 1e6
 
-        # The split of load_s, on a fresh store (the caches of the first would make it free).
-        start = time.perf_counter()
-        documents, _files = read_all((directory,))
-        read_s = time.perf_counter() - start
+        # The split of load_s, into fresh stores (the caches of the first would make it free).
+        documents, found["read_s"] = _timed(lambda: read_all((directory,))[0])
         fresh = PolicyStore(bind=registry.provider, publish=lambda _s: None)
-        start = time.perf_counter()
-        fresh.update("files", documents)
-        compile_s = time.perf_counter() - start
-        k8s_compile_s = _kubernetes_compile(documents, bind=registry.provider)
-        reload_s = _reload(source, directory)
+        _, found["compile_s"] = _timed(fresh.update, "files", documents)
+        converted = _as_from_kubernetes(documents)
+        kube = PolicyStore(bind=registry.provider, publish=lambda _s: None)
+        compiled, found["k8s_compile_s"] = _timed(kube.update, SOURCE_NAME, converted)
+        if len(compiled.policies) != count:
+            raise BenchError(f"scale: {len(compiled.policies)} of {count} from Kubernetes")
+        found["reload_s"] = _reload(source, directory)
         await registry.close()
-    return {
-        "read_s": read_s,
-        "compile_s": compile_s,
-        "load_s": load_s,
-        "load_cpu_s": load_cpu_s,
-        "k8s_compile_s": k8s_compile_s,
-        "reload_s": reload_s,
-        "rss_before_mb": rss_before,
-        "rss_after_mb": rss_after,
-        "peak_rss_mb": peak,
-        "lookup_hit_ns": hit_ns,
-        "lookup_miss_ns": miss_ns,
-        "decide_us": decide_us,
-    }
+    return found
 
 
 def _run_child(directory: Path, count: int, material: Material) -> dict[str, float]:
     done = subprocess.run(
-        [sys.executable, "-m", "bench.scale", str(directory), "--count", str(count)],
+        [sys.executable, "-m", "bench.scale", str(directory), str(count)],
         capture_output=True,
         text=True,
         timeout=600,
@@ -232,16 +198,6 @@ def measure(count: int, material: Material, *, repeats: int = REPEATS) -> ScaleR
     return ScaleResult(policies=count, files=files, yaml_bytes=size, repeats=repeats, **values)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Child entry point: load DIR as the service would and print the numbers as JSON."""
-    parser = argparse.ArgumentParser(prog="python -m bench.scale")
-    parser.add_argument("directory", type=Path)
-    parser.add_argument("--count", type=int, required=True)
-    args = parser.parse_args(argv)
-    token = os.environ.get("BENCH_TOKEN", "")
-    print(json.dumps(asyncio.run(_child(args.directory, args.count, token))))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+if __name__ == "__main__":  # the child: load DIR's COUNT policies, print the numbers as JSON
+    directory, count = Path(sys.argv[1]), int(sys.argv[2])
+    print(json.dumps(asyncio.run(_child(directory, count, os.environ["BENCH_TOKEN"]))))

@@ -1,28 +1,47 @@
-"""The processes of the side-by-side run: the upstream, the sidecars and one gateway per setup.
+"""The processes of a load test - the upstream, the authorizers, one gateway per setup - and the
+probes that prove each setup allows and denies what it should before a request is timed.
 
 Everything starts before the first measurement and stays up until the last, so a round costs no
 restarts and every setup is measured warm; idle gateways cost nothing while another is loaded.
-Sockets, configurations and the sidecar's policy live in a temporary directory; logs persist.
+Sockets, configurations and policies live in a temporary directory; logs persist.
+
+A benchmark of a misconfigured filter is worthless: a jwt_authn that lets everything through,
+or a sidecar that denies everything fast, would post great numbers. So every auth setup must
+answer 200 to the valid token with x-user-id set from `sub` (echoed back by the upstream),
+401 without a token and 401 for a forged signature; the sidecar also 403 for a token missing
+the rule's scope. The static reference authorizer must allow and set x-user-id.
 """
 
 from __future__ import annotations
 
 import contextlib
+import http.client
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from authz.devtools.envoyconf import dump
 from authz.server.listen import ListenAddress
 from authz.workers.pool import worker_listen
 from bench import procs
-from bench.material import Material, sidecar_policy
-from bench.probe import probe
-from bench.procs import Proc
-from bench.setups import Auth, Setup, dump, gateway, static_authorizer_config, upstream_config
+from bench.material import SUBJECT, Material, sidecar_policy
+from bench.procs import BenchError, Proc
+from bench.setups import (
+    ECHO_HEADER,
+    Auth,
+    Setup,
+    gateway,
+    static_authorizer_config,
+    upstream_config,
+)
+
+PATH = "/bench/items/42"
+#: The sidecars' Redis call timeout (`--redis-timeout-ms`; the service's default is shorter).
+REDIS_TIMEOUT_MS = 1000
 
 
 @dataclass
@@ -50,12 +69,22 @@ def _sidecar_listen(setup: Setup, tmp: Path) -> tuple[str, ListenAddress | list[
     """The --grpc-listen flag and what Envoy connects to (each worker's socket with workers)."""
     if setup.transport == "unix":
         flag = f"unix:{tmp / f'{setup.name}.sock'}"
-        if setup.workers > 1:
-            paths = [worker_listen(flag, i) for i in range(setup.workers)]
-            return flag, [ListenAddress(path=p.removeprefix("unix:")) for p in paths]
-        return flag, ListenAddress(path=flag.removeprefix("unix:"))
+        paths = [worker_listen(flag, i) for i in range(setup.workers)] if setup.workers > 1 else []
+        sockets = [ListenAddress(path=p.removeprefix("unix:")) for p in paths]
+        return flag, sockets or ListenAddress(path=flag.removeprefix("unix:"))
     address = procs.loopback()
     return f"{address.host}:{address.port}", address
+
+
+def _sidecar_args(setup: Setup, redis_url: str | None) -> list[str]:
+    args = [*setup.args, *(["--workers", str(setup.workers)] if setup.workers > 1 else [])]
+    if setup.redis:
+        if redis_url is None:
+            raise BenchError(f"{setup.name} counts in Redis: the stack needs a redis_url")
+        # A busy moment of a shared machine can stall a Redis call past the default timeout,
+        # which opens the circuit breaker and moves the checks to memory: not what is measured.
+        args += ["--redis-url", redis_url, "--redis-timeout-ms", str(REDIS_TIMEOUT_MS)]
+    return args
 
 
 @contextlib.contextmanager
@@ -65,94 +94,125 @@ def stack(
     material: Material,
     envoy_concurrency: int,
     logs: Path,
-    policy_of: Callable[[Setup], dict[str, Any]] | None = None,
-    sidecar_args: Callable[[Setup], Sequence[str]] | None = None,
+    redis_url: str | None = None,
 ) -> Iterator[Stack]:
-    """Start the upstream, the sidecars and one gateway per setup; stop them all on exit.
-
-    Every sidecar serves sidecar_policy(material) unless `policy_of` gives a setup's own, and
-    runs with the flags `sidecar_args` adds for its setup.
-    """
+    """Start the upstream, the authorizers and one gateway per setup; stop them all on exit."""
     started: list[Proc] = []
     with tempfile.TemporaryDirectory(prefix="authz-bench-") as tmp_name:
         tmp = Path(tmp_name)
-        try:
-            policies = tmp / "policies"
+
+        def envoy(name: str, admin: ListenAddress, config: dict[str, Any]) -> Proc:
+            (tmp / f"{name}.json").write_text(dump(config))
+            conf = tmp / f"{name}.json"
+            started.append(procs.start_envoy(name, conf, concurrency=envoy_concurrency, logs=logs))
+            procs.wait_ready(f"http://{admin.host}:{admin.port}/ready", started[-1])
+            return started[-1]
+
+        def sidecar(setup: Setup) -> tuple[Proc, ListenAddress | list[ListenAddress]]:
+            policies, http = tmp / f"policies-{setup.name}", procs.loopback()
             policies.mkdir()
-            (policies / "bench.yaml").write_text(yaml.safe_dump(sidecar_policy(material)))
-            up, up_admin = procs.loopback(), procs.loopback()
-            (tmp / "upstream.json").write_text(dump(upstream_config(listen=up, admin=up_admin)))
-            upstream = procs.start_envoy(
-                "upstream", tmp / "upstream.json", concurrency=envoy_concurrency, logs=logs
+            policy = sidecar_policy(material, rate_limit=setup.rate_limit)
+            (policies / "bench.yaml").write_text(yaml.safe_dump(policy))
+            flag, address = _sidecar_listen(setup, tmp)
+            proc = procs.start_sidecar(
+                f"authz-{setup.name}",
+                policies=policies,
+                grpc_listen=flag,
+                http=http,
+                logs=logs,
+                extra_args=_sidecar_args(setup, redis_url),
             )
-            started.append(upstream)
-            procs.wait_ready(f"http://{up_admin.host}:{up_admin.port}/ready", upstream)
+            started.append(proc)
+            procs.wait_ready(f"http://{http.host}:{http.port}/readyz", proc)
+            return proc, address
+
+        try:
+            up, up_admin = procs.loopback(), procs.loopback()
+            upstream = envoy("upstream", up_admin, upstream_config(listen=up, admin=up_admin))
             running: list[Running] = []
             for setup in setups:
-                sidecar: Proc | None = None
-                sidecar_address: ListenAddress | list[ListenAddress] | None = None
+                authorizer: Proc | None = None
+                address: ListenAddress | list[ListenAddress] | None = None
                 if setup.auth is Auth.STATIC:
-                    sidecar_address, sidecar_admin = procs.loopback(), procs.loopback()
-                    conf = tmp / f"authorizer-{setup.name}.json"
-                    conf.write_text(
-                        dump(static_authorizer_config(listen=sidecar_address, admin=sidecar_admin))
-                    )
-                    sidecar = procs.start_envoy(
-                        f"authorizer-{setup.name}",
-                        conf,
-                        concurrency=envoy_concurrency,
-                        logs=logs,
-                    )
-                    started.append(sidecar)
-                    procs.wait_ready(
-                        f"http://{sidecar_admin.host}:{sidecar_admin.port}/ready", sidecar
-                    )
-                if setup.auth is Auth.EXT_AUTHZ:
-                    flag, sidecar_address = _sidecar_listen(setup, tmp)
-                    http = procs.loopback()
-                    served = policies
-                    if policy_of is not None:
-                        served = tmp / f"policies-{setup.name}"
-                        served.mkdir()
-                        (served / "bench.yaml").write_text(yaml.safe_dump(policy_of(setup)))
-                    sidecar = procs.start_sidecar(
-                        f"authz-{setup.name}",
-                        policies=served,
-                        grpc_listen=flag,
-                        http=http,
-                        admin=procs.loopback(),
-                        logs=logs,
-                        extra_args=(
-                            *setup.args,
-                            *(("--workers", str(setup.workers)) if setup.workers > 1 else ()),
-                            *(sidecar_args(setup) if sidecar_args is not None else ()),
-                        ),
-                    )
-                    started.append(sidecar)
-                    procs.wait_ready(f"http://{http.host}:{http.port}/readyz", sidecar)
+                    address, admin = procs.loopback(), procs.loopback()
+                    config = static_authorizer_config(listen=address, admin=admin)
+                    authorizer = envoy(f"authorizer-{setup.name}", admin, config)
+                elif setup.auth is Auth.EXT_AUTHZ:
+                    authorizer, address = sidecar(setup)
                 listen, admin = procs.loopback(), procs.loopback()
-                conf = tmp / f"envoy-{setup.name}.json"
-                conf.write_text(
-                    dump(
-                        gateway(
-                            setup,
-                            material=material,
-                            listen=listen,
-                            admin=admin,
-                            upstream=up,
-                            sidecar=sidecar_address,
-                        )
-                    )
+                config = gateway(
+                    setup,
+                    material=material,
+                    listen=listen,
+                    admin=admin,
+                    upstream=up,
+                    sidecar=address,
                 )
-                envoy = procs.start_envoy(
-                    f"envoy-{setup.name}", conf, concurrency=envoy_concurrency, logs=logs
-                )
-                started.append(envoy)
-                procs.wait_ready(f"http://{admin.host}:{admin.port}/ready", envoy)
-                running.append(Running(setup, listen, admin, envoy, sidecar))
+                proc = envoy(f"envoy-{setup.name}", admin, config)
+                running.append(Running(setup, listen, admin, proc, authorizer))
             yield Stack(upstream, running)
         finally:
             procs.stop_all(started)
+
+
+@dataclass(frozen=True, slots=True)
+class Expectation:
+    what: str
+    token: str | None
+    status: int
+    #: Expected x-echo-user in the response; None = not checked.
+    echo: str | None = None
+
+
+def expectations(setup: Setup, material: Material) -> list[Expectation]:
+    if setup.auth is Auth.NONE:
+        return [Expectation("no token", None, 200)]
+    valid = Expectation("valid token", material.token, 200, echo=SUBJECT)
+    if setup.auth is Auth.STATIC:  # allows everything, by design: it is a reference
+        return [valid, Expectation("no token", None, 200, echo=SUBJECT)]
+    checks = [
+        valid,
+        Expectation("no token", None, 401),
+        Expectation("forged signature", material.token_bad_signature, 401),
+    ]
+    if setup.auth is Auth.EXT_AUTHZ:
+        checks.append(Expectation("token without the scope", material.token_without_scope, 403))
+    return checks
+
+
+def request(address: ListenAddress, *, token: str | None) -> tuple[int, dict[str, str]]:
+    conn = http.client.HTTPConnection(address.host, address.port, timeout=5)
+    try:
+        conn.request("GET", PATH, headers={"authorization": f"Bearer {token}"} if token else {})
+        response = conn.getresponse()
+        response.read()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}
+    finally:
+        conn.close()
+
+
+def probe(setup: Setup, address: ListenAddress, material: Material) -> list[str]:
+    """Run every expectation; return what passed, or raise BenchError naming what did not."""
+    passed: list[str] = []
+    for check in expectations(setup, material):
+        status, headers = request(address, token=check.token)
+        if status != check.status:
+            raise BenchError(
+                f"{setup.name}: {check.what} answered {status}, expected {check.status}; "
+                "refusing to benchmark a misconfigured setup"
+            )
+        if check.echo is not None and headers.get(ECHO_HEADER) != check.echo:
+            raise BenchError(
+                f"{setup.name}: {check.what}: upstream saw x-user-id "
+                f"{headers.get(ECHO_HEADER)!r}, expected {check.echo!r}"
+            )
+        passed.append(f"{check.what} -> {status}")
+    if setup.rate_limit is not None:  # the limit is counted: its header is on every answer
+        _status, headers = request(address, token=material.token)
+        if headers.get("ratelimit-limit") != str(setup.rate_limit):
+            raise BenchError(f"{setup.name}: the answer carries no RateLimit-Limit: {headers}")
+        passed.append(f"RateLimit-Limit {setup.rate_limit}")
+    return passed
 
 
 def probe_all(current: Stack, material: Material) -> dict[str, list[str]]:

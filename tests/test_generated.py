@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_generated_code_is_fresh(tmp_path: Path) -> None:
-    spec = importlib.util.spec_from_file_location("genprotos", ROOT / "tools" / "genprotos.py")
+    spec = importlib.util.spec_from_file_location("genprotos", ROOT / "protos" / "genprotos.py")
     assert spec is not None
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench import macro, ratelimit, ratelimit_report, report, scale
+from bench import ratelimit, report, scale
+from bench.macro import MacroConfig
 from bench.material import make_material
 from bench.results import Results
 
 MATERIAL = make_material()
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_scale_measures_both_sources_and_a_reload() -> None:
@@ -40,16 +42,15 @@ def test_rate_limits_in_process_count_in_redis(tmp_path: Path) -> None:
 
 
 def test_rate_limits_under_load_and_the_report(tmp_path: Path) -> None:
-    config = macro.MacroConfig(duration=1, warmup=0, rounds=1, quiet_wait=0, retries=0)
-    outcome = ratelimit.run_load(MATERIAL, config=config, logs=tmp_path, progress=lambda _: None)
+    config = MacroConfig(duration=1, warmup=0, rounds=1, quiet_wait=0, retries=0)
+    outcome = ratelimit.run_load(MATERIAL, config=config, logs=tmp_path, say=lambda _: None)
     assert [s.setup for s in outcome.setups] == [ratelimit.NONE, ratelimit.MEMORY, ratelimit.SHARED]
     shared = outcome.setups[2]
     assert shared.rps > 0
     assert "redis" in shared.cpu_us_per_request
     assert f"RateLimit-Limit {ratelimit.LIMIT}" in outcome.probes[ratelimit.SHARED]
+    assert f"RateLimit-Limit {ratelimit.LIMIT}" not in outcome.probes[ratelimit.NONE]
     results = Results(started="now", command="make bench", machine={}, config={})
-    results.ratelimit_setups = outcome.setups
-    results.ratelimit_probes = outcome.probes
-    text = ratelimit_report.render(results)
+    results.ratelimit_load = outcome
+    text = report.render(results, (ROOT / "docs" / "performance.md").read_text())
     assert "| `rl-redis` the same rule with a rate limit, counted in Redis |" in text
-    assert "Redis-shared versus local rate limits" in report.render(results)

@@ -2,30 +2,37 @@
 
 A benchmark that measures a broken setup is worse than none, so these check outcomes: every
 Envoy configuration passes `envoy --mode validate`, the probes accept correctly configured
-setups, wrk's output is parsed from a real run, the scale generator writes documents that
-`authz validate` accepts, and the microbenchmark measures something. wrk is required, not
-optional: .ci/run installs it, and a missing wrk fails here.
+setups and refuse a filter that lets everything through, wrk's output is parsed from a real
+run, the scale generator writes documents that `authz validate` accepts, the microbenchmark
+measures every scenario, and the report fills the document's blocks and leaves its prose alone.
+wrk is required, not optional: .ci/run installs it, and a missing wrk fails here.
 """
 
 from __future__ import annotations
 
 import subprocess
 import sys
+from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from authz.devtools.envoyconf import dump
 from authz.server.listen import ListenAddress
-from bench import chart, macro, micro, profile, report, scale, stack
-from bench.load import LoadSpec, parse_wrk, run_wrk
+from bench import __main__ as cli
+from bench import chart, macro, micro, profile, ratelimit, report, scale, stack
+from bench.macro import MacroConfig, parse_wrk, run_wrk
 from bench.material import make_material
-from bench.probe import probe
 from bench.procs import BenchError, find_binary
-from bench.results import Results, RunRecord, load_json, ratio, summarize
-from bench.setups import SETUPS, Setup, dump, gateway, upstream_config
+from bench.results import LoadResult, Results, RunRecord, summarize
+from bench.setups import SETUPS, Setup, gateway, static_authorizer_config, upstream_config
+from bench.stack import probe
 
 MATERIAL = make_material()
 ROOT = Path(__file__).resolve().parents[2]
+#: One second of wrk with few connections: enough to parse a real report.
+SHORT = MacroConfig(duration=1, warmup=0, rounds=1, connections=4, threads=1, quiet_wait=0)
 
 
 def _sidecar_address(setup: Setup, tmp_path: Path) -> ListenAddress | None:
@@ -36,16 +43,7 @@ def _sidecar_address(setup: Setup, tmp_path: Path) -> ListenAddress | None:
     return None
 
 
-@pytest.mark.parametrize("setup", SETUPS, ids=lambda s: s.name)
-def test_gateway_config_passes_envoy_validate(setup: Setup, tmp_path: Path) -> None:
-    config = gateway(
-        setup,
-        material=MATERIAL,
-        listen=ListenAddress("127.0.0.1", 10000),
-        admin=ListenAddress("127.0.0.1", 10001),
-        upstream=ListenAddress("127.0.0.1", 10002),
-        sidecar=_sidecar_address(setup, tmp_path),
-    )
+def _envoy_validate(config: dict[str, Any], tmp_path: Path) -> None:
     path = tmp_path / "envoy.json"
     path.write_text(dump(config))
     done = subprocess.run(
@@ -58,23 +56,23 @@ def test_gateway_config_passes_envoy_validate(setup: Setup, tmp_path: Path) -> N
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-def test_upstream_config_passes_envoy_validate(tmp_path: Path) -> None:
-    path = tmp_path / "upstream.json"
-    path.write_text(
-        dump(
-            upstream_config(
-                listen=ListenAddress("127.0.0.1", 10000), admin=ListenAddress("127.0.0.1", 10001)
-            )
-        )
+@pytest.mark.parametrize("setup", SETUPS + ratelimit.SETUPS, ids=lambda s: s.name)
+def test_gateway_config_passes_envoy_validate(setup: Setup, tmp_path: Path) -> None:
+    config = gateway(
+        setup,
+        material=MATERIAL,
+        listen=ListenAddress("127.0.0.1", 10000),
+        admin=ListenAddress("127.0.0.1", 10001),
+        upstream=ListenAddress("127.0.0.1", 10002),
+        sidecar=_sidecar_address(setup, tmp_path),
     )
-    done = subprocess.run(
-        [find_binary("envoy"), "--mode", "validate", "-c", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
+    _envoy_validate(config, tmp_path)
+
+
+@pytest.mark.parametrize("build", [upstream_config, static_authorizer_config])
+def test_static_responder_configs_pass_envoy_validate(build: Any, tmp_path: Path) -> None:
+    listen, admin = ListenAddress("127.0.0.1", 10000), ListenAddress("127.0.0.1", 10001)
+    _envoy_validate(build(listen=listen, admin=admin), tmp_path)
 
 
 def test_wrk_is_installed() -> None:
@@ -95,13 +93,10 @@ def test_stack_probes_and_a_real_wrk_run_parse(tmp_path: Path) -> None:
             "token without the scope -> 403",
         ]
         assert "valid token -> 200" in probes["jwt_authn"]
-        record = macro.measure(
-            current,
-            current.get("jwt_authn"),
-            spec=LoadSpec(duration=1, connections=4, threads=1),
-            token=MATERIAL.token,
-            round_number=1,
+        record, output = macro.measure(
+            current, current.get("jwt_authn"), config=SHORT, token=MATERIAL.token
         )
+    assert "BENCH_RESULT" in output
     result = record.wrk
     assert result.requests > 0
     assert result.rps > 0
@@ -123,9 +118,7 @@ def test_probe_refuses_a_filter_that_lets_everything_through(tmp_path: Path) -> 
         with pytest.raises(BenchError, match=r"^jwt_authn: (valid token|no token)"):
             probe(pretending, running.listen, MATERIAL)
         # And wrk against it works, so the refusal is the probe's doing.
-        result, output = run_wrk(
-            running.listen, LoadSpec(duration=1, connections=2, threads=1), token=None
-        )
+        result, output = run_wrk(running.listen, SHORT, seconds=1, token=None)
         assert "BENCH_RESULT" in output
         assert result.requests > 0
 
@@ -164,14 +157,16 @@ def test_scale_documents_pass_authz_validate(tmp_path: Path) -> None:
 
 def test_micro_measures_every_scenario() -> None:
     results = micro.run_micro(MATERIAL, iterations=50, repeats=1)
-    assert {m.name for m in results} == {
+    assert [m.name for m in results] == [
         "decide-warm",
+        "check-bare",
         "check-warm",
+        "check-traced",
         "wire-warm",
         "check-cold",
         "h2-warm",
         "deny-no-token",
-    }
+    ]
     for m in results:
         assert m.wall_us > 0, m
         assert m.cpu_us > 0, m
@@ -196,24 +191,69 @@ def _record(setup: str, rps: float, p99: float) -> RunRecord:
     )
 
 
-def test_report_and_chart_render(tmp_path: Path) -> None:
+def _results() -> Results:
     results = Results(
-        started="now", command="make bench", machine={"cpus": "2"}, config={"rounds": 1}
+        started="now",
+        command="make bench",
+        machine={"cpus": "2"},
+        config={**asdict(SHORT), "micro_repeats": 1, "micro_iterations": 1},
     )
-    results.setups = [
+    setups = [
         summarize("jwt_authn", "native", [_record("jwt_authn", 10_000, 4.0)]),
         summarize("sidecar-tcp", "sidecar", [_record("sidecar-tcp", 4_000, 8.0)]),
     ]
-    results.ratios = [ratio(results.setups[1], results.setups[0])]
-    assert results.ratios[0].throughput == pytest.approx(0.4, rel=1e-3)
+    results.load = LoadResult(setups=setups, runs=[], probes={"jwt_authn": ["ok -> 200"]})
+    return results
+
+
+def test_report_fills_the_documents_blocks_and_keeps_its_prose(tmp_path: Path) -> None:
+    results = _results()
+    assert report.ratios(results)[0].throughput == pytest.approx(0.4, rel=1e-3)
     chart.draw(results, tmp_path / "performance.png")
     assert (tmp_path / "performance.png").read_bytes().startswith(b"\x89PNG")
-    text = report.render(results)
+    template = (ROOT / "docs" / "performance.md").read_text()
+    text = report.render(results, template)
     assert (
         "| `sidecar-tcp` / `jwt_authn` | 0.400 | >= 0.35 | **met** | 2.00 | <= 3 | **met** |"
         in text
     )
-    assert "Redis-shared versus local rate limits" in text
+    assert "Probed before timing: `jwt_authn`: ok -> 200." in text
+    # Every section has its block in the document, and the prose around them is kept.
+    assert text.count("Not measured in this run") >= 3
+    assert "## Redis-shared versus local rate limits" in text
+    assert "Tried and dropped" in text
+    assert len(text.split("\n## ")) == len(template.split("\n## "))
+    assert report.render(results, text) == text
+
+
+def test_report_appends_a_section_the_document_lacks(monkeypatch: pytest.MonkeyPatch) -> None:
+    extra = report.Section("hostile", "Under attack", lambda _r: "| attack |\n|---|")
+    monkeypatch.setattr(report, "SECTIONS", (*report.SECTIONS, extra))
+    text = report.render(_results(), "# Performance\n\nProse.\n")
+    assert text.startswith("# Performance\n\nProse.\n")
+    assert (
+        "## Under attack\n\n<!-- bench:hostile -->\n| attack |\n|---|\n<!-- /bench:hostile -->"
+        in text
+    )
+    assert report.render(_results(), text) == text
+
+
+def test_report_refuses_a_block_with_one_marker_missing() -> None:
+    with pytest.raises(ValueError, match="bench:micro"):
+        report.render(_results(), "<!-- bench:micro -->\nno end marker\n")
+
+
+def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["--only", "load,nonsense"])
+    assert exited.value.code == 2
+    assert "unknown part(s) ['nonsense']" in capsys.readouterr().err
+    for bad in (["--duration", "ten"], ["--rounds", "0"], ["--connections", "-1"]):
+        with pytest.raises(SystemExit) as exited:
+            cli.main(bad)
+        assert exited.value.code == 2
+    assert "not a whole number of at least 1: '-1'" in capsys.readouterr().err
+    assert cli.seconds("1m") == 60
 
 
 COLLAPSED = """\
@@ -233,12 +273,3 @@ def test_profile_analysis_leaves_waiting_out_and_splits_the_rest() -> None:
     assert shares["authz: decision log (build, queue, write lines)"] == 0.1
     assert ("decide (authz/pipeline/decide.py)", 0.3) in found.top_authz
     assert all("cli.py" not in name for name, _ in found.top_authz)
-
-
-def test_results_round_trip_through_json(tmp_path: Path) -> None:
-    results = Results(started="now", command="make bench", machine={}, config={})
-    results.runs = [_record("jwt_authn", 10_000, 4.0)]
-    results.setups = [summarize("jwt_authn", "native", results.runs)]
-    results.write_json(tmp_path / "results.json")
-    again = load_json(tmp_path / "results.json")
-    assert again == results
