@@ -27,8 +27,8 @@ import grpc
 from authz._gen.authz.envoy.v3 import ext_authz_pb2 as pb
 from authz.jwt.providers import offline_provider
 from authz.jwt.verify import Verifier
-from authz.pipeline.decision import Decision
 from authz.pipeline.decide import decide
+from authz.pipeline.decision import Decision
 from authz.policy.snapshot import Snapshot
 from authz.policy.store import PolicyStore, SourceDocument
 from authz.ratelimit.limiter import Limiter
