@@ -31,6 +31,7 @@ from authz.policy.snapshot import Snapshot
 from authz.policy.store import PolicyStore
 from authz.ratelimit.factory import build_limiter
 from authz.ratelimit.limiter import Limiter
+from authz.server.h2limits import limits_of
 from authz.server.h2server import CheckServer, build_check_server
 from authz.server.observe import CheckTelemetry
 from authz.server.servicer import AuthorizationServicer
@@ -133,7 +134,12 @@ async def build_check_stack(
             trusted_proxy_hops=settings.client.trusted_proxy_hops,
         )
         server = (
-            build_check_server(settings.server.grpc_server, servicer, listen)
+            build_check_server(
+                settings.server.grpc_server,
+                servicer,
+                listen,
+                limits=limits_of(settings.connections),
+            )
             if listen is not None
             else None
         )

@@ -8,6 +8,10 @@ the listen address is bound at construction (a taken port is a configuration err
 policy loads), health says NOT_SERVING until `set_serving(True)`, and `stop(grace)` turns
 health NOT_SERVING, stops accepting connections, sends each connection a GOAWAY and lets the
 checks already received finish for up to `grace` seconds.
+
+Each peer is held to authz.server.h2limits.H2Limits: past `max_connections` a new connection is
+closed at once, and one timer per server (not one per connection or stream) advances the
+shared clock and applies every connection's deadlines.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import Protocol
 from authz.errors import ConfigError
 from authz.server.grpc_server import GrpcServer
 from authz.server.h2conn import Connection, Handler
+from authz.server.h2limits import DEFAULTS, Clock, H2Limits
 from authz.server.health import CHECK_PATH, WATCH_PATH, HealthState, set_serving
 from authz.server.listen import ListenAddress, bind
 from authz.server.servicer import METHOD, SERVICE, AuthorizationServicer
@@ -43,8 +48,17 @@ class CheckServer(Protocol):
 class H2Server:
     """gRPC methods (`routes`: path -> handler) served on the h2 engine at one address."""
 
-    def __init__(self, routes: dict[bytes, Handler], address: ListenAddress) -> None:
+    def __init__(
+        self,
+        routes: dict[bytes, Handler],
+        address: ListenAddress,
+        *,
+        limits: H2Limits = DEFAULTS,
+    ) -> None:
         self._routes = routes
+        self._limits = limits
+        self._clock = Clock()
+        self._ticker: asyncio.Task[None] | None = None
         self._sock = bind(address, flag="--grpc-listen")
         self.address = (
             address
@@ -55,10 +69,26 @@ class H2Server:
         self._server: asyncio.AbstractServer | None = None
         self._idle = asyncio.Event()
 
-    def _connection(self) -> Connection:
-        connection = Connection(self._routes, on_close=self._closed, on_idle=self._idle.set)
+    def _connection(self) -> asyncio.Protocol:
+        if len(self._connections) >= self._limits.max_connections:
+            return _Refused()
+        connection = Connection(
+            self._routes,
+            limits=self._limits,
+            clock=self._clock,
+            on_close=self._closed,
+            on_idle=self._idle.set,
+        )
         self._connections.add(connection)
         return connection
+
+    async def _tick(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self._limits.tick)
+            self._clock.now = now = loop.time()
+            for connection in list(self._connections):
+                connection.tick(now)
 
     def _closed(self, connection: Connection) -> None:
         self._connections.discard(connection)
@@ -66,6 +96,8 @@ class H2Server:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
+        self._clock.now = loop.time()
+        self._ticker = loop.create_task(self._tick(), name="h2 deadlines")
         if self.address.path is not None:
             self._server = await loop.create_unix_server(self._connection, sock=self._sock)
         else:
@@ -96,12 +128,30 @@ class H2Server:
         if self._server is not None:
             await self._server.wait_closed()
             self._server = None
+        if self._ticker is not None:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
+            self._ticker = None
+
+
+class _Refused(asyncio.Protocol):
+    """A connection past the cap: closed as soon as it is made, before anything is read."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport.close()
 
 
 class H2GrpcServer:
     """ext_authz Check and grpc.health.v1 on the h2 engine (the interface of GrpcServer)."""
 
-    def __init__(self, servicer: AuthorizationServicer, address: ListenAddress) -> None:
+    def __init__(
+        self,
+        servicer: AuthorizationServicer,
+        address: ListenAddress,
+        *,
+        limits: H2Limits = DEFAULTS,
+    ) -> None:
         self.health = HealthState()
         self._server = H2Server(
             {
@@ -110,6 +160,7 @@ class H2GrpcServer:
                 WATCH_PATH: self.health.watch,
             },
             address,
+            limits=limits,
         )
         self.address = self._server.address
 
@@ -128,11 +179,16 @@ class H2GrpcServer:
 
 
 def build_check_server(
-    engine: str, servicer: AuthorizationServicer, address: ListenAddress
+    engine: str,
+    servicer: AuthorizationServicer,
+    address: ListenAddress,
+    *,
+    limits: H2Limits = DEFAULTS,
 ) -> CheckServer:
-    """The check server of `engine` (one of ENGINES), bound to `address`."""
+    """The check server of `engine` (one of ENGINES), bound to `address`; the h2 engine
+    applies `limits` (grpcio its own)."""
     if engine == "grpcio":
         return GrpcServer(servicer, address)
     if engine == "h2":
-        return H2GrpcServer(servicer, address)
+        return H2GrpcServer(servicer, address, limits=limits)
     raise ConfigError(f"--grpc-server: expected one of {', '.join(ENGINES)}, got {engine!r}")

@@ -7,6 +7,7 @@ and the README's flag table derive from that declaration. Everything below the C
 only the section it needs, never argparse namespaces or os.environ.
 """
 
+from authz.settings.connections import ConnectionSettings
 from authz.settings.kubernetes import KubernetesSettings
 from authz.settings.listen import ListenAddress
 from authz.settings.ratelimit import RateLimitSettings
@@ -22,6 +23,7 @@ from authz.settings.sections import (
 
 __all__ = [
     "ClientSettings",
+    "ConnectionSettings",
     "JwksSettings",
     "KubernetesSettings",
     "ListenAddress",

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Final
 
 from authz.errors import ConfigError
+from authz.settings.connections import ConnectionSettings
 from authz.settings.declare import Section, option
 from authz.settings.kinds import (
     Amount,
@@ -194,6 +195,7 @@ class Settings:
     policies: PolicySettings = field(default_factory=PolicySettings)
     kubernetes: KubernetesSettings = field(default_factory=KubernetesSettings)
     server: ServerSettings = field(default_factory=ServerSettings)
+    connections: ConnectionSettings = field(default_factory=ConnectionSettings)
     jwks: JwksSettings = field(default_factory=JwksSettings)
     tokens: TokenSettings = field(default_factory=TokenSettings)
     telemetry: TelemetrySettings = field(default_factory=TelemetrySettings)
