@@ -28,6 +28,7 @@ from authz.server.h2frames import (
     window_update,
 )
 from authz.server.h2frames import frame as h2frame
+from authz.server.h2limits import DEFAULTS, Clock
 from authz.server.h2server import CHECK
 from authz.server.servicer import AuthorizationServicer
 
@@ -71,7 +72,11 @@ class EngineCall:
     def __init__(self, servicer: AuthorizationServicer, request: pb.CheckRequest) -> None:
         self._transport = _Transport()
         self._connection = Connection(
-            {CHECK: servicer.check_wire}, on_close=lambda _c: None, on_idle=lambda: None
+            {CHECK: servicer.check_wire},
+            limits=DEFAULTS,
+            clock=Clock(),
+            on_close=lambda _c: None,
+            on_idle=lambda: None,
         )
         self._connection.connection_made(self._transport)
         self._connection.data_received(

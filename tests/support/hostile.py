@@ -15,7 +15,7 @@ import contextlib
 import select
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import hpack
@@ -54,7 +54,7 @@ class Outcome:
         return self.connections > 0 and self.closed == self.connections
 
 
-def encode(frames: list[hf.Frame]) -> bytes:
+def encode(frames: Sequence[hf.Frame]) -> bytes:
     return b"".join(f.serialize() for f in frames)
 
 
