@@ -83,11 +83,11 @@ def pinned(command: list[str], cpus: str | None) -> list[str]:
     return ["taskset", "-c", cpus, *command] if cpus else command
 
 
-def start(name: str, command: list[str], *, logs: Path) -> Proc:
+def start(name: str, command: list[str], *, logs: Path, cwd: Path | None = None) -> Proc:
     logs.mkdir(parents=True, exist_ok=True)
     log = logs / f"{name}.log"
     with log.open("wb") as out:
-        popen = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+        popen = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=cwd)
     return Proc(name, popen, log)
 
 
@@ -104,9 +104,10 @@ def start_sidecar(
     http: ListenAddress,
     logs: Path,
     extra_args: Sequence[str] = (),
+    cwd: Path | None = None,
 ) -> Proc:
     """`authz serve` at its defaults but for the listen addresses (free ports: several run),
-    plus `extra_args` (e.g. --redis-url).
+    plus `extra_args` (e.g. --redis-url); run in `cwd` (another checkout) when given.
 
     Its decision log (a JSON line per decision on stdout) goes to the log file, as a real
     deployment's goes to its log collector: that cost is part of what is measured.
@@ -115,7 +116,7 @@ def start_sidecar(
     command = [sys.executable, "-m", "authz", "serve", "--policies", str(policies)]
     command += ["--grpc-listen", grpc_listen, "--http-listen", f"{http.host}:{http.port}"]
     command += ["--admin-listen", f"{admin.host}:{admin.port}", "--log-level", "warning"]
-    return start(name, [*command, *extra_args], logs=logs)
+    return start(name, [*command, *extra_args], logs=logs, cwd=cwd)
 
 
 def wait_until(ready: Callable[[], bool], proc: Proc, *, what: str, timeout: float = 30.0) -> None:

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.hostile import P99_MAX_MS, RSS_GROWTH_MAX_MB
 from bench.ratelimit import NONE
 from bench.results import InProcess, LoadResult, Results, SetupSummary
 from bench.setups import NATIVE, SETUPS
@@ -292,6 +293,33 @@ def _ratelimit_load(results: Results) -> str:
     return f"{table(header, rows)}\n\nProbed before timing: {_probes(load)}."
 
 
+def _hostile(results: Results) -> str:
+    if not results.hostile:
+        return ""
+    rows = [
+        f"{r.attack} | `{r.engine}` | {r.checks} | {r.failed} | {r.p50_ms:.1f} | {r.p99_ms:.1f} | "
+        f"{r.max_ms:.0f} | {r.rss_growth_mb:+.1f} | {r.rss_kept_mb:+.1f} | "
+        f"{'yes' if r.cut_off else '**no**'} | {', '.join(map(str, r.goaway)) or '-'} | "
+        f"{r.frames_sent:,}"
+        for r in sorted(results.hostile, key=lambda r: (r.attack, r.engine))
+    ]
+    ours = [r for r in results.hostile if r.engine == "h2"]
+    ok = all(
+        r.p99_ms <= P99_MAX_MS
+        and r.rss_growth_mb <= RSS_GROWTH_MAX_MB
+        and r.cut_off
+        and not r.failed
+        for r in ours
+    )
+    header = "attack | engine | checks | failed | p50 ms | p99 ms | max ms | RSS peak MB"
+    header += " | RSS after MB | attacker cut off | GOAWAY codes | frames the attacker sent"
+    return (
+        f"{table(header, rows)}\n\nTargets for the `h2` engine under every attack: a legitimate "
+        f"Check's p99 ≤ {P99_MAX_MS:.0f} ms with none failed, RSS growth ≤ "
+        f"{RSS_GROWTH_MAX_MB:.0f} MB, the attacker cut off: {met(ok)}."
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Section:
     name: str
@@ -312,6 +340,7 @@ SECTIONS = (
     Section("pairs", "One change at a time", _pairs),
     Section("ratelimit", "Rate limits in-process", _ratelimit),
     Section("ratelimit-load", "Rate limits under load", _ratelimit_load),
+    Section("hostile", "The check port under attack", _hostile),
 )
 
 

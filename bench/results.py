@@ -151,6 +151,29 @@ class ProfileResult:
     top_inclusive: list[tuple[str, float]]
 
 
+@dataclass(frozen=True, slots=True)
+class HostileResult:
+    """One attack on one engine (bench/hostile.py), with a legitimate client beside it."""
+
+    attack: str
+    engine: str
+    seconds: float
+    #: The legitimate client's checks during the attack, those that failed, their latency.
+    checks: int
+    failed: int
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+    #: The sidecar's RSS above its level before the attack: at its peak, and after the attack.
+    rss_growth_mb: float
+    rss_kept_mb: float
+    #: The server closed every attacking connection (or reset every stalled stream).
+    cut_off: bool
+    #: GOAWAY error codes the attacker read.
+    goaway: list[int]
+    frames_sent: int
+
+
 @dataclass
 class Results:
     """Everything one run measured; a part that did not run leaves its fields empty."""
@@ -168,6 +191,8 @@ class Results:
     #: Rate limits, memory versus Redis: in-process, then a load test of their own.
     ratelimit: list[InProcess] = field(default_factory=list)
     ratelimit_load: LoadResult | None = None
+    #: The check port under attack, per engine (bench/hostile.py).
+    hostile: list[HostileResult] = field(default_factory=list)
 
     def summary(self, setup: str) -> SetupSummary | None:
         return self.load.get(setup) if self.load is not None else None
