@@ -1,0 +1,164 @@
+"""The h2 engine's limits in-process: token buckets, deadlines driven by the server's tick, the
+connection cap, the handshake's first frame, and bounded work per loop turn. The attacks
+themselves run against a real sidecar in tests/server/hostile."""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from authz.server.h2conn import Connection
+from authz.server.h2frames import PREFACE, Error, Type, settings
+from authz.server.h2frames import frame as h2frame
+from authz.server.h2limits import Bucket, Clock, H2Limits, limits_of
+from authz.server.h2server import H2Server
+from authz.server.listen import ListenAddress
+from authz.settings import ConnectionSettings
+
+LOOPBACK = ListenAddress(host="127.0.0.1", port=0)
+HANDSHAKE = PREFACE + settings({})
+
+
+def test_a_bucket_gives_its_burst_then_refills_with_the_clock() -> None:
+    bucket = Bucket(burst=3, rate=2.0, now=0.0)
+    assert [bucket.take(0.0) for _ in range(4)] == [True, True, True, False]
+    assert bucket.take(0.5)  # half a second at 2 per second: one token
+    assert not bucket.take(0.5)
+    assert [bucket.take(100.0) for _ in range(4)] == [True, True, True, False]  # capped
+
+
+def test_the_settings_a_user_may_change_reach_the_limits() -> None:
+    limits = limits_of(
+        ConnectionSettings(
+            max_connections=7,
+            handshake_timeout=2.0,
+            idle_timeout=60.0,
+            stream_timeout=3.0,
+            max_concurrent_streams=50,
+            max_header_list_size=4096,
+        )
+    )
+    assert (limits.max_connections, limits.handshake_timeout, limits.idle_timeout) == (7, 2, 60)
+    assert (limits.stream_timeout, limits.max_concurrent_streams) == (3.0, 50)
+    assert limits.max_header_list_size == 4096
+    assert limits.reset_burst == H2Limits().reset_burst
+    assert limits.tick == 0.5
+
+
+async def _frames_until_closed(reader: asyncio.StreamReader) -> list[tuple[int, bytes]]:
+    """(type, payload) of every frame until the server closes the connection."""
+    frames = []
+    while True:
+        try:
+            header = await asyncio.wait_for(reader.readexactly(9), 10)
+        except asyncio.IncompleteReadError:
+            return frames
+        high, low, kind, _flags, _stream = struct.unpack(">BHBBI", header)
+        frames.append((kind, await reader.readexactly(high << 16 | low)))
+
+
+def _goaway(frames: list[tuple[int, bytes]]) -> list[tuple[int, int]]:
+    """(last stream id, error code) of each GOAWAY."""
+    return [struct.unpack(">II", p[:8]) for kind, p in frames if kind == Type.GOAWAY]
+
+
+@pytest.fixture
+async def quick() -> AsyncIterator[H2Server]:
+    limits = H2Limits(
+        handshake_timeout=0.2, idle_timeout=0.2, stream_timeout=0.2, max_connections=2
+    )
+    server = H2Server({}, LOOPBACK, limits=limits)
+    await server.start()
+    yield server
+    await server.stop(0)
+
+
+async def test_an_idle_connection_gets_a_graceful_goaway_then_is_closed(quick: H2Server) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", quick.address.port)
+    writer.write(HANDSHAKE)
+    frames = await _frames_until_closed(reader)
+    assert _goaway(frames) == [(2**31 - 1, Error.NO_ERROR), (0, Error.NO_ERROR)]
+    writer.close()
+
+
+async def test_a_half_handshake_is_closed_at_its_deadline(quick: H2Server) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", quick.address.port)
+    writer.write(PREFACE[:10])
+    assert _goaway(await _frames_until_closed(reader)) == [(0, Error.PROTOCOL_ERROR)]
+    writer.close()
+
+
+async def test_a_preface_must_be_followed_by_settings(quick: H2Server) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", quick.address.port)
+    writer.write(PREFACE + h2frame(Type.PING, 0, 0, b"12345678"))
+    assert _goaway(await _frames_until_closed(reader)) == [(0, Error.PROTOCOL_ERROR)]
+    writer.close()
+
+
+async def test_connections_past_the_cap_are_closed_at_once(quick: H2Server) -> None:
+    held = [await asyncio.open_connection("127.0.0.1", quick.address.port) for _ in range(2)]
+    for reader, _writer in held:
+        await reader.readexactly(9)  # accepted: its SETTINGS arrived
+    reader, writer = await asyncio.open_connection("127.0.0.1", quick.address.port)
+    assert await _frames_until_closed(reader) == []  # closed before a single frame
+    for _reader, held_writer in [*held, (reader, writer)]:
+        held_writer.close()
+
+
+class _Transport(asyncio.Transport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.written = bytearray()
+        self.reading = True
+
+    def write(self, data: Any) -> None:
+        self.written += data
+
+    def is_closing(self) -> bool:
+        return False
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def pause_reading(self) -> None:
+        self.reading = False
+
+    def resume_reading(self) -> None:
+        self.reading = True
+
+
+def _count(output: bytes, kind: Type) -> int:
+    offset, count = 0, 0
+    while offset + 9 <= len(output):
+        high, low, found, _flags, _stream = struct.unpack_from(">BHBBI", output, offset)
+        count += found == kind
+        offset += 9 + (high << 16 | low)
+    return count
+
+
+async def test_a_read_is_handled_a_turn_at_a_time_and_reading_waits_meanwhile() -> None:
+    connection = Connection(
+        {},
+        limits=H2Limits(frames_per_turn=4),
+        clock=Clock(),
+        on_close=lambda _c: None,
+        on_idle=lambda: None,
+    )
+    transport = _Transport()
+    connection.connection_made(transport)
+    pings = h2frame(Type.PING, 0, 0, b"12345678") * 20
+    connection.data_received(HANDSHAKE + pings)
+    assert _count(transport.written, Type.PING) == 3  # the SETTINGS took one of the four
+    assert not transport.reading
+    turns = 0
+    while not transport.reading:
+        await asyncio.sleep(0)  # one loop turn: other connections' work runs here
+        turns += 1
+    assert _count(transport.written, Type.PING) == 20
+    assert turns == 5
+    assert _count(transport.written, Type.SETTINGS) == 2  # ours and the ACK of theirs
+    assert not _count(transport.written, Type.GOAWAY)
