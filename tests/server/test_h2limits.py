@@ -51,7 +51,7 @@ def test_the_settings_a_user_may_change_reach_the_limits() -> None:
 
 async def _frames_until_closed(reader: asyncio.StreamReader) -> list[tuple[int, bytes]]:
     """(type, payload) of every frame until the server closes the connection."""
-    frames = []
+    frames: list[tuple[int, bytes]] = []
     while True:
         try:
             header = await asyncio.wait_for(reader.readexactly(9), 10)
@@ -131,7 +131,7 @@ class _Transport(asyncio.Transport):
         self.reading = True
 
 
-def _count(output: bytes, kind: Type) -> int:
+def _count(output: bytes | bytearray, kind: Type) -> int:
     offset, count = 0, 0
     while offset + 9 <= len(output):
         high, low, found, _flags, _stream = struct.unpack_from(">BHBBI", output, offset)
