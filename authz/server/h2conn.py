@@ -21,27 +21,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import struct
 from collections.abc import Callable
 from typing import cast
 
 import hpack
 
-from authz.server.grpcwire import (
-    MAX_MESSAGE_BYTES,
-    PREFIX_BYTES,
-    RpcError,
-    Status,
-    unframe,
-)
-from authz.server.h2decode import HeaderDecoder
 from authz.server.h2frames import (
     DEFAULT_WINDOW,
     HEADER,
     HEADER_BYTES,
     MAX_FRAME,
     MAX_WINDOW,
-    OK_TRAILERS,
     PREFACE,
     ConnectionError_,
     Error,
@@ -53,23 +43,24 @@ from authz.server.h2frames import (
     settings,
     window_update,
 )
-from authz.server.h2limits import Bucket, Clock, H2Limits
-from authz.server.h2streams import Handler, Stream, Streams
+from authz.server.h2limits import Clock, H2Limits
+from authz.server.h2requests import WINDOW, Requests
+from authz.server.h2streams import Handler
 
 __all__ = ["Connection", "Handler"]
 
 log = logging.getLogger(__name__)
 
-#: Our receive window per stream and for the connection: large, so that Envoy never waits
-#: for a WINDOW_UPDATE between small requests; replenished once half is used.
-_WINDOW = 16 * 1024 * 1024
-_SETTINGS_ACK = frame(Type.SETTINGS, Flag.ACK, 0)
-_U32 = struct.Struct(">I")
 #: Frames that carry no request: each costs a token of the control-frame bucket.
-_CONTROL = frozenset(int(t) for t in (Type.SETTINGS, Type.PING, Type.WINDOW_UPDATE, Type.PRIORITY))
+#: Unknown types (past CONTINUATION) count too.
+_CONTROL = frozenset(
+    {int(Type.SETTINGS), int(Type.PING), int(Type.WINDOW_UPDATE), int(Type.PRIORITY)}
+    | set(range(int(Type.CONTINUATION) + 1, 256))
+)
+_DATA = int(Type.DATA)
 
 
-class Connection(Streams, asyncio.Protocol):
+class Connection(Requests, asyncio.Protocol):
     """The server side of one HTTP/2 connection carrying gRPC calls."""
 
     def __init__(
@@ -81,10 +72,7 @@ class Connection(Streams, asyncio.Protocol):
         on_close: Callable[[Connection], None],
         on_idle: Callable[[], None],
     ) -> None:
-        super().__init__()
-        self._routes = routes
-        self._limits = limits
-        self._clock = clock
+        super().__init__(routes, limits=limits, clock=clock)
         self._on_close = on_close
         #: Called when a draining connection has no call left.
         self._on_idle = on_idle
@@ -92,19 +80,7 @@ class Connection(Streams, asyncio.Protocol):
         self._buffer = bytearray()
         self._preface = False
         self._handshaken = False  # the client's first SETTINGS arrived
-        self._opened = self._active = clock.now
-        self._decoder = HeaderDecoder(
-            max_list_size=limits.max_header_list_size, max_fields=limits.max_header_fields
-        )
-        self._last_stream = 0
-        #: A header block waiting for CONTINUATION frames: (stream id, END_STREAM, fragments).
-        self._continued: tuple[int, bool, bytearray] | None = None
-        self._continuations = 0
-        self._resets = Bucket(burst=limits.reset_burst, rate=limits.reset_rate, now=clock.now)
-        self._control = Bucket(burst=limits.control_burst, rate=limits.control_rate, now=clock.now)
-        self._acks_out = 0  # ACKs queued since the last write
-        self._acks_unread = 0  # ACKs written while the peer was not reading
-        self._received = 0  # bytes of DATA not yet given back with a WINDOW_UPDATE
+        self._opened = clock.now
         self._backlog = False  # reading paused: frames of the last read are still waiting
         self._write_paused = False
         self._idle_goaway = False
@@ -112,7 +88,7 @@ class Connection(Streams, asyncio.Protocol):
         self._settings = settings(
             {
                 Setting.MAX_CONCURRENT_STREAMS: limits.max_concurrent_streams,
-                Setting.INITIAL_WINDOW_SIZE: _WINDOW,
+                Setting.INITIAL_WINDOW_SIZE: WINDOW,
                 Setting.MAX_HEADER_LIST_SIZE: limits.max_header_list_size,
             }
         )
@@ -124,7 +100,7 @@ class Connection(Streams, asyncio.Protocol):
         # Kept: asyncio.get_running_loop() makes a getpid system call each time (its fork
         # check), which under load was a tenth of this process's CPU.
         self._loop = asyncio.get_running_loop()
-        self._out += (self._settings, window_update(0, _WINDOW - DEFAULT_WINDOW))
+        self._out += (self._settings, window_update(0, WINDOW - DEFAULT_WINDOW))
         self._flush()
 
     def data_received(self, data: bytes) -> None:
@@ -260,8 +236,7 @@ class Connection(Streams, asyncio.Protocol):
             if kind != Type.SETTINGS or flags & Flag.ACK:
                 raise ConnectionError_(Error.PROTOCOL_ERROR, "the preface lacks its SETTINGS")
             self._handshaken = True
-        empty_data = kind == Type.DATA and not payload and not flags & Flag.END_STREAM
-        if kind in _CONTROL or kind > Type.CONTINUATION or empty_data:
+        if kind in _CONTROL or (not payload and kind == _DATA and not flags & Flag.END_STREAM):
             self._control_frame()
         if kind == Type.DATA:
             self._data(flags, stream_id, payload)
@@ -291,188 +266,6 @@ class Connection(Streams, asyncio.Protocol):
         elif kind == Type.PUSH_PROMISE:
             raise ConnectionError_(Error.PROTOCOL_ERROR, "a client may not push")
         # PRIORITY and unknown frame types are ignored, as RFC 9113 requires.
-
-    def _control_frame(self) -> None:
-        if not self._control.take(self._clock.now):
-            raise ConnectionError_(Error.ENHANCE_YOUR_CALM, "a flood of control frames")
-
-    def _count_reset(self) -> None:
-        """A stream reset, by the peer or refused by us: both cost work and carry no check."""
-        if not self._resets.take(self._clock.now):
-            raise ConnectionError_(Error.ENHANCE_YOUR_CALM, "a flood of stream resets")
-
-    def _strip_padding(self, flags: int, payload: bytes) -> bytes:
-        if not flags & Flag.PADDED:
-            return payload
-        if not payload or payload[0] >= len(payload):
-            raise ConnectionError_(Error.PROTOCOL_ERROR, "padding longer than the frame")
-        return payload[1 : len(payload) - payload[0]]
-
-    def _data(self, flags: int, stream_id: int, payload: bytes) -> None:
-        if not stream_id or stream_id > self._last_stream:
-            raise ConnectionError_(Error.PROTOCOL_ERROR, "DATA on an idle stream")
-        self._received += len(payload)
-        if self._received > _WINDOW:
-            raise ConnectionError_(Error.FLOW_CONTROL_ERROR, "more DATA than the window")
-        if self._received >= _WINDOW // 2:
-            self._out.append(window_update(0, self._received))
-            self._received = 0
-        data = self._strip_padding(flags, payload)
-        stream = self._streams.get(stream_id)
-        if stream is None or stream.finished or stream.ended:
-            return  # answered already (e.g. refused): read and dropped
-        self._buffered += len(data)
-        if self._buffered > self._limits.max_buffered:
-            raise ConnectionError_(Error.ENHANCE_YOUR_CALM, "too many unfinished requests")
-        stream.body += data
-        if len(stream.body) > PREFIX_BYTES + MAX_MESSAGE_BYTES:
-            self._fail(stream_id, stream, Status.RESOURCE_EXHAUSTED, "request message too large")
-        elif flags & Flag.END_STREAM:
-            self._ended(stream_id, stream)
-
-    def _headers(self, flags: int, stream_id: int, payload: bytes) -> None:
-        if not stream_id:
-            raise ConnectionError_(Error.PROTOCOL_ERROR, "HEADERS on stream 0")
-        block = self._strip_padding(flags, payload)
-        if flags & Flag.PRIORITY:
-            block = block[5:]
-        if flags & Flag.END_HEADERS:
-            self._header_block(stream_id, bool(flags & Flag.END_STREAM), block)
-        else:
-            self._continued = (stream_id, bool(flags & Flag.END_STREAM), bytearray(block))
-            self._continuations = 0
-            self._active = self._clock.now
-
-    def _continuation(self, flags: int, stream_id: int, payload: bytes) -> None:
-        if self._continued is None or self._continued[0] != stream_id:
-            raise ConnectionError_(Error.PROTOCOL_ERROR, "CONTINUATION out of place")
-        self._continuations += 1
-        if self._continuations > self._limits.max_continuations:
-            raise ConnectionError_(Error.ENHANCE_YOUR_CALM, "a flood of CONTINUATION frames")
-        _, end_stream, block = self._continued
-        block += payload
-        if len(block) > self._limits.max_header_list_size:
-            raise ConnectionError_(Error.ENHANCE_YOUR_CALM, "an oversized header block")
-        if flags & Flag.END_HEADERS:
-            self._continued = None
-            self._header_block(stream_id, end_stream, bytes(block))
-
-    def _header_block(self, stream_id: int, end_stream: bool, block: bytes) -> None:
-        path, content_type, metadata, size = self._decoder.decode(block)
-        stream = self._streams.get(stream_id)
-        if stream_id <= self._last_stream:
-            if stream is None:  # trailers of a call answered already, or a reused id
-                if end_stream:
-                    return
-                raise ConnectionError_(Error.PROTOCOL_ERROR, "HEADERS on a closed stream")
-            if end_stream and not stream.finished and not stream.ended:
-                self._ended(stream_id, stream)  # request trailers end the request
-            return
-        if stream_id % 2 == 0:
-            raise ConnectionError_(Error.PROTOCOL_ERROR, "a client stream with an even id")
-        self._last_stream = stream_id
-        if len(self._streams) >= self._limits.max_concurrent_streams:
-            self._count_reset()
-            self._reset(stream_id, Error.REFUSED_STREAM)
-            return
-        self._header_bytes += size
-        if self._header_bytes > self._limits.max_connection_header_bytes:
-            raise ConnectionError_(Error.ENHANCE_YOUR_CALM, "too many header bytes held")
-        stream = Stream(
-            self._routes.get(path), metadata, self._initial_send_window, self._clock.now, size
-        )
-        self._streams[stream_id] = stream
-        self._active = self._clock.now
-        if not content_type.startswith(b"application/grpc"):
-            self._fail(stream_id, stream, Status.UNKNOWN, "not a gRPC request")
-        elif stream.handler is None:
-            self._fail(stream_id, stream, Status.UNIMPLEMENTED, "unknown method")
-        elif end_stream:
-            self._ended(stream_id, stream)
-
-    def _settings_frame(self, flags: int, stream_id: int, payload: bytes) -> None:
-        if stream_id:
-            raise ConnectionError_(Error.PROTOCOL_ERROR, "SETTINGS on a stream")
-        if flags & Flag.ACK:
-            return
-        if len(payload) % 6:
-            raise ConnectionError_(Error.FRAME_SIZE_ERROR, "a malformed SETTINGS frame")
-        if len(payload) // 6 > self._limits.max_settings_entries:
-            raise ConnectionError_(Error.ENHANCE_YOUR_CALM, "a SETTINGS frame too long")
-        for offset in range(0, len(payload), 6):
-            key, value = struct.unpack_from(">HI", payload, offset)
-            if key == Setting.INITIAL_WINDOW_SIZE:
-                if value > MAX_WINDOW:
-                    raise ConnectionError_(Error.FLOW_CONTROL_ERROR, "a window over 2^31-1")
-                delta, self._initial_send_window = value - self._initial_send_window, value
-                for stream in self._streams.values():
-                    stream.send_window += delta
-                    if stream.send_window > MAX_WINDOW:
-                        raise ConnectionError_(Error.FLOW_CONTROL_ERROR, "a window over 2^31-1")
-                if delta > 0:
-                    self._pump_blocked()
-            elif key == Setting.MAX_FRAME_SIZE:
-                if not MAX_FRAME <= value <= 2**24 - 1:
-                    raise ConnectionError_(Error.PROTOCOL_ERROR, "an invalid MAX_FRAME_SIZE")
-                self._max_send_frame = value
-            # HEADER_TABLE_SIZE limits an encoder's dynamic table; our answers use none.
-        self._out.append(_SETTINGS_ACK)
-        self._acks_out += 1
-
-    def _window_update(self, stream_id: int, payload: bytes) -> None:
-        if len(payload) != 4:
-            raise ConnectionError_(Error.FRAME_SIZE_ERROR, "a malformed WINDOW_UPDATE")
-        increment = _U32.unpack(payload)[0] & 0x7FFFFFFF
-        if stream_id == 0:
-            if not increment:
-                raise ConnectionError_(Error.PROTOCOL_ERROR, "a WINDOW_UPDATE of 0")
-            if self._send_window + increment > MAX_WINDOW:
-                raise ConnectionError_(Error.FLOW_CONTROL_ERROR, "a window over 2^31-1")
-            self._send_window += increment
-            self._pump_blocked()
-            return
-        if stream_id > self._last_stream:
-            raise ConnectionError_(Error.PROTOCOL_ERROR, "WINDOW_UPDATE on an idle stream")
-        stream = self._streams.get(stream_id)
-        if stream is None:
-            return  # closed already: allowed (RFC 9113 section 6.9)
-        if not increment:
-            self._count_reset()
-            self._reset(stream_id, Error.PROTOCOL_ERROR)
-        elif stream.send_window + increment > MAX_WINDOW:
-            self._count_reset()
-            self._reset(stream_id, Error.FLOW_CONTROL_ERROR)
-        else:
-            stream.send_window += increment
-            self._pump(stream_id)
-
-    # --- calls ----------------------------------------------------------------------------
-
-    def _ended(self, stream_id: int, stream: Stream) -> None:
-        stream.ended = True
-        if stream.handler is not None:
-            stream.task = self._loop.create_task(self._call(stream_id, stream))
-
-    async def _call(self, stream_id: int, stream: Stream) -> None:
-        assert stream.handler is not None
-        try:
-            message = unframe(stream.body)
-            self._buffered -= len(stream.body)
-            stream.body = bytearray()
-            last = await stream.handler(
-                message, stream.metadata, lambda out: self._send(stream_id, stream, out)
-            )
-            if last is not None:
-                self._send(stream_id, stream, last)
-            self._finish(stream_id, stream, OK_TRAILERS)
-        except RpcError as exc:
-            self._fail(stream_id, stream, exc.status, exc.message)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("gRPC handler failed")
-            self._fail(stream_id, stream, Status.INTERNAL, "internal error")
-        self._schedule_flush()
 
     # --- out ------------------------------------------------------------------------------
 
