@@ -130,7 +130,8 @@ class Streams:
                 pending.popleft()
             else:
                 pending[0] = piece[size:]
-        self._blocked.discard(stream_id)
+        if self._blocked:
+            self._blocked.discard(stream_id)
         if stream.trailer is not None:
             flags = Flag.END_HEADERS | Flag.END_STREAM
             self._out.append(frame(Type.HEADERS, flags, stream_id, stream.trailer))
@@ -157,8 +158,9 @@ class Streams:
             self._buffered -= len(stream.body)
             self._header_bytes -= stream.header_bytes
             stream.body = bytearray()
-            stream.pending.clear()
-            self._blocked.discard(stream_id)
+            if stream.pending:
+                stream.pending.clear()
+                self._blocked.discard(stream_id)
             if cancel and stream.task is not None:
                 stream.task.cancel()
         if self.draining and not self._streams:
