@@ -30,9 +30,10 @@ from bench.results import HostileResult
 from tests.support import hostile
 
 ENGINES = ("h2", "grpcio")
-#: Seconds each attack runs; the half-open handshakes need the handshake deadline to pass.
+#: Seconds each attack runs; half-open handshakes and stalled streams need the default
+#: handshake and stream deadlines to pass.
 DURATION_S = 6.0
-DURATIONS_S = {"half-prefaces": 13.0}
+DURATIONS_S = {"half-prefaces": 13.0, "stalled-streams": 13.0}
 #: How often the legitimate client checks.
 INTERVAL_S = 0.02
 #: Targets: the legitimate client's p99 under attack, and the sidecar's growth.
