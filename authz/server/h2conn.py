@@ -317,5 +317,11 @@ class Connection(Requests, asyncio.Protocol):
             self._forget(stream_id, cancel=True)
         self._out.append(goaway(self._last_stream, error))
         self._flush()
-        if self._transport is not None:
-            self._transport.close()
+        transport = self._transport
+        if transport is not None:
+            # close() would first wait for what the peer has not read, which a peer that
+            # stops reading makes forever; what it has not read by now it will not need.
+            if transport.get_write_buffer_size():
+                transport.abort()
+            else:
+                transport.close()
