@@ -21,7 +21,7 @@ import pytest
 from authz.devtools.envoyconf import dump
 from authz.server.listen import ListenAddress
 from bench import __main__ as cli
-from bench import chart, macro, micro, profile, ratelimit, report, scale, stack
+from bench import chart, hostile, macro, micro, profile, ratelimit, report, scale, stack
 from bench.macro import MacroConfig, parse_wrk, run_wrk
 from bench.material import make_material
 from bench.procs import BenchError, find_binary
@@ -227,15 +227,25 @@ def test_report_fills_the_documents_blocks_and_keeps_its_prose(tmp_path: Path) -
 
 
 def test_report_appends_a_section_the_document_lacks(monkeypatch: pytest.MonkeyPatch) -> None:
-    extra = report.Section("hostile", "Under attack", lambda _r: "| attack |\n|---|")
+    extra = report.Section("extra", "Under attack", lambda _r: "| attack |\n|---|")
     monkeypatch.setattr(report, "SECTIONS", (*report.SECTIONS, extra))
     text = report.render(_results(), "# Performance\n\nProse.\n")
     assert text.startswith("# Performance\n\nProse.\n")
     assert (
-        "## Under attack\n\n<!-- bench:hostile -->\n| attack |\n|---|\n<!-- /bench:hostile -->"
-        in text
+        "## Under attack\n\n<!-- bench:extra -->\n| attack |\n|---|\n<!-- /bench:extra -->" in text
     )
     assert report.render(_results(), text) == text
+
+
+def test_an_attack_is_measured_beside_a_legitimate_client(tmp_path: Path) -> None:
+    result = hostile.measure("h2", "continuation-flood", logs=tmp_path, duration=1)
+    assert result.cut_off
+    assert result.goaway == [11]
+    assert result.checks > 0
+    assert not result.failed
+    results = _results()
+    results.hostile = [result]
+    assert "| continuation-flood | `h2` |" in report.render(results, "")
 
 
 def test_report_refuses_a_block_with_one_marker_missing() -> None:
