@@ -178,8 +178,8 @@ class Connection(Requests, asyncio.Protocol):
         for stream_id, stream in self._streams.items():
             if now - stream.opened <= limits.stream_timeout:
                 break  # streams are kept in the order they opened
-            if not stream.ended:
-                expired.append(stream_id)
+            if not stream.ended or stream_id in self._blocked:
+                expired.append(stream_id)  # a request still arriving, or an answer unread
         for stream_id in expired:
             self._reset(stream_id, Error.CANCEL)
         if self._streams:

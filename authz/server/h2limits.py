@@ -22,8 +22,11 @@ GOAWAY; Envoy reconnects on its own.
   not count as activity (Envoy's rule too); Envoy's own idle timeout for upstream connections
   is longer, so its connections are normally reused, not cycled.
 - `stream_timeout`: a stream's request (headers and body) must be complete this soon after it
-  opened. Envoy's ext_authz timeout is a fraction of a second, so a request still arriving
-  after seconds is abandoned or hostile; the stream is reset and what it held is released.
+  opened, and an answer still waiting for the peer's flow-control window is dropped then too.
+  Envoy's ext_authz timeout is a fraction of a second, so a request still arriving (or an answer
+  not taken) after seconds is abandoned or hostile; the stream is reset and what it held is
+  released. A call still running is not limited here (a health Watch runs for as long as its
+  client wants).
 - `max_concurrent_streams`: advertised in SETTINGS and enforced (REFUSED_STREAM); what the
   grpcio server was told before, so Envoy rarely needs a second connection.
 - `max_header_list_size`: decoded bytes (RFC 7541 counting: name + value + 32 per field) of

@@ -47,10 +47,14 @@ class Outcome:
     goaway: list[int] = field(default_factory=list)
     resets: list[int] = field(default_factory=list)
     frames_sent: int = 0
+    #: For attacks the server answers by resetting streams, not closing: how many it must reset.
+    resets_expected: int = 0
 
     @property
     def cut_off(self) -> bool:
-        """Every connection of the attack was closed by the server."""
+        """Every connection of the attack was closed by the server (or every stream reset)."""
+        if self.resets_expected:
+            return len(self.resets) >= self.resets_expected
         return self.connections > 0 and self.closed == self.connections
 
 
@@ -267,17 +271,94 @@ def half_prefaces(target: tuple[str, int], stop: threading.Event, *, count: int 
 def stalled_streams(target: tuple[str, int], stop: threading.Event) -> Outcome:
     """Streams whose request never completes: HEADERS, half a message, then nothing. The
     server should reset each (its connection may stay: the peer broke no rule)."""
-    outcome = Outcome()
+    outcome = Outcome(resets_expected=200)
     peer = Peer(target, outcome)
     encoder = hpack.Encoder()
     batch: list[hf.Frame] = []
     for stream in range(1, 400, 2):
         batch += [headers(stream, encoder.encode(REQUEST)), data(stream, b"\x00\x00\x00\x10\x00")]
     peer.send(encode(batch), frames=len(batch))
-    while not stop.is_set() and len(outcome.resets) < 200 and peer.poll(wait=0.2):
+    _until_reset(peer, stop)
+    return outcome
+
+
+def zero_window(target: tuple[str, int], stop: threading.Event) -> Outcome:
+    """Complete checks from a peer that gives the server no window for the answers and never
+    opens it (SETTINGS_INITIAL_WINDOW_SIZE 0): each answer waits in the server."""
+    outcome = Outcome(resets_expected=100)
+    peer = Peer(target, outcome, handshake=False)
+    peer.send(
+        PREFACE
+        + hf.SettingsFrame(0, settings={hf.SettingsFrame.INITIAL_WINDOW_SIZE: 0}).serialize()
+    )
+    encoder = hpack.Encoder()
+    batch: list[hf.Frame] = []
+    for stream in range(1, 200, 2):
+        batch += [
+            headers(stream, encoder.encode(REQUEST)),
+            data(stream, EMPTY_MESSAGE, end_stream=True),
+        ]
+    peer.send(encode(batch), frames=len(batch))
+    _until_reset(peer, stop)
+    return outcome
+
+
+def many_fields(target: tuple[str, int], stop: threading.Event) -> Outcome:
+    """Header blocks of 400 tiny fields: under the byte limit, far over a real request's count."""
+    outcome = Outcome()
+    peer = Peer(target, outcome)
+    encoder = hpack.Encoder()
+    fields = [*REQUEST, *((f"x-{i}", "") for i in range(400))]
+    stream = 1
+    while not stop.is_set() and stream < MAX_WINDOW - 200:
+        frame = headers(stream, encoder.encode(fields), end_stream=True)
+        if not peer.send(frame.serialize()) or not peer.poll():
+            break
+        stream += 2
+    _finish([peer], stop)
+    return outcome
+
+
+def body_hoard(target: tuple[str, int], stop: threading.Event) -> Outcome:
+    """Streams that each send most of a 1 MiB message and never finish it."""
+    outcome = Outcome()
+    peer = Peer(target, outcome)
+    encoder = hpack.Encoder()
+    chunk = b"b" * 16_000
+    stream = 1
+    while not stop.is_set() and stream < 200:
+        batch: list[hf.Frame] = [
+            headers(stream, encoder.encode(REQUEST)),
+            data(stream, b"\x00\x00\x10\x00\x00" + chunk),
+            *(data(stream, chunk) for _ in range(50)),
+        ]
+        if not peer.send(encode(batch), frames=len(batch)) or not peer.poll():
+            break
+        stream += 2
+    _finish([peer], stop)
+    return outcome
+
+
+def empty_frames(target: tuple[str, int], stop: threading.Event) -> Outcome:
+    """Empty DATA frames (without END_STREAM) and PRIORITY frames on an open stream: frames
+    that carry nothing, each still handled."""
+    outcome = Outcome()
+    peer = Peer(target, outcome)
+    peer.send(headers(1, hpack.Encoder().encode(REQUEST)).serialize())
+    priority = hf.PriorityFrame(1, depends_on=0, stream_weight=16).serialize()
+    burst = (data(1, b"").serialize() + priority) * 256
+    while not stop.is_set() and peer.send(burst, frames=512):
+        peer.poll()
+    _finish([peer], stop)
+    return outcome
+
+
+def _until_reset(peer: Peer, stop: threading.Event) -> None:
+    """Read until the server has reset the streams the attack expects it to, then leave."""
+    outcome = peer.outcome
+    while not stop.is_set() and not outcome.cut_off and peer.poll(wait=0.2):
         pass
     peer.close()
-    return outcome
 
 
 def _finish(peers: list[Peer], stop: threading.Event, *, read: bool = True) -> None:
@@ -306,6 +387,10 @@ ATTACKS: dict[str, Attack] = {
     "window-overflow": window_overflow,
     "half-prefaces": half_prefaces,
     "stalled-streams": stalled_streams,
+    "zero-window": zero_window,
+    "many-fields": many_fields,
+    "body-hoard": body_hoard,
+    "empty-frames": empty_frames,
 }
 
 

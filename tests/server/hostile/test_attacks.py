@@ -151,3 +151,30 @@ def test_requests_that_never_complete_are_reset(sidecar: Sidecar) -> None:
     outcome, growth = attack(sidecar, "stalled-streams")
     assert outcome.resets == [hostile.CANCEL] * 200
     assert growth < RSS_GROWTH_MAX
+
+
+def test_answers_the_peer_never_takes_are_dropped(sidecar: Sidecar) -> None:
+    outcome, growth = attack(sidecar, "zero-window")
+    assert outcome.resets == [hostile.CANCEL] * 100
+    assert growth < RSS_GROWTH_MAX
+
+
+def test_a_header_block_of_too_many_fields_is_cut_off(sidecar: Sidecar) -> None:
+    outcome, growth = attack(sidecar, "many-fields")
+    assert outcome.cut_off
+    assert outcome.goaway == [hostile.ENHANCE_YOUR_CALM]
+    assert growth < RSS_GROWTH_MAX
+
+
+def test_unfinished_bodies_are_budgeted(sidecar: Sidecar) -> None:
+    outcome, growth = attack(sidecar, "body-hoard")
+    assert outcome.cut_off
+    assert outcome.goaway == [hostile.ENHANCE_YOUR_CALM]
+    assert growth < RSS_GROWTH_MAX
+
+
+def test_a_flood_of_empty_frames_is_cut_off(sidecar: Sidecar) -> None:
+    outcome, growth = attack(sidecar, "empty-frames")
+    assert outcome.cut_off
+    assert outcome.goaway == [hostile.ENHANCE_YOUR_CALM]
+    assert growth < RSS_GROWTH_MAX
