@@ -46,7 +46,7 @@ class ConnectionSettings(Section):
         flag="--stream-timeout",
         metavar="SECONDS",
         help="a request's headers and body must arrive within this time of its first frame, "
-        "else its stream is reset",
+        "and its answer must have been taken by then (flow control), else its stream is reset",
     )
     max_concurrent_streams: int = option(
         1000,
