@@ -38,11 +38,13 @@ GOAWAY; Envoy reconnects on its own.
   hold; the expansion attack keeps many streams open with large decoded blocks.
 - `max_buffered`: request-body bytes one connection may hold before their calls start.
 - `max_continuations`: CONTINUATION frames after one HEADERS, empty ones included (nghttp2
-  allows 8 by default; twice that still fits a maximal block in full frames).
+  allows 8 by default, Envoy 512 for its far larger header limits); the largest block we accept
+  fits in two full frames, so twice nghttp2's count leaves room for encoders that split small.
 - `reset_burst`, `reset_rate`: streams the peer resets (RST_STREAM) as a token bucket, the
-  mitigation nghttp2 shipped for rapid reset (burst 1000). Envoy cancelling checks that time
-  out stays far below this; a client resetting faster than `reset_rate` per second for long
-  is closed.
+  mitigation nghttp2 shipped for rapid reset (burst 1000; its refill is slower). Envoy's own
+  cancellations of checks that time out count too, which only a sidecar already failing checks
+  faster than `reset_rate` per second reaches; a client resetting faster than that for long is
+  closed. Streams we refuse count as well: each cost a header block's decoding.
 - `control_burst`, `control_rate`: SETTINGS, PING, WINDOW_UPDATE, PRIORITY, unknown frames
   and empty DATA as a token bucket: each costs us work (and SETTINGS and PING an answer) and
   carries no request.
