@@ -15,7 +15,7 @@ from authz.settings.kinds import Amount, Count
 
 @dataclass(frozen=True, slots=True)
 class ConnectionSettings(Section):
-    """Check-port connection limits (the `h2` engine)."""
+    """Check-port connection limits (the h2 engine)."""
 
     max_connections: int = option(
         1024,
