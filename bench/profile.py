@@ -41,8 +41,8 @@ CATEGORIES: tuple[tuple[str, str], ...] = (
     ("asyncio event loop", "asyncio"),
     ("other", ""),
     (
-        "h2 engine: HTTP/2 frames, HPACK, gRPC framing (authz/server/h2conn.py)",
-        "server/h2conn.py|server/grpcwire.py|hpack",
+        "h2 engine: HTTP/2 frames, HPACK, gRPC framing (authz/server/h2*.py)",
+        "server/h2[a-z]*.py|server/grpcwire.py|hpack",
     ),
 )
 #: The order a stack is tested in, first match wins: the h2 engine's frames before the C core's
