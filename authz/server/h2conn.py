@@ -171,7 +171,7 @@ class Connection(Requests, asyncio.Protocol):
                 log.info("gRPC peer did not complete the HTTP/2 handshake in time; closing")
                 self.close(Error.PROTOCOL_ERROR)
             return
-        if self._continued is not None and now - self._active > limits.stream_timeout:
+        if self._continued is not None and now - self._continued_at > limits.stream_timeout:
             self.close(Error.ENHANCE_YOUR_CALM)
             return
         expired = []
@@ -182,8 +182,8 @@ class Connection(Requests, asyncio.Protocol):
                 expired.append(stream_id)  # a request still arriving, or an answer unread
         for stream_id in expired:
             self._reset(stream_id, Error.CANCEL)
-        if self._streams:
-            self._active = now
+        if self._streams or self._last_stream != self._seen_stream:
+            self._active, self._seen_stream = now, self._last_stream
         elif self._idle_goaway:
             if now - self._active > limits.handshake_timeout:
                 self.close()

@@ -38,9 +38,16 @@ class Requests(ControlFrames):
         #: A header block waiting for CONTINUATION frames: (stream id, END_STREAM, fragments).
         self._continued: tuple[int, bool, bytearray] | None = None
         self._continuations = 0
+        self._continued_at = 0.0
         self._received = 0  # bytes of DATA not yet given back with a WINDOW_UPDATE
-        #: When a stream last opened or was open (the idle deadline counts from it).
+        #: When a stream was last seen open or opening (the idle deadline counts from it): the
+        #: tick notices a new stream by `_last_stream`, so opening one costs nothing here.
         self._active = clock.now
+        self._seen_stream = 0
+        # The limits read on every request, as attributes of their own.
+        self._max_streams = limits.max_concurrent_streams
+        self._max_header_bytes = limits.max_connection_header_bytes
+        self._max_buffered = limits.max_buffered
 
     def _strip_padding(self, flags: int, payload: bytes) -> bytes:
         if not flags & Flag.PADDED:
@@ -63,7 +70,7 @@ class Requests(ControlFrames):
         if stream is None or stream.finished or stream.ended:
             return  # answered already (e.g. refused): read and dropped
         self._buffered += len(data)
-        if self._buffered > self._limits.max_buffered:
+        if self._buffered > self._max_buffered:
             raise ConnectionError_(Error.ENHANCE_YOUR_CALM, "too many unfinished requests")
         stream.body += data
         if len(stream.body) > PREFIX_BYTES + MAX_MESSAGE_BYTES:
@@ -82,7 +89,7 @@ class Requests(ControlFrames):
         else:
             self._continued = (stream_id, bool(flags & Flag.END_STREAM), bytearray(block))
             self._continuations = 0
-            self._active = self._clock.now
+            self._continued_at = self._clock.now
 
     def _continuation(self, flags: int, stream_id: int, payload: bytes) -> None:
         if self._continued is None or self._continued[0] != stream_id:
@@ -112,18 +119,17 @@ class Requests(ControlFrames):
         if stream_id % 2 == 0:
             raise ConnectionError_(Error.PROTOCOL_ERROR, "a client stream with an even id")
         self._last_stream = stream_id
-        if len(self._streams) >= self._limits.max_concurrent_streams:
+        if len(self._streams) >= self._max_streams:
             self._count_reset()
             self._reset(stream_id, Error.REFUSED_STREAM)
             return
         self._header_bytes += size
-        if self._header_bytes > self._limits.max_connection_header_bytes:
+        if self._header_bytes > self._max_header_bytes:
             raise ConnectionError_(Error.ENHANCE_YOUR_CALM, "too many header bytes held")
         stream = Stream(
             self._routes.get(path), metadata, self._initial_send_window, self._clock.now, size
         )
         self._streams[stream_id] = stream
-        self._active = self._clock.now
         if not content_type.startswith(b"application/grpc"):
             self._fail(stream_id, stream, Status.UNKNOWN, "not a gRPC request")
         elif stream.handler is None:

@@ -99,6 +99,15 @@ async def test_a_preface_must_be_followed_by_settings(quick: H2Server) -> None:
     writer.close()
 
 
+async def test_a_header_block_left_unfinished_closes_at_the_stream_deadline(
+    quick: H2Server,
+) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", quick.address.port)
+    writer.write(HANDSHAKE + h2frame(Type.HEADERS, 0, 1, b"\x83"))  # no END_HEADERS
+    assert _goaway(await _frames_until_closed(reader)) == [(0, Error.ENHANCE_YOUR_CALM)]
+    writer.close()
+
+
 async def test_connections_past_the_cap_are_closed_at_once(quick: H2Server) -> None:
     held = [await asyncio.open_connection("127.0.0.1", quick.address.port) for _ in range(2)]
     for reader, _writer in held:
