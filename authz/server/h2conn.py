@@ -182,7 +182,8 @@ class Connection(Requests, asyncio.Protocol):
                 expired.append(stream_id)  # a request still arriving, or an answer unread
         for stream_id in expired:
             self._reset(stream_id, Error.CANCEL)
-        if self._streams or self._last_stream != self._seen_stream:
+        busy = self._streams or self._continued is not None
+        if busy or self._last_stream != self._seen_stream:
             self._active, self._seen_stream = now, self._last_stream
         elif self._idle_goaway:
             if now - self._active > limits.handshake_timeout:
