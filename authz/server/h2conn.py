@@ -57,7 +57,9 @@ _CONTROL = frozenset(
     {int(Type.SETTINGS), int(Type.PING), int(Type.WINDOW_UPDATE), int(Type.PRIORITY)}
     | set(range(int(Type.CONTINUATION) + 1, 256))
 )
-_DATA = int(Type.DATA)
+_DATA, _HEADERS, _CONTINUATION = int(Type.DATA), int(Type.HEADERS), int(Type.CONTINUATION)
+_SETTINGS, _WINDOW_UPDATE, _PING = int(Type.SETTINGS), int(Type.WINDOW_UPDATE), int(Type.PING)
+_RST_STREAM, _GOAWAY = int(Type.RST_STREAM), int(Type.GOAWAY)
 
 
 class Connection(Requests, asyncio.Protocol):
@@ -231,42 +233,45 @@ class Connection(Requests, asyncio.Protocol):
         return more
 
     def _frame(self, kind: int, flags: int, stream_id: int, payload: bytes) -> None:
-        if self._continued is not None and kind != Type.CONTINUATION:
+        # Compared with plain ints: an IntEnum member's lookup costs several times the compare.
+        if self._continued is not None and kind != _CONTINUATION:
             raise ConnectionError_(Error.PROTOCOL_ERROR, "a header block was interrupted")
         if not self._handshaken:
-            if kind != Type.SETTINGS or flags & Flag.ACK:
+            if kind != _SETTINGS or flags & Flag.ACK:
                 raise ConnectionError_(Error.PROTOCOL_ERROR, "the preface lacks its SETTINGS")
             self._handshaken = True
-        if kind in _CONTROL or (not payload and kind == _DATA and not flags & Flag.END_STREAM):
-            self._control_frame()
-        if kind == Type.DATA:
+        if kind == _DATA:
+            if not payload and not flags & Flag.END_STREAM:
+                self._control_frame()  # carries nothing
             self._data(flags, stream_id, payload)
-        elif kind == Type.HEADERS:
+        elif kind == _HEADERS:
             self._headers(flags, stream_id, payload)
-        elif kind == Type.CONTINUATION:
+        elif kind == _CONTINUATION:
             self._continuation(flags, stream_id, payload)
-        elif kind == Type.SETTINGS:
-            self._settings_frame(flags, stream_id, payload)
-        elif kind == Type.WINDOW_UPDATE:
-            self._window_update(stream_id, payload)
-        elif kind == Type.PING:
-            if stream_id or len(payload) != 8:
-                raise ConnectionError_(Error.PROTOCOL_ERROR, "a malformed PING")
-            if not flags & Flag.ACK:
-                self._out.append(frame(Type.PING, Flag.ACK, 0, payload))
-                self._acks_out += 1
-        elif kind == Type.RST_STREAM:
+        elif kind in _CONTROL:
+            self._control_frame()
+            if kind == _SETTINGS:
+                self._settings_frame(flags, stream_id, payload)
+            elif kind == _WINDOW_UPDATE:
+                self._window_update(stream_id, payload)
+            elif kind == _PING:
+                if stream_id or len(payload) != 8:
+                    raise ConnectionError_(Error.PROTOCOL_ERROR, "a malformed PING")
+                if not flags & Flag.ACK:
+                    self._out.append(frame(Type.PING, Flag.ACK, 0, payload))
+                    self._acks_out += 1
+            # PRIORITY and unknown frame types are ignored, as RFC 9113 requires.
+        elif kind == _RST_STREAM:
             if not stream_id or len(payload) != 4:
                 raise ConnectionError_(Error.PROTOCOL_ERROR, "a malformed RST_STREAM")
             self._count_reset()
             self._forget(stream_id, cancel=True)
-        elif kind == Type.GOAWAY:
+        elif kind == _GOAWAY:
             self.draining = True  # the peer opens nothing new; its open calls are answered
             if not self._streams:
                 self.close()
-        elif kind == Type.PUSH_PROMISE:
+        else:  # PUSH_PROMISE
             raise ConnectionError_(Error.PROTOCOL_ERROR, "a client may not push")
-        # PRIORITY and unknown frame types are ignored, as RFC 9113 requires.
 
     # --- out ------------------------------------------------------------------------------
 
