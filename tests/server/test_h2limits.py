@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import struct
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import hpack
 import pytest
 
+from authz.server.grpcwire import Metadata
 from authz.server.h2conn import Connection
-from authz.server.h2frames import PREFACE, Error, Type, settings
+from authz.server.h2frames import PREFACE, Error, Setting, Type, settings
 from authz.server.h2frames import frame as h2frame
 from authz.server.h2limits import Bucket, Clock, H2Limits, limits_of
 from authz.server.h2server import H2Server
@@ -133,6 +135,9 @@ class _Transport(asyncio.Transport):
     def get_write_buffer_size(self) -> int:
         return 0
 
+    def close(self) -> None:
+        self.reading = False
+
     def pause_reading(self) -> None:
         self.reading = False
 
@@ -171,3 +176,72 @@ async def test_a_read_is_handled_a_turn_at_a_time_and_reading_waits_meanwhile() 
     assert turns == 5
     assert _count(transport.written, Type.SETTINGS) == 2  # ours and the ACK of theirs
     assert not _count(transport.written, Type.GOAWAY)
+
+
+class _Unread(_Transport):
+    """A transport whose peer reads nothing: every write stays buffered."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.aborted = False
+
+    def get_write_buffer_size(self) -> int:
+        return len(self.written)
+
+    def abort(self) -> None:
+        self.aborted = True
+
+
+async def _echo(message: bytes, _metadata: Metadata, _send: Callable[[bytes], None]) -> bytes:
+    return message
+
+
+def _connection(limits: H2Limits, transport: _Transport) -> Connection:
+    connection = Connection(
+        {b"/x": _echo}, limits=limits, clock=Clock(), on_close=lambda _c: None, on_idle=lambda: None
+    )
+    connection.connection_made(transport)
+    return connection
+
+
+async def test_acks_a_peer_does_not_read_are_capped() -> None:
+    transport = _Unread()
+    connection = _connection(H2Limits(max_outstanding_acks=10, control_burst=10_000), transport)
+    connection.data_received(HANDSHAKE + h2frame(Type.PING, 0, 0, b"12345678") * 20)
+    goaways = [
+        struct.unpack(">II", p[:8])
+        for kind, p in _frames_of(bytes(transport.written))
+        if kind == Type.GOAWAY
+    ]
+    assert goaways == [(0, Error.ENHANCE_YOUR_CALM)]
+    assert transport.aborted  # what the peer has not read is dropped, not waited for
+
+
+async def test_a_settings_window_that_overflows_an_open_stream_closes_the_connection() -> None:
+    transport = _Transport()
+    connection = _connection(H2Limits(), transport)
+    block = hpack.Encoder().encode(
+        [(":method", "POST"), (":path", "/x"), ("content-type", "application/grpc")]
+    )
+    connection.data_received(
+        HANDSHAKE
+        + h2frame(Type.HEADERS, 0x4, 1, block)  # a stream, left open
+        + h2frame(Type.WINDOW_UPDATE, 0, 1, struct.pack(">I", 2**31 - 1 - 65_535))
+        + settings({Setting.INITIAL_WINDOW_SIZE: 65_536})
+    )
+    goaways = [
+        struct.unpack(">II", p[:8])
+        for kind, p in _frames_of(bytes(transport.written))
+        if kind == Type.GOAWAY
+    ]
+    assert goaways == [(1, Error.FLOW_CONTROL_ERROR)]
+
+
+def _frames_of(output: bytes) -> list[tuple[int, bytes]]:
+    frames, offset = [], 0
+    while offset + 9 <= len(output):
+        high, low, kind, _flags, _stream = struct.unpack_from(">BHBBI", output, offset)
+        length = high << 16 | low
+        frames.append((kind, output[offset + 9 : offset + 9 + length]))
+        offset += 9 + length
+    return frames
