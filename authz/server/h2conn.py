@@ -43,13 +43,15 @@ from authz.server.h2frames import (
     settings,
     window_update,
 )
-from authz.server.h2limits import Clock, H2Limits
+from authz.server.h2limits import Clock, H2Limits, Throttled
 from authz.server.h2requests import WINDOW, Requests
 from authz.server.h2streams import Handler
 
 __all__ = ["Connection", "Handler"]
 
 log = logging.getLogger(__name__)
+#: What misbehaving peers make us say, throttled: one process-wide budget for all of them.
+peers = Throttled(log)
 
 #: Frames that carry no request: each costs a token of the control-frame bucket.
 #: Unknown types (past CONTINUATION) count too.
@@ -118,11 +120,11 @@ class Connection(Requests, asyncio.Protocol):
         try:
             more = self._frames()
         except ConnectionError_ as exc:
-            log.warning("gRPC peer broke the HTTP/2 protocol (%s); closing its connection", exc)
+            peers.warning("gRPC peer broke the HTTP/2 protocol (%s); closing its connection", exc)
             self.close(exc.code)
             return
         except hpack.HPACKError as exc:
-            log.warning("gRPC peer sent an undecodable header block (%s); closing", exc)
+            peers.warning("gRPC peer sent an undecodable header block (%s); closing", exc)
             self.close(Error.COMPRESSION_ERROR)
             return
         if more != self._backlog:
@@ -170,7 +172,7 @@ class Connection(Requests, asyncio.Protocol):
         limits = self._limits
         if not self._handshaken:
             if now - self._opened > limits.handshake_timeout:
-                log.info("gRPC peer did not complete the HTTP/2 handshake in time; closing")
+                peers.warning("gRPC peer did not complete the HTTP/2 handshake in time; closing")
                 self.close(Error.PROTOCOL_ERROR)
             return
         if self._continued is not None and now - self._continued_at > limits.stream_timeout:
@@ -295,7 +297,7 @@ class Connection(Requests, asyncio.Protocol):
                 self._acks_unread = 0
             self._acks_out = 0
             if self._acks_unread > self._limits.max_outstanding_acks:
-                log.warning("gRPC peer does not read the ACKs it asks for; closing")
+                peers.warning("gRPC peer does not read the ACKs it asks for; closing")
                 self.close(Error.ENHANCE_YOUR_CALM)
 
     # --- shutdown -------------------------------------------------------------------------

@@ -58,6 +58,9 @@ GOAWAY; Envoy reconnects on its own.
 
 from __future__ import annotations
 
+import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from authz.settings.connections import ConnectionSettings
@@ -139,3 +142,31 @@ def limits_of(settings: ConnectionSettings, base: H2Limits = DEFAULTS) -> H2Limi
         max_concurrent_streams=settings.max_concurrent_streams,
         max_header_list_size=settings.max_header_list_size,
     )
+
+
+class Throttled:
+    """A logger that writes at most `burst` lines at once and `rate` a second after that, and
+    says how many it dropped: one line per hostile connection would let an attacker who
+    reconnects in a loop flood the logs (and whatever collects them)."""
+
+    def __init__(
+        self,
+        log: logging.Logger,
+        *,
+        burst: int = 10,
+        rate: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._log = log
+        self._clock = clock
+        self._bucket = Bucket(burst=burst, rate=rate, now=clock())
+        self._dropped = 0
+
+    def warning(self, message: str, *args: object) -> None:
+        if not self._bucket.take(self._clock()):
+            self._dropped += 1
+            return
+        if self._dropped:
+            message += " (%d similar messages dropped)"
+            args, self._dropped = (*args, self._dropped), 0
+        self._log.warning(message, *args)

@@ -5,6 +5,7 @@ themselves run against a real sidecar in tests/server/hostile."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import struct
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -16,7 +17,7 @@ from authz.server.grpcwire import Metadata
 from authz.server.h2conn import Connection
 from authz.server.h2frames import PREFACE, Error, Setting, Type, settings
 from authz.server.h2frames import frame as h2frame
-from authz.server.h2limits import Bucket, Clock, H2Limits, limits_of
+from authz.server.h2limits import Bucket, Clock, H2Limits, Throttled, limits_of
 from authz.server.h2server import H2Server
 from authz.server.listen import ListenAddress
 from authz.settings import ConnectionSettings
@@ -31,6 +32,23 @@ def test_a_bucket_gives_its_burst_then_refills_with_the_clock() -> None:
     assert bucket.take(0.5)  # half a second at 2 per second: one token
     assert not bucket.take(0.5)
     assert [bucket.take(100.0) for _ in range(4)] == [True, True, True, False]  # capped
+
+
+def test_warnings_about_peers_are_throttled_and_count_what_they_dropped(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    now = [0.0]
+    throttled = Throttled(logging.getLogger("t"), burst=3, rate=1.0, clock=lambda: now[0])
+    for i in range(10):
+        throttled.warning("peer %d misbehaved", i)
+    now[0] = 1.0
+    throttled.warning("peer %d misbehaved", 10)
+    assert [r.getMessage() for r in caplog.records] == [
+        "peer 0 misbehaved",
+        "peer 1 misbehaved",
+        "peer 2 misbehaved",
+        "peer 10 misbehaved (7 similar messages dropped)",
+    ]
 
 
 def test_the_settings_a_user_may_change_reach_the_limits() -> None:
