@@ -12,7 +12,8 @@ same attacks against both engines and measures a legitimate client beside them.
 from __future__ import annotations
 
 import contextlib
-import select
+import functools
+import selectors
 import socket
 import threading
 from collections.abc import Callable, Sequence
@@ -157,12 +158,14 @@ class Peer:
 Attack = Callable[[tuple[str, int], threading.Event], Outcome]
 
 
-def hpack_expansion(target: tuple[str, int], stop: threading.Event) -> Outcome:
+def hpack_expansion(
+    target: tuple[str, int], stop: threading.Event, *, connections: int = 6
+) -> Outcome:
     """Tiny header blocks that decode to ~12 KB each (four references to one large dynamic
-    table entry), on streams that never end, on 6 connections at once. Each block also carries
-    a field of its own (never indexed), so no two blocks are the same bytes."""
+    table entry), on streams that never end, on `connections` connections at once. Each block
+    also carries a field of its own (never indexed), so no two blocks are the same bytes."""
     outcome = Outcome()
-    peers = [Peer(target, outcome) for _ in range(6)]
+    peers = [Peer(target, outcome) for _ in range(connections)]
     big = [*REQUEST, *([("x-expand", "e" * 3000)] * 4)]
     encoders = [hpack.Encoder() for _ in peers]
 
@@ -251,7 +254,7 @@ def window_overflow(target: tuple[str, int], stop: threading.Event) -> Outcome:
     return outcome
 
 
-def half_prefaces(target: tuple[str, int], stop: threading.Event, *, count: int = 300) -> Outcome:
+def half_prefaces(target: tuple[str, int], stop: threading.Event, *, count: int = 1500) -> Outcome:
     """Many connections that send half the client preface and nothing more."""
     outcome = Outcome()
     peers = []
@@ -371,16 +374,18 @@ def _finish(peers: list[Peer], stop: threading.Event, *, read: bool = True) -> N
             for peer in open_peers:
                 peer.send(hf.PingFrame(0, opaque_data=b"q" * 8).serialize())
             continue
-        readable, _, _ = select.select([p.sock for p in open_peers], [], [], 0.1)
-        for peer in open_peers:
-            if peer.sock in readable:
-                peer.poll()
+        with selectors.DefaultSelector() as selector:  # epoll: select() stops at fd 1024
+            for peer in open_peers:
+                selector.register(peer.sock, selectors.EVENT_READ, peer)
+            for key, _ in selector.select(0.1):
+                key.data.poll()
     for peer in peers:
         peer.close()
 
 
 ATTACKS: dict[str, Attack] = {
     "hpack-expansion": hpack_expansion,
+    "hpack-expansion-20": functools.partial(hpack_expansion, connections=20),
     "continuation-flood": continuation_flood,
     "rapid-reset": rapid_reset,
     "settings-ping-flood": settings_ping_flood,

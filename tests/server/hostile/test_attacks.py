@@ -110,6 +110,13 @@ def test_hpack_expansion_is_charged_what_it_decodes_to(sidecar: Sidecar) -> None
     assert growth < RSS_GROWTH_MAX
 
 
+def test_hpack_expansion_on_twenty_connections_is_bounded_too(sidecar: Sidecar) -> None:
+    outcome, growth = attack(sidecar, "hpack-expansion-20")
+    assert outcome.cut_off
+    assert outcome.goaway == [hostile.ENHANCE_YOUR_CALM] * outcome.connections
+    assert growth < RSS_GROWTH_MAX
+
+
 def test_continuation_flood_is_cut_off(sidecar: Sidecar) -> None:
     outcome, growth = attack(sidecar, "continuation-flood")
     assert outcome.cut_off
