@@ -89,6 +89,8 @@ class Connection(Requests, asyncio.Protocol):
         self._write_paused = False
         self._idle_goaway = False
         self._closed = False
+        #: When a connection closed for abuse began to linger (see `close`).
+        self._linger_from: float | None = None
         self._settings = settings(
             {
                 Setting.MAX_CONCURRENT_STREAMS: limits.max_concurrent_streams,
@@ -168,6 +170,9 @@ class Connection(Requests, asyncio.Protocol):
     def tick(self, now: float) -> None:
         """Apply the deadlines (the server calls this every `limits.tick` seconds)."""
         if self._closed:
+            since, transport = self._linger_from, self._transport
+            if since is not None and transport is not None and now - since > self._limits.linger:
+                transport.abort()
             return
         limits = self._limits
         if not self._handshaken:
@@ -286,7 +291,7 @@ class Connection(Requests, asyncio.Protocol):
             return
         out, self._out = self._out, []
         transport = self._transport
-        if transport is None or transport.is_closing():
+        if transport is None or transport.is_closing() or self._linger_from is not None:
             return
         transport.write(b"".join(out))
         if self._acks_out:
@@ -316,6 +321,11 @@ class Connection(Requests, asyncio.Protocol):
         self._out.append(goaway(MAX_WINDOW, Error.NO_ERROR))
         self._flush()
 
+    def drop(self) -> None:
+        """End a connection that lingers after its GOAWAY now (the server is stopping)."""
+        if self._linger_from is not None and self._transport is not None:
+            self._transport.abort()
+
     def close(self, error: Error = Error.NO_ERROR) -> None:
         """Final GOAWAY, then close; calls still running are cancelled."""
         if self._closed:
@@ -326,10 +336,19 @@ class Connection(Requests, asyncio.Protocol):
         self._out.append(goaway(self._last_stream, error))
         self._flush()
         transport = self._transport
-        if transport is not None:
+        if transport is None:
+            return
+        if transport.get_write_buffer_size():
             # close() would first wait for what the peer has not read, which a peer that
             # stops reading makes forever; what it has not read by now it will not need.
-            if transport.get_write_buffer_size():
-                transport.abort()
-            else:
-                transport.close()
+            transport.abort()
+        elif error == Error.NO_ERROR or not transport.can_write_eof():
+            transport.close()
+        else:
+            # Closing a socket with unread input sends a reset, which can destroy the GOAWAY
+            # before the peer reads it: send it with a FIN instead, and read and drop what the
+            # peer still sends until it closes too or the linger ends (`tick`).
+            transport.write_eof()
+            self._linger_from = self._clock.now
+            self._backlog = self._write_paused = False
+            transport.resume_reading()

@@ -51,6 +51,9 @@ GOAWAY; Envoy reconnects on its own.
 - `max_settings_entries`: parameters in one SETTINGS frame (nghttp2's default is 32).
 - `max_outstanding_acks`: SETTINGS and PING ACKs written while the peer is not reading what we
   write (nghttp2's max_outbound_ack; Envoy caps outbound control frames at 1000 the same way).
+- `linger`: after a GOAWAY for abuse, what the peer still sends is read and dropped this long
+  before the socket is closed (Go's HTTP/2 server waits the same way): closing a socket with
+  unread input resets it, which can destroy the GOAWAY before the peer reads why it was cut off.
 - `frames_per_turn`: frames handled per event-loop turn before reading pauses and other
   connections run; the rest of the read is handled on a later turn, so a flood delays only
   its own connection.
@@ -86,6 +89,7 @@ class H2Limits:
     control_rate: float = 200.0
     max_settings_entries: int = 32
     max_outstanding_acks: int = 1000
+    linger: float = 1.0
     frames_per_turn: int = 256
 
     @property

@@ -125,6 +125,7 @@ class H2Server:
                 await asyncio.wait_for(self._idle.wait(), remaining)
         for connection in list(self._connections):
             connection.close()
+            connection.drop()
         if self._server is not None:
             await self._server.wait_closed()
             self._server = None

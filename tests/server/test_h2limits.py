@@ -156,6 +156,9 @@ class _Transport(asyncio.Transport):
     def close(self) -> None:
         self.reading = False
 
+    def can_write_eof(self) -> bool:
+        return False
+
     def pause_reading(self) -> None:
         self.reading = False
 
