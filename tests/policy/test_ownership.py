@@ -3,6 +3,8 @@ policies whose hosts were not granted (never serving part of one)."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from authz.jwt.providers import offline_provider
@@ -107,9 +109,8 @@ def test_case_and_trailing_dot_do_not_widen_or_narrow_a_grant() -> None:
     ],
 )
 def test_hostile_patterns_are_refused(pattern: object, message: str) -> None:
-    with pytest.raises(ValueError) as caught:
+    with pytest.raises(ValueError, match=re.escape(message)):
         normalize_grant(pattern)
-    assert message in str(caught.value)
 
 
 @pytest.mark.parametrize(
@@ -128,9 +129,8 @@ def test_hostile_patterns_are_refused(pattern: object, message: str) -> None:
     ],
 )
 def test_malformed_grant_files_say_what_is_wrong(data: object, message: str) -> None:
-    with pytest.raises(ValueError) as caught:
+    with pytest.raises(ValueError, match=re.escape(message)):
         grants(data)
-    assert message in str(caught.value)
 
 
 def test_an_empty_mapping_grants_nothing_to_anyone() -> None:
