@@ -9,7 +9,7 @@ import pytest
 
 from authz.jwt.providers import offline_provider
 from authz.policy.ownership import HostGrants, grants_from, normalize_grant
-from authz.policy.snapshot import PolicyStateKind
+from authz.policy.snapshot import PolicyStateKind, Snapshot
 from authz.policy.store import PolicyStore, SourceDocument
 from tests.support.policies import auth_policy
 
@@ -134,7 +134,8 @@ def test_malformed_grant_files_say_what_is_wrong(data: object, message: str) -> 
 
 
 def test_an_empty_mapping_grants_nothing_to_anyone() -> None:
-    for data in (None, {}, {"shop": None}, {"shop": []}):
+    nothing: list[object] = [None, {}, {"shop": None}, {"shop": []}]
+    for data in nothing:
         assert grants(data).refused_hosts("shop", ["a.test"]) == ["a.test"]
 
 
@@ -204,7 +205,7 @@ def test_files_default_namespace_needs_its_own_grant() -> None:
 
 
 def test_changing_grants_republishes_without_a_source_change() -> None:
-    published = []
+    published: list[Snapshot] = []
     store = PolicyStore(
         bind=offline_provider, publish=published.append, grants=grants({"shop": []})
     )
