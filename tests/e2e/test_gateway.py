@@ -273,6 +273,19 @@ def test_hot_reload_and_a_broken_file_beside_a_good_one(
         )
         assert get(gw, "/orders", host="new.test", token=token).status == 200
         assert "spec.rules[2].scopes.alOf: unknown field" in gw.sidecar.output()
+        # A half-saved file that does not parse: its last good documents keep serving.
+        good = orders_policy(gw.jwks_url, name="new", hosts=("new.test",))
+        (gw.policies / "new.yaml").write_text(good)
+        wait_for(
+            lambda: "policy shop/new (" in gw.sidecar.output().rsplit("alOf", 1)[-1],
+            what="the fixed policy accepted",
+        )
+        (gw.policies / "new.yaml").write_text(good + "garbage: [\n")
+        wait_for(
+            lambda: "the file's last good version keeps serving" in gw.sidecar.output(),
+            what="the syntax error reported",
+        )
+        assert get(gw, "/orders", host="new.test", token=token).status == 200
         # Deleting the file removes the policy.
         (gw.policies / "new.yaml").unlink()
         wait_for(
