@@ -27,6 +27,7 @@ from authz.server.listen import bind, bound, check_free
 from authz.server.probes import build_app, metrics_route, start_http
 from authz.settings import ListenAddress, Settings
 from authz.sources.files import FileSource
+from authz.sources.hostgrants import GrantsFile
 from authz.stack import CheckStack, build_check_stack
 from authz.telemetry.adapters import ControllerMetrics
 from authz.workers.pool import WorkerPool
@@ -48,6 +49,10 @@ class Service:
         self._stop = asyncio.Event()
         #: --workers N > 1: the processes answering checks (this one supervises them).
         self._pool = WorkerPool(settings) if settings.server.workers > 1 else None
+        allowed = settings.policies.allowed_hosts
+        self._grants = (
+            GrantsFile(allowed, interval=settings.policies.poll_interval) if allowed else None
+        )
 
     def ready(self) -> bool:
         workers_ready = self._pool is None or self._pool.ready()
@@ -63,8 +68,11 @@ class Service:
             http_socket = bind(server.http_listen, flag="--http-listen")
             parts.started("HTTP listener", http_socket.close)
             self.http_address = bound(server.http_listen, http_socket)
+            grants = self._grants.first() if self._grants is not None else None
+            if pool is not None:
+                pool.set_grants(grants)
             stack = await build_check_stack(
-                self.settings, listen=server.grpc_listen if pool is None else None
+                self.settings, listen=server.grpc_listen if pool is None else None, grants=grants
             )
             parts.started("check stack", stack.close)
             if pool is not None:
@@ -129,6 +137,17 @@ class Service:
             parts.started("Kubernetes controller", controller.stop)
         watcher = stack.background.task("policy file watcher", files.run)
         parts.started("policy file watcher", watcher.stop)
+        if self._grants is not None:
+            grants_file = self._grants
+            apply = (
+                stack.store.set_grants
+                if pool is None
+                else pool.forwarding_grants(stack.store.set_grants)
+            )
+            grants_watcher = stack.background.task(
+                "allowed-hosts watcher", lambda: grants_file.run(apply)
+            )
+            parts.started("allowed-hosts watcher", grants_watcher.stop)
         return True
 
     def _log_serving(self, stack: CheckStack) -> None:

@@ -50,6 +50,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     validate.add_argument("paths", nargs="+", metavar="PATH", help="files or directories")
     validate.add_argument("-q", "--quiet", action="store_true", help="print problems only")
+    validate.add_argument(
+        "--allowed-hosts",
+        metavar="FILE",
+        help="also refuse hosts outside each namespace's grants, as `authz serve "
+        "--allowed-hosts FILE` does",
+    )
     add_explain_parser(sub)
     token.add_arguments(sub.add_parser("token", help=token.HELP, description=token.DESCRIPTION))
     return parser
@@ -81,9 +87,13 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
+    from authz.sources.hostgrants import load_grants
     from authz.sources.validate import validate_paths
 
-    return validate_paths([Path(p) for p in args.paths], quiet=args.quiet, out=sys.stdout)
+    grants = load_grants(Path(args.allowed_hosts)) if args.allowed_hosts else None
+    return validate_paths(
+        [Path(p) for p in args.paths], quiet=args.quiet, out=sys.stdout, grants=grants
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

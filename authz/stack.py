@@ -27,6 +27,7 @@ import aiohttp
 from authz.jwt.providers import KeyRegistry
 from authz.jwt.verify import Verifier
 from authz.lifecycle import Background, Parts
+from authz.policy.ownership import HostGrants
 from authz.policy.snapshot import Snapshot
 from authz.policy.store import PolicyStore
 from authz.ratelimit.factory import build_limiter
@@ -91,11 +92,13 @@ async def build_check_stack(
     listen: ListenAddress | None,
     stdout: Stream | None = None,
     report_policies: bool = True,
+    grants: HostGrants | None = None,
 ) -> CheckStack:
     """The check stack of `settings`, answering on `listen` (None: no check server), built on
     the running event loop; a failure closes what was built. Decision log lines go to `stdout`
     (default sys.stdout). `report_policies` logs policy state changes and counts them in
-    metrics (one process per pod does: workers would repeat it)."""
+    metrics (one process per pod does: workers would repeat it). `grants` (--allowed-hosts)
+    limit the hosts each namespace's policies may claim."""
     parts = Parts()
     try:
         tracing.configure()  # raises ConfigError naming an unusable OTEL_* variable
@@ -118,6 +121,7 @@ async def build_check_stack(
             bind=registry.provider,
             publish=_PolicyReport(metrics) if report_policies else None,
             retain=registry.retain,
+            grants=grants,
         )
         verifier = Verifier(
             max_token_bytes=settings.tokens.max_token_bytes, cache_size=settings.tokens.cache_size

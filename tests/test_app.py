@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import urllib.request
+from dataclasses import replace
 from pathlib import Path
 
 import aiohttp
@@ -12,6 +14,7 @@ import pytest
 
 from authz.app import Service
 from authz.settings import ListenAddress, PolicySettings, ServerSettings, Settings
+from tests.support.wait import until
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "policies"
 WITHIN = 30.0  # a deadline for startup, not a timing assertion
@@ -91,6 +94,41 @@ async def test_metrics_count_the_policies_by_state(tmp_path: Path) -> None:
             text = await response.text()
         assert 'authz_policies{state="ready"} 1.0' in text
         assert 'authz_policies{state="invalid"} 1.0' in text
+    finally:
+        service.request_stop()
+        assert await asyncio.wait_for(running, WITHIN) == 0
+
+
+async def test_allowed_hosts_in_file_mode_refuse_then_serve_after_the_grants_change(
+    tmp_path: Path,
+) -> None:
+    policies = tmp_path / "p"
+    policies.mkdir()
+    good = (FIXTURES / "good" / "orders.yaml").read_text()
+    (policies / "orders.yaml").write_text(good)
+    grants = tmp_path / "hosts.yaml"
+    grants.write_text("shop: ['*.orders.example.com']\n")
+    base = settings(policies)
+    service = Service(
+        replace(
+            base,
+            policies=PolicySettings(paths=(policies,), allowed_hosts=grants, poll_interval=0.02),
+        )
+    )
+    running = asyncio.create_task(service.run())
+    await asyncio.wait_for(service.serving.wait(), WITHIN)
+    try:
+        url = f"http://{service.http_address}/metrics"
+
+        def metrics() -> str:
+            with urllib.request.urlopen(url) as response:
+                return str(response.read().decode())
+
+        # The wildcard host is granted, the exact one is not: the policy is refused whole.
+        assert 'authz_policies{state="host_not_allowed"} 1.0' in await asyncio.to_thread(metrics)
+        grants.write_text("shop: [orders.example.com, '*.orders.example.com']\n")
+        await until(lambda: 'authz_policies{state="ready"} 1.0' in metrics(), what="reload")
+        assert 'authz_policies{state="host_not_allowed"} 0.0' in await asyncio.to_thread(metrics)
     finally:
         service.request_stop()
         assert await asyncio.wait_for(running, WITHIN) == 0

@@ -22,6 +22,7 @@ from authz.errors import AuthzError
 STATUS_ACCEPTED: Final = "Accepted"
 STATUS_INVALID: Final = "Invalid"
 STATUS_CONFLICTED: Final = "Conflicted"
+STATUS_HOST_NOT_ALLOWED: Final = "HostNotAllowed"
 STATUS_ISSUER_UNAVAILABLE: Final = "IssuerUnavailable"
 
 # Why a watch was restarted (metric label values).

@@ -11,6 +11,8 @@ and for an accepted policy whether its issuers' keys were ever fetched):
                                                                 and whether the last good
                                                                 version keeps serving)
     loses a host to an older policy         False  Conflicted
+    claims a host its namespace was not     False  HostNotAllowed (message names the host;
+    granted (--allowed-hosts)                                  the policy is not served)
 
 The writer compares that with the status the watch last delivered and writes (a JSON merge patch
 of the status subresource, guarded by the object's resourceVersion) only when something differs;
@@ -33,6 +35,7 @@ from authz.controller.documents import SOURCE_NAME, uid_of
 from authz.controller.errors import (
     STATUS_ACCEPTED,
     STATUS_CONFLICTED,
+    STATUS_HOST_NOT_ALLOWED,
     STATUS_INVALID,
     STATUS_ISSUER_UNAVAILABLE,
     KubeError,
@@ -87,6 +90,8 @@ def desired_condition(
     """The Ready condition `obj` should show; None when it cannot be known yet."""
     if state.state is PolicyStateKind.CONFLICTED:
         return Desired("False", STATUS_CONFLICTED, state.message, state.generation)
+    if state.state is PolicyStateKind.HOST_NOT_ALLOWED:
+        return Desired("False", STATUS_HOST_NOT_ALLOWED, state.message, state.generation)
     if state.state is PolicyStateKind.INVALID:
         return Desired("False", STATUS_INVALID, state.message, state.generation)
     if policy is not None:
@@ -274,7 +279,7 @@ class StatusWriter:
             desired.reason,
             desired.generation,
         )
-        if desired.reason in (STATUS_INVALID, STATUS_CONFLICTED) and (
+        if desired.reason in (STATUS_INVALID, STATUS_CONFLICTED, STATUS_HOST_NOT_ALLOWED) and (
             previous is None
             or previous.get("reason") != desired.reason
             or previous.get("observedGeneration") != desired.generation

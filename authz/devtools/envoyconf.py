@@ -4,6 +4,12 @@ One generator, so the tests exercise the configuration users are shown: ext_auth
 with failure_mode_allow false (fail closed), paths normalized by Envoy as well as by the
 sidecar, escaped slashes rejected. `normalize=False` builds the unsafe variant the tests use to
 prove the sidecar's own normalization holds when Envoy's is missing.
+
+X-Forwarded-For works as in the Helm chart's gateway: Envoy uses the connection's address
+(`use_remote_address`) and appends it, trusting `trusted_proxy_hops` proxies in front, so the
+sidecar's `--trusted-proxy-hops` means the same under `make run` as in a cluster (0: Envoy's peer;
+behind T trusted proxies, T+1). Without it, Envoy would pass a client's X-Forwarded-For on
+unchanged, and a setting that is safe in the cluster would trust a spoofed address locally.
 """
 
 from __future__ import annotations
@@ -74,9 +80,12 @@ def gateway_config(
     normalize: bool = True,
     timeout: str = "1s",
     http_filters: list[dict[str, Any]] | None = None,
+    trusted_proxy_hops: int = 0,
 ) -> dict[str, Any]:
     """An ingress listener routing everything to `upstream`, guarded by the sidecar at `authz`
-    (a list: the sockets of `authz serve --workers N`, balanced by Envoy).
+    (a list: the sockets of `authz serve --workers N`, balanced by Envoy). `trusted_proxy_hops`
+    is the chart's `trustedProxyHops`: the proxies in front of Envoy that append to
+    X-Forwarded-For.
 
     `http_filters` replaces the ext_authz filter (the benchmark uses it for jwt_authn or none).
     """
@@ -88,6 +97,8 @@ def gateway_config(
     hcm: dict[str, Any] = {
         "@type": _HCM,
         "stat_prefix": "ingress",
+        "use_remote_address": True,
+        "xff_num_trusted_hops": trusted_proxy_hops,
         "route_config": {
             "name": "local",
             "virtual_hosts": [

@@ -165,9 +165,15 @@ def _signature_ok(token: UnverifiedToken, key: VerificationKey) -> bool:
 
 
 def _number(value: object) -> float | None:
+    """A claim as a finite float; None when it is not a number or no float can hold it
+    (JSON integers are unbounded: 10**400 is valid JSON, and float() of it overflows)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    return float(value) if math.isfinite(value) else None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _check_claims(

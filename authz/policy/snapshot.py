@@ -21,6 +21,8 @@ class PolicyStateKind(StrEnum):
     READY = "ready"
     INVALID = "invalid"
     CONFLICTED = "conflicted"
+    #: A host of the policy is outside what its namespace was granted (authz.policy.ownership).
+    HOST_NOT_ALLOWED = "host_not_allowed"
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,8 +2,9 @@
 
 Each source (files, Kubernetes) hands over its complete current set of documents; the store
 recompiles only documents whose content changed, keeps the last good version of a policy whose
-new version is invalid, resolves host conflicts, and publishes a new immutable Snapshot through
-a callback. Policy names are one namespace across sources: the same namespace/name from two
+new version is invalid, leaves out policies claiming hosts their namespace was not granted
+(when grants are set: authz.policy.ownership), resolves host conflicts among the rest, and
+publishes a new immutable Snapshot through a callback. Policy names are one namespace across sources: the same namespace/name from two
 places is reported, and the first (by source, then location) is used.
 """
 
@@ -23,6 +24,7 @@ from authz.jwt.sources import KeySource
 from authz.policy.compile import DEFAULT_NAMESPACE, KeyBinder, compile_policy
 from authz.policy.gcpause import collector_paused
 from authz.policy.model import CompiledPolicy
+from authz.policy.ownership import HostGrants, apply_grants
 from authz.policy.snapshot import EMPTY, PolicyState, PolicyStateKind, Snapshot, build_index
 
 log = logging.getLogger(__name__)
@@ -142,6 +144,32 @@ def compile_documents(
     return serving, states, new_good, new_cache
 
 
+def _refused(state: PolicyState, problems: tuple[Problem, ...]) -> PolicyState:
+    """`state` of a policy left out because a host is not granted to its namespace."""
+    refusal = "; ".join(p.message for p in problems)
+    if state.state is PolicyStateKind.READY:
+        return PolicyState(
+            state.key,
+            state.location,
+            PolicyStateKind.HOST_NOT_ALLOWED,
+            f"{refusal}; the policy is not served",
+            False,
+            state.generation,
+            problems,
+        )
+    # An invalid new version whose last good version is refused: nothing of it serves.
+    message = state.message.replace(" (the previous valid version keeps serving)", "")
+    return PolicyState(
+        state.key,
+        state.location,
+        state.state,
+        f"{message}; the previous valid version is not served either: {refusal}",
+        False,
+        state.generation,
+        state.problems,
+    )
+
+
 class PolicyStore:
     """Holds every source's documents and the current snapshot, the one the checks read.
 
@@ -156,8 +184,10 @@ class PolicyStore:
         bind: KeyBinder,
         publish: Callable[[Snapshot], None] | None = None,
         retain: Callable[[list[KeySource]], None] | None = None,
+        grants: HostGrants | None = None,
     ) -> None:
         self._bind = bind
+        self._grants = grants
         self._publish = publish
         self._retain = retain
         self._sources: dict[str, Sequence[SourceDocument]] = {}
@@ -180,16 +210,30 @@ class PolicyStore:
         with self._lock, collector_paused():
             return self._update(source, documents)
 
+    def set_grants(self, grants: HostGrants | None) -> Snapshot:
+        """Replace the host grants (None: any namespace may claim any host) and publish the
+        resulting snapshot. Thread-safe, like `update`."""
+        with self._lock, collector_paused():
+            self._grants = grants
+            return self._rebuild()
+
     def _update(self, source: str, documents: Sequence[SourceDocument]) -> Snapshot:
         self._sources[source] = documents
+        return self._rebuild()
+
+    def _rebuild(self) -> Snapshot:
         merged = [doc for name in sorted(self._sources) for doc in self._sources[name]]
         serving, states, self._last_good, self._cache = compile_documents(
             merged, bind=self._bind, last_good=self._last_good, cache=self._cache
         )
+        # Refused before the index: a policy that may not claim a host cannot win it either.
+        serving, refused = apply_grants(serving, self._grants)
         index, conflicts = build_index(serving)
         final: list[PolicyState] = []
         for state in states:
-            if state.state is PolicyStateKind.READY and state.key in conflicts:
+            if state.serving and state.key in refused:
+                state = _refused(state, refused[state.key])
+            elif state.state is PolicyStateKind.READY and state.key in conflicts:
                 state = PolicyState(
                     state.key,
                     state.location,

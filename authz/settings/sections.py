@@ -21,6 +21,7 @@ from authz.settings.declare import Section, option
 from authz.settings.kinds import (
     Amount,
     Count,
+    ExistingFile,
     Listen,
     Paths,
     Text,
@@ -50,7 +51,19 @@ class PolicySettings(Section):
         help="AuthPolicy file or directory (searched recursively for `*.yaml`, `*.yml`, "
         "`*.json`); repeatable; reloaded on change",
     )
-    #: How often policy files are checked for changes (seconds).
+    allowed_hosts: Path | None = option(
+        None,
+        ExistingFile(),
+        flag="--allowed-hosts",
+        metavar="FILE",
+        shown="no restriction: a policy may claim any host",
+        help="YAML mapping of namespace to the host patterns its AuthPolicies may claim, e.g. "
+        '`{shop: [orders.example.com, "*.shop.example.com"]}`; `"*"` grants every host. A '
+        "policy with a host outside its namespace's grants is not served (`HostNotAllowed`); "
+        "reloaded on change",
+        doc="(see [Host ownership](#host-ownership))",
+    )
+    #: How often policy files (and the --allowed-hosts file) are checked for changes (seconds).
     poll_interval: float = 1.0
 
 

@@ -5,6 +5,13 @@ Kubernetes ConfigMap updates, which swap a symlink rather than write the files. 
 signature (path, size, mtime, inode) per file decides what needs rereading: only changed files
 are parsed again, and the store recompiles only documents whose content changed, so editing one
 file among thousands costs about one file.
+
+A file that stops parsing (an editor's half-written save, a stray "garbage: [") or that can no
+longer be read keeps serving the documents of its last version that parsed whole: dropping them
+would answer 403 no_policy for its hosts until someone notices. The failure is still reported
+(log, `authz_policies{state="invalid"}`, `authz validate`), and the next version that parses
+replaces the old one. The change time is part of the signature, so a file whose permissions are
+repaired is read again although its content did not change.
 """
 
 from __future__ import annotations
@@ -13,17 +20,21 @@ import asyncio
 import logging
 import os
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
+from authz.errors import Problem
 from authz.policy.gcpause import collector_paused
 from authz.policy.snapshot import PolicyStateKind, Snapshot
 from authz.policy.store import SourceDocument
-from authz.sources.yamlfiles import discover, read_file
+from authz.sources.yamlfiles import discover, read
 
 log = logging.getLogger(__name__)
 
 SOURCE_NAME = "files"
-FileStamp = tuple[str, int, int, int]
+FileStamp = tuple[str, int, int, int, int]
+#: Appended to the problems of a file that failed while its last good version keeps serving.
+KEEPS_SERVING = " (the file's last good version keeps serving)"
 Signature = tuple[FileStamp, ...]
 
 
@@ -34,7 +45,7 @@ def _signature(paths: tuple[Path, ...]) -> Signature:
             st = os.stat(path)
         except OSError:
             continue
-        out.append((str(path), st.st_size, st.st_mtime_ns, st.st_ino))
+        out.append((str(path), st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns))
     return tuple(out)
 
 
@@ -57,6 +68,26 @@ def report(snapshot: Snapshot, *, previous: Snapshot | None) -> None:
             )
 
 
+def _read(path: str, good: dict[str, list[SourceDocument]]) -> list[SourceDocument]:
+    """The documents to serve for one file: what it holds when it parsed whole (remembered in
+    `good`), else its last good documents beside the problems of the failed version."""
+    result = read(Path(path))
+    if result.whole:
+        good[path] = result.documents
+        return result.documents
+    previous = good.get(path)
+    if previous is None:
+        return result.documents
+    failed = [
+        replace(
+            doc, problems=tuple(Problem(p.path, p.message + KEEPS_SERVING) for p in doc.problems)
+        )
+        for doc in result.documents
+        if doc.body is None
+    ]
+    return [*previous, *failed]
+
+
 class FileSource:
     def __init__(
         self,
@@ -70,6 +101,8 @@ class FileSource:
         self._interval = interval
         self._signature: Signature | None = None
         self._parsed: dict[FileStamp, list[SourceDocument]] = {}
+        #: Per file path, the documents of its last version that was read and parsed whole.
+        self._good: dict[str, list[SourceDocument]] = {}
 
     def load(self) -> Snapshot | None:
         """Read and compile every file if anything changed; the new snapshot, if one was made.
@@ -80,10 +113,11 @@ class FileSource:
         if signature == self._signature:
             return None
         parsed: dict[FileStamp, list[SourceDocument]] = {}
+        good = {stamp[0]: self._good[stamp[0]] for stamp in signature if stamp[0] in self._good}
         with collector_paused():
             for stamp in signature:
                 cached = self._parsed.get(stamp)
-                parsed[stamp] = cached if cached is not None else read_file(Path(stamp[0]))
+                parsed[stamp] = cached if cached is not None else _read(stamp[0], good)
         reread = sum(1 for stamp in signature if stamp not in self._parsed)
         documents = [doc for stamp in signature for doc in parsed[stamp]]
         log.debug(
@@ -93,7 +127,7 @@ class FileSource:
             reread,
         )
         snapshot = self._update(SOURCE_NAME, documents)
-        self._signature, self._parsed = signature, parsed
+        self._signature, self._parsed, self._good = signature, parsed, good
         return snapshot
 
     async def run(self) -> None:

@@ -4,15 +4,21 @@ A multi-document file is split on its "---" markers before parsing, so a syntax 
 document costs that document only. Timestamps stay strings (as the API server returns them),
 and aliases are capped: a "billion laughs" document is refused instead of walked.
 Documents of other kinds are skipped (a policy directory may hold other manifests); an
-AuthPolicy of a version this build does not know is reported.
+AuthPolicy of a version this build does not know is reported, and so is a kind that is almost
+AuthPolicy (another case, or another kind of the authz.dev group): skipping it silently would
+leave its hosts unprotected without a word.
+
+`read` also says whether the whole file could be read and parsed: a file half saved by an
+editor fails to parse for a moment, and its source then keeps serving the file's last good
+documents instead of dropping them (authz.sources.files).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 
@@ -140,6 +146,11 @@ def _parse(chunk: str) -> Any:
         return _parse_reference(chunk)
 
 
+def parse_single(text: str) -> Any:
+    """One YAML document, with the same limits as policy files. Raises yaml.YAMLError."""
+    return _parse_reference(text)
+
+
 def _parse_reference(chunk: str) -> Any:
     loader = _Loader(chunk)
     try:
@@ -158,23 +169,47 @@ def _parse_reference(chunk: str) -> Any:
         loader.dispose()
 
 
+class FileRead(NamedTuple):
+    """What one file held."""
+
+    documents: list[SourceDocument]
+    #: False when the file could not be read, or some document in it is not valid YAML.
+    whole: bool
+    #: True when the file holds no YAML document at all (only blanks and comments).
+    empty: bool = False
+
+
+def _kind_hint(body: Mapping[str, Any]) -> str | None:
+    """A problem for a document that was probably meant to be an AuthPolicy, or None."""
+    kind, version = body.get("kind"), body.get("apiVersion")
+    group = version.partition("/")[0] if isinstance(version, str) else None
+    if not isinstance(kind, str) or (
+        kind.lower() != KIND.lower() and group != API_VERSION.partition("/")[0]
+    ):
+        return None
+    return f"unknown kind {kind!r}; did you mean {KIND!r}?"
+
+
 def read_file(path: Path) -> list[SourceDocument]:
     """The AuthPolicy documents of one file (invalid ones included, with their problems)."""
+    return read(path).documents
+
+
+def read(path: Path) -> FileRead:
+    """The AuthPolicy documents of one file, and whether it was read and parsed whole."""
     location = str(path)
     try:
         if path.stat().st_size > MAX_FILE_BYTES:
-            return [
-                SourceDocument(
-                    f"{location}:0",
-                    None,
-                    (Problem("", f"file is larger than {MAX_FILE_BYTES} bytes"),),
-                )
-            ]
+            too_large = Problem("", f"file is larger than {MAX_FILE_BYTES} bytes")
+            return FileRead([SourceDocument(f"{location}:0", None, (too_large,))], whole=False)
         text = path.read_text("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        return [SourceDocument(f"{location}:0", None, (Problem("", f"cannot read file: {exc}"),))]
+        unreadable = Problem("", f"cannot read file: {exc}")
+        return FileRead([SourceDocument(f"{location}:0", None, (unreadable,))], whole=False)
     documents: list[SourceDocument] = []
+    whole, empty = True, True
     for index, (line, chunk) in enumerate(_chunks(text)):
+        empty = False
         where = f"{location}:{index}"
         try:
             body = _parse(chunk)
@@ -185,8 +220,14 @@ def read_file(path: Path) -> list[SourceDocument]:
             documents.append(
                 SourceDocument(where, None, (Problem("", f"not valid YAML{at}: {problem}"),))
             )
+            whole = False
             continue
-        if not isinstance(body, dict) or body.get("kind") != KIND:
+        if not isinstance(body, dict):
+            continue
+        if body.get("kind") != KIND:
+            hint = _kind_hint(body)
+            if hint is not None:
+                documents.append(SourceDocument(where, None, (Problem("kind", hint),)))
             continue  # other manifests may share the directory
         version = body.get("apiVersion")
         if version != API_VERSION:
@@ -199,7 +240,7 @@ def read_file(path: Path) -> list[SourceDocument]:
             )
             continue
         documents.append(SourceDocument(where, body))
-    return documents
+    return FileRead(documents, whole=whole, empty=empty)
 
 
 def read_all(paths: tuple[Path, ...]) -> tuple[list[SourceDocument], list[Path]]:

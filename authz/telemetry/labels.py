@@ -13,7 +13,7 @@ ALLOW: Final = "allow"
 DENY: Final = "deny"
 
 # authz_policies{state}: mirrors authz.policy.snapshot.PolicyStateKind.
-POLICY_STATES: Final = ("ready", "invalid", "conflicted")
+POLICY_STATES: Final = ("ready", "invalid", "conflicted", "host_not_allowed")
 
 # authz_jwks_fetch_total{result}.
 FETCH_OK: Final = "success"

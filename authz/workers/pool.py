@@ -3,7 +3,8 @@
 Every source update (a complete document set per source, as the PolicyStore gets it) is
 compiled by the supervisor's own store, for the policy status and the admin API, and sent to
 every worker; the latest set per source is kept, so a worker that starts (or restarts after
-a crash) gets the current policies first. A worker that dies is logged loudly and restarted
+a crash) gets the current policies first. The host grants (--allowed-hosts) travel the same
+way: the latest are part of a starting worker's init and sent to every worker on change. A worker that dies is logged loudly and restarted
 after a short pause; the pod is not ready while any worker is missing, since Envoy's share of
 checks sent to it would fail (and be denied).
 """
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from authz.errors import ConfigError
+from authz.policy.ownership import HostGrants
 from authz.policy.snapshot import Snapshot
 from authz.policy.store import SourceDocument
 from authz.server.listen import check_free, parse_listen
@@ -70,6 +72,7 @@ class WorkerPool:
             for i in range(settings.server.workers)
         ]
         self._sources: dict[str, list[SourceDocument]] = {}
+        self._grants: HostGrants | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
@@ -101,6 +104,31 @@ class WorkerPool:
             return snapshot
 
         return forward
+
+    def set_grants(self, grants: HostGrants | None) -> None:
+        """The grants every worker starts with (before `start`)."""
+        self._grants = grants
+
+    def forwarding_grants(
+        self, set_grants: Callable[[HostGrants | None], Snapshot]
+    ) -> Callable[[HostGrants], Snapshot]:
+        """`set_grants` (the supervisor's store), then the same grants to every worker."""
+
+        def forward(grants: HostGrants) -> Snapshot:
+            snapshot = set_grants(grants)
+            if self._loop is None:
+                self._grants = grants
+            else:
+                self._loop.call_soon_threadsafe(self._publish_grants, grants)
+            return snapshot
+
+        return forward
+
+    def _publish_grants(self, grants: HostGrants) -> None:
+        self._grants = grants
+        for worker in self._workers:
+            if worker.channel is not None:
+                worker.channel.send(("grants", grants))
 
     def _publish(self, source: str, documents: list[SourceDocument]) -> None:
         self._sources[source] = documents
@@ -159,7 +187,16 @@ class WorkerPool:
         finally:
             theirs.close()
         worker.channel = channel = await Channel.open(ours)
-        channel.send(("init", self._settings, worker.index, worker.listen, dict(self._sources)))
+        channel.send(
+            (
+                "init",
+                self._settings,
+                worker.index,
+                worker.listen,
+                dict(self._sources),
+                self._grants,
+            )
+        )
         try:
             while (message := await channel.receive()) is not None:
                 if message[0] == "ready":

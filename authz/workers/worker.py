@@ -20,6 +20,7 @@ import sys
 from typing import Any
 
 from authz.errors import ConfigError
+from authz.policy.ownership import HostGrants
 from authz.policy.store import PolicyStore, SourceDocument
 from authz.server import eventloop
 from authz.settings import ListenAddress, Settings
@@ -38,15 +39,18 @@ async def serve(channel: Channel) -> int:
     if init is None or init[0] != "init":
         log.error("worker: no init message from the supervisor")
         return 1
-    _, settings, index, listen, sources = init
+    _, settings, index, listen, sources, grants = init
     assert isinstance(settings, Settings)
     assert isinstance(listen, ListenAddress)
+    assert grants is None or isinstance(grants, HostGrants)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     lines = AtomicLines(sys.stdout.fileno())
-    stack = await build_check_stack(settings, listen=listen, stdout=lines, report_policies=False)
+    stack = await build_check_stack(
+        settings, listen=listen, stdout=lines, report_policies=False, grants=grants
+    )
     try:
         for source, documents in sorted(sources.items()):
             await asyncio.to_thread(stack.store.update, source, documents)
@@ -79,6 +83,10 @@ async def _follow(
             if message[0] == "update":
                 source, documents = message[1], message[2]
                 await asyncio.to_thread(store.update, source, _documents(documents))
+            elif message[0] == "grants":
+                grants = message[1]
+                assert isinstance(grants, HostGrants)
+                await asyncio.to_thread(store.set_grants, grants)
             elif message[0] == "metrics":
                 channel.send(("metrics", metrics.render()[0]))
     finally:

@@ -117,3 +117,20 @@ def test_no_cluster_configuration_is_exit_2_with_the_reason(tmp_path: Path) -> N
     assert (
         "authz: error: --kubernetes: cannot load in-cluster config or KUBECONFIG" in result.stderr
     )
+
+
+@pytest.mark.parametrize("via_env", [False, True], ids=["flag", "env"])
+def test_an_unusable_allowed_hosts_file_exits_2_naming_it(tmp_path: Path, via_env: bool) -> None:
+    grants = tmp_path / "hosts.yaml"
+    grants.write_text("shop: orders.example.com\n")
+    if via_env:
+        result = serve(env={"AUTHZ_ALLOWED_HOSTS": str(grants)})
+        named = "AUTHZ_ALLOWED_HOSTS"
+    else:
+        result = serve("--allowed-hosts", str(grants))
+        named = "--allowed-hosts"
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith(
+        f"authz: error: {named} {grants}: shop: expected a list of host patterns"
+    )
+    assert result.stderr.count("\n") == 1, result.stderr

@@ -20,6 +20,7 @@ from authz.controller.observer import Counters
 from authz.controller.source import KubernetesSource
 from authz.jwt.providers import offline_provider
 from authz.policy.compile import KeyBinder
+from authz.policy.ownership import HostGrants
 from authz.policy.snapshot import EMPTY, Snapshot
 from authz.policy.store import PolicyStore
 from authz.settings import KubernetesSettings
@@ -127,6 +128,7 @@ async def running(
     *,
     bind: KeyBinder = offline_provider,
     wait: bool = True,
+    grants: HostGrants | None = None,
 ) -> AsyncIterator[Harness]:
     """The source started, first list published (unless wait=False), background loops running."""
     settings = replace(settings, kubeconfig=kube.kubeconfig_path)
@@ -136,7 +138,7 @@ async def running(
         assert harness is not None
         harness.snapshots.append(snapshot)
 
-    store = PolicyStore(bind=bind, publish=publish)
+    store = PolicyStore(bind=bind, publish=publish, grants=grants)
     counters = Counters()
     api, _ = connect(settings.kubeconfig)
     source = KubernetesSource(

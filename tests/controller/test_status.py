@@ -13,9 +13,15 @@ from typing import Any
 import aiohttp
 from kubernetes import client
 
-from authz.controller.errors import STATUS_ACCEPTED, STATUS_CONFLICTED, STATUS_INVALID
+from authz.controller.errors import (
+    STATUS_ACCEPTED,
+    STATUS_CONFLICTED,
+    STATUS_HOST_NOT_ALLOWED,
+    STATUS_INVALID,
+)
 from authz.controller.status import Desired, status_patch
 from authz.jwt.providers import KeyRegistry
+from authz.policy.ownership import grants_from
 from authz.policy.store import SourceDocument
 from authz.settings import JwksSettings
 from tests.controller.harness import FAST, Cluster, running
@@ -157,6 +163,48 @@ async def test_host_conflict_reports_the_newer_policy_until_the_older_goes(
         k8s.delete("older")
         await until(lambda: (k8s.ready("newer") or {}).get("status") == "True", what="takeover")
         assert h.host("shared.test") == "default/newer"
+
+
+async def test_a_host_outside_the_namespaces_grants_is_host_not_allowed(
+    kube: FakeKube, k8s: Cluster
+) -> None:
+    # The older claim would win a conflict; without a grant it cannot take the host at all.
+    k8s.create(auth_policy("takeover", namespace="evil", hosts=["orders.test", "evil.test"]))
+    kube.advance_clock(2)
+    k8s.create(auth_policy("orders", hosts=["orders.test", "api.shop.test"]))
+    origin = "--allowed-hosts /etc/authz/allowed-hosts/hosts.yaml"
+    grants = grants_from({"default": ["orders.test", "*.shop.test"]}, origin=origin)
+    async with running(kube, grants=grants) as h:
+        await until(lambda: k8s.ready("takeover", namespace="evil"), what="status")
+        refused = k8s.ready("takeover", namespace="evil")
+        assert refused is not None
+        assert (refused["status"], refused["reason"]) == ("False", STATUS_HOST_NOT_ALLOWED)
+        assert "host 'orders.test' is not granted to namespace 'evil'" in refused["message"]
+        assert "host 'evil.test' is not granted to namespace 'evil'" in refused["message"]
+        assert origin in refused["message"]
+        assert h.host("evil.test") is None  # no part of a refused policy is served
+        await until(lambda: k8s.ready("orders"), what="status")
+        assert (k8s.ready("orders") or {}).get("reason") == STATUS_ACCEPTED
+        assert h.host("orders.test") == "default/orders"
+        # Grants revoked while serving: the status follows without any change to the policy.
+        await asyncio.to_thread(
+            h.store.set_grants, grants_from({"default": ["*.shop.test"]}, origin=origin)
+        )
+        await until(
+            lambda: (k8s.ready("orders") or {}).get("reason") == STATUS_HOST_NOT_ALLOWED,
+            what="revoked",
+        )
+        assert "host 'orders.test' is not granted" in (k8s.ready("orders") or {})["message"]
+        assert h.host("orders.test") is None
+
+        def events() -> list[Any]:
+            found = client.CoreV1Api(k8s.api_client).list_namespaced_event(
+                "evil", field_selector="involvedObject.name=takeover"
+            )
+            return list(found.items)
+
+        await until(events, what="an event")
+        assert [(e.type, e.reason) for e in events()] == [("Warning", STATUS_HOST_NOT_ALLOWED)]
 
 
 async def test_a_cluster_policy_may_not_reuse_a_file_policys_name(

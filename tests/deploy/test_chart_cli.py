@@ -12,7 +12,8 @@ import pytest
 
 from authz.cli import build_parser, serve_settings
 from authz.settings import ListenAddress, Settings
-from tests.deploy.chart import render
+from authz.sources.hostgrants import load_grants
+from tests.deploy.chart import FULLNAME, NAMESPACE, render
 from tests.deploy.scenarios import ALL, STANDALONE
 
 
@@ -33,6 +34,11 @@ def settings_for(
             continue  # the downward API (POD_NAME, POD_NAMESPACE): set below
         if item["name"] == "AUTHZ_POLICIES":
             value = str(tmp_path)  # the ConfigMap mount, which exists in the pod
+        if item["name"] == "AUTHZ_ALLOWED_HOSTS":  # the grants ConfigMap, mounted likewise
+            mounted = tmp_path / "allowed-hosts.yaml"
+            (data,) = rendered.configmap_data(f"{FULLNAME}-allowed-hosts").values()
+            mounted.write_text(data)
+            value = str(mounted)
         monkeypatch.setenv(item["name"], value)
     monkeypatch.setenv("POD_NAME", "gw-0")
     monkeypatch.setenv("POD_NAMESPACE", "gateway")
@@ -60,3 +66,32 @@ def test_default_install_watches_the_cluster(
     assert settings.kubernetes.namespaces == ()
     assert settings.kubernetes.identity == "gw-0"
     assert settings.kubernetes.lease_namespace == "gateway"
+
+
+def test_default_install_grants_every_host_to_its_own_namespace_and_nothing_to_others(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = settings_for({}, tmp_path, monkeypatch)
+    assert settings.policies.allowed_hosts is not None
+    grants = load_grants(settings.policies.allowed_hosts)  # the sidecar's own parser
+    assert grants.refused_hosts(NAMESPACE, ["orders.example.com", "*.example.com"]) == []
+    assert grants.refused_hosts("team-a", ["orders.example.com"]) == ["orders.example.com"]
+
+
+def test_host_ownership_grants_reach_the_sidecar(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    values = {"hostOwnership": {"grants": {"shop": ["Orders.Example.com", "*.shop.example.com"]}}}
+    settings = settings_for(values, tmp_path, monkeypatch)
+    assert settings.policies.allowed_hosts is not None
+    grants = load_grants(settings.policies.allowed_hosts)
+    assert grants.refused_hosts("shop", ["orders.example.com", "a.shop.example.com"]) == []
+    # Explicit grants replace the default: the release's namespace gets only what is listed.
+    assert grants.refused_hosts(NAMESPACE, ["orders.example.com"]) == ["orders.example.com"]
+
+
+def test_host_ownership_off_passes_no_grants(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = settings_for({"hostOwnership": {"enabled": False}}, tmp_path, monkeypatch)
+    assert settings.policies.allowed_hosts is None

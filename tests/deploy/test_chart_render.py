@@ -43,6 +43,7 @@ def test_defaults_render_the_sidecar_gateway_and_nothing_optional() -> None:
     assert names == sorted(
         [
             ("ConfigMap", f"{FULLNAME}-envoy"),
+            ("ConfigMap", f"{FULLNAME}-allowed-hosts"),
             ("Deployment", FULLNAME),
             ("Service", FULLNAME),
             ("Service", f"{FULLNAME}-metrics"),
@@ -197,7 +198,10 @@ def test_load_balancer_service_keeps_client_addresses_when_asked() -> None:
 
 def test_standalone_runs_authz_alone_behind_a_grpc_service() -> None:
     rendered = render({"mode": "standalone"})
-    assert "ConfigMap" not in rendered.kinds()
+    # No Envoy configuration; the host grants only.
+    assert [o["metadata"]["name"] for o in rendered.objects if o["kind"] == "ConfigMap"] == [
+        f"{FULLNAME}-allowed-hosts"
+    ]
     assert "initContainers" not in rendered.pod_spec
     assert [c["name"] for c in rendered.pod_spec["containers"]] == ["authz"]
     authz = rendered.container("authz")
@@ -238,6 +242,42 @@ def test_sidecar_flags_and_environment() -> None:
     assert env["OTEL_TRACES_EXPORTER"] == "none"
     assert "AUTHZ_REDIS_URL" not in env
     assert "AUTHZ_NAMESPACE" not in env
+
+
+def test_host_ownership_is_a_mounted_configmap_secure_by_default() -> None:
+    rendered = render()
+    authz = rendered.container("authz")
+    assert rendered.configmap_data(f"{FULLNAME}-allowed-hosts") == {
+        "allowed-hosts.yaml": f"{NAMESPACE}:\n- '*'\n"
+    }
+    assert env_of(authz)["AUTHZ_ALLOWED_HOSTS"] == "/etc/authz/allowed-hosts/allowed-hosts.yaml"
+    mounts = {m["name"]: m for m in authz["volumeMounts"]}
+    # A directory mount (no subPath): the kubelet's symlink swap reaches the running sidecar.
+    assert mounts["allowed-hosts"] == {
+        "name": "allowed-hosts",
+        "mountPath": "/etc/authz/allowed-hosts",
+        "readOnly": True,
+    }
+    volumes = {v["name"]: v for v in rendered.pod_spec["volumes"]}
+    assert volumes["allowed-hosts"]["configMap"] == {"name": f"{FULLNAME}-allowed-hosts"}
+    # Grants change without a rollout: the pod template does not hash them.
+    before = rendered.deployment["spec"]["template"]["metadata"].get("annotations", {})
+    granted = render({"hostOwnership": {"grants": {"shop": ["orders.example.com"]}}})
+    after = granted.deployment["spec"]["template"]["metadata"].get("annotations", {})
+    assert before == after
+    assert granted.configmap_data(f"{FULLNAME}-allowed-hosts") == {
+        "allowed-hosts.yaml": "shop:\n- orders.example.com\n"
+    }
+
+
+def test_host_ownership_can_be_turned_off() -> None:
+    rendered = render({"hostOwnership": {"enabled": False}})
+    authz = rendered.container("authz")
+    assert "AUTHZ_ALLOWED_HOSTS" not in env_of(authz)
+    assert "allowed-hosts" not in {m["name"] for m in authz["volumeMounts"]}
+    assert ("ConfigMap", f"{FULLNAME}-allowed-hosts") not in {
+        (o["kind"], o["metadata"]["name"]) for o in rendered.objects
+    }
 
 
 def test_pod_extras_reach_the_pod() -> None:

@@ -229,4 +229,4 @@ def test_tls_material_is_mounted_read_only_for_envoy_only() -> None:
     for name in ("envoy-tls", "envoy-client-ca", "envoy-config"):
         assert envoy_mounts[name]["readOnly"] is True
     authz_mounts = {m["name"] for m in rendered.container("authz")["volumeMounts"]}
-    assert authz_mounts == {"tmp", "authz-socket"}
+    assert authz_mounts == {"tmp", "authz-socket", "allowed-hosts"}

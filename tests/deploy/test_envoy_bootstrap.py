@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 import yaml
 
+from authz.devtools.envoyconf import gateway_config
+from authz.settings import ListenAddress
 from tests.deploy import scenarios
 from tests.deploy.chart import CHART_DIR, NAMESPACE, Obj, render
 from tests.deploy.envoy_harness import (
@@ -116,6 +118,26 @@ def test_every_traffic_listener_normalizes_paths(scenario: str) -> None:
         )
         assert hcm["use_remote_address"] is True
         assert "envoy.filters.http.ext_authz" in _filters(hcm)
+
+
+XFF_FIELDS = ("use_remote_address", "xff_num_trusted_hops", "skip_xff_append")
+
+
+@pytest.mark.parametrize("hops", [0, 1, 3])
+def test_make_run_treats_x_forwarded_for_as_the_chart_does(hops: int) -> None:
+    """`--trusted-proxy-hops` must mean the same under `make run` as in the cluster."""
+    rendered = _hcm(_listeners(render({"trustedProxyHops": hops}).envoy_bootstrap)["http"])
+    local = gateway_config(
+        listen=ListenAddress("127.0.0.1", 8080),
+        admin=ListenAddress("127.0.0.1", 9901),
+        upstream=ListenAddress("127.0.0.1", 8081),
+        authz=ListenAddress("127.0.0.1", 9191),
+        trusted_proxy_hops=hops,
+    )
+    (listener,) = local["static_resources"]["listeners"]
+    made = listener["filter_chains"][0]["filters"][0]["typed_config"]
+    assert {f: made.get(f) for f in XFF_FIELDS} == {f: rendered.get(f) for f in XFF_FIELDS}
+    assert made["use_remote_address"] is True
 
 
 def _routes(bootstrap: Obj) -> dict[str, list[tuple[str, str, str]]]:

@@ -220,6 +220,31 @@ def test_sidecar_normalizes_when_envoy_does_not(
         assert response.json()["error"] == "invalid_path"
 
 
+UPSTREAM_DEPENDENT_PATHS = [
+    "/docs/%252e%252e/admin",  # an upstream that decodes twice sees /docs/../admin
+    "/docs/..%3b/admin",  # one that cuts path parameters at ";" sees /docs/../admin
+    "/docs/..%3B/admin",
+    "/docs/%c0%ae%c0%ae/admin",  # one that accepts overlong UTF-8 sees /docs/../admin
+    "/docs/%252f..%252fadmin",
+    "/docs/%25%32%65%25%32%65/admin",
+]
+
+
+@pytest.mark.parametrize("normalizing", [True, False], ids=["envoy-normalizes", "envoy-raw"])
+@pytest.mark.parametrize("path", UPSTREAM_DEPENDENT_PATHS)
+def test_paths_whose_meaning_depends_on_the_upstream_are_400(
+    gateway: Gateway, raw_gateway: Gateway, normalizing: bool, path: str
+) -> None:
+    response = get(gateway if normalizing else raw_gateway, path)
+    assert response.status == 400, (path, response.status, response.body)
+    assert response.json()["error"] == "invalid_path"
+
+
+@pytest.mark.parametrize("path", ["/docs/a%20b", "/docs/%6d%6D", "/docs/caf%c3%a9"])
+def test_ordinary_escapes_still_reach_the_upstream(gateway: Gateway, path: str) -> None:
+    assert get(gateway, path).status == 200, path
+
+
 def test_hot_reload_and_a_broken_file_beside_a_good_one(
     tmp_path: Path, keys: tuple[SigningKey, SigningKey]
 ) -> None:
@@ -248,6 +273,19 @@ def test_hot_reload_and_a_broken_file_beside_a_good_one(
         )
         assert get(gw, "/orders", host="new.test", token=token).status == 200
         assert "spec.rules[2].scopes.alOf: unknown field" in gw.sidecar.output()
+        # A half-saved file that does not parse: its last good documents keep serving.
+        good = orders_policy(gw.jwks_url, name="new", hosts=("new.test",))
+        (gw.policies / "new.yaml").write_text(good)
+        wait_for(
+            lambda: "policy shop/new (" in gw.sidecar.output().rsplit("alOf", 1)[-1],
+            what="the fixed policy accepted",
+        )
+        (gw.policies / "new.yaml").write_text(good + "garbage: [\n")
+        wait_for(
+            lambda: "the file's last good version keeps serving" in gw.sidecar.output(),
+            what="the syntax error reported",
+        )
+        assert get(gw, "/orders", host="new.test", token=token).status == 200
         # Deleting the file removes the policy.
         (gw.policies / "new.yaml").unlink()
         wait_for(

@@ -123,6 +123,8 @@ HOSTILE: dict[str, Callable[[Ctx], str]] = {
     "future iat": lambda c: c.rsa.sign(claims(iat=claims()["exp"] + 3600)),
     "non-numeric exp": lambda c: c.rsa.sign(claims(exp="tomorrow")),
     "boolean exp": lambda c: c.rsa.sign(claims(exp=True)),
+    "exp overflowing a float": lambda c: c.rsa.sign(claims(exp=10**400)),
+    "nbf overflowing a float": lambda c: c.rsa.sign(claims(nbf=-(10**400))),
     "unknown crit": lambda c: c.rsa.sign(claims(), headers={"crit": ["exp"], "exp": 1}),
     "JWE-shaped 5-part token": lambda c: "eyJhbGciOiJSU0EtT0FFUCJ9.a.b.c.d",
     "bad base64": lambda c: "!!!.???.***",

@@ -101,12 +101,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         redis.url,
         "--redis-timeout-ms",
         "500",  # generous: a loaded CI machine must not turn slow answers into fallbacks
+        # The test client plays one trusted balancer; Envoy appends its peer after its entry.
         "--trusted-proxy-hops",
-        "1",
+        "2",
     ]
     sidecars = [start_sidecar(tmp, [policy_dir], extra=flags, name=f"authz-{i}") for i in range(2)]
     echo, echo_port = start_echo(tmp)
-    envoy = start_envoy(tmp, authz=sidecars[0][1], upstream_port=echo_port)
+    envoy = start_envoy(tmp, authz=sidecars[0][1], upstream_port=echo_port, trusted_proxy_hops=1)
     stack = Stack(key, redis, sidecars, envoy, [jwks_server, echo])
     yield stack
     envoy.terminate()
@@ -217,7 +218,10 @@ def test_redis_killed_mid_run_then_restarted(stack: Stack) -> None:
         for i in range(150):
             response = client.check(
                 check_request(
-                    host=LIMITS, path="/ip", headers={"x-forwarded-for": f"192.0.2.{i % 3}"}
+                    host=LIMITS,
+                    path="/ip",
+                    # As Envoy forwards it: the balancer's entry, then the peer Envoy appended.
+                    headers={"x-forwarded-for": f"192.0.2.{i % 3}, 127.0.0.1"},
                 )
             )
             answered.append(response.status.code)

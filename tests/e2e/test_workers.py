@@ -176,3 +176,21 @@ def test_workers_need_a_unix_socket(tmp_path: Path) -> None:
     proc, _, _ = start_sidecar(tmp_path, [policies], extra=("--workers", "2"), wait=False)
     assert proc.popen.wait(10) == 2
     assert "--workers 2 needs --grpc-listen unix:PATH" in proc.output()
+
+
+def test_host_grants_reach_every_worker(tmp_path: Path, key: SigningKey) -> None:
+    grants = tmp_path / "allowed-hosts.yaml"
+    grants.write_text("shop: ['*.elsewhere.test']\n")
+    gw = start_gateway(tmp_path, key, workers=WORKERS, extra=("--allowed-hosts", str(grants)))
+    try:
+        token = key.sign(claims())
+        # Refused from the start (each worker's init), then granted, then revoked (messages).
+        assert each_worker(gw, "/orders", token) == [403, 403]
+        grants.write_text(f"shop: [{HOST}]\n")
+        wait_for(lambda: each_worker(gw, "/orders", token) == [200, 200], what="the grant")
+        assert get(gw, "/orders", token=token).status == 200
+        grants.write_text("shop: []\n")
+        wait_for(lambda: each_worker(gw, "/orders", token) == [403, 403], what="the revocation")
+        assert "host_not_allowed" in gw.sidecar.output()
+    finally:
+        gw.stop()

@@ -29,7 +29,7 @@ def test_the_address_the_trusted_balancer_reported_decides(tmp_path: Path) -> No
             tmp_path,
             authz=grpc,
             upstream_port=echo_port,
-            hcm={"use_remote_address": True, "xff_num_trusted_hops": 1},
+            trusted_proxy_hops=1,
         )
         stack.callback(envoy.terminate)
         inside = request(

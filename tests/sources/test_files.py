@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
 
 from authz.jwt.providers import offline_provider
-from authz.policy.snapshot import Snapshot
+from authz.policy.snapshot import PolicyStateKind, Snapshot
 from authz.policy.store import PolicyStore, SourceDocument
 from authz.sources.files import SOURCE_NAME, FileSource, report
+from authz.sources.yamlfiles import MAX_FILE_BYTES
 from tests.support.policies import auth_policy, write_policies
 
 
@@ -145,5 +146,119 @@ def test_report_logs_each_state_change_once(
     )
 
 
+@pytest.mark.parametrize(
+    ("damage", "problem"),
+    [
+        (lambda p: p.write_text(p.read_text() + "garbage: [\n"), "not valid YAML"),
+        (
+            lambda p: p.write_bytes(p.read_bytes() + "# caf\u00e9\n".encode("latin-1")),
+            "cannot read",
+        ),
+        (lambda p: p.write_text(p.read_text() + "#" * MAX_FILE_BYTES), "larger than"),
+        (lambda p: p.write_text("a: *nowhere\n"), "not valid YAML"),
+    ],
+    ids=["garbage-appended", "not-utf8", "oversized", "bad-alias"],
+)
+def test_a_file_that_stops_parsing_keeps_serving_its_last_good_documents(
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    damage: Callable[[Path], object],
+    problem: str,
+) -> None:
+    path = tmp_path / "two.yaml"
+    write_policies(
+        path,
+        auth_policy("a", namespace=None, hosts=["a.example.com"]),
+        auth_policy("b", namespace=None, hosts=["b.example.com"]),
+    )
+    write(tmp_path / "other.yaml", "other")
+    previous: list[Snapshot] = []
+
+    def logged(source: str, documents: Sequence[SourceDocument]) -> Snapshot:
+        snapshot = recorder(source, documents)
+        report(snapshot, previous=previous[-1] if previous else None)
+        previous.append(snapshot)
+        return snapshot
+
+    recorder = Recorder()
+    source = FileSource((tmp_path,), update=logged)
+    assert source.load() is not None
+    damage(path)
+    bump_mtime(path)
+    with caplog.at_level(logging.WARNING, logger="authz.sources.files"):
+        damaged = source.load()
+    assert damaged is not None
+    # Every document of the file's last good version still answers for its host.
+    assert damaged.lookup("a.example.com") is not None
+    assert damaged.lookup("b.example.com") is not None
+    assert damaged.lookup("other.example.com") is not None
+    invalid = [s for s in damaged.states if s.state is PolicyStateKind.INVALID]
+    assert len(invalid) == 1  # counted as authz_policies{state="invalid"}
+    assert problem in invalid[0].message
+    assert invalid[0].message.endswith("(the file's last good version keeps serving)")
+    (record,) = caplog.records
+    assert str(path) in record.getMessage()
+    assert "the file's last good version keeps serving" in record.getMessage()
+
+    # The next version that parses replaces the old one entirely.
+    write_policies(path, auth_policy("c", namespace=None, hosts=["c.example.com"]))
+    bump_mtime(path)
+    fixed = source.load()
+    assert fixed is not None
+    assert fixed.lookup("c.example.com") is not None
+    assert fixed.lookup("a.example.com") is None
+    assert all(s.state is PolicyStateKind.READY for s in fixed.states)
+
+
+def test_a_file_broken_from_the_start_serves_nothing_and_a_removed_file_nothing_more(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "a.yaml"
+    path.write_text("garbage: [\n")
+    source = FileSource((tmp_path,), update=Recorder())
+    first = source.load()
+    assert first is not None
+    assert first.policies == ()
+    write(path, "a")
+    bump_mtime(path)
+    assert source.load() is not None
+    path.write_text("garbage: [\n")
+    bump_mtime(path)
+    kept = source.load()
+    assert kept is not None
+    assert kept.lookup("a.example.com") is not None
+    path.unlink()  # deleting is deliberate: its policies go
+    gone = source.load()
+    assert gone is not None
+    assert gone.lookup("a.example.com") is None
+
+
+def test_a_repaired_permission_is_seen_through_the_change_time(tmp_path: Path) -> None:
+    path = tmp_path / "a.yaml"
+    write(path, "a")
+    source = FileSource((tmp_path,), update=Recorder())
+    source.load()
+    before = path.stat().st_mtime_ns
+    path.chmod(0o600)  # only the change time moves
+    assert path.stat().st_mtime_ns == before
+    assert source.load() is not None
+
+
 def _doc(name: str) -> dict[str, object]:
     return auth_policy(name, namespace=None)
+
+
+def test_the_loader_log_says_did_you_mean(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "typo.yaml"
+    write(path, "a")
+    path.write_text(path.read_text().replace("kind: AuthPolicy", "kind: Authpolicy"))
+    store = PolicyStore(bind=offline_provider, publish=lambda _s: None)
+    source = FileSource((tmp_path,), update=store.update)
+    with caplog.at_level(logging.WARNING, logger="authz.sources.files"):
+        snapshot = source.load()
+        assert snapshot is not None
+        report(snapshot, previous=None)
+    (record,) = caplog.records
+    assert record.getMessage() == (
+        f"policy ? ({path}:0) invalid: kind: unknown kind 'Authpolicy'; did you mean 'AuthPolicy'?"
+    )

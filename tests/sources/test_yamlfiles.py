@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from authz.sources.yamlfiles import MAX_FILE_BYTES, discover, read_all, read_file
+from authz.sources.yamlfiles import MAX_FILE_BYTES, discover, read, read_all, read_file
 from tests.support.policies import auth_policy, to_yaml
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "policies"
@@ -158,6 +158,56 @@ def test_other_kinds_are_skipped_and_wrong_versions_reported(tmp_path: Path) -> 
         "apiVersion: 'authz.dev/v1beta9' is not supported; use 'authz.dev/v1alpha1'",
         "apiVersion: None is not supported; use 'authz.dev/v1alpha1'",
     ]
+
+
+@pytest.mark.parametrize(
+    ("kind", "version"),
+    [
+        ("Authpolicy", "authz.dev/v1alpha1"),
+        ("authpolicy", "v1"),
+        ("AUTHPOLICY", None),
+        ("AuthPolicies", "authz.dev/v1alpha1"),
+        ("AuthzPolicy", "authz.dev/v1alpha1"),
+    ],
+)
+def test_a_kind_that_is_almost_authpolicy_is_reported(
+    tmp_path: Path, kind: str, version: str | None
+) -> None:
+    path = tmp_path / "typo.yaml"
+    text = policy("t").replace("kind: AuthPolicy", f"kind: {kind}")
+    if version is None:
+        text = text.replace("apiVersion: authz.dev/v1alpha1\n", "")
+    else:
+        text = text.replace("apiVersion: authz.dev/v1alpha1", f"apiVersion: {version}")
+    path.write_text(text)
+    (document,) = read_file(path)
+    assert document.body is None
+    assert [str(p) for p in document.problems] == [
+        f"kind: unknown kind {kind!r}; did you mean 'AuthPolicy'?"
+    ]
+
+
+@pytest.mark.parametrize("kind", ["ConfigMap", "Policy", "AuthorizationPolicy"])
+def test_other_groups_kinds_get_no_hint(tmp_path: Path, kind: str) -> None:
+    path = tmp_path / "other.yaml"
+    path.write_text(f"apiVersion: security.istio.io/v1\nkind: {kind}\nmetadata: {{name: x}}\n")
+    assert read_file(path) == []
+
+
+def test_read_says_whether_the_file_parsed_whole(tmp_path: Path) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text(policy("a") + "---\n" + policy("b"))
+    assert read(path).whole
+    path.write_text(policy("a") + "---\n" + policy("b") + "garbage: [\n")
+    result = read(path)
+    assert not result.whole
+    assert [d.body is not None for d in result.documents] == [True, False]
+    assert not read(tmp_path / "gone.yaml").whole
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("# nothing\n")
+    assert read(empty).empty
+    assert read(empty).whole
+    assert not read(path).empty
 
 
 def test_a_non_utf8_file_is_one_problem(tmp_path: Path) -> None:

@@ -227,3 +227,10 @@ def _labels(policy: str, decision: str, reason: str, *, dry_run: str = "false") 
 
 def _anonymous(name: str, host: str) -> dict[str, object]:
     return auth_policy(name, namespace="t", hosts=[host])
+
+
+def test_policy_state_labels_name_every_policy_state() -> None:
+    from authz.policy.snapshot import PolicyStateKind
+    from authz.telemetry import labels
+
+    assert tuple(kind.value for kind in PolicyStateKind) == labels.POLICY_STATES

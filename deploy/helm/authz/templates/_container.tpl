@@ -63,6 +63,10 @@ AUTHZ_* environment variables.
     - name: AUTHZ_POLICIES
       value: {{ include "authz.policiesDir" . }}
     {{- end }}
+    {{- if .Values.hostOwnership.enabled }}
+    - name: AUTHZ_ALLOWED_HOSTS
+      value: {{ include "authz.allowedHostsDir" . }}/{{ include "authz.allowedHostsFile" . }}
+    {{- end }}
     {{- if and .Values.watch.enabled .Values.watch.namespaces }}
     - name: AUTHZ_NAMESPACE
       value: {{ join "," .Values.watch.namespaces | quote }}
@@ -135,6 +139,13 @@ AUTHZ_* environment variables.
     {{- if .Values.policies }}
     - name: policies
       mountPath: {{ include "authz.policiesDir" . }}
+      readOnly: true
+    {{- end }}
+    {{- if .Values.hostOwnership.enabled }}
+    {{- /* A directory mount, not subPath: the kubelet swaps its symlink on change, which the
+    sidecar sees and re-reads; a subPath mount would never change. */}}
+    - name: allowed-hosts
+      mountPath: {{ include "authz.allowedHostsDir" . }}
       readOnly: true
     {{- end }}
 {{- end }}

@@ -83,6 +83,20 @@ Usage: include "authz.imageRef" (dict "image" .Values.image "default" .Chart.App
 {{- define "authz.socketDir" -}}/var/run/authz{{- end }}
 {{- define "authz.socketPath" -}}{{ include "authz.socketDir" . }}/authz.sock{{- end }}
 {{- define "authz.policiesDir" -}}/etc/authz/policies{{- end }}
+{{- define "authz.allowedHostsDir" -}}/etc/authz/allowed-hosts{{- end }}
+{{- define "authz.allowedHostsFile" -}}allowed-hosts.yaml{{- end }}
+
+{{/*
+The --allowed-hosts file: hostOwnership.grants, or by default the release's own namespace
+granted every host ("*") and every other namespace nothing.
+*/}}
+{{- define "authz.hostGrants" -}}
+{{- if .Values.hostOwnership.grants -}}
+{{ toYaml .Values.hostOwnership.grants }}
+{{- else -}}
+{{ toYaml (dict .Release.Namespace (list "*")) }}
+{{- end -}}
+{{- end }}
 {{- define "authz.envoyConfigDir" -}}/etc/envoy{{- end }}
 {{- define "authz.envoyTLSDir" -}}/etc/envoy-tls{{- end }}
 {{- define "authz.envoyClientCADir" -}}/etc/envoy-client-ca{{- end }}
