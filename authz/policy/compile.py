@@ -120,13 +120,14 @@ def _rule(raw: Mapping[str, Any], where: str, problems: list[Problem]) -> Rule:
             problems.append(Problem(f"{where}.scopes", MSG_SCOPES_EMPTY))
     paths = match.get("paths")
     params: set[str] = set()
-    if paths:
-        for index, pattern in enumerate(paths):
-            problem = path_pattern_problem(pattern)
-            if problem:
-                problems.append(Problem(f"{where}.match.paths[{index}]", problem))
-            else:
-                params.update(path_parameters(pattern))
+    usable: list[str] = []  # a bad pattern is reported, not compiled
+    for index, pattern in enumerate(paths or ()):
+        problem = path_pattern_problem(pattern)
+        if problem:
+            problems.append(Problem(f"{where}.match.paths[{index}]", problem))
+        else:
+            usable.append(pattern)
+            params.update(path_parameters(pattern))
     conditions = compile_conditions(
         raw.get("when", ()), f"{where}.when", params=frozenset(params), problems=problems
     )
@@ -135,7 +136,7 @@ def _rule(raw: Mapping[str, Any], where: str, problems: list[Problem]) -> Rule:
     return Rule(
         name=raw["name"],
         methods=frozenset(match["methods"]) if match.get("methods") else None,
-        paths=PathMatcher.compile(paths) if paths else None,
+        paths=PathMatcher.compile(usable) if paths else None,
         anonymous=anonymous,
         all_of=frozenset(all_of),
         any_of=frozenset(any_of),
