@@ -138,7 +138,7 @@ def test_only_exists_false_holds_when_the_subject_is_missing() -> None:
 
 @pytest.mark.parametrize(
     "value",
-    [None, {"nested": "acme"}, ["acme"], [["acme"]], [{"x": 1}], 10**400, ""],
+    [None, {"nested": "acme"}, ["acme"], [["acme"]], [{"x": 1}], 10**400, "", "\ud800"],
     ids=repr,
 )
 def test_claims_of_the_wrong_type_never_match_a_value(value: Any) -> None:

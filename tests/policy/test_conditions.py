@@ -10,11 +10,15 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import re2
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from authz.errors import PolicyError, Problem
 from authz.jwt.providers import offline_provider
 from authz.policy.celexpr import MAX_LENGTH, CelProblem, compile_cel
 from authz.policy.compile import compile_policy
+from authz.policy.conditions import Pattern
 from authz.policy.model import CompiledPolicy
 from tests.support.policies import auth_policy, rule
 
@@ -58,7 +62,9 @@ def test_every_operator_compiles_into_its_operand() -> None:
     assert roles.claim_path == ("realm_access", "roles")
     assert roles.values == frozenset({"admin", "support"})
     assert version.name == "x-api-version"  # header names compare lower-case
-    assert order.regex.fullmatch("42") is not None
+    assert order.regex is not None
+    assert order.regex.fullmatch("42") is True
+    assert order.regex.fullmatch("4x") is False
     assert verified.exists is False
     assert cel.program is not None
     assert [c.index for c in rule_.conditions] == [0, 1, 2, 3, 4, 5]
@@ -196,3 +202,20 @@ def test_the_reads_of_an_expression_are_worked_out() -> None:
 )
 def test_any_other_use_of_claims_hands_over_every_claim(source: str) -> None:
     assert compile_cel(source).claim_names is None
+
+
+# --- the RE2 fast path --------------------------------------------------------------------------
+
+PATTERNS = ["m[a-z]a", "(a+)+$", "[0-9]{2,4}", "", "é.", "a|ab", r"\p{L}+", "(?i)ADMIN"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(pattern=st.sampled_from(PATTERNS), text=st.text(alphabet="aAbm0123é\n-!Ω", max_size=12))
+def test_pattern_answers_as_re2_fullmatch(pattern: str, text: str) -> None:
+    reference = re2.compile(pattern).fullmatch(text) is not None
+    assert Pattern(pattern).fullmatch(text) is reference
+
+
+def test_pattern_refuses_what_cannot_be_encoded() -> None:
+    assert Pattern(".*").fullmatch("\ud800") is False
+    assert Pattern(".*").fullmatch("ok") is True

@@ -81,8 +81,8 @@ def _holds(ctx: Context, condition: Condition, value: Any) -> bool:
         return text in condition.values
     if operator == "notIn":
         return text not in condition.values
-    if operator == "matches":
-        return condition.regex.fullmatch(text) is not None
+    if condition.regex is not None:  # matches
+        return condition.regex.fullmatch(text)
     return text == ctx.params.get(condition.value)  # equalsParam
 
 
