@@ -185,3 +185,17 @@ def request_twice(gw: Gateway, name: str, *values: str) -> Response:
         return Response(response.status, dict(response.getheaders()), response.read())
     finally:
         conn.close()
+
+
+def test_refusals_are_counted_with_their_reason(gateway: Gateway) -> None:
+    call(gateway, "/tenants/globex/orders/1", token_claims=ACME)
+    metrics = request(f"http://127.0.0.1:{gateway.http_port}", "/metrics").body.decode()
+    counted = [
+        line
+        for line in metrics.splitlines()
+        if line.startswith("authz_decisions_total{")
+        and 'reason="condition_failed"' in line
+        and 'policy="e2e/conditions"' in line
+    ]
+    assert counted, metrics
+    assert float(counted[0].rsplit(" ", 1)[1]) >= 1
