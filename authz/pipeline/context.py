@@ -15,14 +15,14 @@ Written by the steps, each readable from the step that writes it onwards:
 
     path              path step      the normalized path (unset before)
     rule              rule step      the rule that matched (unset before; see rule_name)
+    params            rule step      path parameters its "{name}" segments captured (else empty)
     token             token step     the verified token, None when anonymous
     claims            token step     its claims, empty when anonymous
     subject           token step     its `sub` when a string: denials after it name it
     response_headers  ratelimit step headers for the client on an allow (RateLimit-*)
     address()         on first use   the client's address (see pipeline.address)
 
-A step that finds something new for later steps adds its slot here, next to these: the path
-parameters a `{tenant}` segment captures (written by the rule step, read by conditions), an
+A step that finds something new for later steps adds its slot here, next to these: an
 introspection result (token step), query parameters to rewrite (read by the allow step).
 """
 
@@ -42,6 +42,7 @@ from authz.policy.traffic import IPAddress
 from authz.ratelimit.limiter import Limiter
 
 NO_CLAIMS: Mapping[str, Any] = MappingProxyType({})
+NO_PARAMS: Mapping[str, str] = MappingProxyType({})
 
 
 class Context:
@@ -52,6 +53,7 @@ class Context:
         "consume",
         "limiter",
         "now",
+        "params",
         "path",
         "policy",
         "request",
@@ -91,6 +93,7 @@ class Context:
         self.trace = trace
         self.token: VerifiedToken | None = None
         self.claims = NO_CLAIMS
+        self.params = NO_PARAMS
         self.subject: str | None = None
         self.response_headers: tuple[tuple[str, str], ...] = ()
         self._address: IPAddress | None = None

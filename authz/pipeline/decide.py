@@ -20,8 +20,6 @@ Where the steps still to come belong, and why there:
   after `token`, reading the verified `cnf` and the request's method, URL, headers and peer
   certificate (fields CheckInput gains from Envoy's attributes) - a copied token must fail
   before its scopes are even considered.
-- Conditions on claims, headers and path parameters, and CEL: right after `scopes` (scopes are
-  checked first), reading the claims and the parameters the `rule` step captured.
 - Query-parameter rewrites: in the `allow` step, beside the header rewrites.
 
 A new step is a module in pipeline.steps and one line in STEPS; state it leaves for later steps
@@ -37,6 +35,7 @@ from authz.pipeline.decision import Decision
 from authz.pipeline.request import CheckInput
 from authz.pipeline.steps import (
     allow,
+    conditions,
     host,
     mode,
     path,
@@ -56,6 +55,7 @@ STEPS: tuple[Step, ...] = (
     rule.match_rule,
     token.authenticate,
     scopes.check_scopes,
+    conditions.check_conditions,
     ratelimit.apply_rate_limits,
     allow.allow,
 )

@@ -39,6 +39,8 @@ class Decision(NamedTuple):
     #: The policy is in dryRun mode: `allowed`/`reason` are the would-be decision, and Envoy
     #: is told to allow (see pipeline.steps.mode).
     dry_run: bool = False
+    #: condition_failed: the index of the rule's `when` condition that did not hold.
+    condition: int | None = None
 
     def located(self, *, policy: str | None, rule: str | None, subject: str | None) -> Decision:
         """This denial, saying where it happened and whose (verified) token it was."""
@@ -90,6 +92,16 @@ def insufficient_scope(host: str, scope_text: str) -> Decision:
         errors.INSUFFICIENT_SCOPE,
         "the token does not grant the scopes this request needs",
         response_headers=(("www-authenticate", challenge),),
+    )
+
+
+def condition_failed(rule: str, index: int) -> Decision:
+    """403 naming the rule and the condition - never the values compared (they are token data)."""
+    return deny(
+        403,
+        errors.CONDITION_FAILED,
+        f"condition when[{index}] of rule {rule!r} does not hold for this request",
+        condition=index,
     )
 
 

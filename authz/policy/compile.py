@@ -17,7 +17,15 @@ from authz.jwt.keys import SUPPORTED_ALGORITHMS
 from authz.jwt.providers import KeyProvider
 from authz.jwt.sources import KeySource, KeySourceKind, check_fetch_url
 from authz.jwt.verify import IssuerSpec
-from authz.policy.matchers import PathMatcher, normalize_host_pattern, path_pattern_problem
+from authz.policy.conditions import MSG_ONE_OPERATOR as MSG_ONE_OPERATOR
+from authz.policy.conditions import MSG_ONE_SUBJECT as MSG_ONE_SUBJECT
+from authz.policy.conditions import compile_conditions
+from authz.policy.matchers import (
+    PathMatcher,
+    normalize_host_pattern,
+    path_parameters,
+    path_pattern_problem,
+)
 from authz.policy.model import CompiledPolicy, HeaderTemplate, Rule
 from authz.policy.schema import validate_document
 from authz.policy.traffic import MSG_SOURCE_IPS_EMPTY as MSG_SOURCE_IPS_EMPTY
@@ -111,21 +119,30 @@ def _rule(raw: Mapping[str, Any], where: str, problems: list[Problem]) -> Rule:
         if not scopes.get("allOf") and not scopes.get("anyOf"):
             problems.append(Problem(f"{where}.scopes", MSG_SCOPES_EMPTY))
     paths = match.get("paths")
-    if paths:
-        for index, pattern in enumerate(paths):
-            problem = path_pattern_problem(pattern)
-            if problem:
-                problems.append(Problem(f"{where}.match.paths[{index}]", problem))
+    params: set[str] = set()
+    usable: list[str] = []  # a bad pattern is reported, not compiled
+    for index, pattern in enumerate(paths or ()):
+        problem = path_pattern_problem(pattern)
+        if problem:
+            problems.append(Problem(f"{where}.match.paths[{index}]", problem))
+        else:
+            usable.append(pattern)
+            params.update(path_parameters(pattern))
+    conditions = compile_conditions(
+        raw.get("when", ()), f"{where}.when", params=frozenset(params), problems=problems
+    )
     all_of = tuple(dict.fromkeys((scopes or {}).get("allOf", [])))
     any_of = tuple(dict.fromkeys((scopes or {}).get("anyOf", [])))
     return Rule(
         name=raw["name"],
         methods=frozenset(match["methods"]) if match.get("methods") else None,
-        paths=PathMatcher.compile(paths) if paths else None,
+        paths=PathMatcher.compile(usable) if paths else None,
         anonymous=anonymous,
         all_of=frozenset(all_of),
         any_of=frozenset(any_of),
         scope_text=" ".join(dict.fromkeys(all_of + any_of)),
+        conditions=conditions,
+        captures=bool(params),
     )
 
 

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from authz.jwt.verify import IssuerSpec
+from authz.policy.conditions import Condition
 from authz.policy.matchers import PathMatcher
 from authz.policy.traffic import IPFilter
 from authz.ratelimit.spec import FailureMode, LimitSpec
@@ -30,6 +31,10 @@ class Rule:
     scope_text: str
     #: rateLimits: every one must admit a request; counted only when the request is allowed.
     rate_limits: tuple[LimitSpec, ...] = ()
+    #: when: every one must hold (checked after the scopes).
+    conditions: tuple[Condition, ...] = ()
+    #: Whether match.paths capture path parameters ("{name}" segments).
+    captures: bool = False
 
     def matches(self, method: str, path: str) -> bool:
         if self.methods is not None and method not in self.methods:

@@ -87,6 +87,7 @@ class CheckTelemetry:
                 status=decision.status,
                 policy=decision.policy,
                 rule=decision.rule,
+                condition=decision.condition,
                 sub=decision.subject,
                 client_ip=req.source_ip,
                 method=req.method,

@@ -34,6 +34,7 @@ FIELDS = (
     "status",
     "policy",
     "rule",
+    "condition",
     "sub",
     "client_ip",
     "method",
@@ -109,6 +110,7 @@ class DecisionLog:
         dry_run: bool,
         request_id: str = "",
         trace_id: str | None = None,
+        condition: int | None = None,
     ) -> bool:
         """Log one decision (`allowed`/`reason` are the would-be decision under dry-run).
         Returns whether a line was written."""
@@ -123,6 +125,7 @@ class DecisionLog:
                 "status": status,
                 "policy": policy,
                 "rule": rule,
+                "condition": condition,
                 "sub": sub,
                 "client_ip": client_ip,
                 "method": method,

@@ -55,6 +55,28 @@ def limited() -> dict[str, Any]:
     )
 
 
+def guarded() -> dict[str, Any]:
+    """A rule with one condition of each kind, the first binding a path parameter."""
+    when = [
+        {"claim": "tenant_id", "equalsParam": "tenant"},
+        {"claim": "realm_access.roles", "containsAny": ["admin", "support"]},
+        {"header": "x-api-version", "in": ["2", "3"]},
+        {"cel": "claims.acr == 'mfa' || request.method == 'GET'"},
+        {"param": "tenant", "matches": "[a-z]+"},
+        {"claim": "email_verified", "exists": True},
+    ]
+    return auth_policy(
+        "guarded",
+        issuers=[{"issuer": "https://id.test", "audiences": ["a"], "jwksUri": "https://id.test/k"}],
+        rules=[rule("orders", paths=["/tenants/{tenant}/orders/**"], scopes=["o:r"], when=when)],
+    )
+
+
+def first_condition(spec: dict[str, Any]) -> dict[str, Any]:
+    found: dict[str, Any] = spec["rules"][0]["when"][0]
+    return found
+
+
 def changed(base: Callable[[], dict[str, Any]], change: Change) -> dict[str, Any]:
     document = copy.deepcopy(base())
     change(document["spec"])
@@ -122,6 +144,32 @@ BROKEN: dict[str, tuple[Callable[[], dict[str, Any]], Change, str]] = {
         comp.MSG_UNIQUE_LIMITS,
     ),
     "empty sourceIPs": (limited, lambda s: s.update(sourceIPs={}), comp.MSG_SOURCE_IPS_EMPTY),
+    "two subjects": (
+        guarded,
+        lambda s: first_condition(s).update(header="x-a"),
+        comp.MSG_ONE_SUBJECT,
+    ),
+    "no subject": (guarded, lambda s: first_condition(s).pop("claim"), comp.MSG_ONE_SUBJECT),
+    "cel and a subject": (
+        guarded,
+        lambda s: s["rules"][0]["when"][3].update(claim="sub"),
+        comp.MSG_ONE_SUBJECT,
+    ),
+    "two operators": (
+        guarded,
+        lambda s: first_condition(s).update({"in": ["a"]}),
+        comp.MSG_ONE_OPERATOR,
+    ),
+    "no operator": (
+        guarded,
+        lambda s: first_condition(s).pop("equalsParam"),
+        comp.MSG_ONE_OPERATOR,
+    ),
+    "cel with an operator": (
+        guarded,
+        lambda s: s["rules"][0]["when"][3].update(exists=True),
+        comp.MSG_ONE_OPERATOR,
+    ),
 }
 
 
@@ -132,8 +180,9 @@ def test_examples_pass_cel_and_loader(path: Path) -> None:
         assert loader_messages(document) == set()
 
 
-def test_every_rate_limit_and_source_ip_feature_passes_schema_cel_and_loader() -> None:
-    document = limited()
+@pytest.mark.parametrize("base", [limited, guarded])
+def test_every_feature_passes_schema_cel_and_loader(base: Callable[[], dict[str, Any]]) -> None:
+    document = base()
     assert validate_document(document) == []
     assert list(cel_failures(document)) == []
     assert loader_messages(document) == set()

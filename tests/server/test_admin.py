@@ -42,6 +42,9 @@ spec:
     scopes: {{allOf: [orders:read]}}
     rateLimits:
     - {{name: per-user, requests: 2, window: 1m, key: "claim:sub"}}
+  - name: tenant
+    match: {{methods: [GET], paths: ["/tenants/{{tenant}}/orders"]}}
+    when: [{{claim: tenant_id, equalsParam: tenant}}]
   response:
     setHeaders: [{{name: x-user, claim: sub}}]
     removeHeaders: [authorization]
@@ -157,6 +160,22 @@ async def test_explain_a_denied_request_names_the_failing_step(admin: Admin) -> 
     assert steps(answer)[-1] == ("scopes", "FAIL")
     assert "orders:read" in answer.steps[-1].detail
     assert any(h.name == "www-authenticate" for h in answer.response_headers)
+
+
+async def test_explain_names_the_condition_that_failed_and_why(admin: Admin) -> None:
+    token = KEY.sign(claims(tenant_id="acme"))
+    answer = await admin.explain(
+        method="GET",
+        host="shop.test",
+        path="/tenants/globex/orders",
+        headers={"authorization": f"Bearer {token}"},
+    )
+    assert (answer.allowed, answer.reason, answer.http_status) == (False, "condition_failed", 403)
+    assert steps(answer)[-1] == ("conditions", "FAIL")
+    assert answer.steps[-1].detail == (
+        "when[0] claim tenant_id equalsParam 'tenant' does not hold:"
+        " the claim is 'acme', the parameter is 'globex'"
+    )
 
 
 @pytest.mark.parametrize(

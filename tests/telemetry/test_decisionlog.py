@@ -62,6 +62,7 @@ def test_a_line_has_exactly_the_contract_fields() -> None:
         "status": 200,
         "policy": "t/p",
         "rule": "read",
+        "condition": None,
         "sub": "alice",
         "client_ip": "10.0.0.1",
         "method": "GET",
