@@ -34,6 +34,7 @@ from authz.ratelimit.limiter import Limiter
 from authz.server.h2server import CheckServer, build_check_server
 from authz.server.observe import CheckTelemetry
 from authz.server.servicer import AuthorizationServicer
+from authz.server.tls import ServerTls
 from authz.settings import ListenAddress, Settings
 from authz.sources.files import report
 from authz.telemetry import tracing
@@ -56,6 +57,8 @@ class CheckStack:
     servicer: AuthorizationServicer
     #: None in the supervisor of --workers N: its workers answer the checks.
     server: CheckServer | None
+    #: The listeners' TLS (--tls-cert), renewed in the background; None: plaintext.
+    tls: ServerTls | None
     parts: Parts = field(default_factory=Parts)
     _drained: bool = field(default=False, init=False)
 
@@ -132,8 +135,12 @@ async def build_check_stack(
             observer=CheckTelemetry(metrics=metrics, log=decision_log),
             trusted_proxy_hops=settings.client.trusted_proxy_hops,
         )
+        tls = ServerTls.load(settings.tls) if settings.tls.enabled else None
+        if tls is not None:
+            renewals = background.task("TLS certificate reload", tls.watch)
+            parts.started("TLS certificate reload", renewals.stop)
         server = (
-            build_check_server(settings.server.grpc_server, servicer, listen)
+            build_check_server(settings.server.grpc_server, servicer, listen, tls=tls)
             if listen is not None
             else None
         )
@@ -141,7 +148,17 @@ async def build_check_stack(
         await parts.close()
         raise
     return CheckStack(
-        settings, metrics, background, registry, store, verifier, limiter, servicer, server, parts
+        settings,
+        metrics,
+        background,
+        registry,
+        store,
+        verifier,
+        limiter,
+        servicer,
+        server,
+        tls,
+        parts,
     )
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 import time
 from typing import Protocol
 
@@ -23,9 +24,12 @@ from authz.server.h2conn import Connection, Handler
 from authz.server.health import CHECK_PATH, WATCH_PATH, HealthState, set_serving
 from authz.server.listen import ListenAddress, bind
 from authz.server.servicer import METHOD, SERVICE, AuthorizationServicer
+from authz.server.tls import ServerTls
 from authz.settings.sections import ENGINES
 
 CHECK = f"/{SERVICE}/{METHOD}".encode()
+#: A client that connects but does not finish the TLS handshake is cut off after this (seconds).
+TLS_HANDSHAKE_TIMEOUT = 10.0
 
 
 class CheckServer(Protocol):
@@ -43,8 +47,15 @@ class CheckServer(Protocol):
 class H2Server:
     """gRPC methods (`routes`: path -> handler) served on the h2 engine at one address."""
 
-    def __init__(self, routes: dict[bytes, Handler], address: ListenAddress) -> None:
+    def __init__(
+        self,
+        routes: dict[bytes, Handler],
+        address: ListenAddress,
+        *,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         self._routes = routes
+        self._tls = tls
         self._sock = bind(address, flag="--grpc-listen")
         self.address = (
             address
@@ -68,6 +79,13 @@ class H2Server:
         loop = asyncio.get_running_loop()
         if self.address.path is not None:
             self._server = await loop.create_unix_server(self._connection, sock=self._sock)
+        elif self._tls is not None:
+            self._server = await loop.create_server(
+                self._connection,
+                sock=self._sock,
+                ssl=self._tls,
+                ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT,
+            )
         else:
             self._server = await loop.create_server(self._connection, sock=self._sock)
 
@@ -101,7 +119,13 @@ class H2Server:
 class H2GrpcServer:
     """ext_authz Check and grpc.health.v1 on the h2 engine (the interface of GrpcServer)."""
 
-    def __init__(self, servicer: AuthorizationServicer, address: ListenAddress) -> None:
+    def __init__(
+        self,
+        servicer: AuthorizationServicer,
+        address: ListenAddress,
+        *,
+        tls: ServerTls | None = None,
+    ) -> None:
         self.health = HealthState()
         self._server = H2Server(
             {
@@ -110,6 +134,7 @@ class H2GrpcServer:
                 WATCH_PATH: self.health.watch,
             },
             address,
+            tls=tls.server_context() if tls is not None else None,
         )
         self.address = self._server.address
 
@@ -128,11 +153,15 @@ class H2GrpcServer:
 
 
 def build_check_server(
-    engine: str, servicer: AuthorizationServicer, address: ListenAddress
+    engine: str,
+    servicer: AuthorizationServicer,
+    address: ListenAddress,
+    *,
+    tls: ServerTls | None = None,
 ) -> CheckServer:
-    """The check server of `engine` (one of ENGINES), bound to `address`."""
+    """The check server of `engine` (one of ENGINES), bound to `address`, over `tls` if given."""
     if engine == "grpcio":
-        return GrpcServer(servicer, address)
+        return GrpcServer(servicer, address, tls=tls)
     if engine == "h2":
-        return H2GrpcServer(servicer, address)
+        return H2GrpcServer(servicer, address, tls=tls)
     raise ConfigError(f"--grpc-server: expected one of {', '.join(ENGINES)}, got {engine!r}")

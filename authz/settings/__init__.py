@@ -19,6 +19,7 @@ from authz.settings.sections import (
     TelemetrySettings,
     TokenSettings,
 )
+from authz.settings.tls import TlsSettings
 
 __all__ = [
     "ClientSettings",
@@ -30,5 +31,6 @@ __all__ = [
     "ServerSettings",
     "Settings",
     "TelemetrySettings",
+    "TlsSettings",
     "TokenSettings",
 ]
