@@ -41,8 +41,10 @@ def start_envoy(
     config: dict[str, Any] | None = None,
     hcm: dict[str, Any] | None = None,
     name: str = "envoy",
+    authz_tls: dict[str, Any] | None = None,
 ) -> Envoy:
-    """Start Envoy in front of the sidecar; `hcm` adds fields to the HttpConnectionManager."""
+    """Start Envoy in front of the sidecar; `hcm` adds fields to the HttpConnectionManager;
+    `authz_tls` is the authz cluster's transport socket (envoyconf.upstream_tls)."""
     tiers.starting("Envoy")
     port, admin_port = free_port(), free_port()
     cfg = config or gateway_config(
@@ -55,6 +57,7 @@ def start_envoy(
             else [parse_listen(a, flag="authz") for a in authz]
         ),
         normalize=normalize,
+        authz_tls=authz_tls,
     )
     if hcm:
         listener = cfg["static_resources"]["listeners"][0]
