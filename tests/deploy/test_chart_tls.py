@@ -13,7 +13,7 @@ from typing import Any
 import helm_python
 import pytest
 
-from tests.cli.support import build_parser
+from authz.cli import build_parser
 from tests.deploy import scenarios
 from tests.deploy.chart import FULLNAME, NAMESPACE, Obj, render
 
