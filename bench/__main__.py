@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import chart, micro, profile, ratelimit, report, scale
+from bench import chart, micro, profile, ratelimit, report, scale, tls
 from bench.machine import machine_info
 from bench.macro import MacroConfig, load_test
 from bench.material import make_material
@@ -94,12 +94,19 @@ def _ratelimit(results: Results, options: Options, say: Say) -> None:
     results.ratelimit_load = ratelimit.run_load(material, config=options.macro, logs=logs, say=say)
 
 
+def _tls(results: Results, options: Options, say: Say) -> None:
+    logs = options.out / "logs" / "tls"
+    say(f"TLS under load: {', '.join(s.name for s in tls.SETUPS)} (logs: {logs})")
+    results.tls_load = tls.run_load(make_material(), config=options.macro, logs=logs, say=say)
+
+
 #: The parts of a run, in the order they run; each fills its fields of Results.
 PARTS: dict[str, Callable[[Results, Options, Say], None]] = {
     "load": _load,
     "micro": _micro,
     "scale": _scale,
     "ratelimit": _ratelimit,
+    "tls": _tls,
 }
 
 

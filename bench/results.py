@@ -168,6 +168,8 @@ class Results:
     #: Rate limits, memory versus Redis: in-process, then a load test of their own.
     ratelimit: list[InProcess] = field(default_factory=list)
     ratelimit_load: LoadResult | None = None
+    #: The sidecar called over plaintext, TLS and mutual TLS (bench/tls.py).
+    tls_load: LoadResult | None = None
 
     def summary(self, setup: str) -> SetupSummary | None:
         return self.load.get(setup) if self.load is not None else None
