@@ -42,6 +42,9 @@ log = logging.getLogger(__name__)
 #: TLS 1.3 suites are all fine and are not affected by this list.
 _CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
 ALPN = "h2"
+#: A certificate bundle or key file larger than this is refused unread: none is near it, and a
+#: wrong path (a log, a device) must not be read into memory.
+MAX_FILE_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,9 +58,15 @@ class Material:
 
 def _read(path: Path, *, flag: str) -> bytes:
     try:
-        return path.read_bytes()
+        with path.open("rb") as file:
+            data = file.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
         raise ConfigError(f"{flag}: cannot read {path}: {exc.strerror or exc}") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise ConfigError(
+            f"{flag}: {path} is larger than {MAX_FILE_BYTES // 1024} KiB: not a PEM file"
+        )
+    return data
 
 
 def _pair(settings: TlsSettings) -> tuple[Path, Path]:

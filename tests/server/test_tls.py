@@ -15,14 +15,17 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import grpc
 import hpack
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from authz._gen.authz.envoy.v3 import ext_authz_pb2 as pb
 from authz._gen.authz.v1 import admin_pb2 as apb
+from authz.errors import ConfigError
 from authz.jwt.verify import Verifier
 from authz.policy.snapshot import EMPTY
 from authz.ratelimit.memory import MemoryLimiter
@@ -33,7 +36,7 @@ from authz.server.h2frames import frame as h2frame
 from authz.server.h2server import CHECK, CheckServer, build_check_server
 from authz.server.listen import ListenAddress
 from authz.server.servicer import AuthorizationServicer
-from authz.server.tls import ServerTls, admin_uses_tls
+from authz.server.tls import MAX_FILE_BYTES, ServerTls, admin_uses_tls
 from authz.settings import TlsSettings
 from tests.support.certs import Authority, Issued, SecretVolume, secret_volume
 from tests.support.grpcclient import check_request
@@ -312,3 +315,66 @@ def test_the_admin_api_takes_tls_unless_reachable_from_the_pod_only(
     address: ListenAddress, tls: bool
 ) -> None:
     assert admin_uses_tls(address) is tls
+
+
+# --- files that cannot be used ----------------------------------------------------------------
+
+
+def _files(tmp: Path, pki: Pki, **replaced: bytes) -> TlsSettings:
+    """The server's files with some replaced by `replaced` (cert, key, ca), as settings."""
+    contents = {
+        "cert": pki.volume.cert.read_bytes(),
+        "key": pki.volume.key.read_bytes(),
+        "ca": pki.ca.cert,
+        **replaced,
+    }
+    for name, data in contents.items():
+        (tmp / name).write_bytes(data)
+    return TlsSettings(cert=tmp / "cert", key=tmp / "key", client_ca=tmp / "ca")
+
+
+def _der(pem: bytes) -> bytes:
+    return x509.load_pem_x509_certificate(pem).public_bytes(serialization.Encoding.DER)
+
+
+def _encrypted(key_pem: bytes) -> bytes:
+    key = serialization.load_pem_private_key(key_pem, password=None)
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(b"secret"),
+    )
+
+
+@pytest.mark.parametrize(
+    ("replace_with", "message"),
+    [
+        (lambda p: {"cert": b""}, "--tls-cert: {cert} holds no PEM certificate"),
+        (lambda p: {"cert": _der(p.volume.cert.read_bytes())}, "--tls-cert: {cert} holds no PEM"),
+        (lambda p: {"cert": b"x" * (MAX_FILE_BYTES + 1)}, "--tls-cert: {cert} is larger than"),
+        (lambda p: {"key": p.volume.cert.read_bytes()}, "--tls-key: {key} holds no unencrypted"),
+        (lambda p: {"key": _encrypted(p.volume.key.read_bytes())}, "--tls-key: {key} holds no"),
+        (lambda p: {"key": p.ca.issue("x").key}, "--tls-key: {key} is not the private key of"),
+        (lambda p: {"ca": b"-----BEGIN CERTIFICATE-----\nAAAA\n"}, "--tls-client-ca: {ca} holds"),
+        (lambda p: {"ca": b"\x00" * 64}, "--tls-client-ca: {ca} holds no PEM certificate"),
+    ],
+    ids=["empty", "der", "oversized", "cert-as-key", "encrypted", "other-key", "cut", "binary"],
+)
+def test_unusable_files_are_refused_naming_the_flag(
+    tmp_path: Path, pki: Pki, replace_with: Any, message: str
+) -> None:
+    settings = _files(tmp_path, pki, **replace_with(pki))
+    with pytest.raises(ConfigError) as refused:
+        ServerTls.load(settings)
+    paths = {"cert": tmp_path / "cert", "key": tmp_path / "key", "ca": tmp_path / "ca"}
+    assert str(refused.value).startswith(message.format(**paths))
+
+
+def test_a_chain_and_a_bundle_of_several_certificates_are_accepted(
+    tmp_path: Path, pki: Pki, authorities: tuple[Authority, Authority]
+) -> None:
+    _, other = authorities
+    chain = pki.volume.cert.read_bytes() + pki.ca.cert
+    tls = ServerTls.load(_files(tmp_path, pki, cert=chain, ca=pki.ca.cert + other.cert))
+    assert tls.mutual
+    assert "CN=authz-1" in tls.describe()
