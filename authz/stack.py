@@ -135,7 +135,7 @@ async def build_check_stack(
             observer=CheckTelemetry(metrics=metrics, log=decision_log),
             trusted_proxy_hops=settings.client.trusted_proxy_hops,
         )
-        tls = ServerTls.load(settings.tls) if settings.tls.enabled else None
+        tls = ServerTls.load(settings.tls, observer=metrics) if settings.tls.enabled else None
         if tls is not None:
             renewals = background.task("TLS certificate reload", tls.watch)
             parts.started("TLS certificate reload", renewals.stop)

@@ -27,6 +27,7 @@ import logging
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Final, Protocol
 
 import grpc
 from cryptography import x509
@@ -45,6 +46,19 @@ ALPN = "h2"
 #: A certificate bundle or key file larger than this is refused unread: none is near it, and a
 #: wrong path (a log, a device) must not be read into memory.
 MAX_FILE_BYTES = 1024 * 1024
+
+
+#: authz_tls_reloads_total results.
+RELOADED: Final = "reloaded"
+REFUSED: Final = "refused"
+
+
+class TlsObserver(Protocol):
+    """Told what is served (metrics): the certificate's expiry, each reload or refusal."""
+
+    def tls_certificate(self, not_after: float) -> None: ...
+
+    def tls_reload(self, result: str) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,17 +167,26 @@ class _Current:
 class ServerTls:
     """The listeners' TLS: the current certificate set, renewed by `watch`."""
 
-    def __init__(self, settings: TlsSettings, current: _Current) -> None:
+    def __init__(
+        self, settings: TlsSettings, current: _Current, *, observer: TlsObserver | None = None
+    ) -> None:
         self.settings = settings
         self._current = current
+        self._observer = observer
         #: How many times a renewed set was taken into use (tests and logs).
         self.reloads = 0
-        self._refused: Material | None = None
+        #: The last refusal (files read, or None when unreadable; the reason), logged once.
+        self._refused: tuple[Material | None, str] | None = None
+        self._served(current)
 
     @classmethod
-    def load(cls, settings: TlsSettings) -> ServerTls:
+    def load(cls, settings: TlsSettings, *, observer: TlsObserver | None = None) -> ServerTls:
         """Read and check the files now; ConfigError naming the flag of a file not usable."""
-        return cls(settings, _build(settings, read_material(settings)))
+        return cls(settings, _build(settings, read_material(settings)), observer=observer)
+
+    def _served(self, current: _Current) -> None:
+        if self._observer is not None:
+            self._observer.tls_certificate(current.leaf.not_valid_after_utc.timestamp())
 
     @property
     def mutual(self) -> bool:
@@ -211,7 +234,10 @@ class ServerTls:
         except ConfigError as exc:  # a file briefly missing during a swap: try again later
             self._refuse(None, str(exc))
             return False
-        if material == self._current.material or material == self._refused:
+        if material == self._current.material:
+            self._refused = None
+            return False
+        if self._refused is not None and material == self._refused[0]:
             return False
         try:
             current = await asyncio.to_thread(_build, self.settings, material)
@@ -221,12 +247,18 @@ class ServerTls:
         self._current, self._refused = current, None
         self.reloads += 1
         log.info("TLS certificate reloaded: %s", _describe(current.leaf))
+        self._served(current)
+        if self._observer is not None:
+            self._observer.tls_reload(RELOADED)
         return True
 
     def _refuse(self, material: Material | None, reason: str) -> None:
-        if material is None or material != self._refused:
+        """Log and count a refusal once, not at every poll while the files stay as they are."""
+        if self._refused != (material, reason):
             log.warning("TLS files changed but are not usable, keeping the previous: %s", reason)
-        self._refused = material
+            if self._observer is not None:
+                self._observer.tls_reload(REFUSED)
+        self._refused = (material, reason)
 
     async def watch(self) -> None:
         """Poll the files for renewals, for as long as the process runs (a background task)."""

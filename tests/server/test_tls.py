@@ -38,6 +38,7 @@ from authz.server.listen import ListenAddress
 from authz.server.servicer import AuthorizationServicer
 from authz.server.tls import MAX_FILE_BYTES, ServerTls, admin_uses_tls
 from authz.settings import TlsSettings
+from authz.telemetry.metrics import Metrics
 from tests.support.certs import Authority, Issued, SecretVolume, secret_volume
 from tests.support.grpcclient import check_request
 from tests.support.wait import until
@@ -234,22 +235,37 @@ async def test_a_renewed_certificate_is_served_without_a_restart_and_open_calls_
         watcher.cancel()
 
 
-async def test_an_unusable_renewal_keeps_the_last_good_certificate(
-    pki: Pki, authorities: tuple[Authority, Authority]
-) -> None:
-    tls = ServerTls.load(tls_settings(pki, mutual=False))
+async def test_an_unusable_renewal_keeps_the_last_good_certificate(pki: Pki) -> None:
+    metrics = Metrics()
+
+    def reloads(result: str) -> float | None:
+        return metrics.registry.get_sample_value("authz_tls_reloads_total", {"result": result})
+
+    def expiry() -> float | None:
+        return metrics.registry.get_sample_value("authz_tls_certificate_expiry_timestamp_seconds")
+
+    tls = ServerTls.load(tls_settings(pki, mutual=False), observer=metrics)
+    first = x509.load_pem_x509_certificate(pki.volume.cert.read_bytes())
+    assert expiry() == first.not_valid_after_utc.timestamp()
     async with check_server("h2", tls) as server:
         mismatched = replace(pki.ca.issue("authz-2"), key=pki.ca.issue("authz-3").key)
         pki.volume.renew(mismatched, ca=pki.ca.cert)
         assert not await tls.refresh()
         assert not await tls.refresh()  # refused once, not retried until the files change
+        assert reloads("refused") == 1
         pki.volume.renew(replace(pki.ca.issue("authz-2"), cert=b"not a certificate"))
         assert not await tls.refresh()
+        (pki.volume.root / "..data").unlink()  # the files gone for a while: said once
+        assert not await tls.refresh()
+        assert not await tls.refresh()
+        assert reloads("refused") == 3
         assert await handshake(server.address.port) == "CN=authz-1"
-        pki.volume.renew(pki.ca.issue("authz-4"), ca=pki.ca.cert)
+        renewed = pki.ca.issue("authz-4")
+        pki.volume.renew(renewed, ca=pki.ca.cert)
         assert await tls.refresh()
         assert await handshake(server.address.port) == "CN=authz-4"
-        assert tls.reloads == 1
+        assert (tls.reloads, reloads("reloaded"), reloads("refused")) == (1, 1, 3)
+        assert expiry() == renewed.certificate.not_valid_after_utc.timestamp()
 
 
 async def test_a_renewed_client_ca_is_trusted_for_new_connections(
