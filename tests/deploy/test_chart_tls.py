@@ -85,6 +85,7 @@ def test_mutual_tls_with_a_cert_manager_certificate() -> None:
     assert _flag(authz, "--tls-client-ca") == "/etc/authz/tls/ca.crt"
     assert _volumes(rendered)["grpc-tls"]["secret"]["secretName"] == f"{FULLNAME}-grpc-tls"
     assert "grpc-client-ca" not in _volumes(rendered)
+    assert "requires a client certificate (mutual TLS)" in rendered.notes
 
 
 def test_mutual_tls_with_a_separate_ca_secret() -> None:
@@ -101,8 +102,10 @@ def test_standalone_gets_a_network_policy_by_default_open_to_its_namespace_only(
     traffic = policy["ingress"][0]
     assert [p["port"] for p in traffic["ports"]] == ["grpc"]
     assert traffic["from"] == [{"podSelector": {}}]
+    assert f"only pods of namespace {NAMESPACE}" in render({"mode": "standalone"}).notes
     off = render({"mode": "standalone", "networkPolicy": {"enabled": False}})
     assert "NetworkPolicy" not in off.kinds()
+    assert "NetworkPolicy admits" not in off.notes
 
 
 def test_network_policy_admits_the_configured_namespaces_and_pods() -> None:
