@@ -25,6 +25,7 @@ from authz.lifecycle import Parts
 from authz.server.admin import AdminServer, AdminServicer
 from authz.server.listen import bind, bound, check_free
 from authz.server.probes import build_app, metrics_route, start_http
+from authz.server.tls import admin_uses_tls
 from authz.settings import ListenAddress, Settings
 from authz.sources.files import FileSource
 from authz.sources.hostgrants import GrantsFile
@@ -78,6 +79,7 @@ class Service:
             if pool is not None:
                 pool.check_free()
             check_free(server.admin_listen, flag="--admin-listen")
+            admin_tls = stack.tls if admin_uses_tls(server.admin_listen) else None
             admin = AdminServer(
                 AdminServicer(
                     snapshot=stack.store.current,
@@ -86,6 +88,7 @@ class Service:
                     trusted_proxy_hops=self.settings.client.trusted_proxy_hops,
                 ),
                 server.admin_listen,
+                tls=admin_tls,
             )
             metrics = metrics_route(stack.metrics.render) if pool is None else self._merged(stack)
             app = build_app(ready=self.ready, routes=[metrics])
@@ -100,7 +103,11 @@ class Service:
                 self._warn_local_limits()
                 await parts.start("workers", pool.start, stop=lambda: pool.stop(0))
             await parts.start("admin API", admin.start, stop=lambda: admin.stop(0))
-            log.info("admin API (Explain, ListPolicies) on %s", admin.address)
+            log.info(
+                "admin API (Explain, ListPolicies) on %s%s",
+                admin.address,
+                " over TLS" if admin_tls is not None else "",
+            )
             await stack.serve()
             self._log_serving(stack)
             self.serving.set()
@@ -153,6 +160,8 @@ class Service:
     def _log_serving(self, stack: CheckStack) -> None:
         if stack.server is not None:
             where = str(stack.server.address)
+            if stack.tls is not None:
+                where += f" over {stack.tls.describe()}"
         else:
             assert self._pool is not None
             where = ", ".join(self._pool.addresses)

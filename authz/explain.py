@@ -60,6 +60,21 @@ def add_explain_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser])
         help="a request header, as with curl (repeatable), e.g. -H 'authorization: Bearer ...'",
     )
     parser.add_argument("--source-ip", default="", metavar="IP", help="the client's IP address")
+    parser.add_argument(
+        "--tls-ca",
+        metavar="FILE",
+        help="call the admin API over TLS, checking its certificate against this PEM CA bundle "
+        "(`authz serve --tls-cert` with an --admin-listen other than loopback)",
+    )
+    parser.add_argument(
+        "--tls-cert", metavar="FILE", help="client certificate (PEM) for mutual TLS, with --tls-key"
+    )
+    parser.add_argument("--tls-key", metavar="FILE", help="the client certificate's PEM key")
+    parser.add_argument(
+        "--tls-server-name",
+        metavar="NAME",
+        help="the name the admin API's certificate must carry (default: the host of --admin)",
+    )
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds (default 10)")
     parser.add_argument("--json", action="store_true", help="print the raw answer as JSON")
     parser.add_argument("method", metavar="METHOD", help="GET, POST, ...")
@@ -132,8 +147,43 @@ def render(request: apb.ExplainRequest, answer: apb.ExplainResponse, out: TextIO
             write(f"  response header  {header.name}: {header.value}\n")
 
 
-def explain(admin: str, request: apb.ExplainRequest, *, timeout: float) -> apb.ExplainResponse:
-    with grpc.insecure_channel(admin) as channel:
+def _read(path: str | None, *, flag: str) -> bytes | None:
+    if path is None:
+        return None
+    try:
+        with open(path, "rb") as file:
+            return file.read()
+    except OSError as exc:
+        raise ConfigError(f"{flag}: cannot read {path}: {exc.strerror or exc}") from None
+
+
+def channel_for(admin: str, args: argparse.Namespace) -> grpc.Channel:
+    """A channel to the admin API: plaintext, or TLS (and mutual TLS) when --tls-ca is given."""
+    ca = _read(getattr(args, "tls_ca", None), flag="--tls-ca")
+    cert = _read(getattr(args, "tls_cert", None), flag="--tls-cert")
+    key = _read(getattr(args, "tls_key", None), flag="--tls-key")
+    if ca is None:
+        if cert is not None or key is not None:
+            raise ConfigError("--tls-cert and --tls-key need --tls-ca (the admin API's CA)")
+        return grpc.insecure_channel(admin)
+    if (cert is None) != (key is None):
+        raise ConfigError("--tls-cert and --tls-key go together")
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=ca, private_key=key, certificate_chain=cert
+    )
+    name = getattr(args, "tls_server_name", None)
+    options = [("grpc.ssl_target_name_override", name)] if name else []
+    return grpc.secure_channel(admin, credentials, options=options)
+
+
+def explain(
+    admin: str,
+    request: apb.ExplainRequest,
+    *,
+    timeout: float,
+    channel: grpc.Channel | None = None,
+) -> apb.ExplainResponse:
+    with channel or grpc.insecure_channel(admin) as channel:
         call = channel.unary_unary(
             EXPLAIN,
             request_serializer=apb.ExplainRequest.SerializeToString,
@@ -155,7 +205,9 @@ def explain(admin: str, request: apb.ExplainRequest, *, timeout: float) -> apb.E
 def run_explain(args: argparse.Namespace, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     request = build_request(args.method, args.url, args.header, source_ip=args.source_ip)
-    answer = explain(args.admin, request, timeout=args.timeout)
+    answer = explain(
+        args.admin, request, timeout=args.timeout, channel=channel_for(args.admin, args)
+    )
     if args.json:
         out.write(MessageToJson(answer, preserving_proto_field_name=True) + "\n")
     else:

@@ -36,6 +36,7 @@ from authz.server.h2limits import limits_of
 from authz.server.h2server import CheckServer, build_check_server
 from authz.server.observe import CheckTelemetry
 from authz.server.servicer import AuthorizationServicer
+from authz.server.tls import ServerTls
 from authz.settings import ListenAddress, Settings
 from authz.sources.files import report
 from authz.telemetry import tracing
@@ -58,6 +59,8 @@ class CheckStack:
     servicer: AuthorizationServicer
     #: None in the supervisor of --workers N: its workers answer the checks.
     server: CheckServer | None
+    #: The listeners' TLS (--tls-cert), renewed in the background; None: plaintext.
+    tls: ServerTls | None
     parts: Parts = field(default_factory=Parts)
     _drained: bool = field(default=False, init=False)
 
@@ -137,12 +140,17 @@ async def build_check_stack(
             observer=CheckTelemetry(metrics=metrics, log=decision_log),
             trusted_proxy_hops=settings.client.trusted_proxy_hops,
         )
+        tls = ServerTls.load(settings.tls, observer=metrics) if settings.tls.enabled else None
+        if tls is not None:
+            renewals = background.task("TLS certificate reload", tls.watch)
+            parts.started("TLS certificate reload", renewals.stop)
         server = (
             build_check_server(
                 settings.server.grpc_server,
                 servicer,
                 listen,
                 limits=limits_of(settings.connections),
+                tls=tls,
             )
             if listen is not None
             else None
@@ -151,7 +159,17 @@ async def build_check_stack(
         await parts.close()
         raise
     return CheckStack(
-        settings, metrics, background, registry, store, verifier, limiter, servicer, server, parts
+        settings,
+        metrics,
+        background,
+        registry,
+        store,
+        verifier,
+        limiter,
+        servicer,
+        server,
+        tls,
+        parts,
     )
 
 

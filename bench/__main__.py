@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import chart, hostile, micro, profile, ratelimit, report, scale
+from bench import chart, hostile, micro, profile, ratelimit, report, scale, tls
 from bench.machine import machine_info
 from bench.macro import MacroConfig, load_test
 from bench.material import make_material
@@ -100,6 +100,12 @@ def _hostile(results: Results, options: Options, say: Say) -> None:
     results.hostile = hostile.run(logs=logs, say=say)
 
 
+def _tls(results: Results, options: Options, say: Say) -> None:
+    logs = options.out / "logs" / "tls"
+    say(f"TLS under load: {', '.join(s.name for s in tls.SETUPS)} (logs: {logs})")
+    results.tls_load = tls.run_load(make_material(), config=options.macro, logs=logs, say=say)
+
+
 #: The parts of a run, in the order they run; each fills its fields of Results.
 PARTS: dict[str, Callable[[Results, Options, Say], None]] = {
     "load": _load,
@@ -107,6 +113,7 @@ PARTS: dict[str, Callable[[Results, Options, Say], None]] = {
     "scale": _scale,
     "ratelimit": _ratelimit,
     "hostile": _hostile,
+    "tls": _tls,
 }
 
 

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench import tls
 from bench.hostile import P99_MAX_MS, RSS_GROWTH_MAX_MB
 from bench.ratelimit import NONE
 from bench.results import InProcess, LoadResult, Results, SetupSummary
@@ -320,6 +321,28 @@ def _hostile(results: Results) -> str:
     )
 
 
+def _tls(results: Results) -> str:
+    if (load := results.tls_load) is None:
+        return ""
+    plain = load.get(tls.PLAIN)
+    rows = []
+    for s in load.setups:
+        ratio = s.rps / plain.rps if plain else None
+        target = "-"
+        if ratio is not None and s.setup != tls.PLAIN:
+            target = met(ratio >= 1 - tls.MAX_THROUGHPUT_LOSS)
+        rows.append(
+            f"`{s.setup}` {s.title} | {s.rps:,.0f} | {f'{ratio:.2f}' if ratio else '-'} | "
+            f"{target} | {s.p50_ms:.2f} | {s.p99_ms:.2f} | {s.p999_ms:.2f} | "
+            f"{_cpu_us(s, 'sidecar')} | {_cpu_us(s, 'gateway')} | {s.other_cpu_s_per_s:.2f}"
+        )
+    header = (
+        f"setup | req/s | vs plaintext | ≥ {1 - tls.MAX_THROUGHPUT_LOSS:.2f} | p50 ms | p99 ms | "
+        "p99.9 ms | sidecar CPU-µs / req | gateway CPU-µs / req | other busy CPU (cores)"
+    )
+    return f"{table(header, rows)}\n\nProbed before timing: {_probes(load)}."
+
+
 @dataclass(frozen=True, slots=True)
 class Section:
     name: str
@@ -341,6 +364,7 @@ SECTIONS = (
     Section("ratelimit", "Rate limits in-process", _ratelimit),
     Section("ratelimit-load", "Rate limits under load", _ratelimit_load),
     Section("hostile", "The check port under attack", _hostile),
+    Section("tls", "TLS on the check listener", _tls),
 )
 
 

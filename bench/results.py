@@ -193,6 +193,8 @@ class Results:
     ratelimit_load: LoadResult | None = None
     #: The check port under attack, per engine (bench/hostile.py).
     hostile: list[HostileResult] = field(default_factory=list)
+    #: The sidecar called over plaintext, TLS and mutual TLS (bench/tls.py).
+    tls_load: LoadResult | None = None
 
     def summary(self, setup: str) -> SetupSummary | None:
         return self.load.get(setup) if self.load is not None else None

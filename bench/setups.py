@@ -50,6 +50,9 @@ class Setup:
     rate_limit: int | None = None
     #: The sidecar counts its rate limits in the run's redis-server (`--redis-url`).
     redis: bool = False
+    #: Envoy calls the sidecar over TLS (`--tls-cert`), or mutual TLS (`--tls-client-ca`).
+    tls: bool = False
+    mutual_tls: bool = False
 
 
 SETUPS: tuple[Setup, ...] = (
@@ -141,7 +144,9 @@ def gateway(
     admin: ListenAddress,
     upstream: ListenAddress,
     sidecar: ListenAddress | list[ListenAddress] | None,
+    sidecar_tls: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """The gateway of `setup`; `sidecar_tls` is the authz cluster's transport socket."""
     filters = {
         Auth.NONE: [],
         Auth.JWT_AUTHN: [_jwt_authn_filter(material)],
@@ -151,7 +156,12 @@ def gateway(
     if setup.auth in (Auth.EXT_AUTHZ, Auth.STATIC) and sidecar is None:
         raise ValueError(f"{setup.name} needs the authorizer's address")
     return gateway_config(
-        listen=listen, admin=admin, upstream=upstream, authz=sidecar, http_filters=filters
+        listen=listen,
+        admin=admin,
+        upstream=upstream,
+        authz=sidecar,
+        http_filters=filters,
+        authz_tls=sidecar_tls,
     )
 
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from authz.devtools.envoyconf import dump
+from authz.devtools.envoyconf import dump, upstream_tls
 from authz.server.listen import ListenAddress
 from authz.workers.pool import worker_listen
 from bench import procs
@@ -38,6 +38,7 @@ from bench.setups import (
     static_authorizer_config,
     upstream_config,
 )
+from tests.support.certs import Authority, write_pair
 
 PATH = "/bench/items/42"
 #: The sidecars' Redis call timeout (`--redis-timeout-ms`; the service's default is shorter).
@@ -76,6 +77,28 @@ def _sidecar_listen(setup: Setup, tmp: Path) -> tuple[str, ListenAddress | list[
     return f"{address.host}:{address.port}", address
 
 
+def _tls(setup: Setup, tmp: Path) -> tuple[list[str], dict[str, Any] | None]:
+    """The sidecar's --tls-* flags and Envoy's transport socket for a TLS setup (a CA, the
+    sidecar's certificate and, for mutual TLS, Envoy's client certificate, made in `tmp`)."""
+    if not setup.tls:
+        return [], None
+    ca = Authority.create(f"bench-{setup.name}")
+    (tmp / f"{setup.name}-ca.crt").write_bytes(ca.cert)
+    cert, key = write_pair(tmp, ca.issue("localhost"), name=f"{setup.name}-server")
+    flags = ["--tls-cert", str(cert), "--tls-key", str(key)]
+    client: tuple[Path, Path] | None = None
+    if setup.mutual_tls:
+        flags += ["--tls-client-ca", str(tmp / f"{setup.name}-ca.crt")]
+        client = write_pair(tmp, ca.issue("envoy", client=True), name=f"{setup.name}-client")
+    socket = upstream_tls(
+        ca=str(tmp / f"{setup.name}-ca.crt"),
+        name="localhost",
+        cert=str(client[0]) if client else None,
+        key=str(client[1]) if client else None,
+    )
+    return flags, socket
+
+
 def _sidecar_args(setup: Setup, redis_url: str | None) -> list[str]:
     args = [*setup.args, *(["--workers", str(setup.workers)] if setup.workers > 1 else [])]
     if setup.redis:
@@ -108,7 +131,9 @@ def stack(
             procs.wait_ready(f"http://{admin.host}:{admin.port}/ready", started[-1])
             return started[-1]
 
-        def sidecar(setup: Setup) -> tuple[Proc, ListenAddress | list[ListenAddress]]:
+        def sidecar(
+            setup: Setup, tls_flags: list[str]
+        ) -> tuple[Proc, ListenAddress | list[ListenAddress]]:
             policies, http = tmp / f"policies-{setup.name}", procs.loopback()
             policies.mkdir()
             policy = sidecar_policy(material, rate_limit=setup.rate_limit)
@@ -120,7 +145,7 @@ def stack(
                 grpc_listen=flag,
                 http=http,
                 logs=logs,
-                extra_args=_sidecar_args(setup, redis_url),
+                extra_args=[*_sidecar_args(setup, redis_url), *tls_flags],
             )
             started.append(proc)
             procs.wait_ready(f"http://{http.host}:{http.port}/readyz", proc)
@@ -133,12 +158,13 @@ def stack(
             for setup in setups:
                 authorizer: Proc | None = None
                 address: ListenAddress | list[ListenAddress] | None = None
+                tls_flags, sidecar_tls = _tls(setup, tmp)
                 if setup.auth is Auth.STATIC:
                     address, admin = procs.loopback(), procs.loopback()
                     config = static_authorizer_config(listen=address, admin=admin)
                     authorizer = envoy(f"authorizer-{setup.name}", admin, config)
                 elif setup.auth is Auth.EXT_AUTHZ:
-                    authorizer, address = sidecar(setup)
+                    authorizer, address = sidecar(setup, tls_flags)
                 listen, admin = procs.loopback(), procs.loopback()
                 config = gateway(
                     setup,
@@ -147,6 +173,7 @@ def stack(
                     admin=admin,
                     upstream=up,
                     sidecar=address,
+                    sidecar_tls=sidecar_tls,
                 )
                 proc = envoy(f"envoy-{setup.name}", admin, config)
                 running.append(Running(setup, listen, admin, proc, authorizer))

@@ -11,6 +11,7 @@ import pytest
 
 from authz.errors import ConfigError
 from authz.explain import build_request
+from tests.support.certs import Authority, write_pair
 from tests.support.keys import claims, rsa_key
 from tests.support.procs import PYTHON, ROOT, Proc, free_port, start_sidecar
 
@@ -150,3 +151,53 @@ def test_build_request_reads_urls_like_curl() -> None:
     assert build_request("GET", "shop.test", []).path == "/"
     with pytest.raises(ConfigError):
         build_request("GET", "http://", [])
+
+
+def test_explain_over_mutual_tls_to_an_admin_api_on_the_network(tmp_path: Path) -> None:
+    """`authz serve --tls-*` with --admin-listen on every interface serves the admin API over
+    the same mutual TLS; explain reaches it with the CA and a client certificate only."""
+    ca = Authority.create("admin-ca")
+    cert, key = write_pair(tmp_path, ca.issue("authz"), name="server")
+    client_cert, client_key = write_pair(tmp_path, ca.issue("ops", client=True), name="ops")
+    (tmp_path / "ca.crt").write_bytes(ca.cert)
+    (tmp_path / "policies.yaml").write_text(POLICY)
+    port = free_port()
+    tls = [
+        "--tls-cert",
+        str(cert),
+        "--tls-key",
+        str(key),
+        "--tls-client-ca",
+        str(tmp_path / "ca.crt"),
+    ]
+    proc, _grpc, _http = start_sidecar(
+        tmp_path, [tmp_path / "policies.yaml"], extra=["--admin-listen", f"0.0.0.0:{port}", *tls]
+    )
+    try:
+        admin = f"127.0.0.1:{port}"
+        request = ("GET", "http://shop.test/orders/1")
+        mutual = ["--tls-ca", str(tmp_path / "ca.crt"), "--tls-cert", str(client_cert)]
+        mutual += ["--tls-key", str(client_key), "--tls-server-name", "localhost"]
+        answered = explain("--admin", admin, *mutual, *request)
+        assert answered.returncode == 1, answered.stderr  # denied: no token
+        assert "missing_token" in answered.stdout
+        plain = explain("--admin", admin, "--timeout", "2", *request)
+        assert plain.returncode == 2
+        no_client = explain("--admin", admin, "--timeout", "2", *mutual[:2], *request)
+        assert no_client.returncode == 2
+        assert "no admin API answers" in no_client.stderr
+        half = explain(
+            "--admin",
+            admin,
+            "--tls-ca",
+            str(tmp_path / "ca.crt"),
+            "--tls-key",
+            str(client_key),
+            *request,
+        )
+        assert (half.returncode, half.stderr) == (
+            2,
+            "authz: error: --tls-cert and --tls-key go together\n",
+        )
+    finally:
+        proc.terminate()

@@ -24,6 +24,31 @@ _HCM = "type.googleapis.com/envoy.extensions.filters.network.http_connection_man
 _EXT_AUTHZ = "type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz"
 _ROUTER = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
 _HTTP_OPTIONS = "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+_UPSTREAM_TLS = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext"
+
+
+def upstream_tls(
+    *, ca: str, name: str, cert: str | None = None, key: str | None = None
+) -> dict[str, Any]:
+    """The cluster transport socket that calls `authz serve --tls-cert` over TLS: the sidecar's
+    certificate checked against `ca` and its DNS name `name` (sent as SNI too), ALPN h2, and,
+    for --tls-client-ca, Envoy's client certificate `cert` with its `key` (file paths)."""
+    common: dict[str, Any] = {
+        "alpn_protocols": ["h2"],
+        "tls_params": {"tls_minimum_protocol_version": "TLSv1_2"},
+        "validation_context": {
+            "trusted_ca": {"filename": ca},
+            "match_typed_subject_alt_names": [{"san_type": "DNS", "matcher": {"exact": name}}],
+        },
+    }
+    if cert is not None and key is not None:
+        common["tls_certificates"] = [
+            {"certificate_chain": {"filename": cert}, "private_key": {"filename": key}}
+        ]
+    return {
+        "name": "envoy.transport_sockets.tls",
+        "typed_config": {"@type": _UPSTREAM_TLS, "sni": name, "common_tls_context": common},
+    }
 
 
 def _address(address: ListenAddress) -> dict[str, Any]:
@@ -33,7 +58,11 @@ def _address(address: ListenAddress) -> dict[str, Any]:
 
 
 def _cluster(
-    name: str, address: ListenAddress | Sequence[ListenAddress], *, http2: bool
+    name: str,
+    address: ListenAddress | Sequence[ListenAddress],
+    *,
+    http2: bool,
+    tls: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A static cluster; several addresses (one per `--workers` process) are balanced."""
     addresses = [address] if isinstance(address, ListenAddress) else list(address)
@@ -48,6 +77,8 @@ def _cluster(
             ],
         },
     }
+    if tls is not None:
+        cluster["transport_socket"] = tls
     if http2:
         cluster["typed_extension_protocol_options"] = {
             "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
@@ -81,9 +112,11 @@ def gateway_config(
     timeout: str = "1s",
     http_filters: list[dict[str, Any]] | None = None,
     trusted_proxy_hops: int = 0,
+    authz_tls: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """An ingress listener routing everything to `upstream`, guarded by the sidecar at `authz`
-    (a list: the sockets of `authz serve --workers N`, balanced by Envoy). `trusted_proxy_hops`
+    (a list: the sockets of `authz serve --workers N`, balanced by Envoy), called over TLS
+    with the transport socket `authz_tls` (see upstream_tls) when given. `trusted_proxy_hops`
     is the chart's `trustedProxyHops`: the proxies in front of Envoy that append to
     X-Forwarded-For.
 
@@ -122,7 +155,7 @@ def gateway_config(
         )
     clusters = [_cluster("upstream", upstream, http2=False)]
     if authz is not None:
-        clusters.append(_cluster("authz", authz, http2=True))
+        clusters.append(_cluster("authz", authz, http2=True, tls=authz_tls))
     return {
         "admin": {"address": _address(admin)},
         "static_resources": {

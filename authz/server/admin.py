@@ -26,7 +26,9 @@ from authz.pipeline.trace import Trace
 from authz.policy.compile import MODE_DRY_RUN, MODE_ENFORCE
 from authz.policy.snapshot import Snapshot, normalize_request_host
 from authz.ratelimit.limiter import Limiter
+from authz.server.grpc_server import add_port
 from authz.server.listen import ListenAddress, remove_stale_socket
+from authz.server.tls import ServerTls
 
 log = logging.getLogger(__name__)
 
@@ -149,15 +151,17 @@ class AdminServicer:
 
 
 class AdminServer:
-    """The admin gRPC server on --admin-listen."""
+    """The admin gRPC server on --admin-listen, over `tls` when given."""
 
-    def __init__(self, servicer: AdminServicer, address: ListenAddress) -> None:
+    def __init__(
+        self, servicer: AdminServicer, address: ListenAddress, *, tls: ServerTls | None = None
+    ) -> None:
         self.address = address
         self._server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
         self._server.add_generic_rpc_handlers([servicer.handler()])
         remove_stale_socket(address)
         try:
-            bound = self._server.add_insecure_port(address.grpc_target)
+            bound = add_port(self._server, address, tls=tls)
         except RuntimeError as exc:
             raise ConfigError(f"--admin-listen: cannot listen on {address}: {exc}") from None
         if address.path is None:

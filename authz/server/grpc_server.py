@@ -14,6 +14,7 @@ from authz.errors import ConfigError
 from authz.server.health import set_serving
 from authz.server.listen import ListenAddress, check_free, remove_stale_socket
 from authz.server.servicer import SERVICE, AuthorizationServicer
+from authz.server.tls import ServerTls
 
 #: Tuned for one Envoy holding a few long-lived HTTP/2 connections with many streams.
 SERVER_OPTIONS = [
@@ -25,8 +26,23 @@ SERVER_OPTIONS = [
 ]
 
 
+def add_port(server: grpc.aio.Server, address: ListenAddress, *, tls: ServerTls | None) -> int:
+    """Listen on `address`, over TLS when `tls` is given; the port bound."""
+    if tls is None:
+        port: int = server.add_insecure_port(address.grpc_target)
+    else:
+        port = server.add_secure_port(address.grpc_target, tls.grpc_credentials())
+    return port
+
+
 class GrpcServer:
-    def __init__(self, servicer: AuthorizationServicer, address: ListenAddress) -> None:
+    def __init__(
+        self,
+        servicer: AuthorizationServicer,
+        address: ListenAddress,
+        *,
+        tls: ServerTls | None = None,
+    ) -> None:
         self.address = address
         self.health = health_aio.HealthServicer()
         self._server = grpc.aio.server(options=SERVER_OPTIONS)
@@ -35,7 +51,7 @@ class GrpcServer:
         check_free(address, flag="--grpc-listen")
         remove_stale_socket(address)
         try:
-            bound = self._server.add_insecure_port(address.grpc_target)
+            bound = add_port(self._server, address, tls=tls)
         except RuntimeError as exc:
             raise ConfigError(f"--grpc-listen: cannot listen on {address}: {exc}") from None
         if address.path is None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 import time
 from typing import Protocol
 
@@ -28,9 +29,12 @@ from authz.server.h2limits import DEFAULTS, Clock, H2Limits
 from authz.server.health import CHECK_PATH, WATCH_PATH, HealthState, set_serving
 from authz.server.listen import ListenAddress, bind
 from authz.server.servicer import METHOD, SERVICE, AuthorizationServicer
+from authz.server.tls import ServerTls
 from authz.settings.sections import ENGINES
 
 CHECK = f"/{SERVICE}/{METHOD}".encode()
+#: A client that connects but does not finish the TLS handshake is cut off after this (seconds).
+TLS_HANDSHAKE_TIMEOUT = 10.0
 
 
 class CheckServer(Protocol):
@@ -54,11 +58,13 @@ class H2Server:
         address: ListenAddress,
         *,
         limits: H2Limits = DEFAULTS,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self._routes = routes
         self._limits = limits
         self._clock = Clock()
         self._ticker: asyncio.Task[None] | None = None
+        self._tls = tls
         self._sock = bind(address, flag="--grpc-listen")
         self.address = (
             address
@@ -100,6 +106,13 @@ class H2Server:
         self._ticker = loop.create_task(self._tick(), name="h2 deadlines")
         if self.address.path is not None:
             self._server = await loop.create_unix_server(self._connection, sock=self._sock)
+        elif self._tls is not None:
+            self._server = await loop.create_server(
+                self._connection,
+                sock=self._sock,
+                ssl=self._tls,
+                ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT,
+            )
         else:
             self._server = await loop.create_server(self._connection, sock=self._sock)
 
@@ -152,6 +165,7 @@ class H2GrpcServer:
         address: ListenAddress,
         *,
         limits: H2Limits = DEFAULTS,
+        tls: ServerTls | None = None,
     ) -> None:
         self.health = HealthState()
         self._server = H2Server(
@@ -162,6 +176,7 @@ class H2GrpcServer:
             },
             address,
             limits=limits,
+            tls=tls.server_context() if tls is not None else None,
         )
         self.address = self._server.address
 
@@ -185,11 +200,12 @@ def build_check_server(
     address: ListenAddress,
     *,
     limits: H2Limits = DEFAULTS,
+    tls: ServerTls | None = None,
 ) -> CheckServer:
-    """The check server of `engine` (one of ENGINES), bound to `address`; the h2 engine
-    applies `limits` (grpcio its own)."""
+    """The check server of `engine` (one of ENGINES), bound to `address`, over `tls` if given;
+    the h2 engine applies `limits` (grpcio its own)."""
     if engine == "grpcio":
-        return GrpcServer(servicer, address)
+        return GrpcServer(servicer, address, tls=tls)
     if engine == "h2":
-        return H2GrpcServer(servicer, address, limits=limits)
+        return H2GrpcServer(servicer, address, limits=limits, tls=tls)
     raise ConfigError(f"--grpc-server: expected one of {', '.join(ENGINES)}, got {engine!r}")

@@ -20,6 +20,7 @@ from authz.settings.sections import (
     TelemetrySettings,
     TokenSettings,
 )
+from authz.settings.tls import TlsSettings
 
 __all__ = [
     "ClientSettings",
@@ -32,5 +33,6 @@ __all__ = [
     "ServerSettings",
     "Settings",
     "TelemetrySettings",
+    "TlsSettings",
     "TokenSettings",
 ]

@@ -29,6 +29,7 @@ from authz.settings.kinds import (
 from authz.settings.kubernetes import KubernetesSettings
 from authz.settings.listen import ListenAddress
 from authz.settings.ratelimit import RateLimitSettings
+from authz.settings.tls import TlsSettings
 
 #: --grpc-server values: our HTTP/2 server (the default), or grpcio's asyncio server.
 ENGINES: Final = ("h2", "grpcio")
@@ -209,8 +210,18 @@ class Settings:
     kubernetes: KubernetesSettings = field(default_factory=KubernetesSettings)
     server: ServerSettings = field(default_factory=ServerSettings)
     connections: ConnectionSettings = field(default_factory=ConnectionSettings)
+    tls: TlsSettings = field(default_factory=TlsSettings)
     jwks: JwksSettings = field(default_factory=JwksSettings)
     tokens: TokenSettings = field(default_factory=TokenSettings)
     telemetry: TelemetrySettings = field(default_factory=TelemetrySettings)
     ratelimit: RateLimitSettings = field(default_factory=RateLimitSettings)
     client: ClientSettings = field(default_factory=ClientSettings)
+
+    def __post_init__(self) -> None:
+        """Checks across sections (each section checks its own fields)."""
+        if self.tls.enabled and self.server.grpc_listen.path is not None:
+            raise ConfigError(
+                f"--tls-cert needs a HOST:PORT --grpc-listen, not {self.server.grpc_listen}: a "
+                "Unix socket is reached from inside the pod only, where TLS adds nothing (drop "
+                "--tls-cert, or listen on e.g. 0.0.0.0:9191 for clients across the network)"
+            )

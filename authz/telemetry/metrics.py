@@ -132,6 +132,19 @@ class Metrics:
             "Decision log lines dropped because stdout did not keep up.",
             registry=reg,
         )
+        self._tls_expiry = Gauge(
+            "authz_tls_certificate_expiry_timestamp_seconds",
+            "When the certificate the listeners serve (--tls-cert) expires, in Unix time; 0 "
+            "without TLS.",
+            registry=reg,
+        )
+        self._tls_reloads = Counter(
+            "authz_tls_reloads_total",
+            "Changed --tls-* files: taken into use (reloaded) or not usable (refused: the "
+            "previous certificate keeps serving).",
+            ["result"],
+            registry=reg,
+        )
 
     # --- the check path -------------------------------------------------------------------
 
@@ -175,6 +188,12 @@ class Metrics:
 
     def log_dropped(self, count: int = 1) -> None:
         self._log_dropped.inc(count)
+
+    def tls_certificate(self, not_after: float) -> None:
+        self._tls_expiry.set(not_after)
+
+    def tls_reload(self, result: str) -> None:
+        self._tls_reloads.labels(result).inc()
 
     def render(self) -> tuple[bytes, str]:
         """The exposition text and its content type."""

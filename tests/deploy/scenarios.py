@@ -123,8 +123,39 @@ SIDECAR: dict[str, dict[str, Any]] = {
     },
 }
 
+GRPC_TLS_SECRET: dict[str, Any] = {
+    "mode": "standalone",
+    "grpcTLS": {"enabled": True, "secretName": "authz-grpc-tls"},
+}
+
+GRPC_MTLS_CERT_MANAGER: dict[str, Any] = {
+    "mode": "standalone",
+    "grpcTLS": {
+        "enabled": True,
+        "certManager": {
+            "enabled": True,
+            "issuerRef": {"name": "internal-ca", "kind": "ClusterIssuer"},
+            "extraDnsNames": ["authz.example.internal"],
+        },
+        "clientCA": {"enabled": True},
+    },
+    "networkPolicy": {
+        "allowedNamespaces": ["envoy-gateway-system", "istio-system"],
+        "allowedFrom": [{"podSelector": {"matchLabels": {"app": "envoy"}}}],
+    },
+}
+
 STANDALONE: dict[str, dict[str, Any]] = {
     "standalone": {"mode": "standalone"},
+    "standalone-tls-secret": GRPC_TLS_SECRET,
+    "standalone-mtls-cert-manager": GRPC_MTLS_CERT_MANAGER,
+    "standalone-mtls-ca-secret": {
+        **GRPC_TLS_SECRET,
+        "grpcTLS": {
+            **GRPC_TLS_SECRET["grpcTLS"],
+            "clientCA": {"enabled": True, "secretName": "envoy-clients-ca", "key": "bundle.pem"},
+        },
+    },
     "standalone-everything": {
         **OBSERVABILITY,
         **HARDENED,

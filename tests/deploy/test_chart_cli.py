@@ -42,8 +42,21 @@ def settings_for(
         monkeypatch.setenv(item["name"], value)
     monkeypatch.setenv("POD_NAME", "gw-0")
     monkeypatch.setenv("POD_NAMESPACE", "gateway")
-    settings, _ = serve_settings(build_parser().parse_args(authz["args"]), os.environ)
+    args = [_mounted(arg, authz, tmp_path) for arg in authz["args"]]
+    settings, _ = serve_settings(build_parser().parse_args(args), os.environ)
     return settings
+
+
+def _mounted(arg: str, container: dict[str, Any], tmp_path: Path) -> str:
+    """A file under one of the container's mounts (a Secret the kubelet fills), made in tmp."""
+    for mount in container.get("volumeMounts", []):
+        prefix = mount["mountPath"] + "/"
+        if arg.startswith(prefix):
+            local = tmp_path / mount["name"] / arg.removeprefix(prefix)
+            local.parent.mkdir(parents=True, exist_ok=True)
+            local.touch()
+            return str(local)
+    return arg
 
 
 @pytest.mark.parametrize("name", sorted(ALL))
@@ -54,6 +67,8 @@ def test_rendered_args_parse_with_the_real_cli(
     assert settings.server.http_listen.port == 9090
     if name in STANDALONE:
         assert settings.server.grpc_listen == ListenAddress("0.0.0.0", 9000)
+        assert settings.tls.enabled == ("tls" in name)
+        assert (settings.tls.client_ca is not None) == ("mtls" in name)
     else:
         assert settings.server.grpc_listen == ListenAddress(path="/var/run/authz/authz.sock")
 

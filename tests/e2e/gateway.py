@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from authz.workers.pool import worker_listen
 from tests.support.envoy import Envoy, start_envoy
@@ -82,9 +83,11 @@ def start_gateway(
     normalize: bool = True,
     workers: int = 1,
     extra: tuple[str, ...] = (),
+    authz_tls: dict[str, Any] | None = None,
 ) -> Gateway:
     """The whole gateway; `workers` > 1 runs `authz serve --workers N` on Unix sockets, each
-    an endpoint of Envoy's authz cluster."""
+    an endpoint of Envoy's authz cluster; `authz_tls` makes Envoy call the sidecar over TLS
+    (envoyconf.upstream_tls; `extra` then carries the sidecar's --tls-* flags)."""
     jwks_dir = tmp / "jwks"
     jwks_dir.mkdir()
     (jwks_dir / "jwks.json").write_text(json.dumps(jwks(*keys)))
@@ -104,7 +107,13 @@ def start_gateway(
     else:
         sidecar, grpc, http_port = start_sidecar(tmp, [policies], extra=extra)
     echo, echo_port = start_echo(tmp)
-    envoy = start_envoy(tmp, authz=addresses or grpc, upstream_port=echo_port, normalize=normalize)
+    envoy = start_envoy(
+        tmp,
+        authz=addresses or grpc,
+        upstream_port=echo_port,
+        normalize=normalize,
+        authz_tls=authz_tls,
+    )
     return Gateway(
         tmp,
         policies,

@@ -42,8 +42,10 @@ def start_envoy(
     hcm: dict[str, Any] | None = None,
     name: str = "envoy",
     trusted_proxy_hops: int = 0,
+    authz_tls: dict[str, Any] | None = None,
 ) -> Envoy:
-    """Start Envoy in front of the sidecar; `hcm` adds fields to the HttpConnectionManager."""
+    """Start Envoy in front of the sidecar; `hcm` adds fields to the HttpConnectionManager;
+    `authz_tls` is the authz cluster's transport socket (envoyconf.upstream_tls)."""
     tiers.starting("Envoy")
     port, admin_port = free_port(), free_port()
     cfg = config or gateway_config(
@@ -57,6 +59,7 @@ def start_envoy(
         ),
         normalize=normalize,
         trusted_proxy_hops=trusted_proxy_hops,
+        authz_tls=authz_tls,
     )
     if hcm:
         listener = cfg["static_resources"]["listeners"][0]

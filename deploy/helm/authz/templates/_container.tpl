@@ -49,6 +49,21 @@ AUTHZ_* environment variables.
     - --redis-mode
     - {{ .Values.redis.mode }}
     {{- end }}
+    {{- if and (not $sidecar) .Values.grpcTLS.enabled }}
+    {{- /* The whole Secret is mounted (no subPath), so renewals reach the files in place. */}}
+    - --tls-cert
+    - {{ include "authz.grpcTLSDir" . }}/tls.crt
+    - --tls-key
+    - {{ include "authz.grpcTLSDir" . }}/tls.key
+    {{- if .Values.grpcTLS.clientCA.enabled }}
+    - --tls-client-ca
+    {{- if .Values.grpcTLS.clientCA.secretName }}
+    - {{ include "authz.grpcClientCADir" . }}/{{ .Values.grpcTLS.clientCA.key }}
+    {{- else }}
+    - {{ include "authz.grpcTLSDir" . }}/ca.crt
+    {{- end }}
+    {{- end }}
+    {{- end }}
   env:
     # Leader election (status writes) identifies this pod.
     - name: POD_NAME
@@ -147,5 +162,15 @@ AUTHZ_* environment variables.
     - name: allowed-hosts
       mountPath: {{ include "authz.allowedHostsDir" . }}
       readOnly: true
+    {{- end }}
+    {{- if and (not $sidecar) .Values.grpcTLS.enabled }}
+    - name: grpc-tls
+      mountPath: {{ include "authz.grpcTLSDir" . }}
+      readOnly: true
+    {{- if and .Values.grpcTLS.clientCA.enabled .Values.grpcTLS.clientCA.secretName }}
+    - name: grpc-client-ca
+      mountPath: {{ include "authz.grpcClientCADir" . }}
+      readOnly: true
+    {{- end }}
     {{- end }}
 {{- end }}

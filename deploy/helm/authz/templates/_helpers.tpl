@@ -100,6 +100,8 @@ granted every host ("*") and every other namespace nothing.
 {{- define "authz.envoyConfigDir" -}}/etc/envoy{{- end }}
 {{- define "authz.envoyTLSDir" -}}/etc/envoy-tls{{- end }}
 {{- define "authz.envoyClientCADir" -}}/etc/envoy-client-ca{{- end }}
+{{- define "authz.grpcTLSDir" -}}/etc/authz/tls{{- end }}
+{{- define "authz.grpcClientCADir" -}}/etc/authz/client-ca{{- end }}
 {{- define "authz.httpPort" -}}9090{{- end }}
 {{- define "authz.grpcPort" -}}9000{{- end }}
 
@@ -118,6 +120,23 @@ granted every host ("*") and every other namespace nothing.
 {{- end }}
 
 {{/*
+The Secret holding the gRPC listener's certificate (grpcTLS): given, or the one cert-manager writes.
+*/}}
+{{- define "authz.grpcTLSSecretName" -}}
+{{- .Values.grpcTLS.secretName | default (printf "%s-grpc-tls" (include "authz.fullname" .)) }}
+{{- end }}
+
+{{/*
+"true" when the NetworkPolicy is rendered: as set, or (null) in standalone mode only.
+*/}}
+{{- define "authz.networkPolicyEnabled" -}}
+{{- $enabled := .Values.networkPolicy.enabled }}
+{{- if kindIs "invalid" $enabled }}
+{{- if not (include "authz.sidecarMode" .) }}true{{ end }}
+{{- else if $enabled }}true{{ end }}
+{{- end }}
+
+{{/*
 Checks across values that a JSON schema cannot express well; rendering fails with a clear message.
 */}}
 {{- define "authz.validate" -}}
@@ -130,6 +149,19 @@ Checks across values that a JSON schema cannot express well; rendering fails wit
 {{- end }}
 {{- if and $envoy.tls.clientCASecretName (not $envoy.tls.enabled) }}
 {{- fail "envoy.tls.clientCASecretName needs envoy.tls.enabled" }}
+{{- end }}
+{{- $grpcTLS := .Values.grpcTLS }}
+{{- if and $grpcTLS.enabled (eq .Values.mode "sidecar") }}
+{{- fail "grpcTLS is for mode: standalone (in sidecar mode Envoy reaches authz over a Unix socket in the pod; use envoy.tls for the gateway's clients)" }}
+{{- end }}
+{{- if and $grpcTLS.enabled (not $grpcTLS.secretName) (not $grpcTLS.certManager.enabled) }}
+{{- fail "grpcTLS.enabled needs grpcTLS.secretName (a kubernetes.io/tls Secret) or grpcTLS.certManager.enabled" }}
+{{- end }}
+{{- if and $grpcTLS.certManager.enabled (not $grpcTLS.certManager.issuerRef.name) }}
+{{- fail "grpcTLS.certManager.enabled needs grpcTLS.certManager.issuerRef.name (an Issuer or ClusterIssuer)" }}
+{{- end }}
+{{- if and (or $grpcTLS.certManager.enabled $grpcTLS.clientCA.enabled) (not $grpcTLS.enabled) }}
+{{- fail "grpcTLS.certManager and grpcTLS.clientCA need grpcTLS.enabled" }}
 {{- end }}
 {{- if and .Values.redis.url .Values.redis.existingSecret }}
 {{- fail "set redis.url or redis.existingSecret, not both" }}
