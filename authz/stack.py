@@ -7,6 +7,7 @@ second construction site.
 
     tracing, metrics, decision log ─┐
     background work, HTTP session ──┼─> key registry ─> policy store (holds the current snapshot)
+    introspector, revocations ──────┤
     verifier, rate limiter ─────────┴─> servicer ─> check server (bound at build: a taken port
                                                     is exit 2 before anything starts)
 
@@ -24,7 +25,10 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
+from authz.jwt.introspector import Introspector
 from authz.jwt.providers import KeyRegistry
+from authz.jwt.revocation import Revocations
+from authz.jwt.secrets import FileSecrets
 from authz.jwt.verify import Verifier
 from authz.lifecycle import Background, Parts
 from authz.policy.snapshot import Snapshot
@@ -118,8 +122,17 @@ async def build_check_stack(
             publish=_PolicyReport(metrics) if report_policies else None,
             retain=registry.retain,
         )
+        introspector = Introspector(
+            session=session,
+            secrets=FileSecrets(settings.introspection.secrets_dir),
+            settings=settings.introspection,
+            observe=metrics.introspection,
+        )
         verifier = Verifier(
-            max_token_bytes=settings.tokens.max_token_bytes, cache_size=settings.tokens.cache_size
+            max_token_bytes=settings.tokens.max_token_bytes,
+            cache_size=settings.tokens.cache_size,
+            introspector=introspector,
+            revocations=Revocations(max_entries=settings.introspection.max_revocations),
         )
         limiter = build_limiter(settings.ratelimit, observers=(RateLimitMetrics(metrics),))
         decision_log = DecisionLog(

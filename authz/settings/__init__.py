@@ -12,6 +12,7 @@ from authz.settings.listen import ListenAddress
 from authz.settings.ratelimit import RateLimitSettings
 from authz.settings.sections import (
     ClientSettings,
+    IntrospectionSettings,
     JwksSettings,
     PolicySettings,
     ServerSettings,
@@ -22,6 +23,7 @@ from authz.settings.sections import (
 
 __all__ = [
     "ClientSettings",
+    "IntrospectionSettings",
     "JwksSettings",
     "KubernetesSettings",
     "ListenAddress",

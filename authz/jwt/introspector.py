@@ -1,0 +1,237 @@
+"""Introspect opaque tokens without making the issuer part of every request.
+
+Per token (keyed by a SHA-256 digest, never the token itself):
+
+- answers are cached in a bounded LRU: an active one for the policy's cacheSeconds and never
+  past the token's `exp`, an inactive one briefly (a revoked token is refused again at most that
+  much later, and a flood of made-up tokens does not reach the issuer twice per token);
+- one call at a time (single flight): concurrent checks with the same token share the answer.
+
+Per endpoint: a token bucket bounds the call rate, and a circuit breaker stops calling after a
+run of failures (a dead issuer costs no latency per request) and probes again later. Across
+endpoints: a bound on calls in flight and on distinct tokens waiting. Every refusal of these
+bounds, a timeout and any failure of the endpoint is IntrospectionUnavailable - 503
+issuer_unavailable, fail closed - while cached answers keep serving until they expire.
+
+Time is the check's `now` (wall-clock seconds), so tests drive expiry and the breaker by hand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from authz.errors import TokenError
+from authz.jwt.introspection import (
+    IntrospectionSpec,
+    IntrospectionUnavailable,
+    discover_endpoint,
+    introspect,
+)
+from authz.jwt.secrets import SecretReader, SecretUnavailable
+from authz.settings import IntrospectionSettings
+
+log = logging.getLogger(__name__)
+
+#: Told about every outcome: ("active" | "inactive" | "error" | "cached" | "shed").
+IntrospectionObserver = Callable[[str], None]
+
+INACTIVE = "token is not active"
+#: How long a discovered introspection endpoint is trusted before it is looked up again.
+_DISCOVERY_TTL = 300.0
+
+
+@dataclass(slots=True)
+class _Entry:
+    key: bytes
+    until: float
+    #: The active answer's members; None for an inactive token.
+    claims: Mapping[str, Any] | None
+
+
+@dataclass(slots=True)
+class _Endpoint:
+    """Rate budget and breaker state of one endpoint."""
+
+    tokens: float
+    refilled: float
+    failures: int = 0
+    open_until: float = float("-inf")
+    last_error: str | None = None
+
+
+def _exp(answer: Mapping[str, Any]) -> float | None:
+    exp = answer.get("exp")
+    if isinstance(exp, bool) or not isinstance(exp, int | float):
+        return None
+    return float(exp)
+
+
+class Introspector:
+    """One per process, shared by every policy; lives on the event loop that answers checks."""
+
+    def __init__(
+        self,
+        *,
+        session: aiohttp.ClientSession,
+        secrets: SecretReader,
+        settings: IntrospectionSettings,
+        observe: IntrospectionObserver | None = None,
+    ) -> None:
+        self._session = session
+        self._secrets = secrets
+        self._settings = settings
+        self._observe = observe or (lambda _result: None)
+        self._cache: OrderedDict[bytes, _Entry] = OrderedDict()
+        self._inflight: dict[bytes, asyncio.Task[Mapping[str, Any] | None]] = {}
+        self._endpoints: dict[str, _Endpoint] = {}
+        self._discovered: dict[str, tuple[float, str]] = {}
+        self._calls = asyncio.Semaphore(settings.max_concurrent_calls)
+
+    async def claims(
+        self, token: str, digest: bytes, spec: IntrospectionSpec, *, now: float
+    ) -> Mapping[str, Any]:
+        """The active token's members, or TokenError (inactive) / IntrospectionUnavailable."""
+        entry = self._cache.get(digest)
+        if entry is not None and entry.key == spec.cache_key and entry.until > now:
+            self._cache.move_to_end(digest)
+            self._observe("cached")
+            if entry.claims is None:
+                raise TokenError(INACTIVE)
+            return entry.claims
+        flight = self._inflight.get(digest)
+        if flight is None:
+            self._admit(spec, now)
+            flight = asyncio.ensure_future(self._call(token, digest, spec, now))
+            self._inflight[digest] = flight
+            flight.add_done_callback(lambda task: self._landed(digest, task))
+        # Shielded: a check that gives up (Envoy's timeout) leaves the call to the others.
+        answer = await asyncio.shield(flight)
+        if answer is None:
+            raise TokenError(INACTIVE)
+        return answer
+
+    def _landed(self, digest: bytes, task: asyncio.Task[Mapping[str, Any] | None]) -> None:
+        self._inflight.pop(digest, None)
+        if not task.cancelled():
+            task.exception()  # retrieved: every waiter may have given up meanwhile
+
+    def _admit(self, spec: IntrospectionSpec, now: float) -> None:
+        """Refuse a new call that a bound forbids (raises IntrospectionUnavailable)."""
+        settings = self._settings
+        if len(self._inflight) >= settings.max_pending:
+            self._observe("shed")
+            raise IntrospectionUnavailable("too many tokens are waiting for introspection")
+        state = self._endpoint(spec.breaker_key, now)
+        if state.open_until > now:
+            self._observe("shed")
+            raise IntrospectionUnavailable(
+                f"introspection at {spec.breaker_key} is failing: {state.last_error}"
+            )
+        state.tokens = min(
+            float(settings.call_burst), state.tokens + (now - state.refilled) * settings.call_rate
+        )
+        state.refilled = now
+        if state.tokens < 1:
+            self._observe("shed")
+            raise IntrospectionUnavailable(f"introspection at {spec.breaker_key} is rate-limited")
+        state.tokens -= 1
+
+    def _endpoint(self, key: str, now: float) -> _Endpoint:
+        state = self._endpoints.get(key)
+        if state is None:
+            if len(self._endpoints) >= 4096:  # endpoints come from policies; bounded anyway
+                self._endpoints.clear()
+            state = self._endpoints[key] = _Endpoint(float(self._settings.call_burst), now)
+        return state
+
+    async def _call(
+        self, token: str, digest: bytes, spec: IntrospectionSpec, now: float
+    ) -> Mapping[str, Any] | None:
+        settings = self._settings
+        state = self._endpoint(spec.breaker_key, now)
+        try:
+            async with asyncio.timeout(settings.timeout), self._calls:
+                secret = await self._secrets.read(spec.secret, now=now)
+                endpoint = spec.endpoint or await self._discover(spec.issuer, now)
+                answer = await introspect(
+                    self._session,
+                    endpoint,
+                    token,
+                    client_id=spec.client_id,
+                    secret=secret,
+                    limit=settings.max_response_bytes,
+                )
+        except Exception as exc:
+            self._failed(spec, state, now, exc)
+            raise IntrospectionUnavailable(state.last_error or "introspection failed") from None
+        state.failures = 0
+        active = answer.get("active") is True
+        self._observe("active" if active else "inactive")
+        self._remember(digest, spec, answer if active else None, now)
+        return answer if active else None
+
+    def _failed(
+        self, spec: IntrospectionSpec, state: _Endpoint, now: float, exc: Exception
+    ) -> None:
+        if isinstance(exc, IntrospectionUnavailable | SecretUnavailable):
+            error = str(exc)
+        elif isinstance(exc, TimeoutError):
+            error = (
+                f"introspection at {spec.breaker_key} took longer than {self._settings.timeout}s"
+            )
+        else:  # connection errors: their text names the host, never the request body
+            error = f"introspection at {spec.breaker_key} failed: {type(exc).__name__}"
+        self._observe("error")
+        if error != state.last_error:
+            log.warning("%s (answering 503 issuer_unavailable)", error)
+        state.last_error = error
+        state.failures += 1
+        if state.failures >= self._settings.breaker_threshold:
+            state.open_until = now + self._settings.breaker_open
+            state.failures = 0
+
+    def _remember(
+        self, digest: bytes, spec: IntrospectionSpec, claims: Mapping[str, Any] | None, now: float
+    ) -> None:
+        ttl = spec.cache_seconds
+        if claims is None:
+            ttl = min(ttl, self._settings.negative_cache_seconds)
+        until = now + ttl
+        exp = _exp(claims) if claims is not None else None
+        if exp is not None:
+            until = min(until, exp)
+        if until <= now or self._settings.cache_size <= 0:
+            return
+        self._cache[digest] = _Entry(spec.cache_key, until, claims)
+        self._cache.move_to_end(digest)
+        while len(self._cache) > self._settings.cache_size:
+            self._cache.popitem(last=False)
+
+    async def _discover(self, issuer: str, now: float) -> str:
+        known = self._discovered.get(issuer)
+        if known is not None and known[0] > now:
+            return known[1]
+        endpoint = await discover_endpoint(
+            self._session,
+            issuer,
+            limit=self._settings.max_response_bytes,
+        )
+        if len(self._discovered) >= 4096:
+            self._discovered.clear()
+        self._discovered[issuer] = (now + _DISCOVERY_TTL, endpoint)
+        return endpoint
+
+    def forget(self) -> None:
+        """Drop every cached answer (tests, and a revocation that must bite at once)."""
+        self._cache.clear()
+
+    @property
+    def cached(self) -> int:
+        return len(self._cache)
