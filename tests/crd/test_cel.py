@@ -122,6 +122,13 @@ BROKEN: dict[str, tuple[Callable[[], dict[str, Any]], Change, str]] = {
         comp.MSG_UNIQUE_LIMITS,
     ),
     "empty sourceIPs": (limited, lambda s: s.update(sourceIPs={}), comp.MSG_SOURCE_IPS_EMPTY),
+    "introspection without endpoint or discovery": (
+        orders,
+        lambda s: s["issuers"][0].update(
+            introspection={"clientId": "gw", "clientSecretRef": {"name": "idp", "key": "secret"}}
+        ),
+        comp.MSG_INTROSPECTION_ENDPOINT,
+    ),
 }
 
 
