@@ -33,6 +33,13 @@ from authz.workers.pool import WorkerPool
 
 log = logging.getLogger(__name__)
 
+#: The admin API runs in the supervisor, the checks in the workers, and revocations are kept
+#: in the memory of the process that checks.
+WORKERS_CANNOT_REVOKE = (
+    "revocations are not forwarded to the workers of --workers N yet: run with --workers 1 to "
+    "revoke tokens"
+)
+
 
 class Service:
     """Everything `authz serve` runs, started and stopped together."""
@@ -76,6 +83,7 @@ class Service:
                     verifier=stack.verifier,
                     limiter=stack.limiter,
                     trusted_proxy_hops=self.settings.client.trusted_proxy_hops,
+                    revoke_refusal=None if pool is None else WORKERS_CANNOT_REVOKE,
                 ),
                 server.admin_listen,
             )
@@ -92,7 +100,7 @@ class Service:
                 self._warn_local_limits()
                 await parts.start("workers", pool.start, stop=lambda: pool.stop(0))
             await parts.start("admin API", admin.start, stop=lambda: admin.stop(0))
-            log.info("admin API (Explain, ListPolicies) on %s", admin.address)
+            log.info("admin API (Explain, ListPolicies, Revoke) on %s", admin.address)
             await stack.serve()
             self._log_serving(stack)
             self.serving.set()

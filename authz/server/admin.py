@@ -1,10 +1,14 @@
-"""The admin API (authz.v1.Admin) on its own listener: Explain and ListPolicies.
+"""The admin API (authz.v1.Admin) on its own listener: Explain, ListPolicies, Revoke and
+ListRevocations.
 
 Explain answers "why was this request denied?" from the very code that decides real requests
 (pipeline.decide, with a Trace recording each step, the policy's mode included), against the
 current snapshot, without side effects: no quota is consumed, nothing is logged or counted. Its
 request carries headers, tokens included, so the listener defaults to loopback and nothing here
 logs a header.
+
+Revoke adds to the verifier's revocation list, so the next check refuses the token; the list
+is this process's (the answer says so with `shared: false`).
 
 Registered as generic handlers, like the ext_authz servicer, so no grpc stubs are generated.
 """
@@ -19,6 +23,7 @@ import grpc
 
 from authz._gen.authz.v1 import admin_pb2 as apb
 from authz.errors import ConfigError
+from authz.jwt.revocation import JTI, SUBJECT, Revocation, RevocationError
 from authz.jwt.verify import Verifier
 from authz.pipeline.decide import decide
 from authz.pipeline.request import CheckInput
@@ -47,7 +52,10 @@ class AdminServicer:
         verifier: Verifier,
         limiter: Limiter | None = None,
         trusted_proxy_hops: int = 0,
+        revoke_refusal: str | None = None,
     ) -> None:
+        #: Why this process cannot revoke (its checks run elsewhere); None when it can.
+        self._revoke_refusal = revoke_refusal
         self._snapshot = snapshot
         self._verifier = verifier
         self._limiter = limiter
@@ -130,6 +138,39 @@ class AdminServicer:
             )
         return apb.ListPoliciesResponse(policies=statuses, snapshot_serial=snapshot.serial)
 
+    async def revoke(
+        self,
+        request: apb.RevokeRequest,
+        context: grpc.aio.ServicerContext[apb.RevokeRequest, apb.RevokeResponse],
+    ) -> apb.RevokeResponse:
+        if self._revoke_refusal is not None:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, self._revoke_refusal)
+        if bool(request.jti) == bool(request.subject):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "set exactly one of jti, subject")
+        kind, value = (JTI, request.jti) if request.jti else (SUBJECT, request.subject)
+        try:
+            entry = self._verifier.revocations.revoke(
+                kind=kind,
+                value=value,
+                issuer=request.issuer,
+                now=time.time(),
+                until=request.until or None,
+            )
+        except RevocationError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        log.info("revoked by %s (issuer %s) until %d", kind, entry.issuer or "any", entry.until)
+        return apb.RevokeResponse(revocation=_revocation(entry), shared=False)
+
+    async def list_revocations(
+        self,
+        request: apb.ListRevocationsRequest,
+        context: grpc.aio.ServicerContext[apb.ListRevocationsRequest, apb.ListRevocationsResponse],
+    ) -> apb.ListRevocationsResponse:
+        entries = self._verifier.revocations.entries(time.time())
+        return apb.ListRevocationsResponse(
+            revocations=[_revocation(e) for e in entries], shared=False
+        )
+
     def handler(self) -> grpc.GenericRpcHandler:
         return grpc.method_handlers_generic_handler(
             SERVICE,
@@ -144,8 +185,28 @@ class AdminServicer:
                     request_deserializer=apb.ListPoliciesRequest.FromString,
                     response_serializer=apb.ListPoliciesResponse.SerializeToString,
                 ),
+                "Revoke": grpc.unary_unary_rpc_method_handler(
+                    self.revoke,
+                    request_deserializer=apb.RevokeRequest.FromString,
+                    response_serializer=apb.RevokeResponse.SerializeToString,
+                ),
+                "ListRevocations": grpc.unary_unary_rpc_method_handler(
+                    self.list_revocations,
+                    request_deserializer=apb.ListRevocationsRequest.FromString,
+                    response_serializer=apb.ListRevocationsResponse.SerializeToString,
+                ),
             },
         )
+
+
+def _revocation(entry: Revocation) -> apb.Revocation:
+    return apb.Revocation(
+        kind=entry.kind,
+        value=entry.value,
+        issuer=entry.issuer,
+        revoked_at=entry.revoked_at,
+        until=entry.until,
+    )
 
 
 class AdminServer:
