@@ -37,15 +37,16 @@ async def admin(request: pytest.FixtureRequest) -> AsyncIterator[dict[str, Call]
     await server.start()
     async with grpc.aio.insecure_channel(str(server.address)) as channel:
         calls: dict[str, Call] = {}
-        for name, req, resp in [
-            ("Explain", apb.ExplainRequest, apb.ExplainResponse),
-            ("Revoke", apb.RevokeRequest, apb.RevokeResponse),
-            ("ListRevocations", apb.ListRevocationsRequest, apb.ListRevocationsResponse),
-        ]:
+        parsers: dict[str, Callable[[bytes], Any]] = {
+            "Explain": apb.ExplainResponse.FromString,
+            "Revoke": apb.RevokeResponse.FromString,
+            "ListRevocations": apb.ListRevocationsResponse.FromString,
+        }
+        for name, parse in parsers.items():
             calls[name] = channel.unary_unary(
                 f"/authz.v1.Admin/{name}",
-                request_serializer=req.SerializeToString,
-                response_deserializer=resp.FromString,
+                request_serializer=lambda message: message.SerializeToString(),
+                response_deserializer=parse,
             )
         yield calls
     await server.stop(0)
