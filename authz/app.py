@@ -33,11 +33,11 @@ from authz.workers.pool import WorkerPool
 
 log = logging.getLogger(__name__)
 
-#: The admin API runs in the supervisor, the checks in the workers, and revocations are kept
-#: in the memory of the process that checks.
+#: The admin API runs in the supervisor, the checks in the workers: without Redis to share it
+#: through, a revocation would stay in the supervisor's memory.
 WORKERS_CANNOT_REVOKE = (
-    "revocations are not forwarded to the workers of --workers N yet: run with --workers 1 to "
-    "revoke tokens"
+    "with --workers N, revocations reach the workers through --redis-url only: set it, or run "
+    "with --workers 1"
 )
 
 
@@ -83,7 +83,11 @@ class Service:
                     verifier=stack.verifier,
                     limiter=stack.limiter,
                     trusted_proxy_hops=self.settings.client.trusted_proxy_hops,
-                    revoke_refusal=None if pool is None else WORKERS_CANNOT_REVOKE,
+                    revoke_refusal=(
+                        None
+                        if pool is None or self.settings.ratelimit.redis_url is not None
+                        else WORKERS_CANNOT_REVOKE
+                    ),
                 ),
                 server.admin_listen,
             )

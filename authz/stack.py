@@ -33,12 +33,14 @@ from authz.jwt.verify import Verifier
 from authz.lifecycle import Background, Parts
 from authz.policy.snapshot import Snapshot
 from authz.policy.store import PolicyStore
-from authz.ratelimit.factory import build_limiter
+from authz.ratelimit.factory import build_limiter, redis_client
 from authz.ratelimit.limiter import Limiter
 from authz.server.h2server import CheckServer, build_check_server
 from authz.server.observe import CheckTelemetry
 from authz.server.servicer import AuthorizationServicer
 from authz.settings import ListenAddress, Settings
+from authz.settings.ratelimit import parse_redis_url
+from authz.sharedrevocations import SharedRevocations
 from authz.sources.files import report
 from authz.telemetry import tracing
 from authz.telemetry.adapters import RateLimitMetrics
@@ -61,6 +63,8 @@ class CheckStack:
     #: None in the supervisor of --workers N: its workers answer the checks.
     server: CheckServer | None
     parts: Parts = field(default_factory=Parts)
+    #: With --redis-url: keeps the verifier's revocation list a replica of the shared one.
+    shared_revocations: SharedRevocations | None = None
     _drained: bool = field(default=False, init=False)
 
     async def start(self) -> None:
@@ -70,6 +74,11 @@ class CheckStack:
         # A replica turns ready with keys in hand rather than answering 503 to its first checks.
         await self.parts.start("issuer keys", lambda: self.registry.first_attempts(fetch_timeout))
         await self.parts.start("rate limiter", self.limiter.start, stop=self.limiter.close)
+        shared = self.shared_revocations
+        if shared is not None:
+            await self.parts.start(
+                "revocation list", lambda: shared.start(self.background), stop=shared.close
+            )
         if self.server is not None:
             await self.parts.start("check server", self.server.start, stop=lambda: self.drain(0))
 
@@ -128,12 +137,14 @@ async def build_check_stack(
             settings=settings.introspection,
             observe=metrics.introspection,
         )
+        revocations = Revocations(max_entries=settings.introspection.max_revocations)
         verifier = Verifier(
             max_token_bytes=settings.tokens.max_token_bytes,
             cache_size=settings.tokens.cache_size,
             introspector=introspector,
-            revocations=Revocations(max_entries=settings.introspection.max_revocations),
+            revocations=revocations,
         )
+        shared = _shared_revocations(settings, revocations)
         limiter = build_limiter(settings.ratelimit, observers=(RateLimitMetrics(metrics),))
         decision_log = DecisionLog(
             writer.submit, allow_sample_rate=settings.telemetry.log_allow_sample_rate
@@ -154,8 +165,26 @@ async def build_check_stack(
         await parts.close()
         raise
     return CheckStack(
-        settings, metrics, background, registry, store, verifier, limiter, servicer, server, parts
+        settings,
+        metrics,
+        background,
+        registry,
+        store,
+        verifier,
+        limiter,
+        servicer,
+        server,
+        parts,
+        shared,
     )
+
+
+def _shared_revocations(settings: Settings, local: Revocations) -> SharedRevocations | None:
+    redis = settings.ratelimit
+    if redis.redis_url is None:
+        return None
+    address = parse_redis_url(redis.redis_url, mode=redis.redis_mode)
+    return SharedRevocations(redis_client(address, redis), local, timeout=redis.redis_timeout)
 
 
 class _PolicyReport:

@@ -15,7 +15,7 @@ rather than growing memory without end.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -59,6 +59,9 @@ class Revocations:
         self._subject: dict[tuple[str, str], Revocation] = {}
         #: False while the list is empty: the check path skips it with one attribute read.
         self.active = False
+        #: Shares a new entry with the other replicas; True once it is shared. None: the list
+        #: is this process's only (set by the shared store, see authz.sharedrevocations).
+        self.publish: Callable[[Revocation], Awaitable[bool]] | None = None
 
     def revoke(
         self,
@@ -105,6 +108,18 @@ class Revocations:
                         if iat is None or iat <= entry.revoked_at:
                             return True
         return False
+
+    def replace(self, entries: Iterable[Revocation], now: float) -> None:
+        """Become exactly `entries` (the shared list's current state), expired ones left out."""
+        jti: dict[tuple[str, str], Revocation] = {}
+        subject: dict[tuple[str, str], Revocation] = {}
+        for entry in entries:
+            if entry.until > now and entry.kind in (JTI, SUBJECT):
+                table = jti if entry.kind == JTI else subject
+                if len(jti) + len(subject) < self._max:
+                    table[(entry.issuer, entry.value)] = entry
+        self._jti, self._subject = jti, subject
+        self.active = bool(jti or subject)
 
     def expire(self, now: float) -> None:
         for table in (self._jti, self._subject):

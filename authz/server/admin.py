@@ -7,8 +7,9 @@ current snapshot, without side effects: no quota is consumed, nothing is logged 
 request carries headers, tokens included, so the listener defaults to loopback and nothing here
 logs a header.
 
-Revoke adds to the verifier's revocation list, so the next check refuses the token; the list
-is this process's (the answer says so with `shared: false`).
+Revoke adds to the verifier's revocation list, so the next check refuses the token, and with
+--redis-url shares it with every replica (authz.sharedrevocations); `shared: false` in the
+answer says it applies to this process only.
 
 Registered as generic handlers, like the ext_authz servicer, so no grpc stubs are generated.
 """
@@ -158,8 +159,16 @@ class AdminServicer:
             )
         except RevocationError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        log.info("revoked by %s (issuer %s) until %d", kind, entry.issuer or "any", entry.until)
-        return apb.RevokeResponse(revocation=_revocation(entry), shared=False)
+        publish = self._verifier.revocations.publish
+        shared = await publish(entry) if publish is not None else False
+        log.info(
+            "revoked by %s (issuer %s) until %d%s",
+            kind,
+            entry.issuer or "any",
+            entry.until,
+            "" if shared else " (this replica only)",
+        )
+        return apb.RevokeResponse(revocation=_revocation(entry), shared=shared)
 
     async def list_revocations(
         self,
@@ -167,8 +176,9 @@ class AdminServicer:
         context: grpc.aio.ServicerContext[apb.ListRevocationsRequest, apb.ListRevocationsResponse],
     ) -> apb.ListRevocationsResponse:
         entries = self._verifier.revocations.entries(time.time())
+        shared = self._verifier.revocations.publish is not None
         return apb.ListRevocationsResponse(
-            revocations=[_revocation(e) for e in entries], shared=False
+            revocations=[_revocation(e) for e in entries], shared=shared
         )
 
     def handler(self) -> grpc.GenericRpcHandler:

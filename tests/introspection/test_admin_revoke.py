@@ -100,4 +100,4 @@ async def test_a_supervisor_of_workers_refuses_to_revoke(admin: dict[str, Call])
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await admin["Revoke"](apb.RevokeRequest(jti="a"), timeout=10)
     assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-    assert "--workers 1" in (caught.value.details() or "")
+    assert "--redis-url" in (caught.value.details() or "")
