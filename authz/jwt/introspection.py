@@ -57,7 +57,10 @@ def basic_auth(client_id: str, secret: str) -> str:
     return "Basic " + base64.b64encode(pair.encode()).decode("ascii")
 
 
-async def _read_json(response: aiohttp.ClientResponse, *, what: str, limit: int) -> dict[str, Any]:
+async def _read_json(
+    response: aiohttp.ClientResponse, *, what: str, limit: int
+) -> tuple[dict[str, Any], int]:
+    """The JSON object answered, and its size in bytes."""
     if response.status != 200:
         raise IntrospectionUnavailable(f"{what} answered HTTP {response.status}")
     # read(n) returns whatever has arrived: loop until EOF or one byte past the limit.
@@ -75,7 +78,7 @@ async def _read_json(response: aiohttp.ClientResponse, *, what: str, limit: int)
         raise IntrospectionUnavailable(f"{what} did not answer JSON") from None
     if not isinstance(doc, dict):
         raise IntrospectionUnavailable(f"{what} did not answer a JSON object")
-    return doc
+    return doc, len(body)
 
 
 async def discover_endpoint(session: aiohttp.ClientSession, issuer: str, *, limit: int) -> str:
@@ -86,7 +89,7 @@ async def discover_endpoint(session: aiohttp.ClientSession, issuer: str, *, limi
         allow_redirects=False,
         headers={"accept": "application/json"},
     ) as response:
-        doc = await _read_json(response, what=f"discovery of {issuer}", limit=limit)
+        doc, _ = await _read_json(response, what=f"discovery of {issuer}", limit=limit)
     if doc.get("issuer") != issuer:
         raise IntrospectionUnavailable(f"the discovery document of {issuer} names another issuer")
     endpoint = doc.get("introspection_endpoint")
@@ -108,8 +111,8 @@ async def introspect(
     client_id: str,
     secret: str,
     limit: int,
-) -> dict[str, Any]:
-    """The endpoint's answer about `token` (a JSON object), or IntrospectionUnavailable."""
+) -> tuple[dict[str, Any], int]:
+    """The answer about `token` (a JSON object) and its size, or IntrospectionUnavailable."""
     async with session.post(
         endpoint,
         data={"token": token, "token_type_hint": "access_token"},

@@ -2,9 +2,10 @@
 
 Per token (keyed by a SHA-256 digest, never the token itself):
 
-- answers are cached in a bounded LRU: an active one for the policy's cacheSeconds and never
-  past the token's `exp`, an inactive one briefly (a revoked token is refused again at most that
-  much later, and a flood of made-up tokens does not reach the issuer twice per token);
+- answers are cached in bounded LRUs: an active one for the policy's cacheSeconds and never
+  past the token's `exp`, an inactive one briefly and in an LRU of its own (a flood of made-up
+  tokens neither reaches the issuer twice per token nor evicts the active answers); an answer
+  too large to keep many of is used once and not cached, so the cache's memory is bounded too;
 - one call at a time (single flight): concurrent checks with the same token share the answer.
 
 Per endpoint: a token bucket bounds the call rate, and a circuit breaker stops calling after a
@@ -89,6 +90,8 @@ class Introspector:
         self._settings = settings
         self._observe = observe or (lambda _result: None)
         self._cache: OrderedDict[bytes, _Entry] = OrderedDict()
+        #: Inactive answers apart: a flood of made-up tokens must not evict the active ones.
+        self._negative: OrderedDict[bytes, _Entry] = OrderedDict()
         self._inflight: dict[bytes, asyncio.Task[Mapping[str, Any] | None]] = {}
         self._endpoints: dict[str, _Endpoint] = {}
         self._discovered: dict[str, tuple[float, str]] = {}
@@ -102,9 +105,12 @@ class Introspector:
         if entry is not None and entry.key == spec.cache_key and entry.until > now:
             self._cache.move_to_end(digest)
             self._observe("cached")
-            if entry.claims is None:
-                raise TokenError(INACTIVE)
+            assert entry.claims is not None
             return entry.claims
+        entry = self._negative.get(digest)
+        if entry is not None and entry.key == spec.cache_key and entry.until > now:
+            self._observe("cached")
+            raise TokenError(INACTIVE)
         flight = self._inflight.get(digest)
         if flight is None:
             self._admit(spec, now)
@@ -160,7 +166,7 @@ class Introspector:
             async with asyncio.timeout(settings.timeout), self._calls:
                 secret = await self._secrets.read(spec.secret, now=now)
                 endpoint = spec.endpoint or await self._discover(spec.issuer, now)
-                answer = await introspect(
+                answer, size = await introspect(
                     self._session,
                     endpoint,
                     token,
@@ -174,7 +180,8 @@ class Introspector:
         state.failures = 0
         active = answer.get("active") is True
         self._observe("active" if active else "inactive")
-        self._remember(digest, spec, answer if active else None, now)
+        if size <= settings.max_cached_answer_bytes:
+            self._remember(digest, spec, answer if active else None, now)
         return answer if active else None
 
     def _failed(
@@ -209,10 +216,14 @@ class Introspector:
             until = min(until, exp)
         if until <= now or self._settings.cache_size <= 0:
             return
-        self._cache[digest] = _Entry(spec.cache_key, until, claims)
-        self._cache.move_to_end(digest)
-        while len(self._cache) > self._settings.cache_size:
-            self._cache.popitem(last=False)
+        cache, size, other = self._cache, self._settings.cache_size, self._negative
+        if claims is None:
+            cache, size, other = self._negative, self._settings.negative_cache_size, self._cache
+        other.pop(digest, None)  # the newer answer replaces an older one of the other kind
+        cache[digest] = _Entry(spec.cache_key, until, claims)
+        cache.move_to_end(digest)
+        while len(cache) > size:
+            cache.popitem(last=False)
 
     async def _discover(self, issuer: str, now: float) -> str:
         known = self._discovered.get(issuer)
@@ -231,7 +242,8 @@ class Introspector:
     def forget(self) -> None:
         """Drop every cached answer (tests, and a revocation that must bite at once)."""
         self._cache.clear()
+        self._negative.clear()
 
     @property
     def cached(self) -> int:
-        return len(self._cache)
+        return len(self._cache) + len(self._negative)

@@ -169,8 +169,12 @@ class IntrospectionSettings(Section):
     timeout: float = 2.0
     #: An introspection answer larger than this (bytes) is refused.
     max_response_bytes: int = 64 * 1024
-    #: Introspection answers remembered (LRU), active and inactive together.
+    #: Active introspection answers remembered (LRU).
     cache_size: int = 10_000
+    #: Inactive answers remembered (an LRU of their own).
+    negative_cache_size: int = 10_000
+    #: A larger answer is used but not cached (bounds the cache's memory with cache_size).
+    max_cached_answer_bytes: int = 8 * 1024
     #: An inactive answer is remembered at most this long (seconds), within cacheSeconds.
     negative_cache_seconds: float = 5.0
     #: Calls to introspection endpoints in flight at once, all endpoints together.

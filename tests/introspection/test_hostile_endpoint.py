@@ -201,7 +201,8 @@ async def test_a_flood_of_made_up_tokens_is_bounded(
     state, base = endpoint
     state.answer = lambda _f: web.json_response({"active": False})
     snapshot = policy(base)
-    async with verifier(secrets, call_rate=1.0, call_burst=10, cache_size=4) as (v, introspector):
+    bounds: dict[str, Any] = {"call_rate": 1.0, "call_burst": 10, "negative_cache_size": 4}
+    async with verifier(secrets, **bounds) as (v, introspector):
         decisions = [await check(snapshot, v, f"made-up-{i}", now=NOW) for i in range(40)]
         assert state.calls == 10  # the burst; the rest were shed without a call
         assert introspector.cached == 4
@@ -225,6 +226,35 @@ async def test_distinct_tokens_waiting_are_bounded(
         assert "too many" in refused.description
         state.release.set()
         assert all(d.allowed for d in await asyncio.gather(*first))
+
+
+async def test_made_up_tokens_do_not_evict_active_answers(
+    endpoint: tuple[Endpoint, str], secrets: Path
+) -> None:
+    state, base = endpoint
+    state.answer = lambda form: web.json_response(
+        active() if form["token"] == "real" else {"active": False}
+    )
+    snapshot = policy(base)
+    async with verifier(secrets, cache_size=2, negative_cache_size=2) as (v, _):
+        assert (await check(snapshot, v, "real", now=NOW)).allowed
+        for i in range(20):
+            await check(snapshot, v, f"made-up-{i}", now=NOW)
+        calls = state.calls
+        assert (await check(snapshot, v, "real", now=NOW + 1)).allowed
+        assert state.calls == calls  # still cached
+
+
+async def test_a_large_answer_is_used_but_not_cached(
+    endpoint: tuple[Endpoint, str], secrets: Path
+) -> None:
+    state, base = endpoint
+    state.answer = lambda _f: web.json_response(active(padding="x" * 20_000))
+    snapshot = policy(base)
+    async with verifier(secrets, max_cached_answer_bytes=8192) as (v, introspector):
+        assert (await check(snapshot, v, "t", now=NOW)).allowed
+        assert (await check(snapshot, v, "t", now=NOW)).allowed
+        assert (state.calls, introspector.cached) == (2, 0)
 
 
 async def test_the_token_never_reaches_logs_or_decisions(
