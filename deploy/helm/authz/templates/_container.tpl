@@ -59,6 +59,10 @@ AUTHZ_* environment variables.
       valueFrom:
         fieldRef:
           fieldPath: metadata.namespace
+    {{- if .Values.introspectionSecrets }}
+    - name: AUTHZ_SECRETS_DIR
+      value: /etc/authz/secrets
+    {{- end }}
     {{- if .Values.policies }}
     - name: AUTHZ_POLICIES
       value: {{ include "authz.policiesDir" . }}
@@ -135,6 +139,11 @@ AUTHZ_* environment variables.
     {{- if .Values.policies }}
     - name: policies
       mountPath: {{ include "authz.policiesDir" . }}
+      readOnly: true
+    {{- end }}
+    {{- range $i, $s := .Values.introspectionSecrets }}
+    - name: introspection-secret-{{ $i }}
+      mountPath: /etc/authz/secrets/{{ $s.namespace }}/{{ $s.name }}
       readOnly: true
     {{- end }}
 {{- end }}
