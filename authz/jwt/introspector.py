@@ -37,6 +37,7 @@ from authz.jwt.introspection import (
 )
 from authz.jwt.secrets import SecretReader, SecretUnavailable
 from authz.settings import IntrospectionSettings
+from authz.telemetry import tracing
 
 log = logging.getLogger(__name__)
 
@@ -160,8 +161,15 @@ class Introspector:
     async def _call(
         self, token: str, digest: bytes, spec: IntrospectionSpec, now: float
     ) -> Mapping[str, Any] | None:
-        settings = self._settings
         state = self._endpoint(spec.breaker_key, now)
+        # The span names the endpoint only: never the token, the secret or the answer.
+        with tracing.span("introspection", {"authz.introspection.endpoint": spec.breaker_key}):
+            return await self._call_traced(token, digest, spec, now, state)
+
+    async def _call_traced(
+        self, token: str, digest: bytes, spec: IntrospectionSpec, now: float, state: _Endpoint
+    ) -> Mapping[str, Any] | None:
+        settings = self._settings
         try:
             async with asyncio.timeout(settings.timeout), self._calls:
                 secret = await self._secrets.read(spec.secret, now=now)
@@ -176,6 +184,7 @@ class Introspector:
                 )
         except Exception as exc:
             self._failed(spec, state, now, exc)
+            tracing.mark_error(state.last_error or "introspection failed")
             raise IntrospectionUnavailable(state.last_error or "introspection failed") from None
         state.failures = 0
         active = answer.get("active") is True
