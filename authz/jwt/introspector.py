@@ -93,7 +93,8 @@ class Introspector:
         self._cache: OrderedDict[bytes, _Entry] = OrderedDict()
         #: Inactive answers apart: a flood of made-up tokens must not evict the active ones.
         self._negative: OrderedDict[bytes, _Entry] = OrderedDict()
-        self._inflight: dict[bytes, asyncio.Task[Mapping[str, Any] | None]] = {}
+        #: Keyed by endpoint and token: two issuers' answers about one token are never shared.
+        self._inflight: dict[tuple[bytes, bytes], asyncio.Task[Mapping[str, Any] | None]] = {}
         self._endpoints: dict[str, _Endpoint] = {}
         self._discovered: dict[str, tuple[float, str]] = {}
         self._calls = asyncio.Semaphore(settings.max_concurrent_calls)
@@ -112,20 +113,23 @@ class Introspector:
         if entry is not None and entry.key == spec.cache_key and entry.until > now:
             self._observe("cached")
             raise TokenError(INACTIVE)
-        flight = self._inflight.get(digest)
+        key = (spec.cache_key, digest)
+        flight = self._inflight.get(key)
         if flight is None:
             self._admit(spec, now)
             flight = asyncio.ensure_future(self._call(token, digest, spec, now))
-            self._inflight[digest] = flight
-            flight.add_done_callback(lambda task: self._landed(digest, task))
+            self._inflight[key] = flight
+            flight.add_done_callback(lambda task: self._landed(key, task))
         # Shielded: a check that gives up (Envoy's timeout) leaves the call to the others.
         answer = await asyncio.shield(flight)
         if answer is None:
             raise TokenError(INACTIVE)
         return answer
 
-    def _landed(self, digest: bytes, task: asyncio.Task[Mapping[str, Any] | None]) -> None:
-        self._inflight.pop(digest, None)
+    def _landed(
+        self, key: tuple[bytes, bytes], task: asyncio.Task[Mapping[str, Any] | None]
+    ) -> None:
+        self._inflight.pop(key, None)
         if not task.cancelled():
             task.exception()  # retrieved: every waiter may have given up meanwhile
 
@@ -141,10 +145,9 @@ class Introspector:
             raise IntrospectionUnavailable(
                 f"introspection at {spec.breaker_key} is failing: {state.last_error}"
             )
-        state.tokens = min(
-            float(settings.call_burst), state.tokens + (now - state.refilled) * settings.call_rate
-        )
-        state.refilled = now
+        elapsed = max(0.0, now - state.refilled)  # a clock stepped back refills nothing
+        state.tokens = min(float(settings.call_burst), state.tokens + elapsed * settings.call_rate)
+        state.refilled = max(now, state.refilled)
         if state.tokens < 1:
             self._observe("shed")
             raise IntrospectionUnavailable(f"introspection at {spec.breaker_key} is rate-limited")

@@ -47,6 +47,8 @@ class Endpoint:
 
     def __init__(self) -> None:
         self.answer: Answer = lambda _form: web.json_response(active())
+        #: What /introspect-b answers: a second issuer's endpoint on the same server.
+        self.answer_b: Answer = lambda _form: web.json_response({"active": False})
         self.calls = 0
         self.authorizations: list[str] = []
         self.tokens: list[str] = []
@@ -63,6 +65,8 @@ class Endpoint:
         self.authorizations.append(request.headers.get("authorization", ""))
         form = {k: str(v) for k, v in (await request.post()).items()}
         self.tokens.append(form.get("token", ""))
+        if request.path.endswith("-b"):
+            return self.answer_b(form)
         return self.answer(form)
 
 
@@ -71,6 +75,7 @@ async def endpoint() -> AsyncIterator[tuple[Endpoint, str]]:
     state = Endpoint()
     app = web.Application()
     app.router.add_post("/introspect", state.handle)
+    app.router.add_post("/introspect-b", state.handle)
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -287,3 +292,26 @@ async def test_short_lived_and_revoked_apply_to_introspected_tokens(
         revoked = await check(snapshot, v, "t", now=NOW + 1)
         assert (revoked.reason, revoked.status) == (INVALID_TOKEN, 401)
         assert "revoked" in revoked.description
+
+
+async def test_each_issuer_gets_its_own_call_and_answer(
+    endpoint: tuple[Endpoint, str], secrets: Path
+) -> None:
+    state, base = endpoint
+    state.answer = lambda _f: web.json_response({"active": False})
+    state.answer_b = lambda _f: web.json_response(active(sub="bob"))
+    document = introspecting_policy(base, endpoint=f"{base}/introspect", cache_seconds=60)
+    second = dict(document["spec"]["issuers"][0])
+    second.update(
+        issuer="https://b.test",
+        jwksUri="https://b.test/jwks",
+        introspection={**second["introspection"], "endpoint": f"{base}/introspect-b"},
+    )
+    document["spec"]["issuers"].append(second)
+    document["spec"]["response"]["setHeaders"].append({"name": "x-sub", "claim": "sub"})
+    snapshot = snapshot_of(document)
+    async with verifier(secrets) as (v, _):
+        decisions = await asyncio.gather(*(check(snapshot, v, "t", now=NOW) for _ in range(10)))
+    assert all(d.allowed for d in decisions)
+    assert ("x-sub", "bob") in decisions[0].set_headers
+    assert state.calls == 2  # one per endpoint, shared by the ten checks
