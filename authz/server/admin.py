@@ -149,13 +149,11 @@ class AdminServicer:
         if bool(request.jti) == bool(request.subject):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "set exactly one of jti, subject")
         kind, value = (JTI, request.jti) if request.jti else (SUBJECT, request.subject)
+        now = time.time()
+        until = request.until or _longest_life(self._snapshot(), request.issuer, now)
         try:
             entry = self._verifier.revocations.revoke(
-                kind=kind,
-                value=value,
-                issuer=request.issuer,
-                now=time.time(),
-                until=request.until or None,
+                kind=kind, value=value, issuer=request.issuer, now=now, until=until
             )
         except RevocationError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
@@ -207,6 +205,21 @@ class AdminServicer:
                 ),
             },
         )
+
+
+def _longest_life(snapshot: Snapshot, issuer: str, now: float) -> float | None:
+    """When every token a new entry could match has expired: now plus the longest
+    maxTokenLifetime (and leeway) of the issuers it names, or None (the default) when one of
+    them does not bound its tokens' lifetime."""
+    longest = 0.0
+    for policy in snapshot.policies:
+        for spec in policy.issuers.values():
+            if issuer and spec.issuer != issuer:
+                continue
+            if spec.max_lifetime is None:
+                return None
+            longest = max(longest, spec.max_lifetime + spec.leeway)
+    return now + longest if longest else None
 
 
 def _revocation(entry: Revocation) -> apb.Revocation:

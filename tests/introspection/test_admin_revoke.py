@@ -25,13 +25,18 @@ Call = Callable[..., Any]
 
 @pytest.fixture
 async def admin(request: pytest.FixtureRequest) -> AsyncIterator[dict[str, Call]]:
+    options: dict[str, Any] = getattr(request, "param", {})
     store = PolicyStore(bind=offline_provider)
-    document = auth_policy("shop", issuers=[issuer(keys=[KEY])], rules=[rule("any", paths=["/**"])])
+    document = auth_policy(
+        "shop",
+        issuers=[issuer(keys=[KEY], **options.get("issuer", {}))],
+        rules=[rule("any", paths=["/**"])],
+    )
     snap = store.update("files", [SourceDocument("file:shop.yaml:0", document)])
     servicer = AdminServicer(
         snapshot=lambda: snap,
         verifier=Verifier(),
-        revoke_refusal=getattr(request, "param", None),
+        revoke_refusal=options.get("refusal"),
     )
     server = AdminServer(servicer, ListenAddress("127.0.0.1", 0))
     await server.start()
@@ -95,9 +100,27 @@ async def test_bad_revoke_requests_are_invalid_argument(
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
-@pytest.mark.parametrize("admin", [WORKERS_CANNOT_REVOKE], indirect=True)
+@pytest.mark.parametrize("admin", [{"refusal": WORKERS_CANNOT_REVOKE}], indirect=True)
 async def test_a_supervisor_of_workers_refuses_to_revoke(admin: dict[str, Call]) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await admin["Revoke"](apb.RevokeRequest(jti="a"), timeout=10)
     assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert "--redis-url" in (caught.value.details() or "")
+
+
+@pytest.mark.parametrize("admin", [{"issuer": {"maxTokenLifetime": "15m"}}], indirect=True)
+async def test_an_entry_is_kept_as_long_as_a_matching_token_can_live(
+    admin: dict[str, Call],
+) -> None:
+    before = time.time()
+    answer = await admin["Revoke"](apb.RevokeRequest(jti="j1"), timeout=10)
+    # maxTokenLifetime plus the issuer's leeway (30 s by default), from the revocation on.
+    assert answer.revocation.until - answer.revocation.revoked_at == pytest.approx(15 * 60 + 30)
+    assert answer.revocation.revoked_at >= before
+    explicit = await admin["Revoke"](apb.RevokeRequest(jti="j3", until=before + 5), timeout=10)
+    assert explicit.revocation.until == before + 5
+
+
+async def test_without_a_lifetime_bound_an_entry_is_kept_a_day(admin: dict[str, Call]) -> None:
+    answer = await admin["Revoke"](apb.RevokeRequest(jti="j1"), timeout=10)
+    assert answer.revocation.until - answer.revocation.revoked_at == pytest.approx(86_400)
