@@ -6,8 +6,9 @@
 It calls authz.v1.Admin/Revoke (or ListRevocations) on the sidecar's --admin-listen address. A
 revoked jti is refused at once (401 invalid_token); revoking a subject refuses each of its
 tokens issued at or before now. `--until` says when the entry may be dropped - when no token it
-matches can still be valid; by default one day later. The answer says whether every replica
-enforces the revocation or only the one asked, and the command warns in the second case.
+matches can still be valid; by default the sidecar works it out from maxTokenLifetime. The
+answer says whether every replica enforces the revocation or only the one asked, and the
+command warns in the second case.
 Exit 0 on success, 2 when the sidecar cannot be reached or refuses the request.
 """
 
@@ -62,8 +63,8 @@ def add_revoke_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
         type=float,
         default=0.0,
         metavar="UNIX_TIME",
-        help="keep the entry until then: the latest exp a matching token can have "
-        "(default: one day from now)",
+        help="keep the entry until then: the latest exp a matching token can have (default: "
+        "the longest maxTokenLifetime of the issuers it names, else one day from now)",
     )
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds (default 10)")
 
