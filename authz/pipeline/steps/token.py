@@ -10,8 +10,9 @@ longer than their issuer's maxTokenLifetime and revoked ones (jwt.verify): all o
 here, before anything trusts the claims, and ends the same way - 401, or 503 when the issuer's
 introspection endpoint fails.
 
-Only verification may wait (for keys an issuer has not served yet), so the step stays
-synchronous until there is a token to verify and hands the loop a coroutine only then.
+Only verification may wait (for keys an issuer has not served yet, an introspection answer), so
+the step stays synchronous until there is a token to verify and hands the loop a coroutine only
+then.
 """
 
 from __future__ import annotations
