@@ -35,6 +35,13 @@ from authz.workers.pool import WorkerPool
 
 log = logging.getLogger(__name__)
 
+#: The admin API runs in the supervisor, the checks in the workers: without Redis to share it
+#: through, a revocation would stay in the supervisor's memory.
+WORKERS_CANNOT_REVOKE = (
+    "with --workers N, revocations reach the workers through --redis-url only: set it, or run "
+    "with --workers 1"
+)
+
 
 class Service:
     """Everything `authz serve` runs, started and stopped together."""
@@ -86,6 +93,11 @@ class Service:
                     verifier=stack.verifier,
                     limiter=stack.limiter,
                     trusted_proxy_hops=self.settings.client.trusted_proxy_hops,
+                    revoke_refusal=(
+                        None
+                        if pool is None or self.settings.ratelimit.redis_url is not None
+                        else WORKERS_CANNOT_REVOKE
+                    ),
                 ),
                 server.admin_listen,
                 tls=admin_tls,
@@ -104,7 +116,7 @@ class Service:
                 await parts.start("workers", pool.start, stop=lambda: pool.stop(0))
             await parts.start("admin API", admin.start, stop=lambda: admin.stop(0))
             log.info(
-                "admin API (Explain, ListPolicies) on %s%s",
+                "admin API (Explain, ListPolicies, Revoke) on %s%s",
                 admin.address,
                 " over TLS" if admin_tls is not None else "",
             )

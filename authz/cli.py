@@ -3,6 +3,7 @@
     authz serve     run the sidecar (ext_authz gRPC + health + HTTP probes)
     authz validate  check policy files offline, through the same code that loads them
     authz explain   ask a running sidecar why a request would be allowed or denied
+    authz revoke    refuse a token (jti) or a subject's tokens on a running sidecar
     authz token     DEV ONLY: mint a token signed with the demo key in examples/
 
 `serve`'s flags are derived from the settings' declarations (authz.settings.flags): every one
@@ -22,6 +23,7 @@ from authz import __version__
 from authz.devtools import token
 from authz.errors import ConfigError
 from authz.explain import add_explain_parser
+from authz.revoke import add_revoke_parser
 from authz.settings import Settings
 from authz.settings.flags import Origins, add_arguments, settings_from
 
@@ -57,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--allowed-hosts FILE` does",
     )
     add_explain_parser(sub)
+    add_revoke_parser(sub)
     token.add_arguments(sub.add_parser("token", help=token.HELP, description=token.DESCRIPTION))
     return parser
 
@@ -107,6 +110,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from authz.explain import run_explain
 
             return run_explain(args)
+        if args.command == "revoke":
+            from authz.revoke import run_revoke
+
+            return run_revoke(args)
         return token.run_token(args)
     except ConfigError as exc:
         print(f"authz: error: {exc}", file=sys.stderr)

@@ -3,12 +3,15 @@
 Deny reasons are part of the public contract: they appear as `error` in deny bodies, in logs
 and as metric label values, so each is a named constant here and nowhere else (the habit of
 OPA-Envoy's internal/errors.go). The policy sources extend the tree with their own errors and
-reasons (authz.controller.errors: the Kubernetes API, watch restarts, AuthPolicy status).
+reasons (authz.controller.errors: the Kubernetes API, watch restarts, AuthPolicy status), and
+the token checks add two that never answer a check as such (authz.jwt.secrets.SecretUnavailable
+becomes IntrospectionUnavailable; authz.jwt.revocation.RevocationError refuses an admin request).
 
     AuthzError                      base; `code` is a stable reason string
     +-- PolicyError                 a policy document is invalid (carries Problems)
     +-- TokenError                  a bearer token is not acceptable -> 401 invalid_token
     +-- KeysUnavailable             an issuer's keys were never fetched -> 503 issuer_unavailable
+    |   +-- IntrospectionUnavailable    (authz.jwt.introspection) the endpoint failed -> 503 too
     +-- PathError                   a request path cannot be normalized safely -> 400 invalid_path
     +-- ConfigError                 a flag or environment variable is wrong (CLI exits 2)
 """

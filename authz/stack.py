@@ -7,6 +7,7 @@ second construction site.
 
     tracing, metrics, decision log ─┐
     background work, HTTP session ──┼─> key registry ─> policy store (holds the current snapshot)
+    introspector, revocations ──────┤
     verifier, rate limiter ─────────┴─> servicer ─> check server (bound at build: a taken port
                                                     is exit 2 before anything starts)
 
@@ -24,13 +25,16 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
+from authz.jwt.introspector import Introspector
 from authz.jwt.providers import KeyRegistry
+from authz.jwt.revocation import Revocations
+from authz.jwt.secrets import FileSecrets
 from authz.jwt.verify import Verifier
 from authz.lifecycle import Background, Parts
 from authz.policy.ownership import HostGrants
 from authz.policy.snapshot import Snapshot
 from authz.policy.store import PolicyStore
-from authz.ratelimit.factory import build_limiter
+from authz.ratelimit.factory import build_limiter, redis_client
 from authz.ratelimit.limiter import Limiter
 from authz.server.h2limits import limits_of
 from authz.server.h2server import CheckServer, build_check_server
@@ -38,6 +42,8 @@ from authz.server.observe import CheckTelemetry
 from authz.server.servicer import AuthorizationServicer
 from authz.server.tls import ServerTls
 from authz.settings import ListenAddress, Settings
+from authz.settings.ratelimit import parse_redis_url
+from authz.sharedrevocations import SharedRevocations
 from authz.sources.files import report
 from authz.telemetry import tracing
 from authz.telemetry.adapters import RateLimitMetrics
@@ -62,6 +68,8 @@ class CheckStack:
     #: The listeners' TLS (--tls-cert), renewed in the background; None: plaintext.
     tls: ServerTls | None
     parts: Parts = field(default_factory=Parts)
+    #: With --redis-url: keeps the verifier's revocation list a replica of the shared one.
+    shared_revocations: SharedRevocations | None = None
     _drained: bool = field(default=False, init=False)
 
     async def start(self) -> None:
@@ -71,6 +79,11 @@ class CheckStack:
         # A replica turns ready with keys in hand rather than answering 503 to its first checks.
         await self.parts.start("issuer keys", lambda: self.registry.first_attempts(fetch_timeout))
         await self.parts.start("rate limiter", self.limiter.start, stop=self.limiter.close)
+        shared = self.shared_revocations
+        if shared is not None:
+            await self.parts.start(
+                "revocation list", lambda: shared.start(self.background), stop=shared.close
+            )
         if self.server is not None:
             await self.parts.start("check server", self.server.start, stop=lambda: self.drain(0))
 
@@ -126,9 +139,20 @@ async def build_check_stack(
             retain=registry.retain,
             grants=grants,
         )
-        verifier = Verifier(
-            max_token_bytes=settings.tokens.max_token_bytes, cache_size=settings.tokens.cache_size
+        introspector = Introspector(
+            session=session,
+            secrets=FileSecrets(settings.introspection.secrets_dir),
+            settings=settings.introspection,
+            observe=metrics.introspection,
         )
+        revocations = Revocations(max_entries=settings.introspection.max_revocations)
+        verifier = Verifier(
+            max_token_bytes=settings.tokens.max_token_bytes,
+            cache_size=settings.tokens.cache_size,
+            introspector=introspector,
+            revocations=revocations,
+        )
+        shared = _shared_revocations(settings, revocations)
         limiter = build_limiter(settings.ratelimit, observers=(RateLimitMetrics(metrics),))
         decision_log = DecisionLog(
             writer.submit, allow_sample_rate=settings.telemetry.log_allow_sample_rate
@@ -170,7 +194,16 @@ async def build_check_stack(
         server,
         tls,
         parts,
+        shared,
     )
+
+
+def _shared_revocations(settings: Settings, local: Revocations) -> SharedRevocations | None:
+    redis = settings.ratelimit
+    if redis.redis_url is None:
+        return None
+    address = parse_redis_url(redis.redis_url, mode=redis.redis_mode)
+    return SharedRevocations(redis_client(address, redis), local, timeout=redis.redis_timeout)
 
 
 class _PolicyReport:

@@ -7,6 +7,10 @@ provider's `version`. Claim checks (alg allowlist, iss, aud, exp, nbf, iat) are 
 every request, so a cached token still expires on time and one policy's cache entry never
 satisfies another policy's audience.
 
+Tokens that are not a compact JWS ("opaque") are introspected instead when the policy names
+an issuer with `introspection` (see jwt.introspector), keyed by the same digest; their answer
+goes through the same claim checks. Both kinds then meet the revocation list (jwt.revocation).
+
 Error messages are constants: nothing from the token is echoed to the client.
 """
 
@@ -24,8 +28,11 @@ from typing import Any
 from jwt.algorithms import get_default_algorithms
 
 from authz.errors import KeysUnavailable, TokenError
+from authz.jwt.introspection import IntrospectionSpec, IntrospectionUnavailable
+from authz.jwt.introspector import INACTIVE, Introspector
 from authz.jwt.keys import KeySet, VerificationKey
 from authz.jwt.providers import KeyProvider
+from authz.jwt.revocation import REVOKED, Revocations
 from authz.jwt.token import UnverifiedToken, parse_token
 
 _ALGORITHMS = get_default_algorithms()
@@ -42,6 +49,14 @@ class IssuerSpec:
     provider: KeyProvider = field(compare=False, repr=False)
     #: Dotted path of the claim with granted scopes; None = "scope", then "scp".
     scope_claim: tuple[str, ...] | None = None
+    #: maxTokenLifetime (seconds): a longer exp - iat, or no iat, is refused.
+    max_lifetime: float | None = None
+    #: How opaque tokens of this issuer are introspected; None: they are refused.
+    introspection: IntrospectionSpec | None = None
+
+
+#: VerifiedToken.alg of a token the issuer vouched for by introspection.
+INTROSPECTED = "introspected"
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +84,11 @@ class Verifier:
         max_token_bytes: int = 8192,
         cache_size: int = 10_000,
         unknown_kid_wait: float = 2.0,
+        introspector: Introspector | None = None,
+        revocations: Revocations | None = None,
     ) -> None:
+        self._introspector = introspector
+        self.revocations = revocations if revocations is not None else Revocations()
         self._max_bytes = max_token_bytes
         self._cache_size = cache_size
         self._unknown_kid_wait = unknown_kid_wait
@@ -89,7 +108,14 @@ class Verifier:
                 raise TokenError("token issuer is not trusted here")
             if spec.provider is entry.provider and spec.provider.version == entry.version:
                 self._cache.move_to_end(digest)
-                return _check_claims(entry.claims, spec, entry.alg, now)
+                verified = _check_claims(entry.claims, spec, entry.alg, now)
+                if self.revocations.active:
+                    self._check_revoked(verified, now)
+                return verified
+        if self._introspector is not None and token.count(".") != 2:
+            introspected = [s for s in issuers.values() if s.introspection is not None]
+            if introspected:
+                return await self._introspect(token, digest, introspected, now)
         parsed = parse_token(token, max_bytes=self._max_bytes)
         iss = parsed.claims.get("iss")
         spec = issuers.get(iss) if isinstance(iss, str) else None
@@ -110,7 +136,39 @@ class Verifier:
             )
             if len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
+        if self.revocations.active:
+            self._check_revoked(verified, now)
         return verified
+
+    def _check_revoked(self, verified: VerifiedToken, now: float) -> None:
+        if self.revocations.refuses(verified.claims, verified.issuer.issuer, now):
+            raise TokenError(REVOKED)
+
+    async def _introspect(
+        self, token: str, digest: bytes, specs: list[IssuerSpec], now: float
+    ) -> VerifiedToken:
+        """Ask each issuer that introspects, in the policy's order, until one says active."""
+        assert self._introspector is not None
+        unavailable: IntrospectionUnavailable | None = None
+        for spec in specs:
+            assert spec.introspection is not None
+            try:
+                claims = await self._introspector.claims(token, digest, spec.introspection, now=now)
+            except IntrospectionUnavailable as exc:
+                unavailable = exc
+                continue
+            except TokenError:
+                continue
+            iss = claims.get("iss", spec.issuer)
+            if iss != spec.issuer:
+                raise TokenError("token issuer is not trusted here")
+            verified = _check_standard(claims, spec, INTROSPECTED, now)
+            if self.revocations.active:
+                self._check_revoked(verified, now)
+            return verified
+        if unavailable is not None:
+            raise unavailable
+        raise TokenError(INACTIVE)
 
     async def _find_key(self, token: UnverifiedToken, provider: KeyProvider) -> VerificationKey:
         keys = provider.keys
@@ -181,6 +239,13 @@ def _check_claims(
 ) -> VerifiedToken:
     if alg not in spec.algorithms:
         raise TokenError("token algorithm is not allowed")
+    return _check_standard(claims, spec, alg, now)
+
+
+def _check_standard(
+    claims: Mapping[str, Any], spec: IssuerSpec, alg: str, now: float
+) -> VerifiedToken:
+    """exp, nbf, iat, the lifetime bound and aud: the same for JWTs and introspected tokens."""
     if "exp" not in claims:
         raise TokenError("token has no exp claim")
     exp = _number(claims["exp"])
@@ -198,6 +263,12 @@ def _check_claims(
                 raise TokenError(f"token {name} claim is not a number")
             if value > now + spec.leeway:
                 raise TokenError(message)
+    if spec.max_lifetime is not None:
+        iat = _number(claims.get("iat"))
+        if iat is None:
+            raise TokenError("token has no iat claim, and the issuer's tokens must be short-lived")
+        if exp - iat > spec.max_lifetime:
+            raise TokenError("token lifetime is longer than the issuer's maxTokenLifetime")
     aud = claims.get("aud")
     audiences = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
     if not any(isinstance(a, str) and a in spec.audiences for a in audiences):

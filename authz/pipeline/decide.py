@@ -13,9 +13,6 @@ Where the steps still to come belong, and why there:
   client must cost less than an admitted one). It counts the 401s of a client, so it also needs
   to see how each check ended: a finisher, placed before `mode` so it sees the would-be decision
   of a dryRun policy (which counts but does not block).
-- Token introspection, revocation, maximum token lifetime: inside the `token` step (an opaque
-  token is introspected where a JWT is verified) or a step right after it, before anything
-  trusts the claims.
 - Sender-constrained tokens (a DPoP proof, or the thumbprint of the client certificate): right
   after `token`, reading the verified `cnf` and the request's method, URL, headers and peer
   certificate (fields CheckInput gains from Envoy's attributes) - a copied token must fail

@@ -28,6 +28,8 @@ from authz.policy.matchers import (
 )
 from authz.policy.model import CompiledPolicy, HeaderTemplate, Rule
 from authz.policy.schema import validate_document
+from authz.policy.tokens import MSG_INTROSPECTION_ENDPOINT as MSG_INTROSPECTION_ENDPOINT
+from authz.policy.tokens import introspection, max_lifetime
 from authz.policy.traffic import MSG_SOURCE_IPS_EMPTY as MSG_SOURCE_IPS_EMPTY
 from authz.policy.traffic import MSG_UNIQUE_LIMITS as MSG_UNIQUE_LIMITS
 from authz.policy.traffic import MSG_WINDOW_MAX as MSG_WINDOW_MAX
@@ -67,7 +69,7 @@ MSG_ISSUERS_NEEDED = "issuers must list at least one issuer when a rule requires
 
 
 def _issuer(
-    raw: Mapping[str, Any], where: str, bind: KeyBinder, problems: list[Problem]
+    raw: Mapping[str, Any], where: str, bind: KeyBinder, problems: list[Problem], namespace: str
 ) -> IssuerSpec | None:
     chosen = [k for k in ("jwksUri", "jwks") if k in raw] + (
         ["discovery"] if raw.get("discovery") else []
@@ -106,6 +108,8 @@ def _issuer(
         leeway=float(raw.get("leewaySeconds", DEFAULT_LEEWAY)),
         provider=provider,
         scope_claim=tuple(claim.split(".")) if claim else None,
+        max_lifetime=max_lifetime(raw, where, problems),
+        introspection=introspection(raw, where, namespace=namespace, problems=problems),
     )
 
 
@@ -179,6 +183,7 @@ def compile_policy(document: Mapping[str, Any], *, bind: KeyBinder) -> CompiledP
     if problems:
         raise PolicyError(problems)
     meta, spec = document["metadata"], document["spec"]
+    namespace = meta.get("namespace") or DEFAULT_NAMESPACE
     hosts: list[str] = []
     for index, pattern in enumerate(spec["hosts"]):
         try:
@@ -190,7 +195,7 @@ def compile_policy(document: Mapping[str, Any], *, bind: KeyBinder) -> CompiledP
         if raw["issuer"] in issuers:
             problems.append(Problem("spec.issuers", MSG_UNIQUE_ISSUERS))
             continue
-        compiled = _issuer(raw, f"spec.issuers[{index}]", bind, problems)
+        compiled = _issuer(raw, f"spec.issuers[{index}]", bind, problems, namespace)
         if compiled is not None:
             issuers[compiled.issuer] = compiled
     rules = [_rule(raw, f"spec.rules[{i}]", problems) for i, raw in enumerate(spec["rules"])]

@@ -23,7 +23,7 @@ from authz.settings import RateLimitSettings
 from authz.settings.ratelimit import RedisAddress, parse_redis_url
 
 
-def _client(address: RedisAddress, settings: RateLimitSettings) -> ScriptClient:
+def redis_client(address: RedisAddress, settings: RateLimitSettings) -> ScriptClient:
     common: dict[str, Any] = {
         "username": address.username,
         "password": address.password,
@@ -68,7 +68,7 @@ def build_limiter(
         return memory
     address = parse_redis_url(settings.redis_url, mode=settings.redis_mode)
     backend = RedisBackend(
-        _client(address, settings),
+        redis_client(address, settings),
         timeout=settings.redis_timeout,
         description=address.describe(settings.redis_mode),
         max_in_flight=settings.redis_max_connections,

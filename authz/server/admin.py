@@ -1,10 +1,15 @@
-"""The admin API (authz.v1.Admin) on its own listener: Explain and ListPolicies.
+"""The admin API (authz.v1.Admin) on its own listener: Explain, ListPolicies, Revoke and
+ListRevocations.
 
 Explain answers "why was this request denied?" from the very code that decides real requests
 (pipeline.decide, with a Trace recording each step, the policy's mode included), against the
 current snapshot, without side effects: no quota is consumed, nothing is logged or counted. Its
 request carries headers, tokens included, so the listener defaults to loopback and nothing here
 logs a header.
+
+Revoke adds to the verifier's revocation list, so the next check refuses the token, and with
+--redis-url shares it with every replica (authz.sharedrevocations); `shared: false` in the
+answer says it applies to this process only.
 
 Registered as generic handlers, like the ext_authz servicer, so no grpc stubs are generated.
 """
@@ -19,6 +24,7 @@ import grpc
 
 from authz._gen.authz.v1 import admin_pb2 as apb
 from authz.errors import ConfigError
+from authz.jwt.revocation import JTI, SUBJECT, Revocation, RevocationError
 from authz.jwt.verify import Verifier
 from authz.pipeline.decide import decide
 from authz.pipeline.request import CheckInput
@@ -49,7 +55,10 @@ class AdminServicer:
         verifier: Verifier,
         limiter: Limiter | None = None,
         trusted_proxy_hops: int = 0,
+        revoke_refusal: str | None = None,
     ) -> None:
+        #: Why this process cannot revoke (its checks run elsewhere); None when it can.
+        self._revoke_refusal = revoke_refusal
         self._snapshot = snapshot
         self._verifier = verifier
         self._limiter = limiter
@@ -132,6 +141,46 @@ class AdminServicer:
             )
         return apb.ListPoliciesResponse(policies=statuses, snapshot_serial=snapshot.serial)
 
+    async def revoke(
+        self,
+        request: apb.RevokeRequest,
+        context: grpc.aio.ServicerContext[apb.RevokeRequest, apb.RevokeResponse],
+    ) -> apb.RevokeResponse:
+        if self._revoke_refusal is not None:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, self._revoke_refusal)
+        if bool(request.jti) == bool(request.subject):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "set exactly one of jti, subject")
+        kind, value = (JTI, request.jti) if request.jti else (SUBJECT, request.subject)
+        now = time.time()
+        until = request.until or _longest_life(self._snapshot(), request.issuer, now)
+        try:
+            entry = self._verifier.revocations.revoke(
+                kind=kind, value=value, issuer=request.issuer, now=now, until=until
+            )
+        except RevocationError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        publish = self._verifier.revocations.publish
+        shared = await publish(entry) if publish is not None else False
+        log.info(
+            "revoked by %s (issuer %s) until %d%s",
+            kind,
+            entry.issuer or "any",
+            entry.until,
+            "" if shared else " (this replica only)",
+        )
+        return apb.RevokeResponse(revocation=_revocation(entry), shared=shared)
+
+    async def list_revocations(
+        self,
+        request: apb.ListRevocationsRequest,
+        context: grpc.aio.ServicerContext[apb.ListRevocationsRequest, apb.ListRevocationsResponse],
+    ) -> apb.ListRevocationsResponse:
+        entries = self._verifier.revocations.entries(time.time())
+        shared = self._verifier.revocations.publish is not None
+        return apb.ListRevocationsResponse(
+            revocations=[_revocation(e) for e in entries], shared=shared
+        )
+
     def handler(self) -> grpc.GenericRpcHandler:
         return grpc.method_handlers_generic_handler(
             SERVICE,
@@ -146,8 +195,43 @@ class AdminServicer:
                     request_deserializer=apb.ListPoliciesRequest.FromString,
                     response_serializer=apb.ListPoliciesResponse.SerializeToString,
                 ),
+                "Revoke": grpc.unary_unary_rpc_method_handler(
+                    self.revoke,
+                    request_deserializer=apb.RevokeRequest.FromString,
+                    response_serializer=apb.RevokeResponse.SerializeToString,
+                ),
+                "ListRevocations": grpc.unary_unary_rpc_method_handler(
+                    self.list_revocations,
+                    request_deserializer=apb.ListRevocationsRequest.FromString,
+                    response_serializer=apb.ListRevocationsResponse.SerializeToString,
+                ),
             },
         )
+
+
+def _longest_life(snapshot: Snapshot, issuer: str, now: float) -> float | None:
+    """When every token a new entry could match has expired: now plus the longest
+    maxTokenLifetime (and leeway) of the issuers it names, or None (the default) when one of
+    them does not bound its tokens' lifetime."""
+    longest = 0.0
+    for policy in snapshot.policies:
+        for spec in policy.issuers.values():
+            if issuer and spec.issuer != issuer:
+                continue
+            if spec.max_lifetime is None:
+                return None
+            longest = max(longest, spec.max_lifetime + spec.leeway)
+    return now + longest if longest else None
+
+
+def _revocation(entry: Revocation) -> apb.Revocation:
+    return apb.Revocation(
+        kind=entry.kind,
+        value=entry.value,
+        issuer=entry.issuer,
+        revoked_at=entry.revoked_at,
+        until=entry.until,
+    )
 
 
 class AdminServer:

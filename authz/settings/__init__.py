@@ -13,6 +13,7 @@ from authz.settings.listen import ListenAddress
 from authz.settings.ratelimit import RateLimitSettings
 from authz.settings.sections import (
     ClientSettings,
+    IntrospectionSettings,
     JwksSettings,
     PolicySettings,
     ServerSettings,
@@ -25,6 +26,7 @@ from authz.settings.tls import TlsSettings
 __all__ = [
     "ClientSettings",
     "ConnectionSettings",
+    "IntrospectionSettings",
     "JwksSettings",
     "KubernetesSettings",
     "ListenAddress",

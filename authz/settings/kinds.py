@@ -198,3 +198,12 @@ class ExistingFile(Kind[Path | None]):
 
     def show(self, value: Path | None) -> str:
         return "" if value is None else str(value)
+
+
+class Directory(Kind[Path]):
+    """A directory that need not exist yet (it may be mounted, or used only by some policies)."""
+
+    def parse(self, text: str, *, name: str) -> Path:
+        if not text.strip():
+            raise ConfigError(f"{name}: needs a directory")
+        return Path(text)

@@ -88,11 +88,12 @@ class RateLimitSettings(Section):
         OptionalText(),
         flag="--redis-url",
         metavar="URL",
-        shown="no Redis: counters in memory, per process",
-        help="share rate-limit counters between replicas through Redis: "
+        shown="no Redis: counters and revocations in memory, per process",
+        help="share rate-limit counters and revocations between replicas through Redis: "
         "`redis://[user:password@]host[:port][/db]`, `rediss://` for TLS; several "
         "comma-separated hosts in cluster and sentinel mode",
-        doc="(see [Rate limits and IP filtering](#rate-limits-and-ip-filtering))",
+        doc="(see [Rate limits and IP filtering](#rate-limits-and-ip-filtering) and "
+        "[Opaque tokens and revocation](#opaque-tokens-and-revocation))",
     )
     redis_mode: str = option(
         "standalone",

@@ -21,6 +21,7 @@ from authz.settings.declare import Section, option
 from authz.settings.kinds import (
     Amount,
     Count,
+    Directory,
     ExistingFile,
     Listen,
     Paths,
@@ -93,9 +94,10 @@ class ServerSettings(Section):
         Listen(),
         flag="--admin-listen",
         metavar="ADDR",
-        help="the admin gRPC API `authz.v1.Admin` (`Explain`, `ListPolicies`; used by "
-        "`authz explain`): `HOST:PORT` or `unix:/path/to.sock`. Explain receives tokens: keep "
-        "it on loopback or behind a NetworkPolicy",
+        help="the admin gRPC API `authz.v1.Admin` (`Explain`, `ListPolicies`, `Revoke`, "
+        "`ListRevocations`; used by `authz explain` and `authz revoke`): `HOST:PORT` or "
+        "`unix:/path/to.sock`. Explain receives tokens and Revoke refuses them: keep it on "
+        "loopback or behind a NetworkPolicy",
         doc="(see [Troubleshooting](#troubleshooting))",
     )
     grpc_server: str = option(
@@ -166,6 +168,47 @@ class TokenSettings(Section):
 
 
 @dataclass(frozen=True, slots=True)
+class IntrospectionSettings(Section):
+    """Opaque tokens (introspection) and revocation."""
+
+    secrets_dir: Path = option(
+        Path("/etc/authz/secrets"),
+        Directory(),
+        flag="--secrets-dir",
+        metavar="DIR",
+        help="client secrets of `issuers[].introspection.clientSecretRef` are read from "
+        "`DIR/<namespace>/<name>/<key>`, the layout of a mounted Secret",
+        doc="(see [Opaque tokens and revocation](#opaque-tokens-and-revocation))",
+    )
+    #: One introspection call (connect, send, answer) may take at most this long (seconds).
+    timeout: float = 2.0
+    #: An introspection answer larger than this (bytes) is refused.
+    max_response_bytes: int = 64 * 1024
+    #: Active introspection answers remembered (LRU).
+    cache_size: int = 10_000
+    #: Inactive answers remembered (an LRU of their own).
+    negative_cache_size: int = 10_000
+    #: A larger answer is used but not cached (bounds the cache's memory with cache_size).
+    max_cached_answer_bytes: int = 8 * 1024
+    #: An inactive answer is remembered at most this long (seconds), within cacheSeconds.
+    negative_cache_seconds: float = 5.0
+    #: Calls to introspection endpoints in flight at once, all endpoints together.
+    max_concurrent_calls: int = 32
+    #: Distinct tokens waiting for an answer at once; beyond that, new ones get 503 at once.
+    max_pending: int = 1024
+    #: Calls per second per endpoint (a token bucket of `call_burst`), so a flood of made-up
+    #: tokens cannot be relayed to the issuer.
+    call_rate: float = 100.0
+    call_burst: int = 200
+    #: After this many failed calls in a row an endpoint is not called for `breaker_open`
+    #: seconds (cached answers keep serving), then one call probes it.
+    breaker_threshold: int = 5
+    breaker_open: float = 5.0
+    #: Revocations kept at most (a Revoke beyond that is refused).
+    max_revocations: int = 100_000
+
+
+@dataclass(frozen=True, slots=True)
 class TelemetrySettings(Section):
     """Logs: diagnostics on stderr, the decision log on stdout (traces: the OTEL_* variables)."""
 
@@ -213,6 +256,7 @@ class Settings:
     tls: TlsSettings = field(default_factory=TlsSettings)
     jwks: JwksSettings = field(default_factory=JwksSettings)
     tokens: TokenSettings = field(default_factory=TokenSettings)
+    introspection: IntrospectionSettings = field(default_factory=IntrospectionSettings)
     telemetry: TelemetrySettings = field(default_factory=TelemetrySettings)
     ratelimit: RateLimitSettings = field(default_factory=RateLimitSettings)
     client: ClientSettings = field(default_factory=ClientSettings)

@@ -25,3 +25,7 @@ BACKEND_MODES: Final = ("redis", "fallback")
 
 def decision_label(allowed: bool) -> str:
     return ALLOW if allowed else DENY
+
+
+#: authz_introspection_total's result label.
+INTROSPECTION_RESULTS: Final = ("active", "inactive", "cached", "error", "shed")

@@ -94,6 +94,15 @@ class Metrics:
             ["issuer", "result"],
             registry=reg,
         )
+        introspections = Counter(
+            "authz_introspection_total",
+            "Opaque-token introspections by result: active, inactive (answers of the issuer), "
+            "cached (answered from the cache), error (the endpoint failed), shed (refused by "
+            "the rate, concurrency or circuit-breaker bound).",
+            ["result"],
+            registry=reg,
+        )
+        self._introspections = {r: introspections.labels(r) for r in labels.INTROSPECTION_RESULTS}
         self._policies = Gauge(
             "authz_policies",
             "Policies known to the sidecar, by state.",
@@ -164,6 +173,9 @@ class Metrics:
         child.inc()
 
     # --- everything else ------------------------------------------------------------------
+
+    def introspection(self, result: str) -> None:
+        self._introspections[result].inc()
 
     def jwks_fetch(self, issuer: str, result: str) -> None:
         self._jwks.labels(_strip_query(issuer), result).inc()

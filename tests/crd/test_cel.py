@@ -170,6 +170,13 @@ BROKEN: dict[str, tuple[Callable[[], dict[str, Any]], Change, str]] = {
         lambda s: s["rules"][0]["when"][3].update(exists=True),
         comp.MSG_ONE_OPERATOR,
     ),
+    "introspection without endpoint or discovery": (
+        orders,
+        lambda s: s["issuers"][0].update(
+            introspection={"clientId": "gw", "clientSecretRef": {"name": "idp", "key": "secret"}}
+        ),
+        comp.MSG_INTROSPECTION_ENDPOINT,
+    ),
 }
 
 

@@ -60,6 +60,7 @@ POD_EXTRAS: dict[str, Any] = {
     "image": {"digest": "sha256:" + "a" * 64},
     "imagePullSecrets": [{"name": "regcred"}],
     "extraEnv": [{"name": "AUTHZ_EXTRA", "value": "1"}],
+    "introspectionSecrets": [{"namespace": "shop", "name": "idp-client"}],
     "podAnnotations": {"example.com/team": "edge"},
     "podLabels": {"example.com/tier": "edge"},
     "nodeSelector": {"kubernetes.io/os": "linux"},

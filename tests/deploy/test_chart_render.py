@@ -466,3 +466,24 @@ def test_inconsistent_values_fail_with_a_clear_message(
 ) -> None:
     with pytest.raises(helm_python.HelmRenderError, match=message):
         render(values)
+
+
+def test_introspection_secrets_are_mounted_where_the_sidecar_reads_them() -> None:
+    rendered = render(
+        {
+            "introspectionSecrets": [
+                {"namespace": "shop", "name": "idp-client"},
+                {"namespace": "billing", "name": "idp", "secretName": "billing-idp-copy"},
+            ]
+        }
+    )
+    authz = rendered.container("authz")
+    assert env_of(authz)["AUTHZ_SECRETS_DIR"] == "/etc/authz/secrets"
+    mounts = {m["name"]: m for m in authz["volumeMounts"]}
+    assert mounts["introspection-secret-0"]["mountPath"] == "/etc/authz/secrets/shop/idp-client"
+    assert mounts["introspection-secret-1"]["mountPath"] == "/etc/authz/secrets/billing/idp"
+    assert all(mounts[f"introspection-secret-{i}"]["readOnly"] for i in (0, 1))
+    volumes = {v["name"]: v for v in rendered.deployment["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["introspection-secret-0"]["secret"]["secretName"] == "idp-client"
+    assert volumes["introspection-secret-1"]["secret"]["secretName"] == "billing-idp-copy"
+    assert "AUTHZ_SECRETS_DIR" not in env_of(render().container("authz"))

@@ -29,6 +29,7 @@ CONTRACT = {
     "authz_check_duration_seconds": "histogram",
     "authz_decisions": "counter",
     "authz_jwks_fetch": "counter",
+    "authz_introspection": "counter",
     "authz_policies": "gauge",
     "authz_ratelimit_backend_errors": "counter",
     "authz_ratelimit_backend_mode": "gauge",

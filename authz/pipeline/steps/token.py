@@ -5,8 +5,14 @@ token that is present is always verified, even on an anonymous rule - a bad toke
 never ignored. A bad token is 401 invalid_token with the reason in the challenge; keys the
 issuer has not served yet are 503 issuer_unavailable (the token may be fine: retry), not 401.
 
-Only verification may wait (for keys an issuer has not served yet), so the step stays
-synchronous until there is a token to verify and hands the loop a coroutine only then.
+The verifier also introspects opaque tokens of issuers that say so, refuses tokens living
+longer than their issuer's maxTokenLifetime and revoked ones (jwt.verify): all of it happens
+here, before anything trusts the claims, and ends the same way - 401, or 503 when the issuer's
+introspection endpoint fails.
+
+Only verification may wait (for keys an issuer has not served yet, an introspection answer), so
+the step stays synchronous until there is a token to verify and hands the loop a coroutine only
+then.
 """
 
 from __future__ import annotations

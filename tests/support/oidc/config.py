@@ -80,6 +80,9 @@ def private_jwks(keys: Sequence[SigningKey]) -> dict[str, Any]:
     for key in keys:
         algorithm = jwt.get_algorithm_by_name(key.alg)
         jwk = dict(algorithm.to_jwk(key.private, as_dict=True))
+        # PyJWT marks a private JWK key_ops ["sign"], and the provider would publish that on the
+        # public key too - which a verifier rightly refuses to verify with. Real providers omit it.
+        jwk.pop("key_ops", None)
         jwk.update(kid=key.kid, use="sig", alg=key.alg)
         out.append(jwk)
     return {"keys": out}

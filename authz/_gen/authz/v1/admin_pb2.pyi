@@ -120,3 +120,49 @@ class ListPoliciesResponse(_message.Message):
     policies: _containers.RepeatedCompositeFieldContainer[PolicyStatus]
     snapshot_serial: int
     def __init__(self, policies: _Optional[_Iterable[_Union[PolicyStatus, _Mapping]]] = ..., snapshot_serial: _Optional[int] = ...) -> None: ...
+
+class RevokeRequest(_message.Message):
+    __slots__ = ("jti", "subject", "issuer", "until")
+    JTI_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    ISSUER_FIELD_NUMBER: _ClassVar[int]
+    UNTIL_FIELD_NUMBER: _ClassVar[int]
+    jti: str
+    subject: str
+    issuer: str
+    until: float
+    def __init__(self, jti: _Optional[str] = ..., subject: _Optional[str] = ..., issuer: _Optional[str] = ..., until: _Optional[float] = ...) -> None: ...
+
+class Revocation(_message.Message):
+    __slots__ = ("kind", "value", "issuer", "revoked_at", "until")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    ISSUER_FIELD_NUMBER: _ClassVar[int]
+    REVOKED_AT_FIELD_NUMBER: _ClassVar[int]
+    UNTIL_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    value: str
+    issuer: str
+    revoked_at: float
+    until: float
+    def __init__(self, kind: _Optional[str] = ..., value: _Optional[str] = ..., issuer: _Optional[str] = ..., revoked_at: _Optional[float] = ..., until: _Optional[float] = ...) -> None: ...
+
+class RevokeResponse(_message.Message):
+    __slots__ = ("revocation", "shared")
+    REVOCATION_FIELD_NUMBER: _ClassVar[int]
+    SHARED_FIELD_NUMBER: _ClassVar[int]
+    revocation: Revocation
+    shared: bool
+    def __init__(self, revocation: _Optional[_Union[Revocation, _Mapping]] = ..., shared: _Optional[bool] = ...) -> None: ...
+
+class ListRevocationsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListRevocationsResponse(_message.Message):
+    __slots__ = ("revocations", "shared")
+    REVOCATIONS_FIELD_NUMBER: _ClassVar[int]
+    SHARED_FIELD_NUMBER: _ClassVar[int]
+    revocations: _containers.RepeatedCompositeFieldContainer[Revocation]
+    shared: bool
+    def __init__(self, revocations: _Optional[_Iterable[_Union[Revocation, _Mapping]]] = ..., shared: _Optional[bool] = ...) -> None: ...

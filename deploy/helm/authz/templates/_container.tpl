@@ -74,6 +74,10 @@ AUTHZ_* environment variables.
       valueFrom:
         fieldRef:
           fieldPath: metadata.namespace
+    {{- if .Values.introspectionSecrets }}
+    - name: AUTHZ_SECRETS_DIR
+      value: /etc/authz/secrets
+    {{- end }}
     {{- if .Values.policies }}
     - name: AUTHZ_POLICIES
       value: {{ include "authz.policiesDir" . }}
@@ -172,5 +176,10 @@ AUTHZ_* environment variables.
       mountPath: {{ include "authz.grpcClientCADir" . }}
       readOnly: true
     {{- end }}
+    {{- end }}
+    {{- range $i, $s := .Values.introspectionSecrets }}
+    - name: introspection-secret-{{ $i }}
+      mountPath: /etc/authz/secrets/{{ $s.namespace }}/{{ $s.name }}
+      readOnly: true
     {{- end }}
 {{- end }}
