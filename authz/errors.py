@@ -8,6 +8,7 @@ reasons (authz.controller.errors: the Kubernetes API, watch restarts, AuthPolicy
     AuthzError                      base; `code` is a stable reason string
     +-- PolicyError                 a policy document is invalid (carries Problems)
     +-- TokenError                  a bearer token is not acceptable -> 401 invalid_token
+    |   +-- ProofError              a DPoP proof is not acceptable -> 401 invalid_dpop_proof
     +-- KeysUnavailable             an issuer's keys were never fetched -> 503 issuer_unavailable
     +-- PathError                   a request path cannot be normalized safely -> 400 invalid_path
     +-- ConfigError                 a flag or environment variable is wrong (CLI exits 2)
@@ -25,6 +26,7 @@ INVALID_PATH: Final = "invalid_path"
 ACCESS_DENIED: Final = "access_denied"
 MISSING_TOKEN: Final = "missing_token"
 INVALID_TOKEN: Final = "invalid_token"
+INVALID_DPOP_PROOF: Final = "invalid_dpop_proof"
 INSUFFICIENT_SCOPE: Final = "insufficient_scope"
 ISSUER_UNAVAILABLE: Final = "issuer_unavailable"
 INTERNAL_ERROR: Final = "internal_error"
@@ -64,6 +66,12 @@ class TokenError(AuthzError):
     """The bearer token is malformed, forged, expired or not meant for us."""
 
     code = INVALID_TOKEN
+
+
+class ProofError(TokenError):
+    """The DPoP proof sent with a DPoP-bound token is missing, malformed, forged or replayed."""
+
+    code = INVALID_DPOP_PROOF
 
 
 class KeysUnavailable(AuthzError):

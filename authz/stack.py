@@ -119,7 +119,10 @@ async def build_check_stack(
             retain=registry.retain,
         )
         verifier = Verifier(
-            max_token_bytes=settings.tokens.max_token_bytes, cache_size=settings.tokens.cache_size
+            max_token_bytes=settings.tokens.max_token_bytes,
+            cache_size=settings.tokens.cache_size,
+            dpop_window=settings.tokens.dpop_proof_window,
+            replay_cache_size=settings.tokens.dpop_replay_cache_size,
         )
         limiter = build_limiter(settings.ratelimit, observers=(RateLimitMetrics(metrics),))
         decision_log = DecisionLog(

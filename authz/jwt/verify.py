@@ -24,8 +24,9 @@ from typing import Any
 from jwt.algorithms import get_default_algorithms
 
 from authz.errors import KeysUnavailable, TokenError
-from authz.jwt.keys import KeySet, VerificationKey
+from authz.jwt.keys import SUPPORTED_ALGORITHMS, KeySet, VerificationKey
 from authz.jwt.providers import KeyProvider
+from authz.jwt.replay import ReplayCache
 from authz.jwt.token import UnverifiedToken, parse_token
 
 _ALGORITHMS = get_default_algorithms()
@@ -42,6 +43,10 @@ class IssuerSpec:
     provider: KeyProvider = field(compare=False, repr=False)
     #: Dotted path of the claim with granted scopes; None = "scope", then "scp".
     scope_claim: tuple[str, ...] | None = None
+    #: requireBoundTokens: a token without `cnf` (neither DPoP- nor certificate-bound) is refused.
+    require_bound: bool = False
+    #: Algorithms accepted for the DPoP proofs sent with this issuer's tokens.
+    dpop_algorithms: frozenset[str] = SUPPORTED_ALGORITHMS
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +66,9 @@ class _Entry:
 
 
 class Verifier:
-    """Checks tokens; one per process, shared by every policy."""
+    """Checks tokens; one per process, shared by every policy. It also holds what checking a
+    sender-constrained token needs across requests: the DPoP proof window and the replay cache
+    (see authz.jwt.dpop, authz.jwt.replay)."""
 
     def __init__(
         self,
@@ -69,7 +76,11 @@ class Verifier:
         max_token_bytes: int = 8192,
         cache_size: int = 10_000,
         unknown_kid_wait: float = 2.0,
+        dpop_window: float = 60.0,
+        replay_cache_size: int = 100_000,
     ) -> None:
+        self.dpop_window = dpop_window
+        self.replay = ReplayCache(size=replay_cache_size)
         self._max_bytes = max_token_bytes
         self._cache_size = cache_size
         self._unknown_kid_wait = unknown_kid_wait

@@ -16,6 +16,7 @@ Written by the steps, each readable from the step that writes it onwards:
     path              path step      the normalized path (unset before)
     rule              rule step      the rule that matched (unset before; see rule_name)
     token             token step     the verified token, None when anonymous
+    scheme            token step     its Authorization scheme, "bearer" or "dpop" ("" when anonymous)
     claims            token step     its claims, empty when anonymous
     subject           token step     its `sub` when a string: denials after it name it
     response_headers  ratelimit step headers for the client on an allow (RateLimit-*)
@@ -57,6 +58,7 @@ class Context:
         "request",
         "response_headers",
         "rule",
+        "scheme",
         "subject",
         "token",
         "trace",
@@ -90,6 +92,7 @@ class Context:
         self.trusted_proxy_hops = trusted_proxy_hops
         self.trace = trace
         self.token: VerifiedToken | None = None
+        self.scheme = ""
         self.claims = NO_CLAIMS
         self.subject: str | None = None
         self.response_headers: tuple[tuple[str, str], ...] = ()

@@ -16,10 +16,6 @@ Where the steps still to come belong, and why there:
 - Token introspection, revocation, maximum token lifetime: inside the `token` step (an opaque
   token is introspected where a JWT is verified) or a step right after it, before anything
   trusts the claims.
-- Sender-constrained tokens (a DPoP proof, or the thumbprint of the client certificate): right
-  after `token`, reading the verified `cnf` and the request's method, URL, headers and peer
-  certificate (fields CheckInput gains from Envoy's attributes) - a copied token must fail
-  before its scopes are even considered.
 - Conditions on claims, headers and path parameters, and CEL: right after `scopes` (scopes are
   checked first), reading the claims and the parameters the `rule` step captured.
 - Query-parameter rewrites: in the `allow` step, beside the header rewrites.
@@ -43,6 +39,7 @@ from authz.pipeline.steps import (
     ratelimit,
     rule,
     scopes,
+    sender,
     source_ip,
     token,
 )
@@ -55,6 +52,7 @@ STEPS: tuple[Step, ...] = (
     path.normalize,
     rule.match_rule,
     token.authenticate,
+    sender.check_sender,
     scopes.check_scopes,
     ratelimit.apply_rate_limits,
     allow.allow,

@@ -98,6 +98,8 @@ def _issuer(
         leeway=float(raw.get("leewaySeconds", DEFAULT_LEEWAY)),
         provider=provider,
         scope_claim=tuple(claim.split(".")) if claim else None,
+        require_bound=bool(raw.get("requireBoundTokens", False)),
+        dpop_algorithms=frozenset(raw.get("dpopAlgorithms", SUPPORTED_ALGORITHMS)),
     )
 
 
