@@ -84,7 +84,11 @@ def _load_key(jwk: Mapping[str, Any], where: str) -> VerificationKey | str:
     if jwk.get("use", "sig") != "sig":
         return f"{label}: use is {jwk.get('use')!r}, not 'sig'"
     ops = jwk.get("key_ops")
-    if ops is not None and (not isinstance(ops, list) or "verify" not in ops):
+    # The public half of a signing key is published with "sign" by some servers (oidc-provider
+    # copies the private key's operations): either one says "a signature key".
+    if ops is not None and (
+        not isinstance(ops, list) or ("verify" not in ops and "sign" not in ops)
+    ):
         return f"{label}: key_ops does not allow 'verify'"
     kid = jwk.get("kid")
     if kid is not None and not isinstance(kid, str):
