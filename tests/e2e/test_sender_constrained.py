@@ -1,0 +1,379 @@
+"""Sender-constrained tokens through the real Envoy, with tokens from the real oidc-provider.
+
+Two Envoys guard the same sidecar: one plain-HTTP listener, and one TLS listener that requires a
+client certificate (signed by the test CA) and forwards it to the sidecar
+(`include_peer_certificate`). DPoP proofs name the URL the client used - `http://orders.test/...`
+on the first, `https://orders.test/...` on the second - so the scheme Envoy reports is checked
+too. Duplicated DPoP headers are sent as two header lines; Envoy joins them before the check.
+"""
+
+from __future__ import annotations
+
+import datetime
+import http.client
+import ipaddress
+import json
+import ssl
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from authz.devtools.envoyconf import gateway_config
+from authz.server.listen import ListenAddress, parse_listen
+from tests.support import tiers
+from tests.support.envoy import Envoy, envoy_binary, start_envoy
+from tests.support.oidc import AUDIENCE, ClientCertificate, DpopKey, OidcProvider
+from tests.support.policies import auth_policy, issuer, rule, write_policies
+from tests.support.procs import Proc, free_port, start_echo, start_sidecar
+
+HOST = "orders.test"
+_TLS = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext"
+
+
+# --- a small CA: a server certificate for Envoy, client certificates for the callers --------------
+
+
+@dataclass(frozen=True)
+class Issued:
+    cert: Path
+    key: Path
+    client: ClientCertificate
+
+
+def _name(common_name: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+
+
+class TestCA:
+    """A CA that signs certificates into `folder` (PEM files, as Envoy and ssl read them)."""
+
+    __test__ = False
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._key = ec.generate_private_key(ec.SECP256R1())
+        now = datetime.datetime.now(datetime.UTC)
+        self._cert = (
+            x509.CertificateBuilder()
+            .subject_name(_name("test-ca"))
+            .issuer_name(_name("test-ca"))
+            .public_key(self._key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(self._key, hashes.SHA256())
+        )
+        self.pem = folder / "ca.pem"
+        self.pem.write_bytes(self._cert.public_bytes(serialization.Encoding.PEM))
+
+    def issue(self, name: str, *, server: bool = False) -> Issued:
+        key = ec.generate_private_key(ec.SECP256R1())
+        now = datetime.datetime.now(datetime.UTC)
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(_name(name))
+            .issuer_name(self._cert.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+        )
+        if server:
+            builder = builder.add_extension(
+                x509.SubjectAlternativeName(
+                    [x509.DNSName(name), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+                ),
+                critical=False,
+            )
+        cert = builder.sign(self._key, hashes.SHA256())
+        cert_file, key_file = self.folder / f"{name}.pem", self.folder / f"{name}.key"
+        cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        key_file.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+        client = ClientCertificate(
+            cert.public_bytes(serialization.Encoding.PEM).decode(),
+            cert.public_bytes(serialization.Encoding.DER),
+        )
+        return Issued(cert_file, key_file, client)
+
+
+def tls_envoy(tmp: Path, *, authz: str, upstream_port: int, ca: TestCA) -> Envoy:
+    """Envoy with a TLS listener that requires a client certificate signed by `ca`."""
+    server = ca.issue(HOST, server=True)
+    port, admin_port = free_port(), free_port()
+    config = gateway_config(
+        listen=ListenAddress("127.0.0.1", port),
+        admin=ListenAddress("127.0.0.1", admin_port),
+        upstream=ListenAddress("127.0.0.1", upstream_port),
+        authz=parse_listen(authz, flag="authz"),
+    )
+    config["static_resources"]["listeners"][0]["filter_chains"][0]["transport_socket"] = {
+        "name": "envoy.transport_sockets.tls",
+        "typed_config": {
+            "@type": _TLS,
+            "require_client_certificate": True,
+            "common_tls_context": {
+                "tls_certificates": [
+                    {
+                        "certificate_chain": {"filename": str(server.cert)},
+                        "private_key": {"filename": str(server.key)},
+                    }
+                ],
+                "validation_context": {"trusted_ca": {"filename": str(ca.pem)}},
+            },
+        },
+    }
+    # start_envoy picks its own ports; this listener needs its TLS settings in the bootstrap.
+    tiers.starting("Envoy")
+    path = tmp / "tls-envoy.json"
+    path.write_text(json.dumps(config))
+    argv = [envoy_binary(), "-c", str(path), "--disable-hot-restart", "--concurrency", "1"]
+    proc = Proc("tls-envoy", [*argv, "--log-level", "warn"], log=tmp / "tls-envoy.log")
+    proc.wait_http(f"http://127.0.0.1:{admin_port}/ready")
+    return Envoy(proc, port, admin_port)
+
+
+# --- the gateway ----------------------------------------------------------------------------------
+
+
+@dataclass
+class World:
+    op: OidcProvider
+    plain: Envoy
+    tls: Envoy
+    ca: TestCA
+    client: Issued
+    procs: list[Proc]
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    tmp = tmp_path_factory.mktemp("sender")
+    with OidcProvider.start(tmp) as op:
+        trusted = issuer(
+            name=op.issuer, audiences=[AUDIENCE], jwksUri=op.jwks_uri, dpopAlgorithms=["ES256"]
+        )
+        policies = tmp / "policies"
+        policies.mkdir()
+        write_policies(
+            policies / "orders.yaml",
+            auth_policy(
+                "orders",
+                hosts=[HOST],
+                issuers=[trusted],
+                rules=[rule("read", paths=["/orders", "/orders/*"], scopes=["orders:read"])],
+            ),
+        )
+        sidecar, grpc, _ = start_sidecar(tmp, [policies])
+        echo, echo_port = start_echo(tmp)
+        plain = start_envoy(tmp, authz=grpc, upstream_port=echo_port)
+        ca = TestCA(tmp)
+        tls = tls_envoy(tmp, authz=grpc, upstream_port=echo_port, ca=ca)
+        world = World(op, plain, tls, ca, ca.issue("orders-client"), [sidecar, echo])
+        try:
+            yield world
+        finally:
+            for proc in (tls.proc, plain.proc, echo, sidecar):
+                proc.terminate()
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def error(self) -> str:
+        return str(json.loads(self.body)["error_description"])
+
+
+def send(
+    envoy: Envoy,
+    path: str,
+    headers: Sequence[tuple[str, str]],
+    *,
+    method: str = "GET",
+    client: Issued | None = None,
+    ca: TestCA | None = None,
+) -> Answer:
+    """One request; `headers` may repeat a name (each pair is its own header line)."""
+    conn: http.client.HTTPConnection
+    if ca is not None:
+        context = ssl.create_default_context(cafile=str(ca.pem))
+        if client is not None:
+            context.load_cert_chain(str(client.cert), str(client.key))
+        conn = http.client.HTTPSConnection("127.0.0.1", envoy.port, context=context, timeout=10)
+    else:
+        conn = http.client.HTTPConnection("127.0.0.1", envoy.port, timeout=10)
+    try:
+        conn.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
+        conn.putheader("Host", HOST)
+        for name, value in headers:
+            conn.putheader(name, value)
+        conn.endheaders()
+        response = conn.getresponse()
+        return Answer(
+            response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
+        )
+    finally:
+        conn.close()
+
+
+# --- DPoP -----------------------------------------------------------------------------------------
+
+
+def test_a_dpop_bound_token_with_its_proof_passes_envoy(world: World) -> None:
+    key = DpopKey.generate()
+    token = world.op.dpop_token(key).access_token
+    proof = key.proof("GET", f"http://{HOST}/orders", access_token=token)
+    answer = send(
+        world.plain, "/orders?page=2", [("Authorization", f"DPoP {token}"), ("DPoP", proof)]
+    )
+    assert answer.status == 200, answer
+
+    # The same proof again: a replay.
+    again = send(
+        world.plain, "/orders?page=2", [("Authorization", f"DPoP {token}"), ("DPoP", proof)]
+    )
+    assert again.status == 401
+    assert json.loads(again.body)["error"] == "invalid_dpop_proof"
+    assert again.error() == "DPoP proof was already used"
+    assert again.headers["www-authenticate"] == (
+        'DPoP realm="orders.test", error="invalid_dpop_proof", '
+        'error_description="DPoP proof was already used", algs="ES256"'
+    )
+
+
+@pytest.mark.parametrize(
+    ("method", "url", "description"),
+    [
+        ("POST", f"http://{HOST}/orders", "DPoP proof htm is not the request method"),
+        ("GET", f"http://{HOST}/orders/7", "DPoP proof htu is not the request URL"),
+        ("GET", f"https://{HOST}/orders", "DPoP proof htu is not the request URL"),
+    ],
+    ids=["other-method", "other-path", "other-scheme"],
+)
+def test_a_proof_for_another_request(world: World, method: str, url: str, description: str) -> None:
+    key = DpopKey.generate()
+    token = world.op.dpop_token(key).access_token
+    proof = key.proof(method, url, access_token=token)
+    answer = send(world.plain, "/orders", [("Authorization", f"DPoP {token}"), ("DPoP", proof)])
+    assert (answer.status, answer.error()) == (401, description)
+
+
+def test_downgrades_and_hostile_proofs_are_refused(world: World) -> None:
+    key = DpopKey.generate()
+    token = world.op.dpop_token(key).access_token
+    url = f"http://{HOST}/orders"
+
+    def proof(**options: object) -> str:
+        return key.proof("GET", url, access_token=token, **options)  # type: ignore[arg-type]
+
+    cases: dict[str, tuple[list[tuple[str, str]], str]] = {
+        "sent as Bearer": (
+            [("Authorization", f"Bearer {token}"), ("DPoP", proof())],
+            "a DPoP-bound token must use the DPoP scheme",
+        ),
+        "no proof": ([("Authorization", f"DPoP {token}")], "no DPoP proof"),
+        "two proofs": (
+            [("Authorization", f"DPoP {token}"), ("DPoP", proof()), ("DPoP", proof())],
+            "more than one DPoP proof",
+        ),
+        "oversized proof": (
+            [("Authorization", f"DPoP {token}"), ("DPoP", proof() + "A" * 5000)],
+            "DPoP proof is larger than 4096 bytes",
+        ),
+        "wrong ath": (
+            [("Authorization", f"DPoP {token}"), ("DPoP", key.proof("GET", url, access_token="x"))],
+            "DPoP proof ath does not match the access token",
+        ),
+        "alg none": (
+            [("Authorization", f"DPoP {token}"), ("DPoP", _unsigned(proof()))],
+            "DPoP proof is not a well-formed signed JWT",
+        ),
+        "thief's key": (
+            [
+                ("Authorization", f"DPoP {token}"),
+                ("DPoP", DpopKey.generate().proof("GET", url, access_token=token)),
+            ],
+            "DPoP proof key is not the one the token is bound to",
+        ),
+    }
+    for name, (headers, description) in cases.items():
+        answer = send(world.plain, "/orders", headers)
+        assert (answer.status, answer.error()) == (401, description), name
+        assert token not in answer.headers["www-authenticate"], name
+    # The sidecar is still answering, and the honest request still passes.
+    assert (
+        send(world.plain, "/orders", [("Authorization", f"DPoP {token}"), ("DPoP", proof())]).status
+        == 200
+    )
+
+
+def _unsigned(proof: str) -> str:
+    import base64
+
+    header = base64.urlsafe_b64encode(
+        json.dumps({"typ": "dpop+jwt", "alg": "none"}).encode()
+    ).rstrip(b"=")
+    return f"{header.decode()}.{proof.split('.')[1]}."
+
+
+def test_dpop_over_tls_names_the_https_url(world: World) -> None:
+    key = DpopKey.generate()
+    token = world.op.dpop_token(key).access_token
+    https = key.proof("GET", f"https://{HOST}/orders", access_token=token)
+    answer = send(
+        world.tls,
+        "/orders",
+        [("Authorization", f"DPoP {token}"), ("DPoP", https)],
+        client=world.client,
+        ca=world.ca,
+    )
+    assert answer.status == 200, answer
+    plain = key.proof("GET", f"http://{HOST}/orders", access_token=token)
+    answer = send(
+        world.tls,
+        "/orders",
+        [("Authorization", f"DPoP {token}"), ("DPoP", plain)],
+        client=world.client,
+        ca=world.ca,
+    )
+    assert (answer.status, answer.error()) == (401, "DPoP proof htu is not the request URL")
+
+
+# --- certificate-bound ----------------------------------------------------------------------------
+
+
+def test_a_certificate_bound_token_from_its_certificate(world: World) -> None:
+    token = world.op.mtls_token(world.client.client).access_token
+    auth = [("Authorization", f"Bearer {token}")]
+    assert send(world.tls, "/orders", auth, client=world.client, ca=world.ca).status == 200
+
+    other = world.ca.issue("another-client")
+    refused = send(world.tls, "/orders", auth, client=other, ca=world.ca)
+    assert (refused.status, refused.error()) == (
+        401,
+        "the client certificate is not the one the token is bound to",
+    )
+    assert refused.headers["www-authenticate"].startswith('Bearer realm="orders.test"')
+
+    no_tls = send(world.plain, "/orders", auth)
+    assert (no_tls.status, no_tls.error()) == (401, "no client certificate was presented")
+    # A certificate in a header is not a certificate.
+    forged = send(
+        world.plain, "/orders", [*auth, ("x-client-cert", world.client.client.url_encoded)]
+    )
+    assert (forged.status, forged.error()) == (401, "no client certificate was presented")
