@@ -17,6 +17,7 @@ import ssl
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -31,6 +32,7 @@ from tests.support.envoy import Envoy, envoy_binary, start_envoy
 from tests.support.oidc import AUDIENCE, ClientCertificate, DpopKey, OidcProvider
 from tests.support.policies import auth_policy, issuer, rule, write_policies
 from tests.support.procs import Proc, free_port, start_echo, start_sidecar
+from tests.support.wait import wait_for
 
 HOST = "orders.test"
 _TLS = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext"
@@ -155,7 +157,8 @@ class World:
     tls: Envoy
     ca: TestCA
     client: Issued
-    procs: list[Proc]
+    sidecar: Proc
+    echo: Proc
 
 
 @pytest.fixture(scope="module")
@@ -181,7 +184,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         plain = start_envoy(tmp, authz=grpc, upstream_port=echo_port)
         ca = TestCA(tmp)
         tls = tls_envoy(tmp, authz=grpc, upstream_port=echo_port, ca=ca)
-        world = World(op, plain, tls, ca, ca.issue("orders-client"), [sidecar, echo])
+        world = World(op, plain, tls, ca, ca.issue("orders-client"), sidecar, echo)
         try:
             yield world
         finally:
@@ -254,6 +257,26 @@ def test_a_dpop_bound_token_with_its_proof_passes_envoy(world: World) -> None:
         'DPoP realm="orders.test", error="invalid_dpop_proof", '
         'error_description="DPoP proof was already used", algs="ES256"'
     )
+    # The decision log says which check failed, and neither the token nor the proof appears.
+    line = decision_line(world.sidecar, again.headers["x-authz-decision-id"])
+    assert (line["reason"], line["detail"]) == ("invalid_dpop_proof", "DPoP proof was already used")
+    output = world.sidecar.output()
+    assert token not in output
+    assert proof not in output
+
+
+def decision_line(sidecar: Proc, decision_id: str) -> dict[str, Any]:
+    found: list[dict[str, Any]] = []
+
+    def logged() -> bool:
+        for raw in sidecar.output().splitlines():
+            if raw.startswith("{") and f'"decision_id":"{decision_id}"' in raw:
+                found.append(json.loads(raw))
+                return True
+        return False
+
+    wait_for(logged, what=f"decision {decision_id} in the decision log")
+    return found[0]
 
 
 @pytest.mark.parametrize(
