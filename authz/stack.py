@@ -25,11 +25,12 @@ from dataclasses import dataclass, field
 import aiohttp
 
 from authz.jwt.providers import KeyRegistry
+from authz.jwt.sharedreplay import RedisReplay
 from authz.jwt.verify import Verifier
 from authz.lifecycle import Background, Parts
 from authz.policy.snapshot import Snapshot
 from authz.policy.store import PolicyStore
-from authz.ratelimit.factory import build_limiter
+from authz.ratelimit.factory import build_limiter, shared_client
 from authz.ratelimit.limiter import Limiter
 from authz.server.h2server import CheckServer, build_check_server
 from authz.server.observe import CheckTelemetry
@@ -118,11 +119,17 @@ async def build_check_stack(
             publish=_PolicyReport(metrics) if report_policies else None,
             retain=registry.retain,
         )
+        shared_replay = None
+        redis = shared_client(settings.ratelimit)
+        if redis is not None:
+            shared_replay = RedisReplay(redis[0], description=redis[1])
+            parts.started("DPoP replay store", shared_replay.close)
         verifier = Verifier(
             max_token_bytes=settings.tokens.max_token_bytes,
             cache_size=settings.tokens.cache_size,
             dpop_window=settings.tokens.dpop_proof_window,
             replay_cache_size=settings.tokens.dpop_replay_cache_size,
+            shared_replay=shared_replay,
         )
         limiter = build_limiter(settings.ratelimit, observers=(RateLimitMetrics(metrics),))
         decision_log = DecisionLog(

@@ -8,9 +8,9 @@ from the front, a few per use.
 
 The cache is bounded. When it is full of proofs that have not expired yet, a new proof is
 refused (503 internal_error, retry later) rather than forgetting a live one: evicting would let
-whoever fills the cache replay a captured proof. The cache lives in one process: with
-`--workers N` or several replicas, a proof replayed to another process is not caught, so run one
-process per host name where replay matters, or keep the window short.
+whoever fills the cache replay a captured proof. The cache lives in one process; with
+--redis-url, a proof that is new here is also claimed in Redis (sharedreplay.py), so a replay to
+another worker or replica is caught too.
 """
 
 from __future__ import annotations
@@ -18,12 +18,25 @@ from __future__ import annotations
 import hashlib
 from collections import OrderedDict
 from enum import Enum
+from typing import Protocol
 
 
 class Use(Enum):
     FIRST = "first"
     REPLAY = "replay"
     FULL = "full"
+
+
+class SharedReplay(Protocol):
+    """Replays across processes (sharedreplay.RedisReplay): True for a first use, False for a
+    replay, None when the shared store cannot tell (the memory cache alone decides then)."""
+
+    async def first_use(self, key: bytes, *, ttl: float) -> bool | None: ...
+
+
+def proof_key(thumbprint: str, jti: str) -> bytes:
+    """The digest a proof is remembered by (here and in the shared store)."""
+    return hashlib.sha256(f"{thumbprint}\0{jti}".encode("utf-8", "surrogatepass")).digest()
 
 
 class ReplayCache:
@@ -49,7 +62,7 @@ class ReplayCache:
 
     def use(self, thumbprint: str, jti: str, *, expires: float, now: float) -> Use:
         """Record a proof's first use; REPLAY when it was seen before and has not expired."""
-        key = hashlib.sha256(f"{thumbprint}\0{jti}".encode("utf-8", "surrogatepass")).digest()
+        key = proof_key(thumbprint, jti)
         self._prune(now, 2 if len(self._seen) < self.size else len(self._seen))
         known = self._seen.get(key)
         if known is not None and known > now:
@@ -62,6 +75,5 @@ class ReplayCache:
 
     def seen(self, thumbprint: str, jti: str, *, now: float) -> bool:
         """Whether the proof is remembered (Explain asks without recording)."""
-        key = hashlib.sha256(f"{thumbprint}\0{jti}".encode("utf-8", "surrogatepass")).digest()
-        known = self._seen.get(key)
+        known = self._seen.get(proof_key(thumbprint, jti))
         return known is not None and known > now

@@ -26,7 +26,7 @@ from jwt.algorithms import get_default_algorithms
 from authz.errors import KeysUnavailable, TokenError
 from authz.jwt.keys import SUPPORTED_ALGORITHMS, KeySet, VerificationKey
 from authz.jwt.providers import KeyProvider
-from authz.jwt.replay import ReplayCache
+from authz.jwt.replay import ReplayCache, SharedReplay
 from authz.jwt.token import UnverifiedToken, parse_token
 
 _ALGORITHMS = get_default_algorithms()
@@ -67,8 +67,8 @@ class _Entry:
 
 class Verifier:
     """Checks tokens; one per process, shared by every policy. It also holds what checking a
-    sender-constrained token needs across requests: the DPoP proof window and the replay cache
-    (see authz.jwt.dpop, authz.jwt.replay)."""
+    sender-constrained token needs across requests: the DPoP proof window, the replay cache and,
+    with Redis, the replay store shared by the replicas (see authz.jwt.dpop, replay, sharedreplay)."""
 
     def __init__(
         self,
@@ -78,9 +78,11 @@ class Verifier:
         unknown_kid_wait: float = 2.0,
         dpop_window: float = 60.0,
         replay_cache_size: int = 100_000,
+        shared_replay: SharedReplay | None = None,
     ) -> None:
         self.dpop_window = dpop_window
         self.replay = ReplayCache(size=replay_cache_size)
+        self.shared_replay = shared_replay
         self._max_bytes = max_token_bytes
         self._cache_size = cache_size
         self._unknown_kid_wait = unknown_kid_wait

@@ -32,6 +32,7 @@ from tests.support.envoy import Envoy, envoy_binary, start_envoy
 from tests.support.oidc import AUDIENCE, ClientCertificate, DpopKey, OidcProvider
 from tests.support.policies import auth_policy, issuer, rule, write_policies
 from tests.support.procs import Proc, free_port, start_echo, start_sidecar
+from tests.support.redis import RedisServer
 from tests.support.wait import wait_for
 
 HOST = "orders.test"
@@ -159,6 +160,8 @@ class World:
     client: Issued
     sidecar: Proc
     echo: Proc
+    policies: Path
+    echo_port: int
 
 
 @pytest.fixture(scope="module")
@@ -184,7 +187,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         plain = start_envoy(tmp, authz=grpc, upstream_port=echo_port)
         ca = TestCA(tmp)
         tls = tls_envoy(tmp, authz=grpc, upstream_port=echo_port, ca=ca)
-        world = World(op, plain, tls, ca, ca.issue("orders-client"), sidecar, echo)
+        world = World(
+            op, plain, tls, ca, ca.issue("orders-client"), sidecar, echo, policies, echo_port
+        )
         try:
             yield world
         finally:
@@ -400,3 +405,40 @@ def test_a_certificate_bound_token_from_its_certificate(world: World) -> None:
         world.plain, "/orders", [*auth, ("x-client-cert", world.client.client.url_encoded)]
     )
     assert (forged.status, forged.error()) == (401, "no client certificate was presented")
+
+
+# --- the replay cache across replicas -------------------------------------------------------------
+
+
+def test_a_proof_replayed_to_another_replica_is_caught_through_redis(
+    world: World, tmp_path: Path
+) -> None:
+    """Two sidecars sharing a Redis, each behind its own Envoy: a proof used at one is refused
+    at the other."""
+    redis = RedisServer(tmp_path / "redis").start()
+    started: list[Proc] = []
+    try:
+        envoys = []
+        for name in ("replica-a", "replica-b"):
+            folder = tmp_path / name
+            folder.mkdir()
+            sidecar, grpc, _ = start_sidecar(
+                folder, [world.policies], extra=("--redis-url", redis.url), name=name
+            )
+            started.append(sidecar)
+            envoy = start_envoy(folder, authz=grpc, upstream_port=world.echo_port)
+            started.append(envoy.proc)
+            envoys.append(envoy)
+        key = DpopKey.generate()
+        token = world.op.dpop_token(key).access_token
+        proof = key.proof("GET", f"http://{HOST}/orders", access_token=token)
+        headers = [("Authorization", f"DPoP {token}"), ("DPoP", proof)]
+        assert send(envoys[0], "/orders", headers).status == 200
+        replayed = send(envoys[1], "/orders", headers)
+        assert (replayed.status, replayed.error()) == (401, "DPoP proof was already used")
+        fresh = key.proof("GET", f"http://{HOST}/orders", access_token=token)
+        assert send(envoys[1], "/orders", [headers[0], ("DPoP", fresh)]).status == 200
+    finally:
+        for proc in reversed(started):
+            proc.terminate()
+        redis.stop()

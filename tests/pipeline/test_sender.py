@@ -175,6 +175,41 @@ def test_a_replayed_proof_is_refused(world: World) -> None:
     assert challenge(again).endswith('algs="ES256"')
 
 
+class SharedStore:
+    """The seam to Redis (authz.jwt.replay.SharedReplay), answering what it is told to."""
+
+    def __init__(self, answer: bool | None) -> None:
+        self.answer = answer
+        self.claims: list[tuple[bytes, float]] = []
+
+    async def first_use(self, key: bytes, *, ttl: float) -> bool | None:
+        self.claims.append((key, ttl))
+        return self.answer
+
+
+@pytest.mark.parametrize(
+    ("answer", "allowed"), [(True, True), (False, False), (None, True)], ids=str
+)
+def test_a_proof_new_here_is_claimed_in_the_shared_store(
+    world: World, answer: bool | None, allowed: bool
+) -> None:
+    store = SharedStore(answer)
+    verifier = Verifier(shared_replay=store)
+    token = world.bound.access_token
+    proof = world.key.proof("GET", URL, access_token=token)
+    decision = check(world, authorization=f"DPoP {token}", dpop=proof, verifier=verifier)
+    assert decision.allowed is allowed
+    if not allowed:
+        assert decision.description == "DPoP proof was already used"
+    ((key, ttl),) = store.claims
+    assert len(key) == 32
+    assert 0 < ttl <= 120
+    # A replay to this process is caught here, without asking the shared store.
+    again = check(world, authorization=f"DPoP {token}", dpop=proof, verifier=verifier)
+    assert again.description == "DPoP proof was already used"
+    assert len(store.claims) == 1
+
+
 def test_explain_does_not_use_a_proof_up(world: World) -> None:
     verifier = Verifier()
     token = world.bound.access_token

@@ -24,12 +24,12 @@ import urllib.parse
 
 from authz.errors import PathError, ProofError, TokenError
 from authz.jwt.certbound import certificate_thumbprint
-from authz.jwt.dpop import read_proof
+from authz.jwt.dpop import Proof, read_proof
 from authz.jwt.extract import DPOP, credentials
-from authz.jwt.replay import Use
+from authz.jwt.replay import SharedReplay, Use, proof_key
 from authz.jwt.verify import IssuerSpec
 from authz.pipeline import decision as d
-from authz.pipeline.context import Context
+from authz.pipeline.context import Context, StepResult
 from authz.pipeline.decision import Decision
 from authz.pipeline.steps.path import normalize_path
 
@@ -37,7 +37,7 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 X5T_S256 = "x5t#S256"
 
 
-def check_sender(ctx: Context) -> Decision | None:
+def check_sender(ctx: Context) -> StepResult:
     token = ctx.token
     if token is None:
         return None
@@ -92,7 +92,7 @@ def _check_certificate(ctx: Context, x5t: object) -> Decision | None:
     return None
 
 
-def _check_dpop(ctx: Context, spec: IssuerSpec, jkt: object) -> Decision | None:
+def _check_dpop(ctx: Context, spec: IssuerSpec, jkt: object) -> StepResult:
     if not isinstance(jkt, str):
         return _fail(ctx, "token cnf claim is malformed")
     if ctx.scheme != DPOP:
@@ -130,6 +130,20 @@ def _check_dpop(ctx: Context, spec: IssuerSpec, jkt: object) -> Decision | None:
         if use is Use.FULL:
             ctx.trace.add("sender", "fail", "the DPoP replay cache is full")
             return d.replay_cache_full()
+        if verifier.shared_replay is not None:
+            return _claim_shared(ctx, spec, verifier.shared_replay, proof)
+    ctx.trace.add("sender", "pass", "DPoP proof by the token's key for this request")
+    return None
+
+
+async def _claim_shared(
+    ctx: Context, spec: IssuerSpec, shared: SharedReplay, proof: Proof
+) -> Decision | None:
+    """New to this process: claim the proof in the store the replicas share."""
+    ttl = proof.iat + ctx.verifier.dpop_window - ctx.now
+    first = await shared.first_use(proof_key(proof.thumbprint, proof.jti), ttl=ttl)
+    if first is False:
+        return _bad_proof(ctx, spec, "DPoP proof was already used")
     ctx.trace.add("sender", "pass", "DPoP proof by the token's key for this request")
     return None
 
