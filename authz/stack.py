@@ -130,6 +130,11 @@ async def build_check_stack(
             dpop_window=settings.tokens.dpop_proof_window,
             replay_cache_size=settings.tokens.dpop_replay_cache_size,
             shared_replay=shared_replay,
+            nonce_secret=(
+                settings.tokens.dpop_nonce_secret.encode()
+                if settings.tokens.dpop_nonce_secret
+                else None
+            ),
         )
         limiter = build_limiter(settings.ratelimit, observers=(RateLimitMetrics(metrics),))
         decision_log = DecisionLog(

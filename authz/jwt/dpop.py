@@ -75,6 +75,8 @@ class Proof:
     htu: str
     iat: float
     jti: str
+    #: The server-provided nonce, when the proof carries one (checked by the caller).
+    nonce: object = None
 
 
 def _fail(message: str) -> ProofError:
@@ -156,4 +158,6 @@ def read_proof(
         raise _fail("DPoP proof has no ath")
     if not hmac.compare_digest(ath.encode(), access_token_hash(access_token).encode()):
         raise _fail("DPoP proof ath does not match the access token")
-    return Proof(thumbprint=thumbprint, htm=htm, htu=htu, iat=iat, jti=jti)
+    return Proof(
+        thumbprint=thumbprint, htm=htm, htu=htu, iat=iat, jti=jti, nonce=claims.get("nonce")
+    )

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import hashlib
 import math
+import secrets
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from jwt.algorithms import get_default_algorithms
 
 from authz.errors import KeysUnavailable, TokenError
 from authz.jwt.keys import SUPPORTED_ALGORITHMS, KeySet, VerificationKey
+from authz.jwt.nonce import Nonces
 from authz.jwt.providers import KeyProvider
 from authz.jwt.replay import ReplayCache, SharedReplay
 from authz.jwt.token import UnverifiedToken, parse_token
@@ -47,6 +49,8 @@ class IssuerSpec:
     require_bound: bool = False
     #: Algorithms accepted for the DPoP proofs sent with this issuer's tokens.
     dpop_algorithms: frozenset[str] = SUPPORTED_ALGORITHMS
+    #: dpopNonce: proofs must carry a nonce the sidecar handed out (RFC 9449 section 9).
+    dpop_nonce: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,8 +83,10 @@ class Verifier:
         dpop_window: float = 60.0,
         replay_cache_size: int = 100_000,
         shared_replay: SharedReplay | None = None,
+        nonce_secret: bytes | None = None,
     ) -> None:
         self.dpop_window = dpop_window
+        self.nonces = Nonces(nonce_secret or secrets.token_bytes(32), lifetime=dpop_window)
         self.replay = ReplayCache(size=replay_cache_size)
         self.shared_replay = shared_replay
         self._max_bytes = max_token_bytes

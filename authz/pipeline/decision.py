@@ -111,6 +111,21 @@ def issuer_unavailable(description: str) -> Decision:
     )
 
 
+def use_dpop_nonce(host: str, *, nonce: str, algs: str) -> Decision:
+    """401 asking the client to retry with the nonce in `DPoP-Nonce` (RFC 9449 section 9)."""
+    description = "a DPoP proof with the server's nonce is required"
+    challenge = (
+        f'DPoP realm="{_realm(host)}", error="{errors.USE_DPOP_NONCE}", '
+        f'error_description="{description}", algs="{algs}"'
+    )
+    return deny(
+        401,
+        errors.USE_DPOP_NONCE,
+        description,
+        response_headers=(("www-authenticate", challenge), ("dpop-nonce", nonce)),
+    )
+
+
 def replay_cache_full() -> Decision:
     """503: the DPoP replay cache is full of live proofs; forgetting one would allow its replay."""
     return deny(

@@ -100,6 +100,7 @@ def _issuer(
         scope_claim=tuple(claim.split(".")) if claim else None,
         require_bound=bool(raw.get("requireBoundTokens", False)),
         dpop_algorithms=frozenset(raw.get("dpopAlgorithms", SUPPORTED_ALGORITHMS)),
+        dpop_nonce=bool(raw.get("dpopNonce", False)),
     )
 
 

@@ -21,6 +21,7 @@ from authz.settings.kinds import (
     Amount,
     Count,
     Listen,
+    OptionalText,
     Paths,
     Text,
 )
@@ -160,6 +161,14 @@ class TokenSettings(Section):
         metavar="N",
         help="DPoP proofs remembered per process for replay detection; when it is full of "
         "proofs younger than the window, new proofs are refused (503) rather than forgetting one",
+    )
+    dpop_nonce_secret: str | None = option(
+        None,
+        OptionalText(),
+        env="AUTHZ_DPOP_NONCE_SECRET",
+        shown="random per start",
+        help="the key of the DPoP nonces handed out for issuers with `dpopNonce: true`; replicas "
+        "that serve the same clients need the same value (`--workers N` share one by themselves)",
     )
     #: Tokens longer than this (bytes) are rejected before parsing.
     max_token_bytes: int = 8 * 1024

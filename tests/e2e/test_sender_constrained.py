@@ -36,6 +36,7 @@ from tests.support.redis import RedisServer
 from tests.support.wait import wait_for
 
 HOST = "orders.test"
+NONCE_HOST = "nonce.test"
 _TLS = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext"
 
 
@@ -181,6 +182,12 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
                 issuers=[trusted],
                 rules=[rule("read", paths=["/orders", "/orders/*"], scopes=["orders:read"])],
             ),
+            auth_policy(
+                "nonce",
+                hosts=[NONCE_HOST],
+                issuers=[{**trusted, "dpopNonce": True}],
+                rules=[rule("read", paths=["/orders"], scopes=["orders:read"])],
+            ),
         )
         sidecar, grpc, _ = start_sidecar(tmp, [policies])
         echo, echo_port = start_echo(tmp)
@@ -215,6 +222,7 @@ def send(
     method: str = "GET",
     client: Issued | None = None,
     ca: TestCA | None = None,
+    host: str = HOST,
 ) -> Answer:
     """One request; `headers` may repeat a name (each pair is its own header line)."""
     conn: http.client.HTTPConnection
@@ -227,7 +235,7 @@ def send(
         conn = http.client.HTTPConnection("127.0.0.1", envoy.port, timeout=10)
     try:
         conn.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
-        conn.putheader("Host", HOST)
+        conn.putheader("Host", host)
         for name, value in headers:
             conn.putheader(name, value)
         conn.endheaders()
@@ -380,6 +388,26 @@ def test_dpop_over_tls_names_the_https_url(world: World) -> None:
         ca=world.ca,
     )
     assert (answer.status, answer.error()) == (401, "DPoP proof htu is not the request URL")
+
+
+def test_a_server_nonce_is_handed_out_and_required(world: World) -> None:
+    key = DpopKey.generate()
+    token = world.op.dpop_token(key).access_token
+    url = f"http://{NONCE_HOST}/orders"
+    auth = ("Authorization", f"DPoP {token}")
+    first = send(
+        world.plain,
+        "/orders",
+        [auth, ("DPoP", key.proof("GET", url, access_token=token))],
+        host=NONCE_HOST,
+    )
+    assert first.status == 401
+    assert json.loads(first.body)["error"] == "use_dpop_nonce"
+    nonce = first.headers["dpop-nonce"]
+    proof = key.proof("GET", url, access_token=token, nonce=nonce)
+    retried = send(world.plain, "/orders", [auth, ("DPoP", proof)], host=NONCE_HOST)
+    assert retried.status == 200
+    assert retried.headers["dpop-nonce"] == nonce  # the current nonce, for the next proof
 
 
 # --- certificate-bound ----------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from authz.errors import ProofError, TokenError
 from authz.jwt.certbound import certificate_thumbprint
 from authz.jwt.dpop import MAX_PROOF_BYTES, access_token_hash, jwk_thumbprint, read_proof
 from authz.jwt.keys import SUPPORTED_ALGORITHMS
+from authz.jwt.nonce import Nonces
 from authz.jwt.replay import ReplayCache, Use
 from tests.support.keys import rsa_key
 from tests.support.oidc.proofs import ClientCertificate, DpopKey
@@ -313,3 +314,30 @@ def test_the_certificate_thumbprint_is_rfc_8705s() -> None:
 def test_unusable_certificates(forwarded: str, message: str) -> None:
     with pytest.raises(TokenError, match=message):
         certificate_thumbprint(forwarded)
+
+
+# --- server nonces -------------------------------------------------------------------------------
+
+
+def test_a_nonce_is_current_for_its_window_and_the_next() -> None:
+    nonces = Nonces(b"secret", lifetime=60)
+    nonce = nonces.current(NOW)
+    assert nonces.valid(nonce, NOW)
+    assert nonces.valid(nonce, NOW + 60)
+    assert not nonces.valid(nonce, NOW + 180)
+    assert not nonces.valid(nonce, NOW - 120)  # from a later step: not issued yet
+    assert not Nonces(b"other", lifetime=60).valid(nonce, NOW)  # another process's secret
+
+
+@pytest.mark.parametrize(
+    "nonce",
+    [None, 7, "", "!!!", "A" * 65, b64(b"x" * 24), b64(b"x" * 23)],
+    ids=["none", "number", "empty", "not-base64", "oversized", "forged", "short"],
+)
+def test_hostile_nonces(nonce: object) -> None:
+    assert not Nonces(b"secret", lifetime=60).valid(nonce, NOW)
+
+
+def test_a_nonce_needs_a_secret() -> None:
+    with pytest.raises(ValueError, match="must not be empty"):
+        Nonces(b"", lifetime=60)

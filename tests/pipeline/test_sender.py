@@ -35,6 +35,7 @@ from tests.support.policies import auth_policy, issuer, rule
 
 HOST = "orders.test"
 STRICT = "strict.test"
+NONCE = "nonce.test"
 URL = f"https://{HOST}/orders"
 #: An issuer of our own, for tokens no real server would issue (a cnf that cannot be checked).
 SELF_ISSUER = "https://self.test"
@@ -65,6 +66,7 @@ def policies(op: OidcProvider) -> list[dict[str, Any]]:
             issuers=[{**trusted, "requireBoundTokens": True}],
             rules=reads,
         ),
+        auth_policy("nonce", hosts=[NONCE], issuers=[{**trusted, "dpopNonce": True}], rules=reads),
     ]
 
 
@@ -75,7 +77,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         snapshot = store.update(
             "test", [SourceDocument(f"p:{i}", p) for i, p in enumerate(policies(op))]
         )
-        assert [s.state.value for s in snapshot.states] == ["ready", "ready"], snapshot.states
+        assert [s.state.value for s in snapshot.states] == ["ready"] * 3, snapshot.states
         key, cert = DpopKey.generate(), ClientCertificate.generate()
         yield World(
             op,
@@ -454,3 +456,45 @@ def test_a_binding_that_cannot_be_checked_is_refused(
         "invalid_token",
         description,
     )
+
+
+# --- server nonces -------------------------------------------------------------------------------
+
+
+def test_an_issuer_with_dpop_nonce_hands_one_out_and_requires_it(world: World) -> None:
+    verifier = Verifier()
+    token = world.bound.access_token
+    url = f"https://{NONCE}/orders"
+    first = check(
+        world,
+        authorization=f"DPoP {token}",
+        dpop=world.key.proof("GET", url, access_token=token),
+        host=NONCE,
+        verifier=verifier,
+    )
+    assert (first.status, first.reason) == (401, "use_dpop_nonce")
+    headers = dict(first.response_headers)
+    assert headers["www-authenticate"].startswith('DPoP realm="nonce.test", error="use_dpop_nonce"')
+    nonce = headers["dpop-nonce"]
+    retried = check(
+        world,
+        authorization=f"DPoP {token}",
+        dpop=world.key.proof("GET", url, access_token=token, nonce=nonce),
+        host=NONCE,
+        verifier=verifier,
+    )
+    assert retried.allowed, retried
+    assert dict(retried.response_headers)["dpop-nonce"] == nonce
+    # A nonce made up by the client, or minted by another process's secret, is not one.
+    for made_up in ("made-up", Verifier().nonces.current(time.time())):
+        refused = check(
+            world,
+            authorization=f"DPoP {token}",
+            dpop=world.key.proof("GET", url, access_token=token, nonce=made_up),
+            host=NONCE,
+            verifier=verifier,
+        )
+        assert refused.reason == "use_dpop_nonce"
+    # Issuers without dpopNonce send none.
+    plain = dpop_check(world)
+    assert "dpop-nonce" not in dict(plain.response_headers)

@@ -118,6 +118,12 @@ def _check_dpop(ctx: Context, spec: IssuerSpec, jkt: object) -> StepResult:
             raise ProofError("DPoP proof htu is not the request URL")
     except ProofError as exc:
         return _bad_proof(ctx, spec, str(exc))
+    if spec.dpop_nonce:
+        nonce = verifier.nonces.current(ctx.now)
+        if not verifier.nonces.valid(proof.nonce, ctx.now):
+            ctx.trace.add("sender", "fail", "the DPoP proof has no current nonce")
+            return d.use_dpop_nonce(ctx.request.host, nonce=nonce, algs=_algs(spec))
+        ctx.response_headers = (*ctx.response_headers, ("dpop-nonce", nonce))
     if not ctx.consume:  # Explain: look, do not use the proof up
         if verifier.replay.seen(proof.thumbprint, proof.jti, now=ctx.now):
             return _bad_proof(ctx, spec, "DPoP proof was already used")
