@@ -83,6 +83,27 @@ def _fail(message: str) -> ProofError:
     return ProofError(message)
 
 
+class _KnownKeys:
+    """Proof keys already loaded, by the proof's encoded header (a client signs every proof
+    with the same key, so its header repeats): loading a JWK and thumbprinting it is a visible
+    part of a proof check. Bounded: cleared when full. Only keys that passed are kept."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._keys: dict[bytes, tuple[VerificationKey, str]] = {}
+
+    def get(self, header: bytes) -> tuple[VerificationKey, str] | None:
+        return self._keys.get(header)
+
+    def put(self, header: bytes, loaded: tuple[VerificationKey, str]) -> None:
+        if len(self._keys) >= self._size:
+            self._keys.clear()
+        self._keys[header] = loaded
+
+
+_KNOWN = _KnownKeys(4096)
+
+
 def _public_key(header: Mapping[str, Any], alg: str) -> tuple[VerificationKey, str]:
     jwk = header.get("jwk")
     if not isinstance(jwk, dict):
@@ -134,7 +155,12 @@ def read_proof(
         raise _fail("DPoP proof typ is not dpop+jwt")
     if parsed.alg not in algorithms:
         raise _fail("DPoP proof algorithm is not allowed")
-    key, thumbprint = _public_key(header, parsed.alg)
+    encoded_header = parsed.signing_input.partition(b".")[0]
+    known = _KNOWN.get(encoded_header)
+    if known is None:
+        known = _public_key(header, parsed.alg)
+        _KNOWN.put(encoded_header, known)
+    key, thumbprint = known
     try:
         valid = _ALGORITHMS[parsed.alg].verify(parsed.signing_input, key.key, parsed.signature)
     except Exception:  # malformed signatures raise inside cryptography; all mean "invalid"

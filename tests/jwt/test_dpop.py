@@ -341,3 +341,20 @@ def test_hostile_nonces(nonce: object) -> None:
 def test_a_nonce_needs_a_secret() -> None:
     with pytest.raises(ValueError, match="must not be empty"):
         Nonces(b"", lifetime=60)
+
+
+def test_a_known_key_gives_the_same_answer_as_a_fresh_one() -> None:
+    key = DpopKey.generate()
+    first, second = read(proof(key)), read(proof(key))  # the second from the known keys
+    assert first.thumbprint == second.thumbprint == reference_thumbprint(key.jwk)
+    # A refused key is never remembered: it is refused every time.
+    leaky = {**key.jwk, "d": "AAAA"}
+    for _ in range(2):
+        with pytest.raises(ProofError, match="usable public key"):
+            read(proof(key, headers={"jwk": leaky}))
+    # A known key still has to verify the signature and fit the algorithm allowlist.
+    header, payload, _ = proof(key).split(".")
+    with pytest.raises(ProofError, match="signature is invalid"):
+        read(f"{header}.{payload}.{b64(b'x' * 64)}")
+    with pytest.raises(ProofError, match="algorithm is not allowed"):
+        read(proof(key), algorithms=frozenset({"EdDSA"}))
