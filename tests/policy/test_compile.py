@@ -132,7 +132,7 @@ def test_sender_constrained_settings() -> None:
 def test_bad_sender_constrained_settings_name_the_field(field: str, value: object) -> None:
     with pytest.raises(PolicyError) as caught:
         compiled(lambda d: issuer(d).update({field: value}))
-    assert [p.path for p in caught.value.problems][0].startswith(f"spec.issuers[0].{field}")
+    assert caught.value.problems[0].path.startswith(f"spec.issuers[0].{field}")
 
 
 def test_rules_are_compiled_in_order() -> None:
