@@ -9,16 +9,20 @@ too. Duplicated DPoP headers are sent as two header lines; Envoy joins them befo
 
 from __future__ import annotations
 
+import base64
 import datetime
+import hashlib
 import http.client
 import ipaddress
 import json
 import ssl
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import jwt
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -29,7 +33,7 @@ from authz.devtools.envoyconf import gateway_config
 from authz.server.listen import ListenAddress, parse_listen
 from tests.support import tiers
 from tests.support.envoy import Envoy, envoy_binary, start_envoy
-from tests.support.oidc import AUDIENCE, ClientCertificate, DpopKey, OidcProvider
+from tests.support.oidc import AUDIENCE, JWT_RESOURCE, ClientCertificate, DpopKey, OidcProvider
 from tests.support.policies import auth_policy, issuer, rule, write_policies
 from tests.support.procs import Proc, free_port, start_echo, start_sidecar
 from tests.support.redis import RedisServer
@@ -37,6 +41,7 @@ from tests.support.wait import wait_for
 
 HOST = "orders.test"
 NONCE_HOST = "nonce.test"
+STRICT_HOST = "strict.test"
 _TLS = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext"
 
 
@@ -183,6 +188,12 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
                 rules=[rule("read", paths=["/orders", "/orders/*"], scopes=["orders:read"])],
             ),
             auth_policy(
+                "strict",
+                hosts=[STRICT_HOST],
+                issuers=[{**trusted, "requireBoundTokens": True}],
+                rules=[rule("read", paths=["/orders"], scopes=["orders:read"])],
+            ),
+            auth_policy(
                 "nonce",
                 hosts=[NONCE_HOST],
                 issuers=[{**trusted, "dpopNonce": True}],
@@ -317,6 +328,8 @@ def test_downgrades_and_hostile_proofs_are_refused(world: World) -> None:
     def proof(**options: object) -> str:
         return key.proof("GET", url, access_token=token, **options)  # type: ignore[arg-type]
 
+    auth = ("Authorization", f"DPoP {token}")
+    plain = world.op.client_credentials_token(resource=JWT_RESOURCE).access_token
     cases: dict[str, tuple[list[tuple[str, str]], str]] = {
         "sent as Bearer": (
             [("Authorization", f"Bearer {token}"), ("DPoP", proof())],
@@ -346,6 +359,34 @@ def test_downgrades_and_hostile_proofs_are_refused(world: World) -> None:
             ],
             "DPoP proof key is not the one the token is bound to",
         ),
+        "iat far future": (
+            [auth, ("DPoP", proof(iat=int(time.time()) + 3600))],
+            "DPoP proof was issued in the future",
+        ),
+        "iat far past": (
+            [auth, ("DPoP", proof(iat=int(time.time()) - 3600))],
+            "DPoP proof is too old",
+        ),
+        "private key in jwk": (
+            [auth, ("DPoP", proof(headers={"jwk": {**key.jwk, "d": _b64(b"k" * 32)}}))],
+            "DPoP proof key is not a usable public key",
+        ),
+        "HMAC proof": (
+            [auth, ("DPoP", _symmetric(token, url))],
+            "DPoP proof algorithm is not allowed",
+        ),
+        "symmetric jwk": (
+            [auth, ("DPoP", _symmetric(token, url, claimed="ES256"))],
+            "DPoP proof key is symmetric",
+        ),
+        "unbound token as DPoP": (
+            [("Authorization", f"DPoP {plain}"), ("DPoP", proof())],
+            "the token is not DPoP-bound",
+        ),
+        "malformed base64": (
+            [auth, ("DPoP", "e30.%%%.e30")],
+            "DPoP proof is not a well-formed signed JWT",
+        ),
     }
     for name, (headers, description) in cases.items():
         answer = send(world.plain, "/orders", headers)
@@ -358,13 +399,45 @@ def test_downgrades_and_hostile_proofs_are_refused(world: World) -> None:
     )
 
 
-def _unsigned(proof: str) -> str:
-    import base64
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
-    header = base64.urlsafe_b64encode(
-        json.dumps({"typ": "dpop+jwt", "alg": "none"}).encode()
-    ).rstrip(b"=")
-    return f"{header.decode()}.{proof.split('.')[1]}."
+
+def _unsigned(proof: str) -> str:
+    header = _b64(json.dumps({"typ": "dpop+jwt", "alg": "none"}).encode())
+    return f"{header}.{proof.split('.')[1]}."
+
+
+def _symmetric(token: str, url: str, *, claimed: str = "HS256") -> str:
+    """An HS256 proof whose jwk is the (attacker's) shared secret; with `claimed`, its header
+    names another algorithm."""
+    secret = b"s" * 32
+    claims = {"htm": "GET", "htu": url, "iat": int(time.time()), "jti": "j", "ath": _ath(token)}
+    jwk = {"kty": "oct", "k": _b64(secret)}
+    signed = jwt.encode(claims, secret, algorithm="HS256", headers={"typ": "dpop+jwt", "jwk": jwk})
+    if claimed == "HS256":
+        return signed
+    header = _b64(json.dumps({"typ": "dpop+jwt", "alg": claimed, "jwk": jwk}).encode())
+    return f"{header}.{signed.split('.', 1)[1]}"
+
+
+def _ath(token: str) -> str:
+    return _b64(hashlib.sha256(token.encode()).digest())
+
+
+def test_require_bound_tokens_refuses_a_plain_bearer_token(world: World) -> None:
+    plain = world.op.client_credentials_token(resource=JWT_RESOURCE).access_token
+    refused = send(world.plain, "/orders", [("Authorization", f"Bearer {plain}")], host=STRICT_HOST)
+    assert (refused.status, refused.error()) == (
+        401,
+        "this issuer's tokens must be sender-constrained",
+    )
+    assert send(world.plain, "/orders", [("Authorization", f"Bearer {plain}")]).status == 200
+    key = DpopKey.generate()
+    token = world.op.dpop_token(key).access_token
+    proof = key.proof("GET", f"http://{STRICT_HOST}/orders", access_token=token)
+    bound = [("Authorization", f"DPoP {token}"), ("DPoP", proof)]
+    assert send(world.plain, "/orders", bound, host=STRICT_HOST).status == 200
 
 
 def test_dpop_over_tls_names_the_https_url(world: World) -> None:
