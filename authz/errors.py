@@ -10,6 +10,7 @@ becomes IntrospectionUnavailable; authz.jwt.revocation.RevocationError refuses a
     AuthzError                      base; `code` is a stable reason string
     +-- PolicyError                 a policy document is invalid (carries Problems)
     +-- TokenError                  a bearer token is not acceptable -> 401 invalid_token
+    |   +-- ProofError              a DPoP proof is not acceptable -> 401 invalid_dpop_proof
     +-- KeysUnavailable             an issuer's keys were never fetched -> 503 issuer_unavailable
     |   +-- IntrospectionUnavailable    (authz.jwt.introspection) the endpoint failed -> 503 too
     +-- PathError                   a request path cannot be normalized safely -> 400 invalid_path
@@ -28,6 +29,8 @@ INVALID_PATH: Final = "invalid_path"
 ACCESS_DENIED: Final = "access_denied"
 MISSING_TOKEN: Final = "missing_token"
 INVALID_TOKEN: Final = "invalid_token"
+INVALID_DPOP_PROOF: Final = "invalid_dpop_proof"
+USE_DPOP_NONCE: Final = "use_dpop_nonce"
 INSUFFICIENT_SCOPE: Final = "insufficient_scope"
 ISSUER_UNAVAILABLE: Final = "issuer_unavailable"
 INTERNAL_ERROR: Final = "internal_error"
@@ -68,6 +71,12 @@ class TokenError(AuthzError):
     """The bearer token is malformed, forged, expired or not meant for us."""
 
     code = INVALID_TOKEN
+
+
+class ProofError(TokenError):
+    """The DPoP proof sent with a DPoP-bound token is missing, malformed, forged or replayed."""
+
+    code = INVALID_DPOP_PROOF
 
 
 class KeysUnavailable(AuthzError):

@@ -29,12 +29,13 @@ from authz.jwt.introspector import Introspector
 from authz.jwt.providers import KeyRegistry
 from authz.jwt.revocation import Revocations
 from authz.jwt.secrets import FileSecrets
+from authz.jwt.sharedreplay import RedisReplay
 from authz.jwt.verify import Verifier
 from authz.lifecycle import Background, Parts
 from authz.policy.ownership import HostGrants
 from authz.policy.snapshot import Snapshot
 from authz.policy.store import PolicyStore
-from authz.ratelimit.factory import build_limiter, redis_client
+from authz.ratelimit.factory import build_limiter, redis_client, shared_client
 from authz.ratelimit.limiter import Limiter
 from authz.server.h2limits import limits_of
 from authz.server.h2server import CheckServer, build_check_server
@@ -146,11 +147,24 @@ async def build_check_stack(
             observe=metrics.introspection,
         )
         revocations = Revocations(max_entries=settings.introspection.max_revocations)
+        shared_replay = None
+        redis = shared_client(settings.ratelimit)
+        if redis is not None:
+            shared_replay = RedisReplay(redis[0], description=redis[1])
+            parts.started("DPoP replay store", shared_replay.close)
         verifier = Verifier(
             max_token_bytes=settings.tokens.max_token_bytes,
             cache_size=settings.tokens.cache_size,
             introspector=introspector,
             revocations=revocations,
+            dpop_window=settings.tokens.dpop_proof_window,
+            replay_cache_size=settings.tokens.dpop_replay_cache_size,
+            shared_replay=shared_replay,
+            nonce_secret=(
+                settings.tokens.dpop_nonce_secret.encode()
+                if settings.tokens.dpop_nonce_secret
+                else None
+            ),
         )
         shared = _shared_revocations(settings, revocations)
         limiter = build_limiter(settings.ratelimit, observers=(RateLimitMetrics(metrics),))

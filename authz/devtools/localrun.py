@@ -153,6 +153,9 @@ Envoy's log: .run/envoy.log. Ctrl-C stops everything.
   curl -i -X POST -H "Authorization: Bearer {reader}" {url}/orders    # 403: needs orders:write
   curl -i -X POST -H "Authorization: Bearer {writer}" {url}/orders
 
+A DPoP-bound token with its proof (one request each; RFC 9449):
+  .venv/bin/authz token --scope orders:read --dpop-url {url}/orders/42 | curl -i -H @- {url}/orders/42
+
 More tokens: .venv/bin/authz token --sub carol --scope "orders:read"   (DEV ONLY: demo key)
 """,
             flush=True,

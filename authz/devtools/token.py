@@ -2,14 +2,21 @@
 
 The demo private key is published in this repository, so tokens it signs prove nothing; the
 command exists so a newcomer can call the local gateway (`make run`) with a valid token.
+
+With `--dpop-url`, the token is DPoP-bound to a key made for this one call (`cnf.jkt`), and the
+command prints the two request headers - the token and a proof for that method and URL - ready
+for `curl -H @-`. A proof is good for one request within the sidecar's window, so mint a new
+pair per request.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import secrets
 import sys
 import time
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +25,10 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
+from jwt.algorithms import ECAlgorithm
 
 from authz.errors import ConfigError
+from authz.jwt.dpop import access_token_hash, jwk_thumbprint
 from authz.jwt.keys import SUPPORTED_ALGORITHMS
 
 DEMO_ISSUER = "https://demo-issuer.authz.local"
@@ -60,6 +69,15 @@ def add_arguments(token: argparse.ArgumentParser) -> None:
         "--key", type=Path, default=DEMO_KEY, help="PEM private key (default %(default)s)"
     )
     token.add_argument("--kid", default=DEMO_KID, help="key id header (default %(default)s)")
+    token.add_argument(
+        "--dpop-url",
+        metavar="URL",
+        help="bind the token to a fresh DPoP key and print `Authorization: DPoP` and `DPoP` "
+        "header lines, with a proof for --dpop-method URL (pipe into `curl -H @- URL`)",
+    )
+    token.add_argument(
+        "--dpop-method", default="GET", help="the proof's method (default %(default)s)"
+    )
     token.add_argument(
         "--alg",
         default="RS256",
@@ -131,6 +149,37 @@ def signing_key(path: Path, alg: str) -> bytes:
     return key_pem
 
 
+def dpop_headers(
+    *, key_pem: bytes, claims: dict[str, Any], kid: str | None, alg: str, method: str, url: str
+) -> tuple[str, str]:
+    """(`Authorization: DPoP ...`, `DPoP: ...`): a token bound to a fresh P-256 key, and that
+    key's proof for `method url` (RFC 9449)."""
+    parsed = urllib.parse.urlsplit(url)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise ConfigError(f"--dpop-url: expected an http(s) URL, got {url!r}")
+    client_key = ec.generate_private_key(ec.SECP256R1())
+    public_jwk = json.loads(ECAlgorithm.to_jwk(client_key.public_key()))
+    token = mint(
+        key_pem=key_pem,
+        claims={**claims, "cnf": {"jkt": jwk_thumbprint(public_jwk)}},
+        kid=kid,
+        alg=alg,
+    )
+    proof = jwt.encode(
+        {
+            "htm": method.upper(),
+            "htu": urllib.parse.urlunsplit((parsed.scheme, parsed.netloc, parsed.path, "", "")),
+            "iat": int(time.time()),
+            "jti": secrets.token_urlsafe(16),
+            "ath": access_token_hash(token),
+        },
+        client_key,
+        algorithm="ES256",
+        headers={"typ": "dpop+jwt", "jwk": public_jwk},
+    )
+    return f"Authorization: DPoP {token}", f"DPoP: {proof}"
+
+
 def run_token(args: argparse.Namespace) -> int:
     key_pem = signing_key(args.key, args.alg)
     claims = demo_claims(sub=args.sub, scope=args.scope, aud=args.aud, iss=args.iss, ttl=args.ttl)
@@ -142,5 +191,16 @@ def run_token(args: argparse.Namespace) -> int:
             claims[name] = json.loads(raw)
         except ValueError:
             claims[name] = raw
+    if args.dpop_url:
+        lines = dpop_headers(
+            key_pem=key_pem,
+            claims=claims,
+            kid=args.kid or None,
+            alg=args.alg,
+            method=args.dpop_method,
+            url=args.dpop_url,
+        )
+        print("\n".join(lines), file=sys.stdout)
+        return 0
     print(mint(key_pem=key_pem, claims=claims, kid=args.kid or None, alg=args.alg), file=sys.stdout)
     return 0

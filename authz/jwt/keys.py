@@ -24,7 +24,7 @@ SUPPORTED_ALGORITHMS: frozenset[str] = frozenset(
 _RSA_ALGS = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"})
 _EC_ALGS = {"P-256": "ES256", "P-384": "ES384", "P-521": "ES512"}
 _OKP_CURVES = frozenset({"Ed25519", "Ed448"})
-_PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "k"})
+_PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
 _MIN_RSA_BITS = 2048
 
 
@@ -73,9 +73,9 @@ def _compatible_algorithms(jwk: Mapping[str, Any]) -> frozenset[str]:
     return frozenset()
 
 
-def _load_key(jwk: Mapping[str, Any], index: int) -> VerificationKey | str:
+def _load_key(jwk: Mapping[str, Any], where: str) -> VerificationKey | str:
     """Return the key, or the reason it was skipped."""
-    label = f"keys[{index}]" + (f" (kid {jwk['kid']!r})" if isinstance(jwk.get("kid"), str) else "")
+    label = where + (f" (kid {jwk['kid']!r})" if isinstance(jwk.get("kid"), str) else "")
     kty = jwk.get("kty")
     if kty == "oct":
         return f"{label}: symmetric keys are never used to verify tokens"
@@ -84,7 +84,11 @@ def _load_key(jwk: Mapping[str, Any], index: int) -> VerificationKey | str:
     if jwk.get("use", "sig") != "sig":
         return f"{label}: use is {jwk.get('use')!r}, not 'sig'"
     ops = jwk.get("key_ops")
-    if ops is not None and (not isinstance(ops, list) or "verify" not in ops):
+    # The public half of a signing key is published with "sign" by some servers (oidc-provider
+    # copies the private key's operations): either one says "a signature key".
+    if ops is not None and (
+        not isinstance(ops, list) or ("verify" not in ops and "sign" not in ops)
+    ):
         return f"{label}: key_ops does not allow 'verify'"
     kid = jwk.get("kid")
     if kid is not None and not isinstance(kid, str):
@@ -105,6 +109,12 @@ def _load_key(jwk: Mapping[str, Any], index: int) -> VerificationKey | str:
     return VerificationKey(kid=kid, algorithms=algorithms, key=loaded)
 
 
+def load_public_key(jwk: Mapping[str, Any], *, label: str = "jwk") -> VerificationKey | str:
+    """One public signature key by the same rules as a JWKS entry (a DPoP proof's `jwk`
+    header), or the reason it is refused."""
+    return _load_key(jwk, label)
+
+
 def parse_jwks(document: object) -> KeySet:
     """Build a KeySet from a parsed JWKS document. Raises ValueError when nothing is usable."""
     if not isinstance(document, Mapping) or not isinstance(document.get("keys"), list):
@@ -113,7 +123,9 @@ def parse_jwks(document: object) -> KeySet:
     skipped: list[str] = []
     for index, jwk in enumerate(document["keys"]):
         result = (
-            _load_key(jwk, index) if isinstance(jwk, Mapping) else f"keys[{index}]: not an object"
+            _load_key(jwk, f"keys[{index}]")
+            if isinstance(jwk, Mapping)
+            else f"keys[{index}]: not an object"
         )
         if isinstance(result, str):
             skipped.append(result)

@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import hashlib
 import math
+import secrets
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -30,8 +31,10 @@ from jwt.algorithms import get_default_algorithms
 from authz.errors import KeysUnavailable, TokenError
 from authz.jwt.introspection import IntrospectionSpec, IntrospectionUnavailable
 from authz.jwt.introspector import INACTIVE, Introspector
-from authz.jwt.keys import KeySet, VerificationKey
+from authz.jwt.keys import SUPPORTED_ALGORITHMS, KeySet, VerificationKey
+from authz.jwt.nonce import Nonces
 from authz.jwt.providers import KeyProvider
+from authz.jwt.replay import ReplayCache, SharedReplay
 from authz.jwt.revocation import REVOKED, Revocations
 from authz.jwt.token import UnverifiedToken, parse_token
 
@@ -53,6 +56,12 @@ class IssuerSpec:
     max_lifetime: float | None = None
     #: How opaque tokens of this issuer are introspected; None: they are refused.
     introspection: IntrospectionSpec | None = None
+    #: requireBoundTokens: a token without `cnf` (neither DPoP- nor certificate-bound) is refused.
+    require_bound: bool = False
+    #: Algorithms accepted for the DPoP proofs sent with this issuer's tokens.
+    dpop_algorithms: frozenset[str] = SUPPORTED_ALGORITHMS
+    #: dpopNonce: proofs must carry a nonce the sidecar handed out (RFC 9449 section 9).
+    dpop_nonce: bool = False
 
 
 #: VerifiedToken.alg of a token the issuer vouched for by introspection.
@@ -76,7 +85,9 @@ class _Entry:
 
 
 class Verifier:
-    """Checks tokens; one per process, shared by every policy."""
+    """Checks tokens; one per process, shared by every policy. It also holds what checking a
+    sender-constrained token needs across requests: the DPoP proof window, the replay cache and,
+    with Redis, the replay store shared by the replicas (see authz.jwt.dpop, replay, sharedreplay)."""
 
     def __init__(
         self,
@@ -86,9 +97,17 @@ class Verifier:
         unknown_kid_wait: float = 2.0,
         introspector: Introspector | None = None,
         revocations: Revocations | None = None,
+        dpop_window: float = 60.0,
+        replay_cache_size: int = 100_000,
+        shared_replay: SharedReplay | None = None,
+        nonce_secret: bytes | None = None,
     ) -> None:
         self._introspector = introspector
         self.revocations = revocations if revocations is not None else Revocations()
+        self.dpop_window = dpop_window
+        self.nonces = Nonces(nonce_secret or secrets.token_bytes(32), lifetime=dpop_window)
+        self.replay = ReplayCache(size=replay_cache_size)
+        self.shared_replay = shared_replay
         self._max_bytes = max_token_bytes
         self._cache_size = cache_size
         self._unknown_kid_wait = unknown_kid_wait

@@ -17,6 +17,7 @@ Written by the steps, each readable from the step that writes it onwards:
     rule              rule step      the rule that matched (unset before; see rule_name)
     params            rule step      path parameters its "{name}" segments captured (else empty)
     token             token step     the verified token, None when anonymous
+    scheme            token step     its Authorization scheme, "bearer" or "dpop" ("" when anonymous)
     claims            token step     its claims, empty when anonymous
     subject           token step     its `sub` when a string: denials after it name it
     response_headers  ratelimit step headers for the client on an allow (RateLimit-*)
@@ -59,6 +60,7 @@ class Context:
         "request",
         "response_headers",
         "rule",
+        "scheme",
         "subject",
         "token",
         "trace",
@@ -92,6 +94,7 @@ class Context:
         self.trusted_proxy_hops = trusted_proxy_hops
         self.trace = trace
         self.token: VerifiedToken | None = None
+        self.scheme = ""
         self.claims = NO_CLAIMS
         self.params = NO_PARAMS
         self.subject: str | None = None

@@ -13,10 +13,6 @@ Where the steps still to come belong, and why there:
   client must cost less than an admitted one). It counts the 401s of a client, so it also needs
   to see how each check ended: a finisher, placed before `mode` so it sees the would-be decision
   of a dryRun policy (which counts but does not block).
-- Sender-constrained tokens (a DPoP proof, or the thumbprint of the client certificate): right
-  after `token`, reading the verified `cnf` and the request's method, URL, headers and peer
-  certificate (fields CheckInput gains from Envoy's attributes) - a copied token must fail
-  before its scopes are even considered.
 - Query-parameter rewrites: in the `allow` step, beside the header rewrites.
 
 A new step is a module in pipeline.steps and one line in STEPS; state it leaves for later steps
@@ -39,6 +35,7 @@ from authz.pipeline.steps import (
     ratelimit,
     rule,
     scopes,
+    sender,
     source_ip,
     token,
 )
@@ -51,6 +48,7 @@ STEPS: tuple[Step, ...] = (
     path.normalize,
     rule.match_rule,
     token.authenticate,
+    sender.check_sender,
     scopes.check_scopes,
     conditions.check_conditions,
     ratelimit.apply_rate_limits,

@@ -2,7 +2,9 @@
 
 Reasons are the stable codes of authz.errors. WWW-Authenticate follows RFC 6750 section 3: no
 error code when credentials are missing, `invalid_token` when they are bad, `insufficient_scope`
-with the scopes the rule needs.
+with the scopes the rule needs. A sender-constrained (DPoP-bound) token is refused with the
+`DPoP` scheme of RFC 9449 section 7.1 instead, naming the proof algorithms accepted (`algs`):
+`invalid_dpop_proof` when the proof fails, `invalid_token` when the token is presented wrongly.
 
 A Decision is a NamedTuple rather than a frozen dataclass: one is built on every check, often
 copied on its way out (a denial located, a dryRun decision marked) and hashed to find its cached
@@ -85,6 +87,16 @@ def invalid_token(host: str, description: str) -> Decision:
     )
 
 
+def sender_denial(host: str, *, proof: bool, description: str, algs: str) -> Decision:
+    """401 for a sender-constrained token: a bad proof (`proof`) or a token presented wrongly."""
+    code = errors.INVALID_DPOP_PROOF if proof else errors.INVALID_TOKEN
+    safe = description.replace("\\", "").replace('"', "'")
+    challenge = (
+        f'DPoP realm="{_realm(host)}", error="{code}", error_description="{safe}", algs="{algs}"'
+    )
+    return deny(401, code, description, response_headers=(("www-authenticate", challenge),))
+
+
 def insufficient_scope(host: str, scope_text: str) -> Decision:
     challenge = f'Bearer realm="{_realm(host)}", error="insufficient_scope", scope="{scope_text}"'
     return deny(
@@ -108,6 +120,31 @@ def condition_failed(rule: str, index: int) -> Decision:
 def issuer_unavailable(description: str) -> Decision:
     return deny(
         503, errors.ISSUER_UNAVAILABLE, description, response_headers=(("retry-after", "5"),)
+    )
+
+
+def use_dpop_nonce(host: str, *, nonce: str, algs: str) -> Decision:
+    """401 asking the client to retry with the nonce in `DPoP-Nonce` (RFC 9449 section 9)."""
+    description = "a DPoP proof with the server's nonce is required"
+    challenge = (
+        f'DPoP realm="{_realm(host)}", error="{errors.USE_DPOP_NONCE}", '
+        f'error_description="{description}", algs="{algs}"'
+    )
+    return deny(
+        401,
+        errors.USE_DPOP_NONCE,
+        description,
+        response_headers=(("www-authenticate", challenge), ("dpop-nonce", nonce)),
+    )
+
+
+def replay_cache_full() -> Decision:
+    """503: the DPoP replay cache is full of live proofs; forgetting one would allow its replay."""
+    return deny(
+        503,
+        errors.INTERNAL_ERROR,
+        "too many recent DPoP proofs to check this one for replay; retry later",
+        response_headers=(("retry-after", "1"),),
     )
 
 

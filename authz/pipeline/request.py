@@ -19,3 +19,10 @@ class CheckInput:
     source_ip: str = ""
     #: Envoy's x-request-id, for correlation.
     request_id: str = ""
+    #: The URL scheme Envoy saw ("http", "https"; "" when unknown), for a DPoP proof's htu.
+    scheme: str = ""
+    #: The Host / :authority as sent, port included, for a DPoP proof's htu.
+    authority: str = ""
+    #: The downstream peer's certificate as Envoy forwards it (URL-encoded PEM; "" when none),
+    #: decoded only for a certificate-bound token.
+    peer_certificate: str = ""

@@ -110,6 +110,9 @@ def _issuer(
         scope_claim=tuple(claim.split(".")) if claim else None,
         max_lifetime=max_lifetime(raw, where, problems),
         introspection=introspection(raw, where, namespace=namespace, problems=problems),
+        require_bound=bool(raw.get("requireBoundTokens", False)),
+        dpop_algorithms=frozenset(raw.get("dpopAlgorithms", SUPPORTED_ALGORITHMS)),
+        dpop_nonce=bool(raw.get("dpopNonce", False)),
     )
 
 

@@ -59,6 +59,15 @@ def redis_client(address: RedisAddress, settings: RateLimitSettings) -> ScriptCl
     return standalone
 
 
+def shared_client(settings: RateLimitSettings) -> tuple[Any, str] | None:
+    """A Redis client of its own on --redis-url, for other state the replicas share (the DPoP
+    replay store), and its description for logs; None without a URL."""
+    if settings.redis_url is None:
+        return None
+    address = parse_redis_url(settings.redis_url, mode=settings.redis_mode)
+    return _client(address, settings), address.describe(settings.redis_mode)
+
+
 def build_limiter(
     settings: RateLimitSettings, *, observers: tuple[BackendObserver, ...] = ()
 ) -> Limiter:

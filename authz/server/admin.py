@@ -82,6 +82,9 @@ class AdminServicer:
             raw_path=request.path,
             headers=headers,
             source_ip=request.source_ip,
+            # A DPoP proof names the URL: the scheme comes as the ":scheme" header here.
+            scheme=headers.get(":scheme", ""),
+            authority=authority,
         )
         trace = Trace()
         decision = await decide(

@@ -36,6 +36,9 @@ def to_check_input(request: pb.CheckRequest) -> CheckInput:
         headers=headers,
         source_ip=attributes.source.address.socket_address.address,
         request_id=headers.get("x-request-id") or http.id,  # what the upstream logs too
+        scheme=http.scheme or headers.get(":scheme", ""),
+        authority=authority,
+        peer_certificate=attributes.source.certificate,
     )
 
 

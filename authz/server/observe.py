@@ -85,6 +85,7 @@ class CheckTelemetry:
                 allowed=decision.allowed,
                 reason=decision.reason,
                 status=decision.status,
+                detail=decision.description,
                 policy=decision.policy,
                 rule=decision.rule,
                 condition=decision.condition,

@@ -24,6 +24,7 @@ from authz.settings.kinds import (
     Directory,
     ExistingFile,
     Listen,
+    OptionalText,
     Paths,
     Text,
 )
@@ -159,8 +160,33 @@ class JwksSettings(Section):
 
 @dataclass(frozen=True, slots=True)
 class TokenSettings(Section):
-    """Bearer-token verification limits."""
+    """Token verification: limits, and DPoP proofs of sender-constrained tokens."""
 
+    dpop_proof_window: float = option(
+        60.0,
+        Amount(1, 600, whole=True),
+        flag="--dpop-proof-window",
+        metavar="SECONDS",
+        help="a DPoP proof is accepted while its `iat` is at most this far from now (either "
+        "way), and its `jti` is remembered that long to refuse a replay",
+        doc="(see [Sender-constrained tokens](#sender-constrained-tokens-dpop-and-mtls))",
+    )
+    dpop_replay_cache_size: int = option(
+        100_000,
+        Count(1, 10_000_000),
+        flag="--dpop-replay-cache-size",
+        metavar="N",
+        help="DPoP proofs remembered per process for replay detection; when it is full of "
+        "proofs younger than the window, new proofs are refused (503) rather than forgetting one",
+    )
+    dpop_nonce_secret: str | None = option(
+        None,
+        OptionalText(),
+        env="AUTHZ_DPOP_NONCE_SECRET",
+        shown="random per start",
+        help="the key of the DPoP nonces handed out for issuers with `dpopNonce: true`; replicas "
+        "that serve the same clients need the same value (`--workers N` share one by themselves)",
+    )
     #: Tokens longer than this (bytes) are rejected before parsing.
     max_token_bytes: int = 8 * 1024
     #: Verified tokens remembered (LRU); 0 disables the cache.

@@ -32,6 +32,7 @@ FIELDS = (
     "decision",
     "reason",
     "status",
+    "detail",
     "policy",
     "rule",
     "condition",
@@ -111,8 +112,10 @@ class DecisionLog:
         request_id: str = "",
         trace_id: str | None = None,
         condition: int | None = None,
+        detail: str = "",
     ) -> bool:
-        """Log one decision (`allowed`/`reason` are the would-be decision under dry-run).
+        """Log one decision (`allowed`/`reason` are the would-be decision under dry-run);
+        `detail` says which check failed, in the sidecar's own words (never the request's).
         Returns whether a line was written."""
         if not self.sampled(allowed=allowed):
             return False
@@ -123,6 +126,7 @@ class DecisionLog:
                 "decision": labels.decision_label(allowed),
                 "reason": reason,
                 "status": status,
+                "detail": detail,
                 "policy": policy,
                 "rule": rule,
                 "condition": condition,

@@ -14,10 +14,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import socket
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from authz.errors import ConfigError
@@ -61,6 +62,10 @@ class _Worker:
 
 class WorkerPool:
     def __init__(self, settings: Settings) -> None:
+        if settings.tokens.dpop_nonce_secret is None:
+            # The workers answer the same clients: a nonce one hands out must pass at another.
+            tokens = replace(settings.tokens, dpop_nonce_secret=secrets.token_urlsafe(32))
+            settings = replace(settings, tokens=tokens)
         self._settings = settings
         self._workers = [
             _Worker(

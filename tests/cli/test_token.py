@@ -8,15 +8,19 @@ from pathlib import Path
 
 import jwt
 import pytest
+import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from authz.devtools.token import DEMO_AUDIENCE, DEMO_ISSUER
 from authz.errors import TokenError
 from authz.jwt.keys import SUPPORTED_ALGORITHMS
-from authz.jwt.providers import StaticKeys
+from authz.jwt.providers import StaticKeys, offline_provider
 from authz.jwt.sources import KeySource
 from authz.jwt.verify import IssuerSpec, VerifiedToken, Verifier
+from authz.pipeline.decide import decide
+from authz.pipeline.request import CheckInput
+from authz.policy.store import PolicyStore, SourceDocument
 from tests.cli.support import DEMO_JWKS, DEMO_KEY, ROOT, run
 
 
@@ -162,3 +166,38 @@ def test_a_key_that_is_not_a_pem_private_key_is_one_line(
     jwks = DEMO_JWKS  # a public key set, not a private key
     code, _, err = run(["token", "--key", str(jwks)], capsys)
     assert err == f"authz: error: --key: {jwks} is not an unencrypted PEM private key\n"
+
+
+async def test_a_dpop_bound_token_and_its_proof_pass_the_demo_policy(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    url = "http://127.0.0.1:8080/orders/42"
+    code, out, _ = run(
+        ["token", "--key", str(DEMO_KEY), "--scope", "orders:read", "--dpop-url", url + "?q=1"],
+        capsys,
+    )
+    assert code == 0
+    authorization, dpop = out.strip().splitlines()
+    assert authorization.startswith("Authorization: DPoP ")
+    assert dpop.startswith("DPoP: ")
+    policy = yaml.safe_load((ROOT / "examples/policies/demo.yaml").read_text())
+    snapshot = PolicyStore(bind=offline_provider).update("t", [SourceDocument("demo", policy)])
+    request = CheckInput(
+        method="GET",
+        host="127.0.0.1",
+        raw_path="/orders/42",
+        headers={"authorization": authorization.split(": ", 1)[1], "dpop": dpop.split(": ", 1)[1]},
+        scheme="http",
+        authority="127.0.0.1:8080",
+    )
+    verifier = Verifier()
+    first = await decide(snapshot, request, verifier=verifier, now=time.time())
+    assert first.allowed, first
+    again = await decide(snapshot, request, verifier=verifier, now=time.time())
+    assert again.reason == "invalid_dpop_proof"  # one request per proof
+
+
+def test_dpop_url_must_be_http(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(["token", "--key", str(DEMO_KEY), "--dpop-url", "ftp://x/y"], capsys)
+    assert code == 2
+    assert "--dpop-url: expected an http(s) URL" in err

@@ -137,6 +137,12 @@ def test_key_ops_with_verify_and_use_sig_are_accepted() -> None:
     assert [k.kid for k in keys.keys] == ["rsa-1"]
 
 
+def test_a_public_key_published_with_key_ops_sign_is_a_signature_key() -> None:
+    # What oidc-provider serves: the public half keeps the private key's ["sign"].
+    keys = parse_jwks({"keys": [{**RSA.jwk, "use": "sig", "key_ops": ["sign"]}]})
+    assert [k.kid for k in keys.keys] == ["rsa-1"]
+
+
 @pytest.mark.parametrize(
     ("jwk", "algorithms"),
     [

@@ -83,6 +83,8 @@ def test_defaults() -> None:
     assert spec.algorithms == SUPPORTED_ALGORITHMS
     assert spec.audiences == {"orders-api"}
     assert spec.scope_claim is None
+    assert (spec.require_bound, spec.dpop_nonce) == (False, False)
+    assert spec.dpop_algorithms == SUPPORTED_ALGORITHMS
     assert policy.set_headers == ()
     assert policy.remove_headers == ()
     assert policy.created is None
@@ -104,6 +106,33 @@ def test_explicit_settings() -> None:
     assert spec.leeway == 0.0
     assert spec.algorithms == {"ES256"}
     assert spec.scope_claim == ("realm", "scopes")
+
+
+def test_sender_constrained_settings() -> None:
+    policy = compiled(
+        lambda d: issuer(d).update(
+            requireBoundTokens=True, dpopAlgorithms=["ES256", "EdDSA"], dpopNonce=True
+        )
+    )
+    spec = policy.issuers["https://issuer.example"]
+    assert (spec.require_bound, spec.dpop_nonce) == (True, True)
+    assert spec.dpop_algorithms == {"ES256", "EdDSA"}
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("dpopAlgorithms", ["HS256"]),
+        ("dpopAlgorithms", ["none"]),
+        ("dpopAlgorithms", []),
+        ("requireBoundTokens", "yes"),
+        ("dpopNonce", 1),
+    ],
+)
+def test_bad_sender_constrained_settings_name_the_field(field: str, value: object) -> None:
+    with pytest.raises(PolicyError) as caught:
+        compiled(lambda d: issuer(d).update({field: value}))
+    assert caught.value.problems[0].path.startswith(f"spec.issuers[0].{field}")
 
 
 def test_rules_are_compiled_in_order() -> None:

@@ -60,6 +60,7 @@ def test_a_line_has_exactly_the_contract_fields() -> None:
         "decision": "allow",
         "reason": "allowed",
         "status": 200,
+        "detail": "",
         "policy": "t/p",
         "rule": "read",
         "condition": None,

@@ -129,5 +129,5 @@ async def _check(ctx: Context, limiter: Limiter, hits: Sequence[Hit]) -> Decisio
         zip(hits, outcome.verdicts, strict=True),
         key=lambda pair: (pair[1].remaining, -pair[1].reset_ms),
     )
-    ctx.response_headers = _headers(best[0].limit, best[1])
+    ctx.response_headers = (*ctx.response_headers, *_headers(best[0].limit, best[1]))
     return None

@@ -1,4 +1,8 @@
-"""The token step: the bearer token, verified against the policy's issuers.
+"""The token step: the access token, verified against the policy's issuers.
+
+The token comes as `Authorization: Bearer` or, for a DPoP-bound token, `Authorization: DPoP`;
+this step verifies it the same way either way and leaves the scheme for the sender step, which
+checks that the token was presented by its holder.
 
 No token is fine on a rule that allows anonymous requests and 401 missing_token elsewhere; a
 token that is present is always verified, even on an anonymous rule - a bad token is refused,
@@ -18,16 +22,17 @@ then.
 from __future__ import annotations
 
 from authz.errors import KeysUnavailable, TokenError
-from authz.jwt.extract import bearer_token
+from authz.jwt.extract import credentials
 from authz.pipeline import decision as d
 from authz.pipeline.context import Context, StepResult
 from authz.pipeline.decision import Decision
 
 
 def authenticate(ctx: Context) -> StepResult:
-    token = bearer_token(ctx.request.headers)
-    if token is not None:
-        return _verify(ctx, token)
+    found = credentials(ctx.request.headers)
+    if found is not None:
+        ctx.scheme = found[0]
+        return _verify(ctx, found[1])
     if ctx.rule.anonymous:
         ctx.trace.add("token", "skip", "no bearer token; the rule allows anonymous requests")
         return None
