@@ -65,7 +65,7 @@ def shared_client(settings: RateLimitSettings) -> tuple[Any, str] | None:
     if settings.redis_url is None:
         return None
     address = parse_redis_url(settings.redis_url, mode=settings.redis_mode)
-    return _client(address, settings), address.describe(settings.redis_mode)
+    return redis_client(address, settings), address.describe(settings.redis_mode)
 
 
 def build_limiter(
