@@ -31,6 +31,8 @@ INTERNAL_ERROR: Final = "internal_error"
 IP_DENIED: Final = "ip_denied"
 RATE_LIMITED: Final = "rate_limited"
 RATELIMIT_UNAVAILABLE: Final = "ratelimit_unavailable"
+#: A response on a rule with responseBody redactions that cannot be redacted (ext_proc, 502).
+RESPONSE_UNPARSEABLE: Final = "response_unparseable"
 
 
 class AuthzError(Exception):

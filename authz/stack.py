@@ -31,6 +31,8 @@ from authz.policy.snapshot import Snapshot
 from authz.policy.store import PolicyStore
 from authz.ratelimit.factory import build_limiter
 from authz.ratelimit.limiter import Limiter
+from authz.server.extproc import ExtProcServicer
+from authz.server.grpc_server import GrpcServer
 from authz.server.h2server import CheckServer, build_check_server
 from authz.server.observe import CheckTelemetry
 from authz.server.servicer import AuthorizationServicer
@@ -57,6 +59,8 @@ class CheckStack:
     #: None in the supervisor of --workers N: its workers answer the checks.
     server: CheckServer | None
     parts: Parts = field(default_factory=Parts)
+    #: ext_proc's Process (response redaction): on the grpcio check server, or --ext-proc-listen.
+    ext_proc: ExtProcServicer | None = None
     _drained: bool = field(default=False, init=False)
 
     async def start(self) -> None:
@@ -132,16 +136,36 @@ async def build_check_stack(
             observer=CheckTelemetry(metrics=metrics, log=decision_log),
             trusted_proxy_hops=settings.client.trusted_proxy_hops,
         )
-        server = (
-            build_check_server(settings.server.grpc_server, servicer, listen)
-            if listen is not None
-            else None
+        ext_proc = ExtProcServicer(
+            snapshot=store.current,
+            max_body_bytes=settings.response.body_max_bytes,
+            observer=CheckTelemetry(metrics=metrics, log=decision_log),
         )
+        server: CheckServer | None = None
+        if listen is not None and settings.server.grpc_server == "grpcio":
+            server = GrpcServer(
+                servicer,
+                listen,
+                extra=[ext_proc.handler()],
+                max_message_bytes=settings.response.body_max_bytes,
+            )
+        elif listen is not None:
+            server = build_check_server(settings.server.grpc_server, servicer, listen)
     except BaseException:
         await parts.close()
         raise
     return CheckStack(
-        settings, metrics, background, registry, store, verifier, limiter, servicer, server, parts
+        settings,
+        metrics,
+        background,
+        registry,
+        store,
+        verifier,
+        limiter,
+        servicer,
+        server,
+        parts,
+        ext_proc=ext_proc,
     )
 
 

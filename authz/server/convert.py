@@ -64,6 +64,8 @@ def to_check_response(decision: Decision, *, decision_id: str | None = None) -> 
             metadata["subject"] = decision.subject
         if decision.dry_run:
             metadata["dry_run"] = True
+        if decision.scopes:
+            metadata["scopes"] = list(decision.scopes)
         # A dry-run would-be denial is allowed; its challenge headers are not sent.
         response_headers = decision.response_headers if decision.allowed else ()
         return pb.CheckResponse(
@@ -72,6 +74,10 @@ def to_check_response(decision: Decision, *, decision_id: str | None = None) -> 
                 headers=[_option(n, v) for n, v in decision.set_headers],
                 headers_to_remove=decision.remove_headers,
                 response_headers_to_add=[_option(n, v) for n, v in response_headers],
+                query_parameters_to_set=[
+                    pb.QueryParameter(key=k, value=v) for k, v in decision.set_query
+                ],
+                query_parameters_to_remove=decision.remove_query,
             ),
             dynamic_metadata=metadata,
         )

@@ -3,14 +3,19 @@
 The policy's `setHeaders` overwrite what the client sent (a client cannot pose as another user by sending
 `x-user-id` itself); a header whose claim is absent or unsafe to send is removed instead of
 sent empty (see pipeline.claims). The rate-limit step's RateLimit-* headers go to the client.
+Query parameters are rewritten the same way (see pipeline.query). A rule that redacts response
+fields records which of the scopes waiving a redaction the token grants, for the response
+filter (see server.extproc).
 """
 
 from __future__ import annotations
 
 from authz import errors
-from authz.pipeline.claims import claim_at, header_value
+from authz.pipeline.claims import claim_at, granted_scopes, header_value
 from authz.pipeline.context import Context
 from authz.pipeline.decision import Decision
+from authz.pipeline.query import query_rewrites
+from authz.policy.redact import ResponseBody
 
 
 def _rewrites(set_headers: list[tuple[str, str]], remove_headers: list[str]) -> str:
@@ -32,6 +37,18 @@ def allow(ctx: Context) -> Decision:
         else:
             set_headers.append((template.name, value))
     ctx.trace.add("response", "info", _rewrites, set_headers, remove_headers)
+    set_query: tuple[tuple[str, str], ...] = ()
+    remove_query: tuple[str, ...] = ()
+    if policy.set_query or policy.remove_query:
+        set_query, remove_query = query_rewrites(ctx)
+        ctx.trace.add("query", "info", _rewrites, list(set_query), list(remove_query))
+    scopes: tuple[str, ...] = ()
+    body = ctx.rule.response_body
+    if body is not None:
+        token = ctx.token
+        granted = granted_scopes(ctx.claims, token.issuer.scope_claim if token else None)
+        scopes = tuple(sorted(body.scopes & granted))
+        ctx.trace.add("redact", "info", _redactions, body, granted)
     return Decision(
         True,
         errors.ALLOWED,
@@ -42,4 +59,18 @@ def allow(ctx: Context) -> Decision:
         set_headers=tuple(set_headers),
         remove_headers=tuple(remove_headers),
         response_headers=ctx.response_headers,
+        set_query=set_query,
+        remove_query=remove_query,
+        scopes=scopes,
     )
+
+
+def _redactions(body: ResponseBody, granted: frozenset[str]) -> str:
+    """Which response fields this token would see redacted (Explain)."""
+    applied = body.redactions_for(granted)
+    if not applied:
+        return "response fields: none redacted (the token grants every waiving scope)"
+    parts = [
+        f"{'remove' if r.remove else 'mask'} {', '.join(p.text for p in r.paths)}" for r in applied
+    ]
+    return "response fields: " + "; ".join(parts)
