@@ -2,7 +2,8 @@
 
 One generator, so the tests exercise the configuration users are shown: ext_authz over gRPC
 with failure_mode_allow false (fail closed), paths normalized by Envoy as well as by the
-sidecar, escaped slashes rejected. `normalize=False` builds the unsafe variant the tests use to
+sidecar, escaped slashes rejected; with `ext_proc`, the external processing filter after
+ext_authz for response redaction (README, Response protection). `normalize=False` builds the unsafe variant the tests use to
 prove the sidecar's own normalization holds when Envoy's is missing.
 """
 
@@ -16,6 +17,7 @@ from authz.server.listen import ListenAddress
 
 _HCM = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
 _EXT_AUTHZ = "type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz"
+_EXT_PROC = "type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor"
 _ROUTER = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
 _HTTP_OPTIONS = "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 
@@ -65,6 +67,34 @@ def ext_authz_filter(*, cluster: str = "authz", timeout: str = "1s") -> dict[str
     }
 
 
+def ext_proc_filter(*, cluster: str = "ext_proc", timeout: str = "1s") -> dict[str, Any]:
+    """Envoy's ext_proc filter as the sidecar needs it: request headers (to find the rule),
+    response headers and the whole (BUFFERED) response body; the sidecar skips what a route
+    does not need by a mode override. ext_authz's dynamic metadata (the scopes the token
+    grants) is forwarded to the sidecar; failure_mode_allow false: no answer, no response."""
+    return {
+        "name": "envoy.filters.http.ext_proc",
+        "typed_config": {
+            "@type": _EXT_PROC,
+            "grpc_service": {"envoy_grpc": {"cluster_name": cluster}, "timeout": timeout},
+            "failure_mode_allow": False,
+            "allow_mode_override": True,
+            "message_timeout": timeout,
+            "processing_mode": {
+                "request_header_mode": "SEND",
+                "response_header_mode": "SEND",
+                "request_body_mode": "NONE",
+                "response_body_mode": "BUFFERED",
+                "request_trailer_mode": "SKIP",
+                "response_trailer_mode": "SKIP",
+            },
+            "metadata_options": {
+                "forwarding_namespaces": {"untyped": ["envoy.filters.http.ext_authz"]}
+            },
+        },
+    }
+
+
 def gateway_config(
     *,
     listen: ListenAddress,
@@ -74,9 +104,11 @@ def gateway_config(
     normalize: bool = True,
     timeout: str = "1s",
     http_filters: list[dict[str, Any]] | None = None,
+    ext_proc: ListenAddress | None = None,
 ) -> dict[str, Any]:
     """An ingress listener routing everything to `upstream`, guarded by the sidecar at `authz`
-    (a list: the sockets of `authz serve --workers N`, balanced by Envoy).
+    (a list: the sockets of `authz serve --workers N`, balanced by Envoy); with `ext_proc`,
+    responses go through the sidecar's ext_proc service there.
 
     `http_filters` replaces the ext_authz filter (the benchmark uses it for jwt_authn or none).
     """
@@ -85,6 +117,8 @@ def gateway_config(
         if http_filters is not None
         else ([ext_authz_filter(timeout=timeout)] if authz else [])
     )
+    if ext_proc is not None:
+        filters = [*filters, ext_proc_filter(timeout=timeout)]
     hcm: dict[str, Any] = {
         "@type": _HCM,
         "stat_prefix": "ingress",
@@ -112,6 +146,8 @@ def gateway_config(
     clusters = [_cluster("upstream", upstream, http2=False)]
     if authz is not None:
         clusters.append(_cluster("authz", authz, http2=True))
+    if ext_proc is not None:
+        clusters.append(_cluster("ext_proc", ext_proc, http2=True))
     return {
         "admin": {"address": _address(admin)},
         "static_resources": {

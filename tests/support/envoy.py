@@ -41,6 +41,7 @@ def start_envoy(
     config: dict[str, Any] | None = None,
     hcm: dict[str, Any] | None = None,
     name: str = "envoy",
+    ext_proc: str | None = None,
 ) -> Envoy:
     """Start Envoy in front of the sidecar; `hcm` adds fields to the HttpConnectionManager."""
     tiers.starting("Envoy")
@@ -55,6 +56,7 @@ def start_envoy(
             else [parse_listen(a, flag="authz") for a in authz]
         ),
         normalize=normalize,
+        ext_proc=parse_listen(ext_proc, flag="ext_proc") if ext_proc else None,
     )
     if hcm:
         listener = cfg["static_resources"]["listeners"][0]
