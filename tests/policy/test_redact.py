@@ -159,7 +159,8 @@ def test_compile_reports_every_bad_path_and_with_on_remove() -> None:
         "spec.rules[0].responseBody.redact[1].paths[0]",
     ]
     assert problems[0].message == MSG_WITH_REMOVE
-    assert body is not None and body.pass_unparseable
+    assert body is not None
+    assert body.pass_unparseable
     assert body.scopes == frozenset({"pii:read"})
 
 
@@ -172,7 +173,8 @@ def test_waiving_scopes_need_all_of_them() -> None:
         ]
     }
     body = compile_response_body(raw, "r", problems)
-    assert body is not None and not problems
+    assert body is not None
+    assert not problems
     assert len(body.redactions_for(frozenset({"x"}))) == 2
     assert len(body.redactions_for(frozenset({"x", "y", "z"}))) == 1  # $.b: nobody is exempt
 
