@@ -61,7 +61,9 @@ def snapshot() -> Snapshot:
     return built
 
 
-async def run(snapshot: Snapshot, path: str, trace: Trace | None = None, **claims: Any) -> Decision:
+async def run(
+    snapshot: Snapshot, path: str, *, trace: Trace | None = None, **claims: Any
+) -> Decision:
     payload = {"iss": ISSUER, "aud": "crm", "sub": "ada", "exp": NOW + 600, **claims}
     request = CheckInput(
         method="GET",
@@ -129,10 +131,13 @@ async def test_flooded_query_is_bounded(snapshot: Snapshot) -> None:
 
 async def test_scopes_for_the_response_filter(snapshot: Snapshot) -> None:
     trace = Trace()
-    decision = await run(snapshot, "/customers/1", trace, scope="pii:read pci:read orders:write")
+    decision = await run(
+        snapshot, "/customers/1", trace=trace, scope="pii:read pci:read orders:write"
+    )
     assert decision.scopes == ("pci:read", "pii:read")  # only waiving scopes, never the rest
     metadata = to_check_response(decision).dynamic_metadata
-    assert list(metadata["scopes"]) == ["pci:read", "pii:read"]
+    scopes = metadata.fields["scopes"].list_value.values
+    assert [v.string_value for v in scopes] == ["pci:read", "pii:read"]
     explained = [s.detail for s in trace.steps if s.name == "redact"]
     assert explained == ["response fields: mask $.ssn"]
     plain = await run(snapshot, "/open", scope="pii:read")

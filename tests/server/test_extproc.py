@@ -106,8 +106,10 @@ def request_headers(
     return message
 
 
-def response_headers(end: bool = False, **values: str) -> pb.ProcessingRequest:
-    values.setdefault("content_type", "application/json")
+def response_headers(
+    values: dict[str, str] | None = None, *, end: bool = False
+) -> pb.ProcessingRequest:
+    values = {"content_type": "application/json", **(values or {})}
     return pb.ProcessingRequest(
         response_headers=pb.HttpHeaders(headers=headers(**values), end_of_stream=end)
     )
@@ -187,7 +189,7 @@ def test_unreadable_headers_fail_closed(
     _, answer = exchange(
         servicer(snapshot, observed),
         request_headers("/customers/1", scopes=[]),
-        response_headers(**response),
+        response_headers(response),
     )
     immediate = answer.immediate_response
     assert immediate.status.code == 502
@@ -223,7 +225,7 @@ def test_unreadable_bodies_fail_closed(snapshot: Snapshot, message: pb.Processin
 def test_pass_through_rule_lets_unreadable_responses_by(snapshot: Snapshot) -> None:
     service = servicer(snapshot)
     _, answer = exchange(
-        service, request_headers("/loose"), response_headers(content_type="text/plain")
+        service, request_headers("/loose"), response_headers({"content_type": "text/plain"})
     )
     assert answer.mode_override.response_body_mode == pb.ProcessingMode.NONE
     *_, body = exchange(service, request_headers("/loose"), response_headers(), response_body(b"{"))
@@ -234,7 +236,7 @@ def test_a_response_without_body_continues(snapshot: Snapshot) -> None:
     _, answer = exchange(
         servicer(snapshot),
         request_headers("/customers/1"),
-        response_headers(end=True, content_type="text/plain"),
+        response_headers({"content_type": "text/plain"}, end=True),
     )
     assert answer.response_headers.response == pb.CommonResponse()
 
