@@ -113,7 +113,7 @@ async def test_double_encoding_is_not_decoded_twice(snapshot: Snapshot) -> None:
 async def test_absent_or_unsafe_claim_removes_the_parameter(
     snapshot: Snapshot, tenant: Any
 ) -> None:
-    claims = {} if tenant is None else {"org": {"tenant": tenant}}
+    claims: dict[str, Any] = {} if tenant is None else {"org": {"tenant": tenant}}
     decision = await run(snapshot, "/open?tenant=evil", **claims)
     if isinstance(tenant, dict):
         assert decision.set_query[0][0] == "tenant"  # objects render as compact JSON
