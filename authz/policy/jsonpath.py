@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
@@ -48,6 +48,7 @@ class Selector:
 class JsonPath:
     text: str
     selectors: tuple[Selector, ...]
+    walk: Walk = field(compare=False, repr=False)
 
 
 class JsonPathError(ValueError):
@@ -103,67 +104,105 @@ def compile_path(text: str) -> JsonPath:
             raise JsonPathError(f"more than {MAX_SELECTORS} selectors")
     if not selectors:
         raise JsonPathError("$ alone would replace the whole document; name a field")
-    return JsonPath(text, tuple(selectors))
+    return JsonPath(text, tuple(selectors), _chain(tuple(selectors)))
 
 
 #: Called with (container, key) for each selected node; may replace or delete it.
 Visit = Callable[[Any, Any], None]
+#: A compiled path: walks a document and calls the visit for each selected node.
+Walk = Callable[[Any, Visit], None]
+_CONTAINERS = (dict, list)
 
 
 def apply(path: JsonPath, document: Any, visit: Visit) -> None:
     """Call `visit(container, key)` for every node `path` selects in `document`.
 
-    Keys are collected before any visit, so a visit that deletes does not disturb the walk;
-    list elements are visited from the last to the first, so deleting one keeps the indices
-    of those still to come."""
-    _walk(document, path.selectors, 0, visit)
+    The keys of a container are collected before any of them is visited, so a visit that
+    deletes does not disturb the walk; list elements are visited from the last to the first,
+    so deleting one keeps the indices of those still to come."""
+    path.walk(document, visit)
 
 
-def _children(node: Any) -> list[tuple[Any, Any]]:
-    if isinstance(node, dict):
-        return [(node, key) for key in list(node)]
-    if isinstance(node, list):
-        return [(node, index) for index in range(len(node) - 1, -1, -1)]
-    return []
+def _chain(selectors: tuple[Selector, ...]) -> Walk:
+    """One closure per selector, each calling the next: no interpretation per node."""
+    walk: Walk | None = None
+    for selector in reversed(selectors):
+        walk = _step(selector, walk)
+    assert walk is not None
+    return walk
 
 
-def _walk(node: Any, selectors: tuple[Selector, ...], at: int, visit: Visit) -> None:
-    selector = selectors[at]
-    last = at == len(selectors) - 1
-    targets: list[tuple[Any, Any]]
+def _step(selector: Selector, then: Walk | None) -> Walk:
+    name, index = selector.name, selector.index
     if selector.kind is Kind.MEMBER:
-        targets = (
-            [(node, selector.name)] if isinstance(node, dict) and selector.name in node else []
-        )
-    elif selector.kind is Kind.INDEX:
-        targets = []
-        if isinstance(node, list) and -len(node) <= selector.index < len(node):
-            targets = [(node, selector.index % len(node))]
-    elif selector.kind is Kind.WILDCARD:
-        targets = _children(node)
-    else:
-        targets = _descendants(node, selector.name)
-    for container, key in targets:
-        if last:
-            visit(container, key)
-        else:
-            _walk(container[key], selectors, at + 1, visit)
+
+        def member(node: Any, visit: Visit) -> None:
+            if type(node) is dict and name in node:
+                if then is None:
+                    visit(node, name)
+                else:
+                    then(node[name], visit)
+
+        return member
+    if selector.kind is Kind.INDEX:
+
+        def element(node: Any, visit: Visit) -> None:
+            if type(node) is list and -len(node) <= index < len(node):
+                if then is None:
+                    visit(node, index % len(node))
+                else:
+                    then(node[index], visit)
+
+        return element
+    if selector.kind is Kind.WILDCARD:
+
+        def every(node: Any, visit: Visit) -> None:
+            if type(node) is dict:
+                keys: Any = list(node)
+            elif type(node) is list:
+                keys = range(len(node) - 1, -1, -1)
+            else:
+                return
+            if then is None:
+                for key in keys:
+                    visit(node, key)
+            else:
+                for key in keys:
+                    then(node[key], visit)
+
+        return every
+
+    def descendants(node: Any, visit: Visit) -> None:
+        for container, key in _descendants(node, name):
+            if then is None:
+                visit(container, key)
+            else:
+                then(container[key], visit)
+
+    return descendants
 
 
 def _descendants(node: Any, name: str | None) -> list[tuple[Any, Any]]:
     """Every (container, key) below `node` whose key is `name` (None: every one), found
     without recursion so a deep document cannot exhaust the stack."""
     found: list[tuple[Any, Any]] = []
-    stack = [node] if isinstance(node, dict | list) else []
+    stack = [node] if type(node) in _CONTAINERS else []
+    push, pop = stack.append, stack.pop
     while stack:
-        current = stack.pop()
-        keys = list(current) if isinstance(current, dict) else range(len(current))
-        for key in keys:
-            if name is None or key == name:
-                found.append((current, key))
-            child = current[key]
-            if isinstance(child, dict | list):
-                stack.append(child)
+        current = pop()
+        if type(current) is dict:
+            if name is None:
+                found.extend((current, key) for key in current)
+            elif name in current:
+                found.append((current, name))
+            children: Any = current.values()
+        else:
+            if name is None:
+                found.extend((current, i) for i in range(len(current)))
+            children = current
+        for child in children:
+            if type(child) in _CONTAINERS:
+                push(child)
     # Reversed, a node comes before its ancestors and a list's elements from the last.
     found.reverse()
     return found
