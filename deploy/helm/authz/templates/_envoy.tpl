@@ -121,6 +121,28 @@ static_resources:
         - endpoint:
             address:
               pipe: {path: {{ include "authz.socketPath" . }}}
+  {{- if $envoy.extProc.enabled }}
+  - name: authz_ext_proc
+    type: STATIC
+    connect_timeout: 1s
+    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config:
+          http2_protocol_options: {}
+    circuit_breakers:
+      thresholds:
+      - max_connections: 1024
+        max_pending_requests: {{ $envoy.maxDownstreamConnections }}
+        max_requests: {{ $envoy.maxDownstreamConnections }}
+    load_assignment:
+      cluster_name: authz_ext_proc
+      endpoints:
+      - lb_endpoints:
+        - endpoint:
+            address:
+              pipe: {path: {{ include "authz.extProcSocketPath" . }}}
+  {{- end }}
   - name: envoy_admin
     type: STATIC
     connect_timeout: 1s
@@ -224,6 +246,30 @@ Usage: include "authz.envoy.hcm" (dict "root" . "statPrefix" "ingress_http")
         status_on_error: {code: {{ $envoy.extAuthz.statusOnError }}}
         include_peer_certificate: true
         # with_request_body is deliberately absent: decisions never depend on the body.
+    {{- if $envoy.extProc.enabled }}
+    # Response protection (AuthPolicy responseBody): after ext_authz, whose decision (the scopes
+    # the token grants) reaches the sidecar as forwarded dynamic metadata. Routes without
+    # redaction are skipped by a mode override; redacting ones send the whole body.
+    - name: envoy.filters.http.ext_proc
+      typed_config:
+        "@type": type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor
+        grpc_service:
+          envoy_grpc: {cluster_name: authz_ext_proc}
+          timeout: {{ $envoy.extProc.timeout }}
+        failure_mode_allow: false
+        status_on_error: {code: {{ $envoy.extAuthz.statusOnError }}}
+        allow_mode_override: true
+        message_timeout: {{ $envoy.extProc.timeout }}
+        processing_mode:
+          request_header_mode: SEND
+          response_header_mode: SEND
+          request_body_mode: NONE
+          response_body_mode: BUFFERED
+          request_trailer_mode: SKIP
+          response_trailer_mode: SKIP
+        metadata_options:
+          forwarding_namespaces: {untyped: [envoy.filters.http.ext_authz]}
+    {{- end }}
     - name: envoy.filters.http.router
       typed_config:
         "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
