@@ -165,7 +165,13 @@ def test_gzip_is_never_an_unmasked_value(stack: Stack) -> None:
 
 @pytest.mark.parametrize(
     "path",
-    ["/customers/text", "/customers/malformed", "/customers/big", "/customers/deep"],
+    [
+        "/customers/text",
+        "/customers/malformed",
+        "/customers/big",
+        "/customers/deep",
+        "/customers/chunked?pad=100000",  # over the limit, without content-length
+    ],
 )
 def test_unparseable_responses_fail_closed_with_a_decision_log_entry(
     stack: Stack, path: str
@@ -194,6 +200,17 @@ def test_chunked_body_is_buffered_and_redacted(stack: Stack) -> None:
     response = stack.get("/customers/chunked")
     assert response.status == 200
     assert response.json()["ssn"] == "***"
+
+
+def test_denials_and_empty_responses_pass_the_response_filter_intact(stack: Stack) -> None:
+    denied = stack.get("/customers/c1", scope="orders:read")
+    assert denied.status == 403
+    assert denied.json()["error"] == "insufficient_scope"
+    anonymous = request(stack.envoy.url, "/customers/c1", host=HOST)
+    assert anonymous.status == 401
+    assert "www-authenticate" in anonymous.headers
+    empty = stack.get("/customers/empty")
+    assert (empty.status, empty.body) == (204, b"")
 
 
 def test_pass_through_rule_lets_unparseable_bodies_by(stack: Stack) -> None:

@@ -87,11 +87,18 @@ async def chunked(request: web.Request) -> web.StreamResponse:
     response = web.StreamResponse(headers={"content-type": "application/problem+json"})
     response.enable_chunked_encoding()
     await response.prepare(request)
-    body = _json(customer(request))
-    for start in range(0, len(body), 16):
-        await response.write(body[start : start + 16])
+    data = customer(request)
+    data["padding"] = "x" * int(request.query.get("pad", "0"))
+    body = _json(data)
+    step = max(16, len(body) // 64)
+    for start in range(0, len(body), step):
+        await response.write(body[start : start + step])
     await response.write_eof()
     return response
+
+
+async def empty(request: web.Request) -> web.Response:
+    return web.Response(status=204)
 
 
 async def public(request: web.Request) -> web.Response:
@@ -107,6 +114,7 @@ def build() -> web.Application:
     app.router.add_get("/customers/big", big)
     app.router.add_get("/customers/deep", deep)
     app.router.add_get("/customers/chunked", chunked)
+    app.router.add_get("/customers/empty", empty)
     app.router.add_get("/customers/{id}", plain)
     app.router.add_get("/loose/text", text)
     app.router.add_get("/public", public)
