@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from authz.workers.pool import worker_listen
 from tests.support.envoy import Envoy, start_envoy
 from tests.support.http import Response, request
 from tests.support.jsonupstream import PUBLIC_BODY
@@ -236,6 +237,35 @@ def test_grpcio_engine_serves_ext_proc_on_the_check_listener(tmp_path: Path, sta
             response = request(envoy.url, "/customers/c2", host=HOST, token=token)
             assert response.status == 200, response.body
             assert response.json()["ssn"] == "***"
+        finally:
+            envoy.terminate()
+    finally:
+        sidecar.terminate()
+        upstream.terminate()
+
+
+def test_with_workers_the_supervisor_serves_ext_proc(tmp_path: Path, stack: Stack) -> None:
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    (policies / "shop.yaml").write_text((stack.tmp / "policies" / "shop.yaml").read_text())
+    listen = f"unix:{tmp_path}/authz.sock"
+    ext_proc = f"unix:{tmp_path}/ext-proc.sock"
+    sidecar, _, _ = start_sidecar(
+        tmp_path,
+        [policies],
+        grpc_listen=listen,
+        extra=("--workers", "2", "--ext-proc-listen", ext_proc),
+    )
+    upstream, port = start_upstream(tmp_path)
+    try:
+        workers = [worker_listen(listen, i) for i in range(2)]
+        envoy = start_envoy(tmp_path, authz=workers, upstream_port=port, ext_proc=ext_proc)
+        try:
+            token = stack.key.sign(claims(scope="customers:read", tenant_id="acme"))
+            for _ in range(4):  # both workers answer checks; one process redacts
+                response = request(envoy.url, "/customers/c3", host=HOST, token=token)
+                assert response.status == 200, response.body
+                assert response.json()["ssn"] == "***"
         finally:
             envoy.terminate()
     finally:
