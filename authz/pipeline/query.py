@@ -25,12 +25,8 @@ def _client_keys(raw_path: str) -> list[str]:
     if not mark:
         return []
     query = query.partition("#")[0]
-    keys: list[str] = []
-    for part in query.split("&", MAX_QUERY_KEYS)[:MAX_QUERY_KEYS]:
-        key = part.partition("=")[0]
-        if key and key not in keys:
-            keys.append(key)
-    return keys
+    keys = (part.partition("=")[0] for part in query.split("&", MAX_QUERY_KEYS)[:MAX_QUERY_KEYS])
+    return list(dict.fromkeys(key for key in keys if key))
 
 
 def query_rewrites(ctx: Context) -> tuple[tuple[tuple[str, str], ...], tuple[str, ...]]:
