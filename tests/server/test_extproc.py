@@ -283,3 +283,40 @@ async def call(
             response_deserializer=pb.ProcessingResponse.FromString,
         )
         return [answer async for answer in process(requests())]
+
+
+@pytest.mark.parametrize(
+    "duplicated",
+    [
+        [("content-type", "application/json"), ("content-type", "text/html")],
+        [("content-encoding", "identity"), ("content-encoding", "gzip")],
+        [("content-length", "10"), ("content-length", str(LIMIT + 1))],
+    ],
+)
+def test_duplicated_response_headers_fail_closed(
+    snapshot: Snapshot, duplicated: list[tuple[str, str]]
+) -> None:
+    message = response_headers()
+    for name, value in duplicated:
+        message.response_headers.headers.headers.append(
+            pb.HeaderValue(key=name.upper(), raw_value=value.encode())
+        )
+    _, answer = exchange(servicer(snapshot), request_headers("/customers/1", scopes=[]), message)
+    if duplicated[0][0] == "content-length":
+        # an unreadable length is not trusted either way: the body's own size is checked
+        assert answer.response_headers.response == pb.CommonResponse()
+        *_, body = exchange(
+            servicer(snapshot),
+            request_headers("/customers/1", scopes=[]),
+            message,
+            response_body(b'{"ssn": "1"}' + b" " * LIMIT),
+        )
+        assert body.immediate_response.status.code == 502
+    else:
+        assert answer.immediate_response.status.code == 502
+
+
+def test_a_flood_of_request_headers_is_answered(snapshot: Snapshot) -> None:
+    flood = {f"x_{i}": "v" * 100 for i in range(2000)}
+    (first,) = exchange(servicer(snapshot), request_headers("/open", **flood))
+    assert first.mode_override.response_body_mode == pb.ProcessingMode.NONE
