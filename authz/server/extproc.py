@@ -57,12 +57,30 @@ _CONTINUE = pb.CommonResponse()
 _OVERWRITE = pb.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
 
 
+#: The only headers read; repeated ones are joined with "," (so a duplicate cannot hide).
+_READ = frozenset(
+    {
+        ":authority",
+        "host",
+        ":method",
+        ":path",
+        "x-request-id",
+        "content-type",
+        "content-encoding",
+        "content-length",
+    }
+)
+
+
 def _headers(message: pb.HttpHeaders) -> dict[str, str]:
-    """Header names lower-cased; Envoy sends values in raw_value (bytes) or value."""
+    """The headers this servicer reads, names lower-cased; Envoy sends values in raw_value
+    (bytes) or value."""
     out: dict[str, str] = {}
     for header in message.headers.headers:
-        value = header.raw_value.decode("latin-1") if header.raw_value else header.value
         name = header.key.lower()
+        if name not in _READ:
+            continue
+        value = header.raw_value.decode("latin-1") if header.raw_value else header.value
         out[name] = f"{out[name]},{value}" if name in out else value
     return out
 
