@@ -9,6 +9,8 @@ second construction site.
     background work, HTTP session ──┼─> key registry ─> policy store (holds the current snapshot)
     verifier, rate limiter ─────────┴─> servicer ─> check server (bound at build: a taken port
                                                     is exit 2 before anything starts)
+    policy store ──> ext_proc servicer (response redaction): on the check server with the
+                     grpcio engine; authz.app serves it on --ext-proc-listen otherwise
 
 `build_check_stack` builds the parts that need no policies; `start` follows the first policy
 load (first key fetches, the rate limiter, the check server with health NOT_SERVING); `serve`

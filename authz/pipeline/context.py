@@ -23,7 +23,7 @@ Written by the steps, each readable from the step that writes it onwards:
 
 A step that finds something new for later steps adds its slot here, next to these: the path
 parameters a `{tenant}` segment captures (written by the rule step, read by conditions), an
-introspection result (token step), query parameters to rewrite (read by the allow step).
+introspection result (token step).
 """
 
 from __future__ import annotations

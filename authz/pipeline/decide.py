@@ -22,7 +22,10 @@ Where the steps still to come belong, and why there:
   before its scopes are even considered.
 - Conditions on claims, headers and path parameters, and CEL: right after `scopes` (scopes are
   checked first), reading the claims and the parameters the `rule` step captured.
-- Query-parameter rewrites: in the `allow` step, beside the header rewrites.
+
+Query-parameter rewrites live in the `allow` step, beside the header rewrites (pipeline.query);
+response redaction is not a step: the check only reports the scopes that waive a redaction, and
+the response is redacted later by the ext_proc service (server.extproc, pipeline.response).
 
 A new step is a module in pipeline.steps and one line in STEPS; state it leaves for later steps
 gets a slot in pipeline.context.
