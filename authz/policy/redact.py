@@ -66,18 +66,20 @@ class Unparseable(ValueError):
 
 def redact_json(body: bytes, redactions: Sequence[Redaction]) -> bytes:
     """`body` with every field `redactions` select masked or removed, re-serialized."""
+    # Fixed messages: they reach the client and the decision log, and a parser's message may
+    # quote the body it choked on.
     try:
         document = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise Unparseable(f"not valid JSON: {exc}") from None
+    except orjson.JSONDecodeError:
+        raise Unparseable("the response body is not valid JSON") from None
     for redaction in redactions:
         visit = _remove if redaction.remove else _masker(redaction.replacement)
         for path in redaction.paths:
             apply(path, document, visit)
     try:
         return orjson.dumps(document)
-    except (TypeError, orjson.JSONEncodeError) as exc:  # e.g. nesting beyond orjson's limit
-        raise Unparseable(f"cannot serialize: {exc}") from None
+    except (TypeError, orjson.JSONEncodeError):  # e.g. nesting beyond orjson's limit
+        raise Unparseable("the response body cannot be serialized again") from None
 
 
 def _remove(container: Any, key: Any) -> None:

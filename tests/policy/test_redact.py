@@ -192,3 +192,11 @@ def test_recursive_mask_leaves_no_value_behind(document: Any) -> None:
     assert selected("$..a", out) == ["***"] * len(selected("$..a", out))
     removed = orjson.loads(redact_json(orjson.dumps(document), [redaction("$..a", remove=True)]))
     assert selected("$..a", removed) == []
+
+
+def test_unparseable_messages_never_quote_the_body() -> None:
+    for body in (b'{"ssn": "123-45-6789" oops}', b'{"ssn": "123-45-6789", "x": tru}'):
+        with pytest.raises(Unparseable) as caught:
+            redact_json(body, [redaction("$.ssn")])
+        assert "123" not in str(caught.value)
+        assert str(caught.value) == "the response body is not valid JSON"
