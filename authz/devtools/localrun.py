@@ -115,8 +115,16 @@ def main() -> int:
         )
         ext_proc = f"127.0.0.1:{PORTS['authz ext_proc']}"
         authz = subprocess.Popen(
-            [py, "-m", "authz", "serve", "--policies", "examples/policies"]
-            + ["--ext-proc-listen", ext_proc]
+            [
+                py,
+                "-m",
+                "authz",
+                "serve",
+                "--policies",
+                "examples/policies",
+                "--ext-proc-listen",
+                ext_proc,
+            ]
         )
         procs.append(("authz", authz))
         envoy = subprocess.Popen(
