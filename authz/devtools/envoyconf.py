@@ -13,6 +13,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from authz.server.convert import EXT_PROC_HEADER
 from authz.server.listen import ListenAddress
 
 _HCM = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
@@ -95,6 +96,52 @@ def ext_proc_filter(*, cluster: str = "ext_proc", timeout: str = "1s") -> dict[s
     }
 
 
+_WITH_MATCHER = "type.googleapis.com/envoy.extensions.common.matching.v3.ExtensionWithMatcher"
+_HEADER_INPUT = "type.googleapis.com/envoy.type.matcher.v3.HttpRequestHeaderMatchInput"
+_SKIP_FILTER = "type.googleapis.com/envoy.extensions.filters.common.matcher.action.v3.SkipFilter"
+
+
+def skipped_unless_redacting(ext_proc: dict[str, Any]) -> dict[str, Any]:
+    """`ext_proc` wrapped so that Envoy skips it for requests ext_authz marked
+    `x-authz-ext-proc: skip` (allowed, and nothing of the response to redact): such requests
+    open no ext_proc stream at all. The check sets the header on exactly those requests and
+    removes it from every other, so a client cannot send it; the route configuration removes
+    it before the upstream."""
+    return {
+        "name": ext_proc["name"],
+        "typed_config": {
+            "@type": _WITH_MATCHER,
+            "extension_config": ext_proc,
+            "xds_matcher": {
+                "matcher_list": {
+                    "matchers": [
+                        {
+                            "predicate": {
+                                "single_predicate": {
+                                    "input": {
+                                        "name": "skip_header",
+                                        "typed_config": {
+                                            "@type": _HEADER_INPUT,
+                                            "header_name": EXT_PROC_HEADER,
+                                        },
+                                    },
+                                    "value_match": {"exact": "skip"},
+                                }
+                            },
+                            "on_match": {
+                                "action": {
+                                    "name": "skip",
+                                    "typed_config": {"@type": _SKIP_FILTER},
+                                }
+                            },
+                        }
+                    ]
+                }
+            },
+        },
+    }
+
+
 def gateway_config(
     *,
     listen: ListenAddress,
@@ -118,12 +165,13 @@ def gateway_config(
         else ([ext_authz_filter(timeout=timeout)] if authz else [])
     )
     if ext_proc is not None:
-        filters = [*filters, ext_proc_filter(timeout=timeout)]
+        filters = [*filters, skipped_unless_redacting(ext_proc_filter(timeout=timeout))]
     hcm: dict[str, Any] = {
         "@type": _HCM,
         "stat_prefix": "ingress",
         "route_config": {
             "name": "local",
+            "request_headers_to_remove": [EXT_PROC_HEADER],
             "virtual_hosts": [
                 {
                     "name": "all",

@@ -42,6 +42,8 @@ class Decision(NamedTuple):
     #: Allow on a rule that redacts response fields: the waiving scopes the token grants
     #: (Envoy's dynamic metadata takes them to the response filter, see server.extproc).
     scopes: tuple[str, ...] = ()
+    #: Allow: the response must go through the ext_proc service (a redaction applies).
+    redacts: bool = False
     #: The policy is in dryRun mode: `allowed`/`reason` are the would-be decision, and Envoy
     #: is told to allow (see pipeline.steps.mode).
     dry_run: bool = False

@@ -47,6 +47,8 @@ FORBIDDEN_SET_HEADERS = frozenset(
         "keep-alive",
         "proxy-connection",
         "expect",
+        # The check's own marker for Envoy (see server.convert.EXT_PROC_HEADER).
+        "x-authz-ext-proc",
     }
 )
 

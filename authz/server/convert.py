@@ -22,6 +22,14 @@ _OVERWRITE = pb.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
 _GRPC_CODE = {400: 3, 401: 16, 403: 7, 429: 8, 503: 14}
 _PERMISSION_DENIED = 7
 _OK = pb.RpcStatus(code=0)
+#: Set on allowed requests whose response needs no redaction (Envoy then skips ext_proc), and
+#: removed from every other request, so a client cannot send it.
+EXT_PROC_HEADER = "x-authz-ext-proc"
+
+
+_SKIP_EXT_PROC = pb.HeaderValueOption(
+    header=pb.HeaderValue(key=EXT_PROC_HEADER, value="skip"), append_action=_OVERWRITE
+)
 
 
 def to_check_input(request: pb.CheckRequest) -> CheckInput:
@@ -66,13 +74,20 @@ def to_check_response(decision: Decision, *, decision_id: str | None = None) -> 
             metadata["dry_run"] = True
         if decision.scopes:
             metadata["scopes"] = list(decision.scopes)
+
         # A dry-run would-be denial is allowed; its challenge headers are not sent.
         response_headers = decision.response_headers if decision.allowed else ()
         return pb.CheckResponse(
             status=_OK,
             ok_response=pb.OkHttpResponse(
-                headers=[_option(n, v) for n, v in decision.set_headers],
-                headers_to_remove=decision.remove_headers,
+                headers=[
+                    *(_option(n, v) for n, v in decision.set_headers),
+                    *((_SKIP_EXT_PROC,) if decision.allowed and not decision.redacts else ()),
+                ],
+                headers_to_remove=[
+                    *decision.remove_headers,
+                    *(() if decision.allowed and not decision.redacts else (EXT_PROC_HEADER,)),
+                ],
                 response_headers_to_add=[_option(n, v) for n, v in response_headers],
                 query_parameters_to_set=[
                     pb.QueryParameter(key=k, value=v) for k, v in decision.set_query

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,6 +57,7 @@ def policy(jwks_url: str) -> str:
                     responseBody={"redact": [{"paths": ["$.ssn"]}], "onUnparseable": "passThrough"},
                 ),
                 rule("public", paths=["/public"], anonymous=True),
+                rule("plain", paths=["/plain/**"], scopes=["customers:read"]),
             ],
             response={
                 "removeHeaders": ["authorization"],
@@ -77,6 +79,13 @@ class Stack:
     def get(self, path: str, *, scope: str = "customers:read", **kwargs: object) -> Response:
         token = self.key.sign(claims(scope=scope, sub="ada", tenant_id="acme"))
         return request(self.envoy.url, path, host=HOST, token=token, **kwargs)  # type: ignore[arg-type]
+
+    def streams(self) -> int:
+        """ext_proc streams Envoy has opened so far."""
+        url = f"http://127.0.0.1:{self.envoy.admin_port}/stats?filter=ext_proc.streams_started"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            text = response.read().decode()
+        return sum(int(line.rpartition(" ")[2]) for line in text.splitlines() if line)
 
     def decision_lines(self) -> list[dict[str, object]]:
         return [
@@ -222,6 +231,28 @@ def test_pass_through_rule_lets_unparseable_bodies_by(stack: Stack) -> None:
 def test_route_without_redaction_is_byte_identical(stack: Stack) -> None:
     response = request(stack.envoy.url, "/public", host=HOST)
     assert (response.status, response.body) == (200, PUBLIC_BODY)
+
+
+def test_requests_without_redaction_open_no_ext_proc_stream(stack: Stack) -> None:
+    before = stack.streams()
+    plain = stack.get("/plain/p1", headers={"X-Authz-Ext-Proc": "no"})
+    assert plain.status == 200
+    assert plain.json()["ssn"] == "123-45-6789"  # no responseBody on this rule
+    assert plain.json()["ext_proc_marker"] == ""  # Envoy's marker never reaches the upstream
+    assert request(stack.envoy.url, "/public", host=HOST).status == 200
+    assert stack.streams() == before
+    assert stack.get("/customers/c1").json()["ssn"] == "***"
+    assert stack.streams() == before + 1
+
+
+def test_a_forged_skip_marker_does_not_skip_redaction(stack: Stack) -> None:
+    for scope in ("customers:read", "customers:read pii:read"):
+        before = stack.streams()
+        forged = stack.get("/customers/c1", scope=scope, headers={"x-authz-ext-proc": "skip"})
+        assert forged.status == 200
+        assert "password" not in json.dumps(forged.json())
+        assert forged.json()["ext_proc_marker"] == ""
+        assert stack.streams() == before + 1
 
 
 def test_grpcio_engine_serves_ext_proc_on_the_check_listener(tmp_path: Path, stack: Stack) -> None:

@@ -19,7 +19,7 @@ from authz.pipeline.request import CheckInput
 from authz.pipeline.trace import Trace
 from authz.policy.snapshot import Snapshot
 from authz.policy.store import PolicyStore, SourceDocument
-from authz.server.convert import to_check_response
+from authz.server.convert import EXT_PROC_HEADER, to_check_response
 from tests.support.keys import jwks, rsa_key
 
 NOW = 1_800_000_000
@@ -149,3 +149,22 @@ def test_generated_fields_match_envoy_numbers() -> None:
     fields = pb.OkHttpResponse.DESCRIPTOR.fields_by_name
     assert fields["query_parameters_to_set"].number == 7
     assert fields["query_parameters_to_remove"].number == 8
+
+
+async def test_the_ext_proc_marker_is_set_only_where_nothing_is_redacted(
+    snapshot: Snapshot,
+) -> None:
+    def marker(decision: Decision) -> tuple[list[str], bool]:
+        ok = to_check_response(decision).ok_response
+        set_ = [h.header.value for h in ok.headers if h.header.key == EXT_PROC_HEADER]
+        return set_, EXT_PROC_HEADER in ok.headers_to_remove
+
+    assert marker(await run(snapshot, "/open")) == (["skip"], False)
+    # a rule that redacts for this token: the marker (maybe forged by the client) is removed
+    assert marker(await run(snapshot, "/customers/1", scope="pii:read")) == ([], True)
+    # every redaction waived: nothing for ext_proc to do
+    both = await run(snapshot, "/customers/1", scope="pii:read pii:ssn pci:read")
+    assert marker(both) == (["skip"], False)
+    # a dryRun policy's would-be denial is allowed by Envoy: never marked
+    would_be = Decision(False, "insufficient_scope", 403, dry_run=True)
+    assert marker(would_be) == ([], True)

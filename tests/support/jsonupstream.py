@@ -33,6 +33,7 @@ def customer(request: web.Request) -> dict[str, Any]:
         "profile": {"password": "hunter2", "login": {"password": "swordfish", "user": "ada"}},
         "query": request.query_string,
         "accept_encoding": request.headers.get("accept-encoding", ""),
+        "ext_proc_marker": request.headers.get("x-authz-ext-proc", ""),
     }
 
 
@@ -118,6 +119,7 @@ def build() -> web.Application:
     app.router.add_get("/customers/{id}", plain)
     app.router.add_get("/loose/text", text)
     app.router.add_get("/public", public)
+    app.router.add_get("/plain/{id}", plain)
     app.router.add_get("/ready", lambda _: web.Response(text="ok"))  # type: ignore[arg-type,return-value]
     return app
 

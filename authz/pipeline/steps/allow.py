@@ -43,11 +43,13 @@ def allow(ctx: Context) -> Decision:
         set_query, remove_query = query_rewrites(ctx)
         ctx.trace.add("query", "info", _rewrites, list(set_query), list(remove_query))
     scopes: tuple[str, ...] = ()
+    redacts = False
     body = ctx.rule.response_body
     if body is not None:
         token = ctx.token
         granted = granted_scopes(ctx.claims, token.issuer.scope_claim if token else None)
         scopes = tuple(sorted(body.scopes & granted))
+        redacts = bool(body.redactions_for(granted))
         ctx.trace.add("redact", "info", _redactions, body, granted)
     return Decision(
         True,
@@ -62,6 +64,7 @@ def allow(ctx: Context) -> Decision:
         set_query=set_query,
         remove_query=remove_query,
         scopes=scopes,
+        redacts=redacts,
     )
 
 
