@@ -104,7 +104,15 @@ def test_ext_proc_follows_ext_authz_over_its_own_socket_and_fails_closed() -> No
     values = {"envoy": {"extProc": {"enabled": True, "timeout": "2s", "maxBodyBytes": 65536}}}
     rendered = render(values)
     bootstrap = rendered.envoy_bootstrap
-    ext_proc = _filters(_hcm(_listeners(bootstrap)["http"]))["envoy.filters.http.ext_proc"]
+    hcm = _hcm(_listeners(bootstrap)["http"])
+    wrapped = _filters(hcm)["envoy.filters.http.ext_proc"]
+    predicate = wrapped["xds_matcher"]["matcher_list"]["matchers"][0]["predicate"]
+    assert predicate["single_predicate"]["input"]["typed_config"]["header_name"] == (
+        "x-authz-ext-proc"
+    )
+    assert predicate["single_predicate"]["value_match"] == {"exact": "skip"}
+    assert hcm["route_config"]["request_headers_to_remove"] == ["x-authz-ext-proc"]
+    ext_proc = wrapped["extension_config"]["typed_config"]
     assert ext_proc["failure_mode_allow"] is False
     assert ext_proc["allow_mode_override"] is True
     assert ext_proc["grpc_service"] == {

@@ -214,6 +214,8 @@ Usage: include "authz.envoy.hcm" (dict "root" . "statPrefix" "ingress_http")
     {{- end }}
     route_config:
       name: backends
+      # The check's marker for the ext_proc filter is for Envoy only.
+      request_headers_to_remove: [x-authz-ext-proc]
       virtual_hosts:
       {{- range $i, $h := (include "authz.routesByHost" $root | fromYaml).hosts }}
       - name: host_{{ $i }}
@@ -248,27 +250,48 @@ Usage: include "authz.envoy.hcm" (dict "root" . "statPrefix" "ingress_http")
         # with_request_body is deliberately absent: decisions never depend on the body.
     {{- if $envoy.extProc.enabled }}
     # Response protection (AuthPolicy responseBody): after ext_authz, whose decision (the scopes
-    # the token grants) reaches the sidecar as forwarded dynamic metadata. Routes without
-    # redaction are skipped by a mode override; redacting ones send the whole body.
+    # the token grants) reaches the sidecar as forwarded dynamic metadata. Requests the check
+    # marked `x-authz-ext-proc: skip` (nothing to redact; the check removes the header from every
+    # other request) skip the filter; redacting ones send the whole body.
     - name: envoy.filters.http.ext_proc
       typed_config:
-        "@type": type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor
-        grpc_service:
-          envoy_grpc: {cluster_name: authz_ext_proc}
-          timeout: {{ $envoy.extProc.timeout }}
-        failure_mode_allow: false
-        status_on_error: {code: {{ $envoy.extAuthz.statusOnError }}}
-        allow_mode_override: true
-        message_timeout: {{ $envoy.extProc.timeout }}
-        processing_mode:
-          request_header_mode: SEND
-          response_header_mode: SEND
-          request_body_mode: NONE
-          response_body_mode: BUFFERED
-          request_trailer_mode: SKIP
-          response_trailer_mode: SKIP
-        metadata_options:
-          forwarding_namespaces: {untyped: [envoy.filters.http.ext_authz]}
+        "@type": type.googleapis.com/envoy.extensions.common.matching.v3.ExtensionWithMatcher
+        xds_matcher:
+          matcher_list:
+            matchers:
+            - predicate:
+                single_predicate:
+                  input:
+                    name: skip_header
+                    typed_config:
+                      "@type": type.googleapis.com/envoy.type.matcher.v3.HttpRequestHeaderMatchInput
+                      header_name: x-authz-ext-proc
+                  value_match: {exact: skip}
+              on_match:
+                action:
+                  name: skip
+                  typed_config:
+                    "@type": type.googleapis.com/envoy.extensions.filters.common.matcher.action.v3.SkipFilter
+        extension_config:
+          name: envoy.filters.http.ext_proc
+          typed_config:
+            "@type": type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor
+            grpc_service:
+              envoy_grpc: {cluster_name: authz_ext_proc}
+              timeout: {{ $envoy.extProc.timeout }}
+            failure_mode_allow: false
+            status_on_error: {code: {{ $envoy.extAuthz.statusOnError }}}
+            allow_mode_override: true
+            message_timeout: {{ $envoy.extProc.timeout }}
+            processing_mode:
+              request_header_mode: SEND
+              response_header_mode: SEND
+              request_body_mode: NONE
+              response_body_mode: BUFFERED
+              request_trailer_mode: SKIP
+              response_trailer_mode: SKIP
+            metadata_options:
+              forwarding_namespaces: {untyped: [envoy.filters.http.ext_authz]}
     {{- end }}
     - name: envoy.filters.http.router
       typed_config:
