@@ -5,8 +5,9 @@ HTTP request and sends what its processing mode asks for (README, Response prote
 
 - request headers: the policy and rule are found again from the request (pipeline.response).
   A rule without `responseBody`, or whose redactions this token's scopes all waive, answers
-  with a mode override, so Envoy skips the response headers and body: such routes pay one
-  stream message. A rule that redacts removes `accept-encoding` from the upstream request, so
+  with a mode override, so Envoy skips the response headers and body. (With the recommended
+  filter wrapper such requests never get here: the check marks them and Envoy skips the
+  filter, see server.convert.) A rule that redacts removes `accept-encoding` from the upstream request, so
   the body arrives uncompressed and can be read.
 - response headers: a body that is not JSON (`application/json`, `*/*+json`), is compressed,
   or announces more than --response-body-max-bytes cannot be redacted: the stream answers 502
