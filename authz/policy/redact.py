@@ -29,7 +29,7 @@ MASK = "***"
 ACTION_MASK = "mask"
 ACTION_REMOVE = "remove"
 ON_UNPARSEABLE_FAIL = "failClosed"
-ON_UNPARSEABLE_PASS = "passThrough"  # noqa: S105 - an enum value, not a secret
+ON_UNPARSEABLE_FORWARD = "passThrough"
 MSG_WITH_REMOVE = "with applies to action mask only"
 
 
@@ -121,5 +121,5 @@ def compile_response_body(
         )
     return ResponseBody(
         redactions=tuple(redactions),
-        pass_unparseable=raw.get("onUnparseable", ON_UNPARSEABLE_FAIL) == ON_UNPARSEABLE_PASS,
+        pass_unparseable=raw.get("onUnparseable", ON_UNPARSEABLE_FAIL) == ON_UNPARSEABLE_FORWARD,
     )
