@@ -37,9 +37,27 @@ def allow(ctx: Context) -> Decision:
         else:
             set_headers.append((template.name, value))
     ctx.trace.add("response", "info", _rewrites, set_headers, remove_headers)
+    decision = Decision(
+        True,
+        errors.ALLOWED,
+        200,
+        policy=policy.key,
+        rule=ctx.rule.name,
+        subject=ctx.subject,
+        set_headers=tuple(set_headers),
+        remove_headers=tuple(remove_headers),
+        response_headers=ctx.response_headers,
+    )
+    if policy.set_query or policy.remove_query or ctx.rule.response_body is not None:
+        return _query_and_body(ctx, decision)  # kept out of the common path: most rules have none
+    return decision
+
+
+def _query_and_body(ctx: Context, decision: Decision) -> Decision:
+    """The query rewrites, and what the response filter needs to know (see server.extproc)."""
     set_query: tuple[tuple[str, str], ...] = ()
     remove_query: tuple[str, ...] = ()
-    if policy.set_query or policy.remove_query:
+    if ctx.policy.set_query or ctx.policy.remove_query:
         set_query, remove_query = query_rewrites(ctx)
         ctx.trace.add("query", "info", _rewrites, list(set_query), list(remove_query))
     scopes: tuple[str, ...] = ()
@@ -51,20 +69,8 @@ def allow(ctx: Context) -> Decision:
         scopes = tuple(sorted(body.scopes & granted))
         redacts = bool(body.redactions_for(granted))
         ctx.trace.add("redact", "info", _redactions, body, granted)
-    return Decision(
-        True,
-        errors.ALLOWED,
-        200,
-        policy=policy.key,
-        rule=ctx.rule.name,
-        subject=ctx.subject,
-        set_headers=tuple(set_headers),
-        remove_headers=tuple(remove_headers),
-        response_headers=ctx.response_headers,
-        set_query=set_query,
-        remove_query=remove_query,
-        scopes=scopes,
-        redacts=redacts,
+    return decision._replace(
+        set_query=set_query, remove_query=remove_query, scopes=scopes, redacts=redacts
     )
 
 
