@@ -141,7 +141,9 @@ async def build_check_stack(
         ext_proc = ExtProcServicer(
             snapshot=store.current,
             max_body_bytes=settings.response.body_max_bytes,
-            observer=CheckTelemetry(metrics=metrics, log=decision_log),
+            # The decision log only: a refused response is no check, and its zero latency
+            # would skew the check latency histogram.
+            observer=CheckTelemetry(log=decision_log),
         )
         server: CheckServer | None = None
         if listen is not None and settings.server.grpc_server == "grpcio":

@@ -56,6 +56,8 @@ _SKIP_BODY = pb.ProcessingMode(
 )
 _CONTINUE = pb.CommonResponse()
 _OVERWRITE = pb.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
+#: Distinct passThrough warnings logged per process, at most.
+_WARNED = 1024
 
 
 #: The only headers read; repeated ones are joined with "," (so a duplicate cannot hide).
@@ -196,7 +198,7 @@ class _Stream:
     def _unparseable(self, description: str, *, phase: str) -> pb.ProcessingResponse:
         policy, rule = self._where
         if self._pass:
-            log.warning("%s/%s: %s; passed through unredacted", policy, rule, description)
+            self._servicer.warn_once(policy, rule, description)
             self._redactions = ()
             if phase == "response_body":
                 return pb.ProcessingResponse(response_body=pb.BodyResponse(response=_CONTINUE))
@@ -224,6 +226,21 @@ class ExtProcServicer:
         self.max_body_bytes = max_body_bytes
         self._observer = observer
         self._ids = decision_ids
+        self._warned: set[tuple[str | None, str | None, str]] = set()
+
+    def warn_once(self, policy: str | None, rule: str | None, description: str) -> None:
+        """A passThrough rule let an unreadable response by: worth a line, not one per request
+        (a misbehaving upstream would flood the log). At most _WARNED distinct lines."""
+        key = (policy, rule, description)
+        if key in self._warned or len(self._warned) >= _WARNED:
+            return
+        self._warned.add(key)
+        log.warning(
+            "%s/%s: %s; passed through unredacted (onUnparseable: passThrough; said once)",
+            policy,
+            rule,
+            description,
+        )
 
     def stream(self) -> _Stream:
         """The state of one Process stream (tests drive it message by message)."""

@@ -323,3 +323,16 @@ def test_a_flood_of_request_headers_is_answered(snapshot: Snapshot) -> None:
     )
     (first,) = exchange(servicer(snapshot), message)
     assert first.mode_override.response_body_mode == pb.ProcessingMode.NONE
+
+
+def test_pass_through_warns_once_per_rule_and_reason(
+    snapshot: Snapshot, caplog: pytest.LogCaptureFixture
+) -> None:
+    service = servicer(snapshot)
+    for _ in range(50):
+        exchange(
+            service, request_headers("/loose"), response_headers({"content_type": "text/plain"})
+        )
+    warnings = [r for r in caplog.records if "passed through unredacted" in r.getMessage()]
+    assert len(warnings) == 1
+    assert "t/crm/loose: the response is not JSON" in warnings[0].getMessage()
