@@ -3,7 +3,8 @@
 Health reports SERVING only once policies have loaded and NOT_SERVING from the moment a
 shutdown begins, so gRPC health checks (Envoy's or a kubelet's) drain traffic first.
 `extra` handlers share the listener (ext_proc's Process, see server.extproc); ExtProcServer
-serves Process alone on a listener of its own, for the h2 engine, which has no streaming calls.
+serves Process alone on a listener of its own, for the h2 engine, which answers unary calls
+(and server-streaming health Watch) only.
 """
 
 from __future__ import annotations
