@@ -23,6 +23,7 @@ from authz.controller.observer import Counters
 from authz.controller.source import KubernetesSource
 from authz.lifecycle import Parts
 from authz.server.admin import AdminServer, AdminServicer
+from authz.server.grpc_server import ExtProcServer
 from authz.server.listen import bind, bound, check_free
 from authz.server.probes import build_app, metrics_route, start_http
 from authz.server.tls import admin_uses_tls
@@ -102,6 +103,7 @@ class Service:
                 server.admin_listen,
                 tls=admin_tls,
             )
+            ext_proc = self._ext_proc_server(stack)
             metrics = metrics_route(stack.metrics.render) if pool is None else self._merged(stack)
             app = build_app(ready=self.ready, routes=[metrics])
             runner = await start_http(app, http_socket)
@@ -120,7 +122,12 @@ class Service:
                 admin.address,
                 " over TLS" if admin_tls is not None else "",
             )
+            if ext_proc is not None:
+                await parts.start("ext_proc server", ext_proc.start, stop=lambda: ext_proc.stop(0))
+                log.info("serving ext_proc (response redaction) on %s", ext_proc.address)
             await stack.serve()
+            if ext_proc is not None:
+                await ext_proc.set_serving(True)
             self._log_serving(stack)
             self.serving.set()
             await self._stop.wait()
@@ -128,6 +135,8 @@ class Service:
             self._stopping = True
             if pool is not None:
                 await pool.stop(server.shutdown_grace)
+            if ext_proc is not None:
+                await ext_proc.stop(server.shutdown_grace)
             await stack.drain(server.shutdown_grace)
         log.info("stopped")
         return 0
@@ -168,6 +177,16 @@ class Service:
             )
             parts.started("allowed-hosts watcher", grants_watcher.stop)
         return True
+
+    def _ext_proc_server(self, stack: CheckStack) -> ExtProcServer | None:
+        """--ext-proc-listen: Process on a grpcio listener of its own (bound now: a taken port
+        is exit 2 before anything starts)."""
+        listen = self.settings.response.ext_proc_listen
+        if listen is None or stack.ext_proc is None:
+            return None
+        return ExtProcServer(
+            stack.ext_proc, listen, max_message_bytes=self.settings.response.body_max_bytes
+        )
 
     def _log_serving(self, stack: CheckStack) -> None:
         if stack.server is not None:

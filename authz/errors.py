@@ -38,6 +38,8 @@ IP_DENIED: Final = "ip_denied"
 RATE_LIMITED: Final = "rate_limited"
 RATELIMIT_UNAVAILABLE: Final = "ratelimit_unavailable"
 CONDITION_FAILED: Final = "condition_failed"
+#: A response on a rule with responseBody redactions that cannot be redacted (ext_proc, 502).
+RESPONSE_UNPARSEABLE: Final = "response_unparseable"
 
 
 class AuthzError(Exception):

@@ -10,6 +10,8 @@ second construction site.
     introspector, revocations ──────┤
     verifier, rate limiter ─────────┴─> servicer ─> check server (bound at build: a taken port
                                                     is exit 2 before anything starts)
+    policy store ──> ext_proc servicer (response redaction): on the check server with the
+                     grpcio engine; authz.app serves it on --ext-proc-listen otherwise
 
 `build_check_stack` builds the parts that need no policies; `start` follows the first policy
 load (first key fetches, the rate limiter, the check server with health NOT_SERVING); `serve`
@@ -37,6 +39,8 @@ from authz.policy.snapshot import Snapshot
 from authz.policy.store import PolicyStore
 from authz.ratelimit.factory import build_limiter, redis_client, shared_client
 from authz.ratelimit.limiter import Limiter
+from authz.server.extproc import ExtProcServicer
+from authz.server.grpc_server import GrpcServer
 from authz.server.h2limits import limits_of
 from authz.server.h2server import CheckServer, build_check_server
 from authz.server.observe import CheckTelemetry
@@ -71,6 +75,8 @@ class CheckStack:
     parts: Parts = field(default_factory=Parts)
     #: With --redis-url: keeps the verifier's revocation list a replica of the shared one.
     shared_revocations: SharedRevocations | None = None
+    #: ext_proc's Process (response redaction): on the grpcio check server, or --ext-proc-listen.
+    ext_proc: ExtProcServicer | None = None
     _drained: bool = field(default=False, init=False)
 
     async def start(self) -> None:
@@ -182,17 +188,30 @@ async def build_check_stack(
         if tls is not None:
             renewals = background.task("TLS certificate reload", tls.watch)
             parts.started("TLS certificate reload", renewals.stop)
-        server = (
-            build_check_server(
+        ext_proc = ExtProcServicer(
+            snapshot=store.current,
+            max_body_bytes=settings.response.body_max_bytes,
+            # The decision log only: a refused response is no check, and its zero latency
+            # would skew the check latency histogram.
+            observer=CheckTelemetry(log=decision_log),
+        )
+        server: CheckServer | None = None
+        if listen is not None and settings.server.grpc_server == "grpcio":
+            server = GrpcServer(
+                servicer,
+                listen,
+                extra=[ext_proc.handler()],
+                max_message_bytes=settings.response.body_max_bytes,
+                tls=tls,
+            )
+        elif listen is not None:
+            server = build_check_server(
                 settings.server.grpc_server,
                 servicer,
                 listen,
                 limits=limits_of(settings.connections),
                 tls=tls,
             )
-            if listen is not None
-            else None
-        )
     except BaseException:
         await parts.close()
         raise
@@ -209,6 +228,7 @@ async def build_check_stack(
         tls,
         parts,
         shared,
+        ext_proc=ext_proc,
     )
 
 

@@ -28,6 +28,12 @@ spec:
     jwks: {json.dumps({"keys": [KEY.jwk]})}
   rules:
   - {{name: read, match: {{methods: [GET], paths: ["/orders/*"]}}, scopes: {{allOf: [orders:read]}}}}
+  - name: customers
+    match: {{paths: ["/customers/*"]}}
+    responseBody:
+      redact:
+      - {{paths: ["$.ssn", "$.cards[*].number"], unlessScopes: [pii:read]}}
+      - {{paths: ["$..password"], action: remove}}
   response:
     setHeaders: [{{name: x-user, claim: sub}}]
     removeHeaders: [authorization]
@@ -93,6 +99,20 @@ def test_an_allowed_request_prints_each_step_and_exits_0(admin: str) -> None:
     assert "set header       x-user: alice" in out
     assert "remove header    authorization" in out
     assert token not in out + result.stderr
+
+
+def test_the_response_fields_a_token_would_see_redacted(admin: str) -> None:
+    def redacted(scope: str) -> str:
+        token = KEY.sign(claims(scope=scope))
+        result = explain(
+            "--admin", admin, "-H", f"authorization: Bearer {token}", "GET", "shop.test/customers/1"
+        )
+        assert result.returncode == 0, result.stderr
+        (line,) = [line for line in result.stdout.splitlines() if "redact" in line]
+        return line.split("info", 1)[1].strip()
+
+    assert redacted("") == "response fields: mask $.ssn, $.cards[*].number; remove $..password"
+    assert redacted("pii:read") == "response fields: remove $..password"
 
 
 def test_a_denied_request_marks_the_failing_step_and_exits_1(admin: str) -> None:

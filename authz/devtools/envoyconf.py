@@ -2,7 +2,8 @@
 
 One generator, so the tests exercise the configuration users are shown: ext_authz over gRPC
 with failure_mode_allow false (fail closed), paths normalized by Envoy as well as by the
-sidecar, escaped slashes rejected. `normalize=False` builds the unsafe variant the tests use to
+sidecar, escaped slashes rejected; with `ext_proc`, the external processing filter after
+ext_authz for response redaction (README, Response protection). `normalize=False` builds the unsafe variant the tests use to
 prove the sidecar's own normalization holds when Envoy's is missing.
 
 X-Forwarded-For works as in the Helm chart's gateway: Envoy uses the connection's address
@@ -18,10 +19,12 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from authz.server.convert import EXT_PROC_HEADER
 from authz.server.listen import ListenAddress
 
 _HCM = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
 _EXT_AUTHZ = "type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz"
+_EXT_PROC = "type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor"
 _ROUTER = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
 _HTTP_OPTIONS = "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 _UPSTREAM_TLS = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext"
@@ -102,6 +105,80 @@ def ext_authz_filter(*, cluster: str = "authz", timeout: str = "1s") -> dict[str
     }
 
 
+def ext_proc_filter(*, cluster: str = "ext_proc", timeout: str = "1s") -> dict[str, Any]:
+    """Envoy's ext_proc filter as the sidecar needs it: request headers (to find the rule),
+    response headers and the whole (BUFFERED) response body; the sidecar skips what a route
+    does not need by a mode override. ext_authz's dynamic metadata (the scopes the token
+    grants) is forwarded to the sidecar; failure_mode_allow false: no answer, no response."""
+    return {
+        "name": "envoy.filters.http.ext_proc",
+        "typed_config": {
+            "@type": _EXT_PROC,
+            "grpc_service": {"envoy_grpc": {"cluster_name": cluster}, "timeout": timeout},
+            "failure_mode_allow": False,
+            "allow_mode_override": True,
+            "message_timeout": timeout,
+            "processing_mode": {
+                "request_header_mode": "SEND",
+                "response_header_mode": "SEND",
+                "request_body_mode": "NONE",
+                "response_body_mode": "BUFFERED",
+                "request_trailer_mode": "SKIP",
+                "response_trailer_mode": "SKIP",
+            },
+            "metadata_options": {
+                "forwarding_namespaces": {"untyped": ["envoy.filters.http.ext_authz"]}
+            },
+        },
+    }
+
+
+_WITH_MATCHER = "type.googleapis.com/envoy.extensions.common.matching.v3.ExtensionWithMatcher"
+_HEADER_INPUT = "type.googleapis.com/envoy.type.matcher.v3.HttpRequestHeaderMatchInput"
+_SKIP_FILTER = "type.googleapis.com/envoy.extensions.filters.common.matcher.action.v3.SkipFilter"
+
+
+def skipped_unless_redacting(ext_proc: dict[str, Any]) -> dict[str, Any]:
+    """`ext_proc` wrapped so that Envoy skips it for requests ext_authz marked
+    `x-authz-ext-proc: skip` (allowed, and nothing of the response to redact): such requests
+    open no ext_proc stream at all. The check sets the header on exactly those requests and
+    removes it from every other, so a client cannot send it; the route configuration removes
+    it before the upstream."""
+    return {
+        "name": ext_proc["name"],
+        "typed_config": {
+            "@type": _WITH_MATCHER,
+            "extension_config": ext_proc,
+            "xds_matcher": {
+                "matcher_list": {
+                    "matchers": [
+                        {
+                            "predicate": {
+                                "single_predicate": {
+                                    "input": {
+                                        "name": "skip_header",
+                                        "typed_config": {
+                                            "@type": _HEADER_INPUT,
+                                            "header_name": EXT_PROC_HEADER,
+                                        },
+                                    },
+                                    "value_match": {"exact": "skip"},
+                                }
+                            },
+                            "on_match": {
+                                "action": {
+                                    "name": "skip",
+                                    "typed_config": {"@type": _SKIP_FILTER},
+                                }
+                            },
+                        }
+                    ]
+                }
+            },
+        },
+    }
+
+
 def gateway_config(
     *,
     listen: ListenAddress,
@@ -113,12 +190,13 @@ def gateway_config(
     http_filters: list[dict[str, Any]] | None = None,
     trusted_proxy_hops: int = 0,
     authz_tls: dict[str, Any] | None = None,
+    ext_proc: ListenAddress | None = None,
 ) -> dict[str, Any]:
     """An ingress listener routing everything to `upstream`, guarded by the sidecar at `authz`
     (a list: the sockets of `authz serve --workers N`, balanced by Envoy), called over TLS
-    with the transport socket `authz_tls` (see upstream_tls) when given. `trusted_proxy_hops`
-    is the chart's `trustedProxyHops`: the proxies in front of Envoy that append to
-    X-Forwarded-For.
+    with the transport socket `authz_tls` (see upstream_tls) when given; with `ext_proc`,
+    responses go through the sidecar's ext_proc service there. `trusted_proxy_hops` is the
+    chart's `trustedProxyHops`: the proxies in front of Envoy that append to X-Forwarded-For.
 
     `http_filters` replaces the ext_authz filter (the benchmark uses it for jwt_authn or none).
     """
@@ -127,6 +205,8 @@ def gateway_config(
         if http_filters is not None
         else ([ext_authz_filter(timeout=timeout)] if authz else [])
     )
+    if ext_proc is not None:
+        filters = [*filters, skipped_unless_redacting(ext_proc_filter(timeout=timeout))]
     hcm: dict[str, Any] = {
         "@type": _HCM,
         "stat_prefix": "ingress",
@@ -134,6 +214,7 @@ def gateway_config(
         "xff_num_trusted_hops": trusted_proxy_hops,
         "route_config": {
             "name": "local",
+            "request_headers_to_remove": [EXT_PROC_HEADER],
             "virtual_hosts": [
                 {
                     "name": "all",
@@ -156,6 +237,8 @@ def gateway_config(
     clusters = [_cluster("upstream", upstream, http2=False)]
     if authz is not None:
         clusters.append(_cluster("authz", authz, http2=True, tls=authz_tls))
+    if ext_proc is not None:
+        clusters.append(_cluster("ext_proc", ext_proc, http2=True))
     return {
         "admin": {"address": _address(admin)},
         "static_resources": {

@@ -1,6 +1,7 @@
 """`make run`: the whole gateway on this machine - real Envoy, the sidecar, a demo upstream.
 
     client -> Envoy 127.0.0.1:8080 -(ext_authz gRPC)-> authz 127.0.0.1:9191
+                  |-(ext_proc gRPC: response redaction)-> authz 127.0.0.1:9193
                   |-> echo upstream 127.0.0.1:8081 (shows the headers it received)
 
 Policies come from examples/policies (edit them while it runs: changes apply within 2 s).
@@ -32,6 +33,7 @@ PORTS = {
     "envoy admin": 9901,
     "authz gRPC": 9191,
     "authz HTTP": 9090,
+    "authz ext_proc": 9193,
 }
 
 
@@ -96,6 +98,7 @@ def main() -> int:
         admin=ListenAddress("127.0.0.1", PORTS["envoy admin"]),
         upstream=ListenAddress("127.0.0.1", PORTS["upstream"]),
         authz=ListenAddress("127.0.0.1", PORTS["authz gRPC"]),
+        ext_proc=ListenAddress("127.0.0.1", PORTS["authz ext_proc"]),
     )
     (RUN / "envoy.json").write_text(dump(config))
     py = sys.executable
@@ -110,7 +113,19 @@ def main() -> int:
                 ),
             )
         )
-        authz = subprocess.Popen([py, "-m", "authz", "serve", "--policies", "examples/policies"])
+        ext_proc = f"127.0.0.1:{PORTS['authz ext_proc']}"
+        authz = subprocess.Popen(
+            [
+                py,
+                "-m",
+                "authz",
+                "serve",
+                "--policies",
+                "examples/policies",
+                "--ext-proc-listen",
+                ext_proc,
+            ]
+        )
         procs.append(("authz", authz))
         envoy = subprocess.Popen(
             [
@@ -152,6 +167,8 @@ Envoy's log: .run/envoy.log. Ctrl-C stops everything.
   curl -i -H "Authorization: Bearer {reader}" {url}/orders/42
   curl -i -X POST -H "Authorization: Bearer {reader}" {url}/orders    # 403: needs orders:write
   curl -i -X POST -H "Authorization: Bearer {writer}" {url}/orders
+  curl -H "Authorization: Bearer {reader}" {url}/me   # x-user-scopes "***": redacted
+  curl -H "Authorization: Bearer {writer}" {url}/me   # visible with orders:write
 
 A DPoP-bound token with its proof (one request each; RFC 9449):
   .venv/bin/authz token --scope orders:read --dpop-url {url}/orders/42 | curl -i -H @- {url}/orders/42

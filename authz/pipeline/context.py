@@ -23,8 +23,9 @@ Written by the steps, each readable from the step that writes it onwards:
     response_headers  ratelimit step headers for the client on an allow (RateLimit-*)
     address()         on first use   the client's address (see pipeline.address)
 
-A step that finds something new for later steps adds its slot here, next to these: an
-introspection result (token step), query parameters to rewrite (read by the allow step).
+A step that finds something new for later steps adds its slot here, next to these: the path
+parameters a `{tenant}` segment captures (written by the rule step, read by conditions), an
+introspection result (token step).
 """
 
 from __future__ import annotations

@@ -13,7 +13,10 @@ Where the steps still to come belong, and why there:
   client must cost less than an admitted one). It counts the 401s of a client, so it also needs
   to see how each check ended: a finisher, placed before `mode` so it sees the would-be decision
   of a dryRun policy (which counts but does not block).
-- Query-parameter rewrites: in the `allow` step, beside the header rewrites.
+
+Query-parameter rewrites live in the `allow` step, beside the header rewrites (pipeline.query);
+response redaction is not a step: the check only reports the scopes that waive a redaction, and
+the response is redacted later by the ext_proc service (server.extproc, pipeline.response).
 
 A new step is a module in pipeline.steps and one line in STEPS; state it leaves for later steps
 gets a slot in pipeline.context.

@@ -38,6 +38,14 @@ class Decision(NamedTuple):
     #: Headers on the response to the client (denials: WWW-Authenticate; allows: none yet).
     response_headers: tuple[tuple[str, str], ...] = ()
     decision_id: str = ""
+    #: Allow: query parameters set (encoded name, encoded value) and removed (keys as sent).
+    set_query: tuple[tuple[str, str], ...] = ()
+    remove_query: tuple[str, ...] = ()
+    #: Allow on a rule that redacts response fields: the waiving scopes the token grants
+    #: (Envoy's dynamic metadata takes them to the response filter, see server.extproc).
+    scopes: tuple[str, ...] = ()
+    #: Allow: the response must go through the ext_proc service (a redaction applies).
+    redacts: bool = False
     #: The policy is in dryRun mode: `allowed`/`reason` are the would-be decision, and Envoy
     #: is told to allow (see pipeline.steps.mode).
     dry_run: bool = False

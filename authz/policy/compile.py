@@ -27,6 +27,8 @@ from authz.policy.matchers import (
     path_pattern_problem,
 )
 from authz.policy.model import CompiledPolicy, HeaderTemplate, Rule
+from authz.policy.redact import MSG_WITH_REMOVE as MSG_WITH_REMOVE
+from authz.policy.redact import compile_response_body
 from authz.policy.schema import validate_document
 from authz.policy.tokens import MSG_INTROSPECTION_ENDPOINT as MSG_INTROSPECTION_ENDPOINT
 from authz.policy.tokens import introspection, max_lifetime
@@ -55,6 +57,8 @@ FORBIDDEN_SET_HEADERS = frozenset(
         "keep-alive",
         "proxy-connection",
         "expect",
+        # The check's own marker for Envoy (see server.convert.EXT_PROC_HEADER).
+        "x-authz-ext-proc",
     }
 )
 
@@ -150,6 +154,9 @@ def _rule(raw: Mapping[str, Any], where: str, problems: list[Problem]) -> Rule:
         scope_text=" ".join(dict.fromkeys(all_of + any_of)),
         conditions=conditions,
         captures=bool(params),
+        response_body=compile_response_body(
+            raw.get("responseBody"), f"{where}.responseBody", problems
+        ),
     )
 
 
@@ -177,6 +184,29 @@ def _response(
     removed = tuple(
         dict.fromkeys(h.lower() for h in raw.get("removeHeaders", []) if h.lower() not in seen)
     )
+    return tuple(templates), removed
+
+
+def _query(
+    raw: Mapping[str, Any], problems: list[Problem]
+) -> tuple[tuple[HeaderTemplate, ...], tuple[str, ...]]:
+    """setQueryParameters / removeQueryParameters: names are compared as written (the query
+    is case-sensitive), each set at most once; a name both set and removed is set."""
+    templates: list[HeaderTemplate] = []
+    seen: set[str] = set()
+    for index, item in enumerate(raw.get("setQueryParameters", [])):
+        where = f"spec.response.setQueryParameters[{index}]"
+        name = item["name"]
+        if ("claim" in item) == ("value" in item):
+            problems.append(Problem(where, MSG_CLAIM_OR_VALUE))
+        if name in seen:
+            problems.append(Problem(f"{where}.name", f"query parameter {name!r} is set twice"))
+        seen.add(name)
+        claim = item.get("claim")
+        templates.append(
+            HeaderTemplate(name, item.get("value"), tuple(claim.split(".")) if claim else None)
+        )
+    removed = tuple(dict.fromkeys(n for n in raw.get("removeQueryParameters", []) if n not in seen))
     return tuple(templates), removed
 
 
@@ -224,6 +254,7 @@ def compile_policy(document: Mapping[str, Any], *, bind: KeyBinder) -> CompiledP
     if not spec.get("issuers") and not all(r.anonymous for r in rules):
         problems.append(Problem("spec.issuers", MSG_ISSUERS_NEEDED))
     set_headers, remove_headers = _response(spec.get("response", {}), problems)
+    set_query, remove_query = _query(spec.get("response", {}), problems)
     if problems:
         raise PolicyError(problems)
     generation = meta.get("generation")
@@ -241,4 +272,6 @@ def compile_policy(document: Mapping[str, Any], *, bind: KeyBinder) -> CompiledP
         dry_run=spec.get("mode") == MODE_DRY_RUN,
         source_ips=source_ips,
         rate_limit_failure_mode=failure_mode(spec),
+        set_query=set_query,
+        remove_query=remove_query,
     )

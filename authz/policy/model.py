@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from authz.jwt.verify import IssuerSpec
 from authz.policy.conditions import Condition
 from authz.policy.matchers import PathMatcher
+from authz.policy.redact import ResponseBody
 from authz.policy.traffic import IPFilter
 from authz.ratelimit.spec import FailureMode, LimitSpec
 
@@ -35,6 +36,8 @@ class Rule:
     conditions: tuple[Condition, ...] = ()
     #: Whether match.paths capture path parameters ("{name}" segments).
     captures: bool = False
+    #: responseBody: JSON fields redacted from responses (None: the body is left alone).
+    response_body: ResponseBody | None = None
 
     def matches(self, method: str, path: str) -> bool:
         if self.methods is not None and method not in self.methods:
@@ -44,7 +47,8 @@ class Rule:
 
 @dataclass(frozen=True, slots=True)
 class HeaderTemplate:
-    """A header set on allowed requests: a literal value, or a claim (dotted path) of the token."""
+    """A header (or query parameter) set on allowed requests: a literal value, or a claim
+    (dotted path) of the token."""
 
     name: str
     value: str | None
@@ -69,6 +73,9 @@ class CompiledPolicy:
     source_ips: IPFilter | None = None
     #: spec.rateLimitFailureMode: what limits do while the shared (Redis) backend is away.
     rate_limit_failure_mode: FailureMode = FailureMode.FALLBACK
+    #: spec.response.setQueryParameters / removeQueryParameters, applied on allow.
+    set_query: tuple[HeaderTemplate, ...] = ()
+    remove_query: tuple[str, ...] = ()
 
     @property
     def key(self) -> str:

@@ -4,6 +4,10 @@ An allow answer is a function of the decision alone (it carries no decision id),
 warm token cache the same caller gets the same decision again and again: AllowResponses keeps
 the serialized answer per decision, so building it (a protobuf Struct and header options,
 about 8 µs) happens once per caller instead of once per check.
+
+Every allow answer also says whether Envoy's ext_proc filter may skip the request: the header
+EXT_PROC_HEADER is set when nothing of the response is to be redacted and removed otherwise, so
+a client cannot send it (README, Response protection).
 """
 
 from __future__ import annotations
@@ -22,6 +26,14 @@ _OVERWRITE = pb.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
 _GRPC_CODE = {400: 3, 401: 16, 403: 7, 429: 8, 503: 14}
 _PERMISSION_DENIED = 7
 _OK = pb.RpcStatus(code=0)
+#: Set on allowed requests whose response needs no redaction (Envoy then skips ext_proc), and
+#: removed from every other request, so a client cannot send it.
+EXT_PROC_HEADER = "x-authz-ext-proc"
+
+
+_SKIP_EXT_PROC = pb.HeaderValueOption(
+    header=pb.HeaderValue(key=EXT_PROC_HEADER, value="skip"), append_action=_OVERWRITE
+)
 
 
 def to_check_input(request: pb.CheckRequest) -> CheckInput:
@@ -67,14 +79,27 @@ def to_check_response(decision: Decision, *, decision_id: str | None = None) -> 
             metadata["subject"] = decision.subject
         if decision.dry_run:
             metadata["dry_run"] = True
+        if decision.scopes:
+            metadata["scopes"] = list(decision.scopes)
+
         # A dry-run would-be denial is allowed; its challenge headers are not sent.
         response_headers = decision.response_headers if decision.allowed else ()
         return pb.CheckResponse(
             status=_OK,
             ok_response=pb.OkHttpResponse(
-                headers=[_option(n, v) for n, v in decision.set_headers],
-                headers_to_remove=decision.remove_headers,
+                headers=[
+                    *(_option(n, v) for n, v in decision.set_headers),
+                    *((_SKIP_EXT_PROC,) if decision.allowed and not decision.redacts else ()),
+                ],
+                headers_to_remove=[
+                    *decision.remove_headers,
+                    *(() if decision.allowed and not decision.redacts else (EXT_PROC_HEADER,)),
+                ],
                 response_headers_to_add=[_option(n, v) for n, v in response_headers],
+                query_parameters_to_set=[
+                    pb.QueryParameter(key=k, value=v) for k, v in decision.set_query
+                ],
+                query_parameters_to_remove=decision.remove_query,
             ),
             dynamic_metadata=metadata,
         )

@@ -157,6 +157,16 @@ class Listen(Kind[ListenAddress]):
         return parse_listen(text, flag=name)
 
 
+class OptionalListen(Kind[ListenAddress | None]):
+    """A listen address; empty means the listener is off."""
+
+    def parse(self, text: str, *, name: str) -> ListenAddress | None:
+        return parse_listen(text, flag=name) if text.strip() else None
+
+    def show(self, value: ListenAddress | None) -> str:
+        return "" if value is None else str(value)
+
+
 class Paths(Kind[tuple[Path, ...]]):
     """Files or directories that must exist when the setting is read."""
 

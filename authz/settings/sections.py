@@ -24,6 +24,7 @@ from authz.settings.kinds import (
     Directory,
     ExistingFile,
     Listen,
+    OptionalListen,
     OptionalText,
     Paths,
     Text,
@@ -257,6 +258,31 @@ class TelemetrySettings(Section):
 
 
 @dataclass(frozen=True, slots=True)
+class ResponseSettings(Section):
+    """Response protection (Envoy's ext_proc filter: responseBody redactions)."""
+
+    ext_proc_listen: ListenAddress | None = option(
+        None,
+        OptionalListen(),
+        flag="--ext-proc-listen",
+        metavar="ADDR",
+        shown="off; with `--grpc-server grpcio` the check listener serves it too",
+        help="a separate listener (grpcio) for `envoy.service.ext_proc.v3.ExternalProcessor/"
+        "Process`, needed with the `h2` engine, which serves unary calls only: `HOST:PORT` or "
+        "`unix:/path/to.sock`",
+        doc="(see [Response protection](#response-protection))",
+    )
+    body_max_bytes: int = option(
+        1024 * 1024,
+        Count(1024, 64 * 1024 * 1024),
+        flag="--response-body-max-bytes",
+        metavar="BYTES",
+        help="a response body on a rule with `responseBody` larger than this cannot be redacted: "
+        "502, unless the rule says `onUnparseable: passThrough`",
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class ClientSettings(Section):
     """Client address (IP filtering, sourceIP rate-limit keys)."""
 
@@ -285,6 +311,7 @@ class Settings:
     introspection: IntrospectionSettings = field(default_factory=IntrospectionSettings)
     telemetry: TelemetrySettings = field(default_factory=TelemetrySettings)
     ratelimit: RateLimitSettings = field(default_factory=RateLimitSettings)
+    response: ResponseSettings = field(default_factory=ResponseSettings)
     client: ClientSettings = field(default_factory=ClientSettings)
 
     def __post_init__(self) -> None:

@@ -62,6 +62,7 @@ def serve(
         ("--grpc-listen", "h2"),
         ("--grpc-listen", "grpcio"),
         ("--admin-listen", "h2"),
+        ("--ext-proc-listen", "h2"),
     ],
 )
 def test_a_taken_port_exits_2_naming_the_flag(flag: str, engine: str, taken: int) -> None:

@@ -31,6 +31,7 @@ BROKEN = ROOT / "tests/fixtures/policies/broken"
 #: Which gate stops each broken fixture (the ones YAML itself refuses are not API objects).
 GATES = {
     "anonymous-scopes.yaml": "cel",
+    "bad-jsonpath.yaml": "compiler",
     "bad-path-pattern.yaml": "compiler",
     "forbidden-header.yaml": "cel",
     "missing-issuers.yaml": "cel",

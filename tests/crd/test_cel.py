@@ -83,6 +83,14 @@ def changed(base: Callable[[], dict[str, Any]], change: Change) -> dict[str, Any
     return document
 
 
+def customers() -> dict[str, Any]:
+    """The response-protection example: redactions and query rewrites."""
+    loaded: dict[str, Any] = yaml.safe_load(
+        (ROOT / "examples/reference/customers.yaml").read_text()
+    )
+    return loaded
+
+
 def first_limit(spec: dict[str, Any]) -> dict[str, Any]:
     found: dict[str, Any] = spec["rules"][0]["rateLimits"][0]
     return found
@@ -176,6 +184,21 @@ BROKEN: dict[str, tuple[Callable[[], dict[str, Any]], Change, str]] = {
             introspection={"clientId": "gw", "clientSecretRef": {"name": "idp", "key": "secret"}}
         ),
         comp.MSG_INTROSPECTION_ENDPOINT,
+    ),
+    "with on remove": (
+        customers,
+        lambda s: s["rules"][0]["responseBody"]["redact"][1].update({"with": "x"}),
+        comp.MSG_WITH_REMOVE,
+    ),
+    "query claim and value": (
+        customers,
+        lambda s: s["response"]["setQueryParameters"][0].update(value="v"),
+        comp.MSG_CLAIM_OR_VALUE,
+    ),
+    "query neither claim nor value": (
+        customers,
+        lambda s: s["response"]["setQueryParameters"][0].pop("claim"),
+        comp.MSG_CLAIM_OR_VALUE,
     ),
 }
 

@@ -87,6 +87,7 @@ def test_ext_authz_fails_closed_over_the_socket_without_the_body() -> None:
     hcm = _hcm(_listeners(bootstrap.envoy_bootstrap)["http"])
     assert [f["name"] for f in hcm["http_filters"]] == [
         "envoy.filters.http.ext_authz",
+        "envoy.filters.http.ext_proc",
         "envoy.filters.http.router",
     ]
     ext_authz = _filters(hcm)["envoy.filters.http.ext_authz"]
@@ -99,6 +100,49 @@ def test_ext_authz_fails_closed_over_the_socket_without_the_body() -> None:
     assert ext_authz["status_on_error"] == {"code": 503}
     assert ext_authz["transport_api_version"] == "V3"
     assert "with_request_body" not in ext_authz
+
+
+def test_ext_proc_follows_ext_authz_over_its_own_socket_and_fails_closed() -> None:
+    values = {"envoy": {"extProc": {"enabled": True, "timeout": "2s", "maxBodyBytes": 65536}}}
+    rendered = render(values)
+    bootstrap = rendered.envoy_bootstrap
+    hcm = _hcm(_listeners(bootstrap)["http"])
+    wrapped = _filters(hcm)["envoy.filters.http.ext_proc"]
+    predicate = wrapped["xds_matcher"]["matcher_list"]["matchers"][0]["predicate"]
+    assert predicate["single_predicate"]["input"]["typed_config"]["header_name"] == (
+        "x-authz-ext-proc"
+    )
+    assert predicate["single_predicate"]["value_match"] == {"exact": "skip"}
+    assert hcm["route_config"]["request_headers_to_remove"] == ["x-authz-ext-proc"]
+    ext_proc = wrapped["extension_config"]["typed_config"]
+    assert ext_proc["failure_mode_allow"] is False
+    assert ext_proc["allow_mode_override"] is True
+    assert ext_proc["grpc_service"] == {
+        "envoy_grpc": {"cluster_name": "authz_ext_proc"},
+        "timeout": "2s",
+    }
+    assert ext_proc["processing_mode"] == {
+        "request_header_mode": "SEND",
+        "response_header_mode": "SEND",
+        "request_body_mode": "NONE",
+        "response_body_mode": "BUFFERED",
+        "request_trailer_mode": "SKIP",
+        "response_trailer_mode": "SKIP",
+    }
+    assert ext_proc["metadata_options"] == {
+        "forwarding_namespaces": {"untyped": ["envoy.filters.http.ext_authz"]}
+    }
+    clusters = {c["name"]: c for c in bootstrap["static_resources"]["clusters"]}
+    endpoint = clusters["authz_ext_proc"]["load_assignment"]["endpoints"][0]["lb_endpoints"][0]
+    socket = endpoint["endpoint"]["address"]["pipe"]["path"]
+    args = rendered.container("authz")["args"]
+    assert args[args.index("--ext-proc-listen") + 1] == f"unix:{socket}"
+    assert args[args.index("--response-body-max-bytes") + 1] == "65536"
+    off = render({"envoy": {"extProc": {"enabled": False}}})
+    assert "envoy.filters.http.ext_proc" not in _filters(
+        _hcm(_listeners(off.envoy_bootstrap)["http"])
+    )
+    assert "--ext-proc-listen" not in off.container("authz")["args"]
 
 
 @pytest.mark.parametrize("scenario", scenarios.SIDECAR)

@@ -44,25 +44,44 @@ from tests.support.wait import wait_for
 # by hand: the stand-in needs no generated code.
 ALLOW = b"\x0a\x00"
 DENY = b"\x0a\x02\x08\x07"
+# ProcessingResponse{request_headers: {}, mode_override: {response_header_mode: SKIP,
+# response_trailer_mode: SKIP}}: what the sidecar answers for a route without redaction; and
+# ProcessingResponse{response_headers: {}} for a local reply (a denial, a refused path), whose
+# response headers reach ext_proc without request headers. Keyed by the ProcessingRequest's
+# first tag (Envoy writes fields in number order: the request kind comes first).
+PROCESS_ANSWERS = {0x12: b"\x0a\x00\x4a\x04\x10\x02\x30\x02", 0x1A: b"\x12\x00"}
 
 
 class FakeAuthz:
-    """ext_authz Check on a Unix socket; keeps the raw CheckRequest bytes it received."""
+    """ext_authz Check on a Unix socket; keeps the raw CheckRequest bytes it received. With
+    `ext_proc`, ext_proc Process on that socket too, skipping every response."""
 
-    def __init__(self, address: str) -> None:
+    def __init__(self, address: str, *, ext_proc: str | None = None) -> None:
         self.requests: list[bytes] = []
-        self._server = grpc.server(ThreadPoolExecutor(max_workers=4))
+        self.processed = 0
+        self._server = grpc.server(ThreadPoolExecutor(max_workers=8))
         handler = grpc.method_handlers_generic_handler(
             "envoy.service.auth.v3.Authorization",
             {"Check": grpc.unary_unary_rpc_method_handler(self._check)},
         )
-        self._server.add_generic_rpc_handlers((handler,))
+        process = grpc.method_handlers_generic_handler(
+            "envoy.service.ext_proc.v3.ExternalProcessor",
+            {"Process": grpc.stream_stream_rpc_method_handler(self._process)},
+        )
+        self._server.add_generic_rpc_handlers((handler, process))
         self._server.add_insecure_port(address)
+        if ext_proc is not None:
+            self._server.add_insecure_port(ext_proc)
         self._server.start()
 
     def _check(self, request: bytes, _context: Any) -> bytes:
         self.requests.append(request)
         return DENY if b"/denied" in request else ALLOW
+
+    def _process(self, requests: Iterator[bytes], _context: Any) -> Iterator[bytes]:
+        for request in requests:
+            self.processed += 1
+            yield PROCESS_ANSWERS[request[0]]
 
     def stop(self) -> None:
         self._server.stop(grace=None)
@@ -201,8 +220,12 @@ def start_gateway(values: dict[str, Any], *, tls: TlsMaterial, with_authz: bool 
     authz = None
     if with_authz:
         listen = flag(rendered.container("authz"), "--grpc-listen")
+        ext_proc = flag(rendered.container("authz"), "--ext-proc-listen")
         assert listen is not None
-        authz = FakeAuthz(rewrite_paths(listen, materialized.mounts))
+        authz = FakeAuthz(
+            rewrite_paths(listen, materialized.mounts),
+            ext_proc=rewrite_paths(ext_proc, materialized.mounts) if ext_proc else None,
+        )
     envoy = EnvoyProcess(
         materialized,
         log=root / "envoy.log",
@@ -259,9 +282,13 @@ def gateway(tls: TlsMaterial) -> Iterator[Gateway]:
 def test_requests_reach_the_route_s_service(
     gateway: Gateway, host: str, path: str, backend: str
 ) -> None:
+    assert gateway.authz is not None
+    processed = gateway.authz.processed
     response = gateway.request(path, host=host)
     assert (response.status, response.body) == (200, backend)
     assert gateway.backends[backend].hits[-1] == path
+    # ext_proc saw the request headers only: the mode override skipped the response
+    assert gateway.authz.processed == processed + 1
 
 
 def test_paths_are_normalized_before_the_decision(gateway: Gateway) -> None:
@@ -290,7 +317,16 @@ def test_ambiguous_requests_are_refused_before_the_decision(
 ) -> None:
     assert gateway.authz is not None
     checks, hits = len(gateway.authz.requests), gateway.hits()
-    assert gateway.request(path, headers=headers).status == 400
+    try:
+        status: int | None = gateway.request(path, headers=headers).status
+    except http.client.RemoteDisconnected:
+        status = None
+    if headers:
+        # An HTTP/1 protocol error (an underscore in a header name) ends the connection while
+        # ext_proc is still asked about the local 400: the client sees the connection close.
+        assert status in (400, None)
+    else:
+        assert status == 400
     assert (len(gateway.authz.requests), gateway.hits()) == (checks, hits)
 
 

@@ -90,6 +90,7 @@ def test_allow() -> None:
     assert [(o.header.key, o.header.value, o.append_action) for o in ok.headers] == [
         ("x-user-id", "alice", OVERWRITE),
         ("x-gateway", "authz", OVERWRITE),
+        ("x-authz-ext-proc", "skip", OVERWRITE),  # nothing to redact: Envoy may skip ext_proc
     ]
     assert list(ok.headers_to_remove) == ["authorization", "x-tenant"]
     assert list(ok.response_headers_to_add) == []
@@ -103,7 +104,7 @@ def test_allow() -> None:
 def test_allow_without_subject_or_rule() -> None:
     response = to_check_response(Decision(True, "allowed", 200))
     assert dict(response.dynamic_metadata) == {"policy": "", "rule": ""}
-    assert list(response.ok_response.headers) == []
+    assert [h.header.key for h in response.ok_response.headers] == ["x-authz-ext-proc"]
 
 
 @pytest.mark.parametrize(

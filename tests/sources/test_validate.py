@@ -22,6 +22,12 @@ EXPECTED: dict[str, list[str]] = {
         "0: not valid YAML: aliases expand the document to more than 100000 values"
     ],
     "anonymous-scopes.yaml": ["0: spec.rules[0]: an anonymous rule cannot require scopes"],
+    "bad-jsonpath.yaml": [
+        "0: spec.rules[0].responseBody.redact[0].paths[0]: '$.cards[?(@.number)]': at offset 7: "
+        "unsupported selector (use $, .name, ['name'], [n], [*], .* or ..name)",
+        "0: spec.rules[0].responseBody.redact[0].paths[1]: '$.cards[0:2]': at offset 7: "
+        "unsupported selector (use $, .name, ['name'], [n], [*], .* or ..name)",
+    ],
     "bad-path-pattern.yaml": [
         '0: spec.rules[0].match.paths[0]: "**" is allowed only as the last segment ("/prefix/**")',
         "0: spec.rules[0].match.paths[1]: must not contain empty segments (//)",

@@ -43,6 +43,7 @@ def start_envoy(
     name: str = "envoy",
     trusted_proxy_hops: int = 0,
     authz_tls: dict[str, Any] | None = None,
+    ext_proc: str | None = None,
 ) -> Envoy:
     """Start Envoy in front of the sidecar; `hcm` adds fields to the HttpConnectionManager;
     `authz_tls` is the authz cluster's transport socket (envoyconf.upstream_tls)."""
@@ -60,6 +61,7 @@ def start_envoy(
         normalize=normalize,
         trusted_proxy_hops=trusted_proxy_hops,
         authz_tls=authz_tls,
+        ext_proc=parse_listen(ext_proc, flag="ext_proc") if ext_proc else None,
     )
     if hcm:
         listener = cfg["static_resources"]["listeners"][0]

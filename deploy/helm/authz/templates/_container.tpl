@@ -45,6 +45,12 @@ AUTHZ_* environment variables.
     - {{ . | quote }}
     {{- end }}
     {{- end }}
+    {{- if and $sidecar .Values.envoy.extProc.enabled }}
+    - --ext-proc-listen
+    - unix:{{ include "authz.extProcSocketPath" . }}
+    - --response-body-max-bytes
+    - {{ .Values.envoy.extProc.maxBodyBytes | int | quote }}
+    {{- end }}
     {{- if or .Values.redis.url .Values.redis.existingSecret }}
     - --redis-mode
     - {{ .Values.redis.mode }}

@@ -121,6 +121,28 @@ static_resources:
         - endpoint:
             address:
               pipe: {path: {{ include "authz.socketPath" . }}}
+  {{- if $envoy.extProc.enabled }}
+  - name: authz_ext_proc
+    type: STATIC
+    connect_timeout: 1s
+    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config:
+          http2_protocol_options: {}
+    circuit_breakers:
+      thresholds:
+      - max_connections: 1024
+        max_pending_requests: {{ $envoy.maxDownstreamConnections }}
+        max_requests: {{ $envoy.maxDownstreamConnections }}
+    load_assignment:
+      cluster_name: authz_ext_proc
+      endpoints:
+      - lb_endpoints:
+        - endpoint:
+            address:
+              pipe: {path: {{ include "authz.extProcSocketPath" . }}}
+  {{- end }}
   - name: envoy_admin
     type: STATIC
     connect_timeout: 1s
@@ -192,6 +214,8 @@ Usage: include "authz.envoy.hcm" (dict "root" . "statPrefix" "ingress_http")
     {{- end }}
     route_config:
       name: backends
+      # The check's marker for the ext_proc filter is for Envoy only.
+      request_headers_to_remove: [x-authz-ext-proc]
       virtual_hosts:
       {{- range $i, $h := (include "authz.routesByHost" $root | fromYaml).hosts }}
       - name: host_{{ $i }}
@@ -224,6 +248,51 @@ Usage: include "authz.envoy.hcm" (dict "root" . "statPrefix" "ingress_http")
         status_on_error: {code: {{ $envoy.extAuthz.statusOnError }}}
         include_peer_certificate: true
         # with_request_body is deliberately absent: decisions never depend on the body.
+    {{- if $envoy.extProc.enabled }}
+    # Response protection (AuthPolicy responseBody): after ext_authz, whose decision (the scopes
+    # the token grants) reaches the sidecar as forwarded dynamic metadata. Requests the check
+    # marked `x-authz-ext-proc: skip` (nothing to redact; the check removes the header from every
+    # other request) skip the filter; redacting ones send the whole body.
+    - name: envoy.filters.http.ext_proc
+      typed_config:
+        "@type": type.googleapis.com/envoy.extensions.common.matching.v3.ExtensionWithMatcher
+        xds_matcher:
+          matcher_list:
+            matchers:
+            - predicate:
+                single_predicate:
+                  input:
+                    name: skip_header
+                    typed_config:
+                      "@type": type.googleapis.com/envoy.type.matcher.v3.HttpRequestHeaderMatchInput
+                      header_name: x-authz-ext-proc
+                  value_match: {exact: skip}
+              on_match:
+                action:
+                  name: skip
+                  typed_config:
+                    "@type": type.googleapis.com/envoy.extensions.filters.common.matcher.action.v3.SkipFilter
+        extension_config:
+          name: envoy.filters.http.ext_proc
+          typed_config:
+            "@type": type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor
+            grpc_service:
+              envoy_grpc: {cluster_name: authz_ext_proc}
+              timeout: {{ $envoy.extProc.timeout }}
+            failure_mode_allow: false
+            status_on_error: {code: {{ $envoy.extAuthz.statusOnError }}}
+            allow_mode_override: true
+            message_timeout: {{ $envoy.extProc.timeout }}
+            processing_mode:
+              request_header_mode: SEND
+              response_header_mode: SEND
+              request_body_mode: NONE
+              response_body_mode: BUFFERED
+              request_trailer_mode: SKIP
+              response_trailer_mode: SKIP
+            metadata_options:
+              forwarding_namespaces: {untyped: [envoy.filters.http.ext_authz]}
+    {{- end }}
     - name: envoy.filters.http.router
       typed_config:
         "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router

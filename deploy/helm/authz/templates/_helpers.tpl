@@ -82,6 +82,7 @@ Usage: include "authz.imageRef" (dict "image" .Values.image "default" .Chart.App
 {{/* Where the sidecar listens for Envoy, on the emptyDir both containers mount. */}}
 {{- define "authz.socketDir" -}}/var/run/authz{{- end }}
 {{- define "authz.socketPath" -}}{{ include "authz.socketDir" . }}/authz.sock{{- end }}
+{{- define "authz.extProcSocketPath" -}}{{ include "authz.socketDir" . }}/ext-proc.sock{{- end }}
 {{- define "authz.policiesDir" -}}/etc/authz/policies{{- end }}
 {{- define "authz.allowedHostsDir" -}}/etc/authz/allowed-hosts{{- end }}
 {{- define "authz.allowedHostsFile" -}}allowed-hosts.yaml{{- end }}

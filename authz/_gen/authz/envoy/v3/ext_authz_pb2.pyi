@@ -149,15 +149,27 @@ class DeniedHttpResponse(_message.Message):
     body: str
     def __init__(self, status: _Optional[_Union[HttpStatus, _Mapping]] = ..., headers: _Optional[_Iterable[_Union[HeaderValueOption, _Mapping]]] = ..., body: _Optional[str] = ...) -> None: ...
 
+class QueryParameter(_message.Message):
+    __slots__ = ("key", "value")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    value: str
+    def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+
 class OkHttpResponse(_message.Message):
-    __slots__ = ("headers", "headers_to_remove", "response_headers_to_add")
+    __slots__ = ("headers", "headers_to_remove", "response_headers_to_add", "query_parameters_to_set", "query_parameters_to_remove")
     HEADERS_FIELD_NUMBER: _ClassVar[int]
     HEADERS_TO_REMOVE_FIELD_NUMBER: _ClassVar[int]
     RESPONSE_HEADERS_TO_ADD_FIELD_NUMBER: _ClassVar[int]
+    QUERY_PARAMETERS_TO_SET_FIELD_NUMBER: _ClassVar[int]
+    QUERY_PARAMETERS_TO_REMOVE_FIELD_NUMBER: _ClassVar[int]
     headers: _containers.RepeatedCompositeFieldContainer[HeaderValueOption]
     headers_to_remove: _containers.RepeatedScalarFieldContainer[str]
     response_headers_to_add: _containers.RepeatedCompositeFieldContainer[HeaderValueOption]
-    def __init__(self, headers: _Optional[_Iterable[_Union[HeaderValueOption, _Mapping]]] = ..., headers_to_remove: _Optional[_Iterable[str]] = ..., response_headers_to_add: _Optional[_Iterable[_Union[HeaderValueOption, _Mapping]]] = ...) -> None: ...
+    query_parameters_to_set: _containers.RepeatedCompositeFieldContainer[QueryParameter]
+    query_parameters_to_remove: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, headers: _Optional[_Iterable[_Union[HeaderValueOption, _Mapping]]] = ..., headers_to_remove: _Optional[_Iterable[str]] = ..., response_headers_to_add: _Optional[_Iterable[_Union[HeaderValueOption, _Mapping]]] = ..., query_parameters_to_set: _Optional[_Iterable[_Union[QueryParameter, _Mapping]]] = ..., query_parameters_to_remove: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class CheckResponse(_message.Message):
     __slots__ = ("status", "denied_response", "ok_response", "dynamic_metadata")
