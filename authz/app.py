@@ -76,6 +76,7 @@ class Service:
                     verifier=stack.verifier,
                     limiter=stack.limiter,
                     trusted_proxy_hops=self.settings.client.trusted_proxy_hops,
+                    block_store=stack.blocks,
                 ),
                 server.admin_listen,
             )
@@ -92,7 +93,9 @@ class Service:
                 self._warn_local_limits()
                 await parts.start("workers", pool.start, stop=lambda: pool.stop(0))
             await parts.start("admin API", admin.start, stop=lambda: admin.stop(0))
-            log.info("admin API (Explain, ListPolicies) on %s", admin.address)
+            log.info(
+                "admin API (Explain, ListPolicies, ListBlocks, ClearBlocks) on %s", admin.address
+            )
             await stack.serve()
             self._log_serving(stack)
             self.serving.set()

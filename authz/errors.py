@@ -31,6 +31,7 @@ INTERNAL_ERROR: Final = "internal_error"
 IP_DENIED: Final = "ip_denied"
 RATE_LIMITED: Final = "rate_limited"
 RATELIMIT_UNAVAILABLE: Final = "ratelimit_unavailable"
+BLOCKED: Final = "blocked"
 
 
 class AuthzError(Exception):

@@ -7,7 +7,7 @@ second construction site.
 
     tracing, metrics, decision log ─┐
     background work, HTTP session ──┼─> key registry ─> policy store (holds the current snapshot)
-    verifier, rate limiter ─────────┴─> servicer ─> check server (bound at build: a taken port
+    verifier, rate limiter, blocks ─┴─> servicer ─> check server (bound at build: a taken port
                                                     is exit 2 before anything starts)
 
 `build_check_stack` builds the parts that need no policies; `start` follows the first policy
@@ -29,10 +29,11 @@ from authz.jwt.verify import Verifier
 from authz.lifecycle import Background, Parts
 from authz.policy.snapshot import Snapshot
 from authz.policy.store import PolicyStore
-from authz.ratelimit.factory import build_limiter
+from authz.ratelimit.blocks import BlockStore
+from authz.ratelimit.factory import build_blocks, build_limiter
 from authz.ratelimit.limiter import Limiter
 from authz.server.h2server import CheckServer, build_check_server
-from authz.server.observe import CheckTelemetry
+from authz.server.observe import BlockTelemetry, CheckTelemetry
 from authz.server.servicer import AuthorizationServicer
 from authz.settings import ListenAddress, Settings
 from authz.sources.files import report
@@ -53,6 +54,7 @@ class CheckStack:
     store: PolicyStore
     verifier: Verifier
     limiter: Limiter
+    blocks: BlockStore
     servicer: AuthorizationServicer
     #: None in the supervisor of --workers N: its workers answer the checks.
     server: CheckServer | None
@@ -66,6 +68,7 @@ class CheckStack:
         # A replica turns ready with keys in hand rather than answering 503 to its first checks.
         await self.parts.start("issuer keys", lambda: self.registry.first_attempts(fetch_timeout))
         await self.parts.start("rate limiter", self.limiter.start, stop=self.limiter.close)
+        await self.parts.start("brute-force blocks", self.blocks.start, stop=self.blocks.close)
         if self.server is not None:
             await self.parts.start("check server", self.server.start, stop=lambda: self.drain(0))
 
@@ -125,10 +128,14 @@ async def build_check_stack(
         decision_log = DecisionLog(
             writer.submit, allow_sample_rate=settings.telemetry.log_allow_sample_rate
         )
+        blocks = build_blocks(settings.ratelimit)
+        blocks.add_observer(BlockTelemetry(metrics=metrics, log=decision_log))
+        metrics.bruteforce_blocked_keys(blocks.__len__)
         servicer = AuthorizationServicer(
             snapshot=store.current,
             verifier=verifier,
             limiter=limiter,
+            block_store=blocks,
             observer=CheckTelemetry(metrics=metrics, log=decision_log),
             trusted_proxy_hops=settings.client.trusted_proxy_hops,
         )
@@ -141,7 +148,17 @@ async def build_check_stack(
         await parts.close()
         raise
     return CheckStack(
-        settings, metrics, background, registry, store, verifier, limiter, servicer, server, parts
+        settings,
+        metrics,
+        background,
+        registry,
+        store,
+        verifier,
+        limiter,
+        blocks,
+        servicer,
+        server,
+        parts,
     )
 
 

@@ -19,6 +19,10 @@ from authz.jwt.sources import KeySource, KeySourceKind, check_fetch_url
 from authz.jwt.verify import IssuerSpec
 from authz.policy.matchers import PathMatcher, normalize_host_pattern, path_pattern_problem
 from authz.policy.model import CompiledPolicy, HeaderTemplate, Rule
+from authz.policy.protection import MSG_BLOCK_FOR_MAX as MSG_BLOCK_FOR_MAX
+from authz.policy.protection import MSG_FAILURE_WINDOW_MAX as MSG_FAILURE_WINDOW_MAX
+from authz.policy.protection import MSG_UNIQUE_PROTECTIONS as MSG_UNIQUE_PROTECTIONS
+from authz.policy.protection import compile_protection
 from authz.policy.schema import validate_document
 from authz.policy.traffic import MSG_SOURCE_IPS_EMPTY as MSG_SOURCE_IPS_EMPTY
 from authz.policy.traffic import MSG_UNIQUE_LIMITS as MSG_UNIQUE_LIMITS
@@ -194,6 +198,7 @@ def compile_policy(document: Mapping[str, Any], *, bind: KeyBinder) -> CompiledP
         for i, (rule, raw) in enumerate(zip(rules, spec["rules"], strict=True))
     ]
     source_ips = compile_source_ips(spec.get("sourceIPs"), problems)
+    brute_force = compile_protection(spec.get("protection"), policy=policy_key, problems=problems)
     if len({r.name for r in rules}) != len(rules):
         problems.append(Problem("spec.rules", MSG_UNIQUE_RULES))
     if not spec.get("issuers") and not all(r.anonymous for r in rules):
@@ -216,4 +221,5 @@ def compile_policy(document: Mapping[str, Any], *, bind: KeyBinder) -> CompiledP
         dry_run=spec.get("mode") == MODE_DRY_RUN,
         source_ips=source_ips,
         rate_limit_failure_mode=failure_mode(spec),
+        brute_force=brute_force,
     )

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from authz.jwt.verify import IssuerSpec
 from authz.policy.matchers import PathMatcher
 from authz.policy.traffic import IPFilter
+from authz.ratelimit.blocks import Protection
 from authz.ratelimit.spec import FailureMode, LimitSpec
 
 
@@ -64,6 +65,8 @@ class CompiledPolicy:
     source_ips: IPFilter | None = None
     #: spec.rateLimitFailureMode: what limits do while the shared (Redis) backend is away.
     rate_limit_failure_mode: FailureMode = FailureMode.FALLBACK
+    #: spec.protection.bruteForce: clients that keep failing authentication are blocked.
+    brute_force: tuple[Protection, ...] = ()
 
     @property
     def key(self) -> str:

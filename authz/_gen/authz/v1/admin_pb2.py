@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14\x61uthz/v1/admin.proto\x12\x08\x61uthz.v1\"\xb7\x01\n\x0e\x45xplainRequest\x12\x0e\n\x06method\x18\x01 \x01(\t\x12\x0c\n\x04host\x18\x02 \x01(\t\x12\x0c\n\x04path\x18\x03 \x01(\t\x12\x36\n\x07headers\x18\x04 \x03(\x0b\x32%.authz.v1.ExplainRequest.HeadersEntry\x12\x11\n\tsource_ip\x18\x05 \x01(\t\x1a.\n\x0cHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"H\n\x04Step\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\"\n\x07outcome\x18\x02 \x01(\x0e\x32\x11.authz.v1.Outcome\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\"%\n\x06Header\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"\xbf\x02\n\x0f\x45xplainResponse\x12\x0f\n\x07\x61llowed\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x13\n\x0bhttp_status\x18\x03 \x01(\x05\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12\x0e\n\x06policy\x18\x05 \x01(\t\x12\x0c\n\x04rule\x18\x06 \x01(\t\x12\x1d\n\x05steps\x18\x07 \x03(\x0b\x32\x0e.authz.v1.Step\x12%\n\x0bset_headers\x18\x08 \x03(\x0b\x32\x10.authz.v1.Header\x12\x16\n\x0eremove_headers\x18\t \x03(\t\x12*\n\x10response_headers\x18\n \x03(\x0b\x32\x10.authz.v1.Header\x12\x0f\n\x07\x64ry_run\x18\x0b \x01(\x08\x12\x0f\n\x07subject\x18\x0c \x01(\t\x12\x17\n\x0fsnapshot_serial\x18\r \x01(\x04\"\x15\n\x13ListPoliciesRequest\"\x8e\x01\n\x0cPolicyStatus\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\x12\r\n\x05state\x18\x03 \x01(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\x12\x0f\n\x07serving\x18\x05 \x01(\x08\x12\x12\n\ngeneration\x18\x06 \x01(\x03\x12\r\n\x05hosts\x18\x07 \x03(\t\x12\x0c\n\x04mode\x18\x08 \x01(\t\"Y\n\x14ListPoliciesResponse\x12(\n\x08policies\x18\x01 \x03(\x0b\x32\x16.authz.v1.PolicyStatus\x12\x17\n\x0fsnapshot_serial\x18\x02 \x01(\x04*J\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x08\n\x04PASS\x10\x01\x12\x08\n\x04\x46\x41IL\x10\x02\x12\x08\n\x04SKIP\x10\x03\x12\x08\n\x04INFO\x10\x04\x32\x96\x01\n\x05\x41\x64min\x12>\n\x07\x45xplain\x12\x18.authz.v1.ExplainRequest\x1a\x19.authz.v1.ExplainResponse\x12M\n\x0cListPolicies\x12\x1d.authz.v1.ListPoliciesRequest\x1a\x1e.authz.v1.ListPoliciesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14\x61uthz/v1/admin.proto\x12\x08\x61uthz.v1\"\xb7\x01\n\x0e\x45xplainRequest\x12\x0e\n\x06method\x18\x01 \x01(\t\x12\x0c\n\x04host\x18\x02 \x01(\t\x12\x0c\n\x04path\x18\x03 \x01(\t\x12\x36\n\x07headers\x18\x04 \x03(\x0b\x32%.authz.v1.ExplainRequest.HeadersEntry\x12\x11\n\tsource_ip\x18\x05 \x01(\t\x1a.\n\x0cHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"H\n\x04Step\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\"\n\x07outcome\x18\x02 \x01(\x0e\x32\x11.authz.v1.Outcome\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\"%\n\x06Header\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"\xbf\x02\n\x0f\x45xplainResponse\x12\x0f\n\x07\x61llowed\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x13\n\x0bhttp_status\x18\x03 \x01(\x05\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12\x0e\n\x06policy\x18\x05 \x01(\t\x12\x0c\n\x04rule\x18\x06 \x01(\t\x12\x1d\n\x05steps\x18\x07 \x03(\x0b\x32\x0e.authz.v1.Step\x12%\n\x0bset_headers\x18\x08 \x03(\x0b\x32\x10.authz.v1.Header\x12\x16\n\x0eremove_headers\x18\t \x03(\t\x12*\n\x10response_headers\x18\n \x03(\x0b\x32\x10.authz.v1.Header\x12\x0f\n\x07\x64ry_run\x18\x0b \x01(\x08\x12\x0f\n\x07subject\x18\x0c \x01(\t\x12\x17\n\x0fsnapshot_serial\x18\r \x01(\x04\"\x15\n\x13ListPoliciesRequest\"\x8e\x01\n\x0cPolicyStatus\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\x12\r\n\x05state\x18\x03 \x01(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\x12\x0f\n\x07serving\x18\x05 \x01(\x08\x12\x12\n\ngeneration\x18\x06 \x01(\x03\x12\r\n\x05hosts\x18\x07 \x03(\t\x12\x0c\n\x04mode\x18\x08 \x01(\t\"Y\n\x14ListPoliciesResponse\x12(\n\x08policies\x18\x01 \x03(\x0b\x32\x16.authz.v1.PolicyStatus\x12\x17\n\x0fsnapshot_serial\x18\x02 \x01(\x04\"\x13\n\x11ListBlocksRequest\"x\n\tBlockInfo\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0e\n\x06policy\x18\x02 \x01(\t\x12\x12\n\nprotection\x18\x03 \x01(\t\x12\r\n\x05value\x18\x04 \x01(\t\x12\x15\n\runtil_unix_ms\x18\x05 \x01(\x03\x12\x14\n\x0cseconds_left\x18\x06 \x01(\x03\"9\n\x12ListBlocksResponse\x12#\n\x06\x62locks\x18\x01 \x03(\x0b\x32\x13.authz.v1.BlockInfo\"!\n\x12\x43learBlocksRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\"&\n\x13\x43learBlocksResponse\x12\x0f\n\x07\x63leared\x18\x01 \x01(\x03*J\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x08\n\x04PASS\x10\x01\x12\x08\n\x04\x46\x41IL\x10\x02\x12\x08\n\x04SKIP\x10\x03\x12\x08\n\x04INFO\x10\x04\x32\xab\x02\n\x05\x41\x64min\x12>\n\x07\x45xplain\x12\x18.authz.v1.ExplainRequest\x1a\x19.authz.v1.ExplainResponse\x12M\n\x0cListPolicies\x12\x1d.authz.v1.ListPoliciesRequest\x1a\x1e.authz.v1.ListPoliciesResponse\x12G\n\nListBlocks\x12\x1b.authz.v1.ListBlocksRequest\x1a\x1c.authz.v1.ListBlocksResponse\x12J\n\x0b\x43learBlocks\x12\x1c.authz.v1.ClearBlocksRequest\x1a\x1d.authz.v1.ClearBlocksResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,8 +33,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_EXPLAINREQUEST_HEADERSENTRY']._loaded_options = None
   _globals['_EXPLAINREQUEST_HEADERSENTRY']._serialized_options = b'8\001'
-  _globals['_OUTCOME']._serialized_start=914
-  _globals['_OUTCOME']._serialized_end=988
+  _globals['_OUTCOME']._serialized_start=1191
+  _globals['_OUTCOME']._serialized_end=1265
   _globals['_EXPLAINREQUEST']._serialized_start=35
   _globals['_EXPLAINREQUEST']._serialized_end=218
   _globals['_EXPLAINREQUEST_HEADERSENTRY']._serialized_start=172
@@ -51,6 +51,16 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_POLICYSTATUS']._serialized_end=821
   _globals['_LISTPOLICIESRESPONSE']._serialized_start=823
   _globals['_LISTPOLICIESRESPONSE']._serialized_end=912
-  _globals['_ADMIN']._serialized_start=991
-  _globals['_ADMIN']._serialized_end=1141
+  _globals['_LISTBLOCKSREQUEST']._serialized_start=914
+  _globals['_LISTBLOCKSREQUEST']._serialized_end=933
+  _globals['_BLOCKINFO']._serialized_start=935
+  _globals['_BLOCKINFO']._serialized_end=1055
+  _globals['_LISTBLOCKSRESPONSE']._serialized_start=1057
+  _globals['_LISTBLOCKSRESPONSE']._serialized_end=1114
+  _globals['_CLEARBLOCKSREQUEST']._serialized_start=1116
+  _globals['_CLEARBLOCKSREQUEST']._serialized_end=1149
+  _globals['_CLEARBLOCKSRESPONSE']._serialized_start=1151
+  _globals['_CLEARBLOCKSRESPONSE']._serialized_end=1189
+  _globals['_ADMIN']._serialized_start=1268
+  _globals['_ADMIN']._serialized_end=1567
 # @@protoc_insertion_point(module_scope)
