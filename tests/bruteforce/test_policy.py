@@ -23,7 +23,7 @@ EDGES = [
 ]
 
 
-def edited(change: Callable[[dict[str, Any]], object]) -> dict[str, Any]:
+def edited(change: Callable[[list[dict[str, Any]]], object]) -> dict[str, Any]:
     document = policy(copy.deepcopy(EDGES))
     change(document["spec"]["protection"]["bruteForce"])
     return document
