@@ -78,9 +78,10 @@ class ServerSettings(Section):
         Listen(),
         flag="--admin-listen",
         metavar="ADDR",
-        help="the admin gRPC API `authz.v1.Admin` (`Explain`, `ListPolicies`; used by "
-        "`authz explain`): `HOST:PORT` or `unix:/path/to.sock`. Explain receives tokens: keep "
-        "it on loopback or behind a NetworkPolicy",
+        help="the admin gRPC API `authz.v1.Admin` (`Explain`, `ListPolicies`, `ListBlocks`, "
+        "`ClearBlocks`; used by `authz explain` and `authz blocks`): `HOST:PORT` or "
+        "`unix:/path/to.sock`. Explain receives tokens and ClearBlocks lifts blocks: keep it on "
+        "loopback or behind a NetworkPolicy",
         doc="(see [Troubleshooting](#troubleshooting))",
     )
     grpc_server: str = option(
