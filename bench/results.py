@@ -168,6 +168,8 @@ class Results:
     #: Rate limits, memory versus Redis: in-process, then a load test of their own.
     ratelimit: list[InProcess] = field(default_factory=list)
     ratelimit_load: LoadResult | None = None
+    #: Brute-force protection in-process: allowed with and without it, blocked, failing.
+    bruteforce: list[InProcess] = field(default_factory=list)
 
     def summary(self, setup: str) -> SetupSummary | None:
         return self.load.get(setup) if self.load is not None else None

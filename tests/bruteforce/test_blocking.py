@@ -7,9 +7,14 @@ from __future__ import annotations
 import pytest
 
 from authz import errors
-from authz.pipeline.trace import Trace
+from authz.jwt.verify import Verifier
+from authz.pipeline.address import parse_address
+from authz.pipeline.context import Context
+from authz.pipeline.request import CheckInput
+from authz.pipeline.steps.blocks import key_of
+from authz.pipeline.trace import NULL_TRACE, Trace
 from authz.ratelimit.blockmemory import MemoryBlocks
-from authz.ratelimit.blocks import Block, split_key
+from authz.ratelimit.blocks import Block, block_key, split_key
 from tests.bruteforce.support import (
     NOW,
     PER_IP,
@@ -242,3 +247,17 @@ async def test_a_flood_of_distinct_clients_stays_bounded(max_keys: int) -> None:
     blocks = await store.blocks(now_ms)
     assert len(blocks) == min(max_keys, 5000)
     assert blocks[-1] == Block("t/api:per-ip=10.0.19.135", now_ms + 2000 + 15 * 60 * 1000)
+
+
+@pytest.mark.parametrize(
+    "peer", ["10.0.0.1", "::ffff:10.0.0.1", "2001:DB8::1", "[2001:db8::1]:443"]
+)
+def test_the_address_fast_path_builds_the_same_key_as_block_key(peer: str) -> None:
+    policy = SNAPSHOT.policies[0]
+    protection = policy.brute_force[0]
+    request = CheckInput("GET", "api.test", "/", {}, source_ip=peer)
+    ctx = Context(request, policy, Verifier(), None, NOW, True, 0, NULL_TRACE)
+    expected = block_key(protection.prefix, protection.key.kind, str(parse_address(peer)))
+    assert key_of(protection, ctx) == expected
+    assert expected is not None
+    assert expected.endswith("=10.0.0.1") or expected.endswith("=2001:db8::1")

@@ -18,6 +18,7 @@ are stored hashed. A request without the value is neither counted nor blocked.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Awaitable
 
@@ -28,6 +29,7 @@ from authz.pipeline import decision as d
 from authz.pipeline.claims import claim_at
 from authz.pipeline.context import Context
 from authz.pipeline.decision import Decision
+from authz.policy.traffic import IPAddress
 from authz.ratelimit import keys
 from authz.ratelimit.blocks import BlockStore, Protection, Strike, block_key
 from authz.ratelimit.spec import FailureMode, KeyKind
@@ -35,6 +37,11 @@ from authz.ratelimit.spec import FailureMode, KeyKind
 #: Claims are read from tokens no larger than the verifier accepts.
 _MAX_TOKEN_BYTES = 8192
 _UNAUTHENTICATED = 401
+
+
+@functools.lru_cache(maxsize=4096)
+def _address_text(address: IPAddress) -> str:
+    return str(address)  # the canonical form: one key per address, however it was written
 
 
 def _claim(ctx: Context, path: tuple[str, ...]) -> str | None:
@@ -53,10 +60,10 @@ def _claim(ctx: Context, path: tuple[str, ...]) -> str | None:
 def key_of(protection: Protection, ctx: Context) -> str | None:
     """The block key of this request under `protection`, or None when its value is missing."""
     kind = protection.key.kind
-    if kind is KeyKind.SOURCE_IP:
+    if kind is KeyKind.SOURCE_IP:  # an address is short, printable text: kept as it is
         address = ctx.address()
-        value = str(address) if address is not None else None
-    elif kind is KeyKind.HEADER:
+        return None if address is None else protection.prefix + "=" + _address_text(address)
+    if kind is KeyKind.HEADER:
         value = ctx.request.headers.get(protection.key.header)
     else:
         value = _claim(ctx, protection.key.claim)
@@ -75,6 +82,9 @@ def check_blocks(ctx: Context) -> Decision | None:
     if not store.available and ctx.policy.rate_limit_failure_mode is FailureMode.CLOSED:
         trace.add("blocks", "fail", "the shared block store is unavailable and the mode is closed")
         return d.ratelimit_unavailable()
+    if not len(store):  # nobody is blocked (the usual case): no key to work out
+        trace.add("blocks", "pass", "no client is blocked")
+        return None
     now_ms = int(ctx.now * 1000)
     longest, holding = 0, None
     for protection in protections:
