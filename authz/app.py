@@ -125,6 +125,7 @@ class Service:
                 observer=ControllerMetrics(stack.metrics, Counters()),
                 background=stack.background,
             )
+            stack.blocks.add_observer(kube.block_events())
             await parts.start("Kubernetes watches", kube.start, stop=kube.stop)
             if not await kube.first_load(until=self._stop):
                 return False
