@@ -66,6 +66,9 @@ class MemoryBlocks:
     def add_observer(self, observer: BlockObserver) -> None:
         self._observers.append(observer)
 
+    def any_blocked(self) -> bool:
+        return bool(self._blocks)
+
     def blocked_ms(self, key: str, now_ms: int) -> int:
         until = self._blocks.get(key)
         if until is None or until <= now_ms:

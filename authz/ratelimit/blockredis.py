@@ -8,9 +8,13 @@ on the others within the refresh interval; a cleared block is lifted everywhere 
 Counting is one EVALSHA of blocks.lua per 401 (all protections of the policy at once), atomic in
 Redis, so two replicas never both miss the failure that completes a block.
 
-Failure handling mirrors the rate limiter's: each call is bounded by the Redis timeout; after
-`failure_threshold` consecutive failed calls the store is *away* and stops calling Redis on the
-check path; the background refresh keeps trying and brings it back. While away, blocks already
+The store stays idle - no call, no log line - until a policy with protection first uses it (its
+first block check or failure), so a sidecar whose policies block nobody never talks to Redis for
+blocks. Failure handling mirrors the rate limiter's: each call is bounded by the Redis timeout;
+after `failure_threshold` consecutive failed calls (or a failed first refresh) the store is
+*away* and stops calling Redis on the check path; the background refresh keeps trying and brings
+it back. Failed calls on the check path are reported to the observers (a refresh is not a
+check). While away, blocks already
 known stay enforced until they end, and each policy's rateLimitFailureMode decides what happens
 to new failures: `fallback` counts them in this process's memory (blocks then hold per replica),
 `open` does not count them, `closed` makes the block step deny (503 ratelimit_unavailable).
@@ -92,6 +96,8 @@ class RedisBlocks:
         self._nonce = f"{os.getpid()}-{os.urandom(4).hex()}-"
         self._calls = itertools.count()
         self._refresher: asyncio.Task[None] | None = None
+        #: Set by the first use: the refresher waits for it.
+        self._wanted: asyncio.Event | None = None
         #: Refreshes that reached Redis (for tests: wait for one instead of sleeping).
         self.refreshes = 0
         #: Failed Redis calls since start.
@@ -108,6 +114,11 @@ class RedisBlocks:
         self._observers.append(observer)
         self._fallback.add_observer(observer)
 
+    def any_blocked(self) -> bool:
+        if self._wanted is not None and not self._wanted.is_set():
+            self._wanted.set()
+        return self._view.any_blocked() or self._fallback.any_blocked()
+
     def blocked_ms(self, key: str, now_ms: int) -> int:
         return max(self._view.blocked_ms(key, now_ms), self._fallback.blocked_ms(key, now_ms))
 
@@ -118,11 +129,15 @@ class RedisBlocks:
     ) -> str:
         if not strikes:
             return COUNTED_SHARED
+        if self._wanted is not None and not self._wanted.is_set():
+            self._wanted.set()
         if not self._away:
             try:
                 answer = await self._call(self._fail_args(strikes, now_ms), len(strikes) + 1)
             except Exception as exc:  # any Redis trouble degrades; none escapes
                 self._failed(exc)
+                for observer in self._observers:
+                    observer.on_backend_error(exc)
             else:
                 self._failures = 0
                 self._learn(strikes, answer, dry_run=dry_run)
@@ -174,8 +189,6 @@ class RedisBlocks:
     def _failed(self, error: BaseException) -> None:
         self.errors_total += 1
         self._failures += 1
-        for observer in self._observers:
-            observer.on_backend_error(error)
         if self._failures >= self._threshold and not self._away:
             self._away = True
             log.warning(
@@ -204,13 +217,20 @@ class RedisBlocks:
                 "brute-force blocks: %s answers again; shared counting resumed", self.description
             )
 
-    async def _refresh_forever(self) -> None:
+    async def _refresh_forever(self, wanted: asyncio.Event) -> None:
+        await wanted.wait()
+        try:
+            await self.refresh(self._now_ms())
+            log.info("brute-force blocks: shared through %s", self.description)
+        except Exception as exc:  # starting without Redis is allowed: start away
+            self._failures = self._threshold - 1
+            self._failed(exc)
         while True:
+            await asyncio.sleep(self._interval)
             try:
                 await self.refresh(self._now_ms())
             except Exception as exc:  # Redis away: keep the copy, try again next time
                 self._failed(exc)
-            await asyncio.sleep(self._interval)
 
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
@@ -244,16 +264,10 @@ class RedisBlocks:
     # --- lifecycle ------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Read the shared blocks once (starting while Redis is away is allowed), then keep the
-        copy fresh in the background."""
-        try:
-            await self.refresh(self._now_ms())
-            log.info("brute-force blocks: shared through %s", self.description)
-        except Exception as exc:  # starting without Redis is allowed
-            self._failures = self._threshold - 1
-            self._failed(exc)
+        """Start the background refresh; it reads the shared blocks from the first use on."""
+        self._wanted = asyncio.Event()
         self._refresher = asyncio.get_running_loop().create_task(
-            self._refresh_forever(), name="brute-force blocks refresh"
+            self._refresh_forever(self._wanted), name="brute-force blocks refresh"
         )
         self._refresher.add_done_callback(_refresher_done)
 

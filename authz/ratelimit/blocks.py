@@ -117,6 +117,12 @@ class BlockStore(Protocol):
         """False while a shared store is away (a policy's failure mode then applies)."""
         ...
 
+    def any_blocked(self) -> bool:
+        """Whether any block is known at all (expired ones may count until swept): the check
+        path asks first, so while nobody is blocked it works out no key. Never waits; for a
+        shared store the first question also starts keeping the local copy fresh."""
+        ...
+
     def blocked_ms(self, key: str, now_ms: int) -> int:
         """Milliseconds the key stays blocked, 0 when it is not. Never waits."""
         ...

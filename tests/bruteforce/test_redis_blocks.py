@@ -25,6 +25,7 @@ from authz.ratelimit.spec import FailureMode
 from authz.settings import RateLimitSettings
 from tests.bruteforce.support import NOW, build, check, forged, policy, token
 from tests.support.redis import RedisServer
+from tests.support.wait import until
 
 NOW_MS = int(NOW * 1000)
 SNAPSHOT = build(policy())
@@ -193,12 +194,28 @@ async def test_redis_dying_during_a_block_keeps_the_block_and_follows_the_failur
         await blocks.close()
 
 
+async def test_an_unused_store_never_calls_redis(redis_server: RedisServer) -> None:
+    blocks = store(redis_server)
+    await blocks.start()
+    try:
+        plain = build(policy([], name="plain"))
+        for i in range(5):
+            await check(plain, blocks, host="plain.test", bearer=forged(), now=NOW + i)
+        assert blocks.refreshes == 0
+        await check(SNAPSHOT, blocks, bearer=token())  # a protected policy: the copy is kept
+        await until(lambda: blocks.refreshes, what="the first refresh")
+    finally:
+        await blocks.close()
+
+
 async def test_starting_while_redis_is_down_is_allowed(killable_redis: RedisServer) -> None:
     killable_redis.kill()
     blocks = store(killable_redis, timeout=0.1)
     await blocks.start()
     try:
-        assert not blocks.available
         assert (await check(SNAPSHOT, blocks, bearer=token())).allowed
+        await until(lambda: not blocks.available, what="the store away after its first refresh")
+        assert (await check(SNAPSHOT, blocks, bearer=token())).allowed  # fallback carries on
+        assert (await check(SNAPSHOT, blocks, bearer=forged())).status == 401
     finally:
         await blocks.close()

@@ -146,7 +146,10 @@ def test_401s_then_blocked_with_retry_after_even_with_a_valid_token(stack: Stack
         'authz_bruteforce_blocks_total{dry_run="false",policy="e2e/guarded",protection="per-ip"} 1.0'
         in (first.metrics())
     )
-    assert '"event":"block_started"' in first.sidecar.output()
+    wait_for(  # the decision log is written by a background thread
+        lambda: '"event":"block_started"' in first.sidecar.output(),
+        what="a block_started line in the decision log",
+    )
 
 
 def test_failures_on_two_replicas_add_up(stack: Stack) -> None:

@@ -82,7 +82,7 @@ def check_blocks(ctx: Context) -> Decision | None:
     if not store.available and ctx.policy.rate_limit_failure_mode is FailureMode.CLOSED:
         trace.add("blocks", "fail", "the shared block store is unavailable and the mode is closed")
         return d.ratelimit_unavailable()
-    if not len(store):  # nobody is blocked (the usual case): no key to work out
+    if not store.any_blocked():  # nobody is blocked (the usual case): no key to work out
         trace.add("blocks", "pass", "no client is blocked")
         return None
     now_ms = int(ctx.now * 1000)
