@@ -261,3 +261,22 @@ def test_the_address_fast_path_builds_the_same_key_as_block_key(peer: str) -> No
     assert key_of(protection, ctx) == expected
     assert expected is not None
     assert expected.endswith("=10.0.0.1") or expected.endswith("=2001:db8::1")
+
+
+async def test_hostile_key_values_stay_small_and_never_stored_raw() -> None:
+    by_header = {**PER_IP, "name": "per-key", "key": "header:x-api-key"}
+    by_claim = {**PER_IP, "name": "per-sub", "key": "claim:sub"}
+    snapshot = build(policy([by_header, by_claim]))
+    store = MemoryBlocks()
+    huge = "k" * 60_000
+    oversized = forged("x" * 9000)  # a token past the verifier's size limit: no claim is read
+    for i in range(3):
+        await check(snapshot, store, bearer=oversized, headers={"x-api-key": huge}, now=NOW + i)
+    (block,) = await store.blocks(int(NOW * 1000))  # the header counted; the claim was not read
+    assert len(block.key) < 80
+    long_sub = forged("é" * 100)  # long, not ASCII: hashed
+    for i in range(3):
+        await check(snapshot, store, bearer=long_sub, ip="10.0.0.9", now=NOW + i)
+    keys = [b.key for b in await store.blocks(int(NOW * 1000))]
+    assert any(k.startswith("t/api:per-sub#") for k in keys)
+    assert all(len(k) < 80 for k in keys)
