@@ -134,13 +134,14 @@ class RedisBlocks:
         if not self._away:
             try:
                 answer = await self._call(self._fail_args(strikes, now_ms), len(strikes) + 1)
+                learnt = self._parse(strikes, answer)
             except Exception as exc:  # any Redis trouble degrades; none escapes
                 self._failed(exc)
                 for observer in self._observers:
                     observer.on_backend_error(exc)
             else:
                 self._failures = 0
-                self._learn(strikes, answer, dry_run=dry_run)
+                self._learn(strikes, learnt, dry_run=dry_run)
                 return COUNTED_SHARED
         if failure_mode is FailureMode.FALLBACK:
             await self._fallback.failed(
@@ -157,11 +158,17 @@ class RedisBlocks:
             args += [strike.key, p.max_failures, p.window_ms, p.block_ms]
         return keys + args
 
-    def _learn(self, strikes: Sequence[Strike], answer: Any, *, dry_run: bool) -> None:
+    @staticmethod
+    def _parse(strikes: Sequence[Strike], answer: Any) -> list[tuple[int, int, int]]:
+        """(started, block end, count) per strike. Raises ValueError for anything else."""
         if not isinstance(answer, list) or len(answer) != 3 * len(strikes):
-            raise ValueError(f"unexpected reply from the blocks script: {answer!r}")
-        for i, strike in enumerate(strikes):
-            started, until, count = (int(v) for v in answer[3 * i : 3 * i + 3])
+            raise ValueError(f"unexpected reply from the blocks script: {answer!r:.200}")
+        return [(int(a), int(b), int(c)) for a, b, c in zip(*[iter(answer)] * 3, strict=True)]
+
+    def _learn(
+        self, strikes: Sequence[Strike], answers: list[tuple[int, int, int]], *, dry_run: bool
+    ) -> None:
+        for strike, (started, until, count) in zip(strikes, answers, strict=True):
             if until:
                 self._view.put(strike.key, until)
                 self._recent[strike.key] = until
