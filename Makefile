@@ -8,8 +8,11 @@ PROVISION := $(PYTHON) tests/provision.py
 # One stamp per set of extras: the same .venv grows from `run` to `test` without reinstalling.
 RUN_STAMP  := $(VENV)/.installed-run
 TEST_STAMP := $(VENV)/.installed-test
+# The security scanners pin their own dependency trees: a venv of their own inside .venv.
+SCAN       := $(VENV)/scan
+SCAN_STAMP := $(SCAN)/.installed
 
-.PHONY: help install prereqs system-programs run test test-fast lint fmt typecheck unit protos clean bench
+.PHONY: audit help install prereqs system-programs run test test-fast lint fmt typecheck unit protos clean bench
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -30,6 +33,12 @@ $(TEST_STAMP): pyproject.toml tests/versions.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -c $(VENV)/constraints.txt -e '.[test,bench]'
 	touch $@
 
+$(SCAN_STAMP): tests/versions.toml | $(BIN)/python
+	$(PYTHON) -m venv $(SCAN)
+	$(PROVISION) scanners > $(SCAN)/requirements.txt
+	$(SCAN)/bin/pip install --quiet -r $(SCAN)/requirements.txt
+	touch $@
+
 system-programs:
 	@$(PROVISION) system
 
@@ -46,12 +55,16 @@ test: prereqs lint unit  ## lint, type check and every test (what CI runs)
 test-fast: prereqs  ## unit and in-process tests only: no Envoy, Redis, wrk, Helm or Kubernetes API server
 	$(BIN)/pytest -q --fast
 
-lint: $(TEST_STAMP)  ## ruff (format + check), mypy --strict, import-linter, hadolint
+lint: $(TEST_STAMP) $(SCAN_STAMP)  ## ruff, mypy --strict, import-linter, hadolint, security scans
 	$(BIN)/ruff format --check authz tests protos bench
 	$(BIN)/ruff check authz tests protos bench
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	$(BIN)/hadolint Dockerfile
+	$(BIN)/python -m tests.security.scan --scanners $(SCAN)/bin
+
+audit: $(TEST_STAMP) $(SCAN_STAMP)  ## known vulnerabilities in the installed packages (asks PyPI's advisory data)
+	$(SCAN)/bin/pip-audit --path $(VENV)/lib/python3*/site-packages --skip-editable
 
 unit: prereqs  ## all tests (unit, end-to-end through the real Envoy, property-based)
 	$(BIN)/pytest -q
@@ -67,5 +80,6 @@ protos: $(TEST_STAMP)  ## regenerate authz/_gen from protos/
 	rm -rf authz/_gen
 	$(BIN)/python protos/genprotos.py
 
-clean:  ## remove the virtualenv and caches
+clean:  ## remove the virtualenv, the npm folders' node_modules and caches
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis *.egg-info
+	find tests -name node_modules -type d -prune -exec rm -rf {} +

@@ -11,6 +11,7 @@
                                                   lists (and each FOLDER), only when the folder's
                                                   package-lock.json changed since the last one
     python3 tests/provision.py constraints        the [pypi] pins as a pip constraints file
+    python3 tests/provision.py scanners           the [scanners] pins as pip requirements
 
 Programs are looked up on PATH only, so a test can point the lookup at a PATH without them.
 """
@@ -214,8 +215,9 @@ def locked_packages(folder: Path) -> dict[str, str]:
     return found
 
 
-def constraints() -> str:
-    return "".join(f"{name}=={version}\n" for name, version in pins().get("pypi", {}).items())
+def requirements(section: str) -> str:
+    """One section's pins as `name==version` lines, for pip's -c or -r."""
+    return "".join(f"{name}=={version}\n" for name, version in pins().get(section, {}).items())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -226,6 +228,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     npm = steps.add_parser("npm", help="npm ci in the npm folders")
     npm.add_argument("folders", nargs="*", type=Path, help="more folders with a package-lock.json")
     steps.add_parser("constraints", help="print the [pypi] pins for pip -c")
+    steps.add_parser("scanners", help="print the [scanners] pins for pip -r")
     args = parser.parse_args(argv)
     try:
         if args.step == "system":
@@ -233,7 +236,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.step == "npm":
             provide_npm([*npm_folders(), *args.folders])
         else:
-            sys.stdout.write(constraints())
+            sys.stdout.write(requirements("pypi" if args.step == "constraints" else "scanners"))
     except ProvisionError as exc:
         print(exc, file=sys.stderr)
         return 1

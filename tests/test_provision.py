@@ -158,3 +158,11 @@ def test_the_pypi_pins_are_pip_constraints() -> None:
     assert done.returncode == 0
     pins = provision.pins()["pypi"]
     assert done.stdout.splitlines() == [f"{name}=={version}" for name, version in pins.items()]
+
+
+def test_the_scanner_pins_are_pip_requirements() -> None:
+    done = run("scanners", path=os.environ["PATH"])
+    assert done.returncode == 0
+    assert "checkov==" in done.stdout
+    pins = provision.pins()["scanners"]
+    assert done.stdout.splitlines() == [f"{name}=={version}" for name, version in pins.items()]

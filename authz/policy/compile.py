@@ -52,7 +52,7 @@ FORBIDDEN_SET_HEADERS = frozenset(
     }
 )
 
-# Messages shared with the CRD's CEL rules (tests/policy/test_cel_parity.py keeps them in step).
+# Messages shared with the CRD's CEL rules (tests/crd/test_cel.py keeps them in step).
 MSG_ONE_KEY_SOURCE = "set exactly one of jwksUri, jwks or discovery"
 MSG_UNIQUE_ISSUERS = "each issuer may appear only once"
 MSG_UNIQUE_RULES = "rule names must be unique"

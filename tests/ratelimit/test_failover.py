@@ -90,6 +90,8 @@ async def test_killed_redis_falls_back_without_waiting_and_recovers(
     def check() -> Awaitable[Outcome]:
         return limiter.check([hit(spec)], now=time.time())
 
+    # a loaded machine may miss the startup ping's deadline: the probe then finds Redis soon
+    await wait_for_mode(limiter, MODE_REDIS)
     assert (await check()).source == SOURCE_REDIS
     redis.kill()
     # calls fail, the circuit opens after three of them, and from then on nobody waits: no

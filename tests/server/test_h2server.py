@@ -25,6 +25,7 @@ from authz.server.h2server import CHECK, H2GrpcServer, H2Server
 from authz.server.listen import ListenAddress
 from authz.server.servicer import SERVICE, AuthorizationServicer
 from tests.support.grpcclient import check_request
+from tests.support.wait import until
 
 LOOPBACK = ListenAddress(host="127.0.0.1", port=0)
 
@@ -120,10 +121,19 @@ async def test_watch_follows_the_status_and_ends_at_shutdown() -> None:
     assert rest == [statuses.NOT_SERVING]
 
 
+def refuses(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except ConnectionRefusedError:
+        return True
+    return False
+
+
 async def test_stop_lets_a_running_call_finish_and_refuses_new_connections() -> None:
-    release = asyncio.Event()
+    entered, release = asyncio.Event(), asyncio.Event()
 
     async def slow(message: bytes, _metadata: Metadata, _send: Callable[[bytes], None]) -> bytes:
+        entered.set()
         await release.wait()
         return message
 
@@ -131,23 +141,22 @@ async def test_stop_lets_a_running_call_finish_and_refuses_new_connections() -> 
     await running.start()
     async with grpc.aio.insecure_channel(running.address.grpc_target) as channel:
         call = asyncio.ensure_future(channel.unary_unary("/t.T/Slow")(b"payload", timeout=10))
-        await asyncio.sleep(0.2)
+        await asyncio.wait_for(entered.wait(), 10)
         stopping = asyncio.ensure_future(running.stop(5))
-        await asyncio.sleep(0.2)
-        assert not stopping.done()
-        with pytest.raises(ConnectionRefusedError):
-            socket.create_connection(("127.0.0.1", running.address.port), timeout=1).close()
+        await until(lambda: refuses(running.address.port), what="the listener closed")
+        assert not stopping.done()  # the call it waits for is still held by `release`
         release.set()
         assert await call == b"payload"
         await asyncio.wait_for(stopping, 5)
 
 
 async def test_a_call_still_running_after_the_grace_is_cancelled() -> None:
-    cancelled = asyncio.Event()
+    entered, cancelled = asyncio.Event(), asyncio.Event()
 
     async def forever(
         _message: bytes, _metadata: Metadata, _send: Callable[[bytes], None]
     ) -> bytes:
+        entered.set()
         try:
             await asyncio.sleep(3600)
         except asyncio.CancelledError:
@@ -159,7 +168,7 @@ async def test_a_call_still_running_after_the_grace_is_cancelled() -> None:
     await running.start()
     async with grpc.aio.insecure_channel(running.address.grpc_target) as channel:
         call = asyncio.ensure_future(channel.unary_unary("/t.T/Forever")(b"", timeout=10))
-        await asyncio.sleep(0.2)
+        await asyncio.wait_for(entered.wait(), 10)
         await asyncio.wait_for(running.stop(0.2), 5)
         assert cancelled.is_set()
         with pytest.raises(grpc.aio.AioRpcError):
