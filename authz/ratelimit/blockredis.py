@@ -23,7 +23,6 @@ to new failures: `fallback` counts them in this process's memory (blocks then ho
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import itertools
 import logging
@@ -98,6 +97,7 @@ class RedisBlocks:
         self._refresher: asyncio.Task[None] | None = None
         #: Set by the first use: the refresher waits for it.
         self._wanted: asyncio.Event | None = None
+        self._closing = False
         #: Refreshes that reached Redis (for tests: wait for one instead of sleeping).
         self.refreshes = 0
         #: Failed Redis calls since start.
@@ -232,8 +232,10 @@ class RedisBlocks:
         except Exception as exc:  # starting without Redis is allowed: start away
             self._failures = self._threshold - 1
             self._failed(exc)
-        while True:
+        while not self._closing:
             await asyncio.sleep(self._interval)
+            if self._closing:
+                break
             try:
                 await self.refresh(self._now_ms())
             except Exception as exc:  # Redis away: keep the copy, try again next time
@@ -279,10 +281,14 @@ class RedisBlocks:
         self._refresher.add_done_callback(_refresher_done)
 
     async def close(self) -> None:
+        self._closing = True
         if self._refresher is not None:
+            # A cancellation that meets a call's own timeout can surface as that timeout (and
+            # be handled as Redis trouble): the flag stops the loop then, within one round.
             self._refresher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._refresher
+            await asyncio.wait({self._refresher}, timeout=self._interval + 2 * self._timeout + 1)
+            if not self._refresher.done():
+                log.warning("brute-force blocks: the refresh did not stop in time")
         try:
             await self._client.aclose()
         except (RedisError, OSError, TimeoutError) as exc:

@@ -3,6 +3,7 @@ a call that fails is never an exception on the check path; it is the policy's fa
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from authz.ratelimit.blockredis import RedisBlocks
@@ -62,3 +63,30 @@ async def test_three_failed_calls_and_the_store_stops_calling() -> None:
         assert counted == COUNTED_NOWHERE
     assert client.calls == 3
     assert not blocks.available
+
+
+class SwallowsCancel(Client):
+    """A call that turns its cancellation into a timeout, as a cancel meeting the call's own
+    timeout can: the refresh must stop anyway."""
+
+    def __init__(self) -> None:
+        super().__init__([])
+        self.inside = asyncio.Event()
+
+    async def evalsha(self, sha: str, numkeys: int, *keys_and_args: Any) -> Any:
+        self.inside.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            raise TimeoutError("cancelled, reported as a timeout") from None
+
+
+async def test_close_stops_a_refresh_whose_call_swallowed_the_cancellation() -> None:
+    client = SwallowsCancel()
+    blocks = RedisBlocks(client, timeout=30.0, description="Redis test", max_keys=10)
+    await blocks.start()
+    blocks.any_blocked()  # first use: the refresh starts
+    await client.inside.wait()
+    await blocks.close()
+    assert blocks._refresher is not None
+    assert blocks._refresher.done()
