@@ -99,6 +99,7 @@ class Service:
                         if pool is None or self.settings.ratelimit.redis_url is not None
                         else WORKERS_CANNOT_REVOKE
                     ),
+                    block_store=stack.blocks,
                 ),
                 server.admin_listen,
                 tls=admin_tls,
@@ -118,7 +119,7 @@ class Service:
                 await parts.start("workers", pool.start, stop=lambda: pool.stop(0))
             await parts.start("admin API", admin.start, stop=lambda: admin.stop(0))
             log.info(
-                "admin API (Explain, ListPolicies, Revoke) on %s%s",
+                "admin API (Explain, ListPolicies, Revoke, ListBlocks, ...) on %s%s",
                 admin.address,
                 " over TLS" if admin_tls is not None else "",
             )
@@ -158,6 +159,7 @@ class Service:
                 observer=ControllerMetrics(stack.metrics, Counters()),
                 background=stack.background,
             )
+            stack.blocks.add_observer(kube.block_events())
             await parts.start("Kubernetes watches", kube.start, stop=kube.stop)
             if not await kube.first_load(until=self._stop):
                 return False

@@ -4,6 +4,7 @@
     authz validate  check policy files offline, through the same code that loads them
     authz explain   ask a running sidecar why a request would be allowed or denied
     authz revoke    refuse a token (jti) or a subject's tokens on a running sidecar
+    authz blocks    list or lift the brute-force blocks of a running sidecar
     authz token     DEV ONLY: mint a token signed with the demo key in examples/
 
 `serve`'s flags are derived from the settings' declarations (authz.settings.flags): every one
@@ -20,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from authz import __version__
+from authz.blockscli import add_blocks_parser
 from authz.devtools import token
 from authz.errors import ConfigError
 from authz.explain import add_explain_parser
@@ -60,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_explain_parser(sub)
     add_revoke_parser(sub)
+    add_blocks_parser(sub)
     token.add_arguments(sub.add_parser("token", help=token.HELP, description=token.DESCRIPTION))
     return parser
 
@@ -114,6 +117,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from authz.revoke import run_revoke
 
             return run_revoke(args)
+        if args.command == "blocks":
+            from authz.blockscli import run_blocks
+
+            return run_blocks(args)
         return token.run_token(args)
     except ConfigError as exc:
         print(f"authz: error: {exc}", file=sys.stderr)

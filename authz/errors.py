@@ -40,6 +40,7 @@ RATELIMIT_UNAVAILABLE: Final = "ratelimit_unavailable"
 CONDITION_FAILED: Final = "condition_failed"
 #: A response on a rule with responseBody redactions that cannot be redacted (ext_proc, 502).
 RESPONSE_UNPARSEABLE: Final = "response_unparseable"
+BLOCKED: Final = "blocked"
 
 
 class AuthzError(Exception):

@@ -8,7 +8,7 @@ second construction site.
     tracing, metrics, decision log ─┐
     background work, HTTP session ──┼─> key registry ─> policy store (holds the current snapshot)
     introspector, revocations ──────┤
-    verifier, rate limiter ─────────┴─> servicer ─> check server (bound at build: a taken port
+    verifier, rate limiter, blocks ─┴─> servicer ─> check server (bound at build: a taken port
                                                     is exit 2 before anything starts)
     policy store ──> ext_proc servicer (response redaction): on the check server with the
                      grpcio engine; authz.app serves it on --ext-proc-listen otherwise
@@ -37,13 +37,14 @@ from authz.lifecycle import Background, Parts
 from authz.policy.ownership import HostGrants
 from authz.policy.snapshot import Snapshot
 from authz.policy.store import PolicyStore
-from authz.ratelimit.factory import build_limiter, redis_client, shared_client
+from authz.ratelimit.blocks import BlockStore
+from authz.ratelimit.factory import build_blocks, build_limiter, redis_client, shared_client
 from authz.ratelimit.limiter import Limiter
 from authz.server.extproc import ExtProcServicer
 from authz.server.grpc_server import GrpcServer
 from authz.server.h2limits import limits_of
 from authz.server.h2server import CheckServer, build_check_server
-from authz.server.observe import CheckTelemetry
+from authz.server.observe import BlockTelemetry, CheckTelemetry
 from authz.server.servicer import AuthorizationServicer
 from authz.server.tls import ServerTls
 from authz.settings import ListenAddress, Settings
@@ -67,6 +68,7 @@ class CheckStack:
     store: PolicyStore
     verifier: Verifier
     limiter: Limiter
+    blocks: BlockStore
     servicer: AuthorizationServicer
     #: None in the supervisor of --workers N: its workers answer the checks.
     server: CheckServer | None
@@ -91,6 +93,7 @@ class CheckStack:
             await self.parts.start(
                 "revocation list", lambda: shared.start(self.background), stop=shared.close
             )
+        await self.parts.start("brute-force blocks", self.blocks.start, stop=self.blocks.close)
         if self.server is not None:
             await self.parts.start("check server", self.server.start, stop=lambda: self.drain(0))
 
@@ -177,10 +180,14 @@ async def build_check_stack(
         decision_log = DecisionLog(
             writer.submit, allow_sample_rate=settings.telemetry.log_allow_sample_rate
         )
+        blocks = build_blocks(settings.ratelimit)
+        blocks.add_observer(BlockTelemetry(metrics=metrics, log=decision_log))
+        metrics.bruteforce_blocked_keys(blocks.__len__)
         servicer = AuthorizationServicer(
             snapshot=store.current,
             verifier=verifier,
             limiter=limiter,
+            block_store=blocks,
             observer=CheckTelemetry(metrics=metrics, log=decision_log),
             trusted_proxy_hops=settings.client.trusted_proxy_hops,
         )
@@ -223,6 +230,7 @@ async def build_check_stack(
         store,
         verifier,
         limiter,
+        blocks,
         servicer,
         server,
         tls,

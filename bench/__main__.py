@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import chart, hostile, micro, profile, ratelimit, report, scale, tls
+from bench import bruteforce, chart, hostile, micro, profile, ratelimit, report, scale, tls
 from bench.machine import machine_info
 from bench.macro import MacroConfig, load_test
 from bench.material import make_material
@@ -106,6 +106,15 @@ def _tls(results: Results, options: Options, say: Say) -> None:
     results.tls_load = tls.run_load(make_material(), config=options.macro, logs=logs, say=say)
 
 
+def _bruteforce(results: Results, options: Options, say: Say) -> None:
+    say(f"brute-force protection: {options.micro_repeats} x {options.micro_iterations:,} checks")
+    results.bruteforce = bruteforce.run_inprocess(
+        make_material(), iterations=options.micro_iterations, repeats=options.micro_repeats
+    )
+    for m in results.bruteforce:
+        say(f"bruteforce {m.name:<10} {m.wall_us:7.1f} µs {m.cpu_us:7.1f} CPU-µs")
+
+
 #: The parts of a run, in the order they run; each fills its fields of Results.
 PARTS: dict[str, Callable[[Results, Options, Say], None]] = {
     "load": _load,
@@ -114,6 +123,7 @@ PARTS: dict[str, Callable[[Results, Options, Say], None]] = {
     "ratelimit": _ratelimit,
     "hostile": _hostile,
     "tls": _tls,
+    "bruteforce": _bruteforce,
 }
 
 

@@ -31,6 +31,7 @@ from authz.pipeline.decide import decide
 from authz.pipeline.decision import Decision
 from authz.policy.snapshot import Snapshot
 from authz.policy.store import PolicyStore, SourceDocument
+from authz.ratelimit.blocks import BlockStore
 from authz.ratelimit.limiter import Limiter
 from authz.ratelimit.memory import MemoryLimiter
 from authz.server.convert import to_check_input
@@ -84,7 +85,12 @@ def snapshot(policy: dict[str, Any]) -> Snapshot:
 
 
 def servicer(
-    current: Snapshot, verifier: Verifier, *, limiter: Limiter | None = None, telemetry: bool = True
+    current: Snapshot,
+    verifier: Verifier,
+    *,
+    limiter: Limiter | None = None,
+    telemetry: bool = True,
+    blocks: BlockStore | None = None,
 ) -> AuthorizationServicer:
     """The servicer `authz serve` builds, with its observer (metrics, decision log) at the
     service's defaults; the log lines are built, then dropped instead of queued for writing."""
@@ -95,6 +101,7 @@ def servicer(
         verifier=verifier,
         observer=observer if telemetry else None,
         limiter=limiter if limiter is not None else MemoryLimiter(),
+        block_store=blocks,
     )
 
 

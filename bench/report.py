@@ -343,6 +343,19 @@ def _tls(results: Results) -> str:
     return f"{table(header, rows)}\n\nProbed before timing: {_probes(load)}."
 
 
+def _bruteforce(results: Results) -> str:
+    if not results.bruteforce:
+        return ""
+    base = results.bruteforce[0]
+    rows = [
+        f"`{m.name}` | {m.description} | {m.wall_us:.1f} | {m.cpu_us:.1f} | "
+        f"{m.cpu_us / base.cpu_us:.2f}"
+        for m in results.bruteforce
+    ]
+    header = "scenario | what | µs / check | CPU-µs / check | CPU vs no protection"
+    return table(header, rows)
+
+
 @dataclass(frozen=True, slots=True)
 class Section:
     name: str
@@ -365,6 +378,7 @@ SECTIONS = (
     Section("ratelimit-load", "Rate limits under load", _ratelimit_load),
     Section("hostile", "The check port under attack", _hostile),
     Section("tls", "TLS on the check listener", _tls),
+    Section("bruteforce", "Brute-force protection in-process", _bruteforce),
 )
 
 

@@ -195,6 +195,8 @@ class Results:
     hostile: list[HostileResult] = field(default_factory=list)
     #: The sidecar called over plaintext, TLS and mutual TLS (bench/tls.py).
     tls_load: LoadResult | None = None
+    #: Brute-force protection in-process: allowed with and without it, blocked, failing.
+    bruteforce: list[InProcess] = field(default_factory=list)
 
     def summary(self, setup: str) -> SetupSummary | None:
         return self.load.get(setup) if self.load is not None else None

@@ -9,9 +9,11 @@
     status.py      the Ready condition each resource should show, and writing it when it differs
     leader.py      a coordination.k8s.io/v1 Lease: exactly one replica writes status
     events.py      a Kubernetes Event on a resource when it becomes invalid or conflicted
+    blockevents.py a Warning Event on a policy when a brute-force block starts (any replica)
     observer.py    what the controller reports (counters now; metrics and spans hook in here)
 
-Every replica enforces every policy it watches; only the elected leader writes status and events.
+Every replica enforces every policy it watches; only the elected leader writes status and its
+events (a brute-force block is reported by the replica that started it).
 The kubernetes client is synchronous, so each watch runs in its own thread; compiling happens in
 the PolicyStore off the event loop, and the check path only ever sees a finished snapshot.
 """

@@ -32,6 +32,7 @@ from collections.abc import Callable, Sequence
 from typing import Literal
 
 from authz.controller.api import KubeApi
+from authz.controller.blockevents import BlockEvents
 from authz.controller.documents import SOURCE_NAME, ObjectCache
 from authz.controller.events import EventRecorder
 from authz.controller.leader import LeaderElector
@@ -103,9 +104,8 @@ class KubernetesSource:
             observer=self.observer,
             on_change=lambda _leading: self._signal(self._status_signal),
         )
-        self._status = StatusWriter(
-            api, observer=self.observer, events=EventRecorder(api, identity=identity)
-        )
+        self._recorder = EventRecorder(api, identity=identity)
+        self._status = StatusWriter(api, observer=self.observer, events=self._recorder)
         self._threads: list[Guarded] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._documents_dirty: asyncio.Event | None = None
@@ -196,6 +196,13 @@ class KubernetesSource:
         await asyncio.to_thread(self._status.close)
         if self._close_api is not None:
             self._close_api()
+
+    def block_events(self) -> BlockEvents:
+        """An observer of the brute-force block store: a Warning Event on the AuthPolicy when a
+        block starts (rate-limited; see authz.controller.blockevents)."""
+        return BlockEvents(
+            recorder=self._recorder, find=lambda key: self._cache.objects().get(key), submit=_submit
+        )
 
     # -- signals from worker threads ------------------------------------------------------------
 
@@ -313,3 +320,14 @@ class KubernetesSource:
                 log.exception("writing AuthPolicy status failed; retrying")
                 continue
             last_serial, waiting_for_keys = snapshot.serial, result.waiting_for_keys
+
+
+def _submit(work: Callable[[], None]) -> None:
+    """Run blocking API work on a worker thread; log what escapes it."""
+    future = asyncio.get_running_loop().run_in_executor(None, work)
+    future.add_done_callback(_logged)
+
+
+def _logged(future: asyncio.Future[None]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.warning("recording a brute-force block event failed: %r", future.exception())

@@ -11,16 +11,25 @@ addresses (::ffff:10.0.0.1) count as the IPv4 address.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 
 from authz.pipeline.request import CheckInput
 from authz.policy.traffic import IPAddress
 
 XFF = "x-forwarded-for"
+#: Parsed addresses are remembered (a client sends many requests; parsing is most of the cost of
+#: a sourceIP rule or key), for texts short enough to be an address, so the cache stays small.
+_CACHED_TEXT = 64
+_CACHE_SIZE = 4096
 
 
 def parse_address(text: str) -> IPAddress | None:
     """An IP address as peers and proxies write it: bare, "[v6]", "[v6]:port" or "v4:port"."""
+    return _parse_cached(text) if len(text) <= _CACHED_TEXT else _parse(text)
+
+
+def _parse(text: str) -> IPAddress | None:
     text = text.strip()
     if text.startswith("["):
         text = text[1 : text.find("]")] if "]" in text else ""
@@ -33,6 +42,9 @@ def parse_address(text: str) -> IPAddress | None:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         return address.ipv4_mapped
     return address
+
+
+_parse_cached = functools.lru_cache(maxsize=_CACHE_SIZE)(_parse)
 
 
 def client_address(request: CheckInput, *, trusted_proxy_hops: int) -> IPAddress | None:

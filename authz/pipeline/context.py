@@ -8,8 +8,9 @@ check: no per-instance dict, no dataclass machinery, and `path` and `rule` stay 
 their steps set them.
 
 Given when the check starts (read-only for the steps): `request`, `policy`, `verifier`,
-`limiter`, `now`, `consume` (False when explaining: rate limits are read, not counted),
-`trusted_proxy_hops`, `trace`.
+`limiter`, `now`, `consume` (False when explaining: rate limits are read, not counted, and
+failures are not counted towards brute-force blocks), `trusted_proxy_hops`, `trace`, `blocks`
+(the brute-force block store; None: no blocking).
 
 Written by the steps, each readable from the step that writes it onwards:
 
@@ -41,6 +42,7 @@ from authz.pipeline.request import CheckInput
 from authz.pipeline.trace import Tracer
 from authz.policy.model import CompiledPolicy, Rule
 from authz.policy.traffic import IPAddress
+from authz.ratelimit.blocks import BlockStore
 from authz.ratelimit.limiter import Limiter
 
 NO_CLAIMS: Mapping[str, Any] = MappingProxyType({})
@@ -51,6 +53,7 @@ class Context:
     __slots__ = (
         "_address",
         "_address_known",
+        "blocks",
         "claims",
         "consume",
         "limiter",
@@ -84,6 +87,7 @@ class Context:
         consume: bool,
         trusted_proxy_hops: int,
         trace: Tracer,
+        blocks: BlockStore | None = None,
         /,
     ) -> None:
         self.request = request
@@ -94,6 +98,7 @@ class Context:
         self.consume = consume
         self.trusted_proxy_hops = trusted_proxy_hops
         self.trace = trace
+        self.blocks = blocks
         self.token: VerifiedToken | None = None
         self.scheme = ""
         self.claims = NO_CLAIMS

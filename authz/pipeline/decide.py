@@ -9,14 +9,13 @@ exceptions that are not AuthzErrors are the server's to turn into a deny (see se
 
 Where the steps still to come belong, and why there:
 
-- Brute-force blocking: right after `source_ip`, before anything that costs CPU (a blocked
-  client must cost less than an admitted one). It counts the 401s of a client, so it also needs
-  to see how each check ended: a finisher, placed before `mode` so it sees the would-be decision
-  of a dryRun policy (which counts but does not block).
-
 Query-parameter rewrites live in the `allow` step, beside the header rewrites (pipeline.query);
 response redaction is not a step: the check only reports the scopes that waive a redaction, and
 the response is redacted later by the ext_proc service (server.extproc, pipeline.response).
+Brute-force blocking (`blocks`) is both a step right after `source_ip`, before anything that
+costs CPU (a blocked client must cost less than an admitted one), and a finisher that counts a
+client's 401s, placed before `mode` so it sees the would-be decision of a dryRun policy (which
+counts, and whose blocks `mode` turns into allows).
 
 A new step is a module in pipeline.steps and one line in STEPS; state it leaves for later steps
 gets a slot in pipeline.context.
@@ -31,6 +30,7 @@ from authz.pipeline.decision import Decision
 from authz.pipeline.request import CheckInput
 from authz.pipeline.steps import (
     allow,
+    blocks,
     conditions,
     host,
     mode,
@@ -44,10 +44,12 @@ from authz.pipeline.steps import (
 )
 from authz.pipeline.trace import NULL_TRACE, Tracer
 from authz.policy.snapshot import Snapshot
+from authz.ratelimit.blocks import BlockStore
 from authz.ratelimit.limiter import Limiter
 
 STEPS: tuple[Step, ...] = (
     source_ip.check_source_ip,
+    blocks.check_blocks,
     path.normalize,
     rule.match_rule,
     token.authenticate,
@@ -57,7 +59,7 @@ STEPS: tuple[Step, ...] = (
     ratelimit.apply_rate_limits,
     allow.allow,
 )
-FINISH: tuple[Finish, ...] = (mode.apply_mode,)
+FINISH: tuple[Finish, ...] = (blocks.count_failures, mode.apply_mode)
 
 
 async def decide(
@@ -70,16 +72,21 @@ async def decide(
     limiter: Limiter | None = None,
     trusted_proxy_hops: int = 0,
     consume: bool = True,
+    block_store: BlockStore | None = None,
 ) -> Decision:
     """The decision for one request, in the policy's mode. `limiter` serves the rules' rate
     limits (a rule with limits and no limiter is denied: internal_error); `consume=False`
     evaluates them without counting (Explain). `trusted_proxy_hops` picks the client address
-    (see pipeline.address). `trace` records every step (Explain); None records nothing."""
+    (see pipeline.address). `block_store` holds the brute-force blocks (None: policies with
+    `protection.bruteForce` block nobody). `trace` records every step (Explain); None records
+    nothing."""
     tracer = NULL_TRACE if trace is None else trace
     policy = host.find_policy(snapshot, request, trace=tracer)
     if isinstance(policy, Decision):
         return policy
-    ctx = Context(request, policy, verifier, limiter, now, consume, trusted_proxy_hops, tracer)
+    ctx = Context(
+        request, policy, verifier, limiter, now, consume, trusted_proxy_hops, tracer, block_store
+    )
     for step in STEPS:
         outcome = step(ctx)
         if outcome is None:

@@ -185,3 +185,13 @@ def ratelimit_unavailable() -> Decision:
         "rate limits cannot be checked right now; the request was denied",
         response_headers=(("retry-after", "1"),),
     )
+
+
+def blocked(*, protection: str, retry_after: int) -> Decision:
+    """403 blocked: the client failed authentication too often; Retry-After is the block's rest."""
+    return deny(
+        403,
+        errors.BLOCKED,
+        f"too many failed authentications ({protection}); try again later",
+        response_headers=(("retry-after", str(retry_after)),),
+    )

@@ -27,6 +27,10 @@ from authz.policy.matchers import (
     path_pattern_problem,
 )
 from authz.policy.model import CompiledPolicy, HeaderTemplate, Rule
+from authz.policy.protection import MSG_BLOCK_FOR_MAX as MSG_BLOCK_FOR_MAX
+from authz.policy.protection import MSG_FAILURE_WINDOW_MAX as MSG_FAILURE_WINDOW_MAX
+from authz.policy.protection import MSG_UNIQUE_PROTECTIONS as MSG_UNIQUE_PROTECTIONS
+from authz.policy.protection import compile_protection
 from authz.policy.redact import MSG_WITH_REMOVE as MSG_WITH_REMOVE
 from authz.policy.redact import compile_response_body
 from authz.policy.schema import validate_document
@@ -249,6 +253,7 @@ def compile_policy(document: Mapping[str, Any], *, bind: KeyBinder) -> CompiledP
         for i, (rule, raw) in enumerate(zip(rules, spec["rules"], strict=True))
     ]
     source_ips = compile_source_ips(spec.get("sourceIPs"), problems)
+    brute_force = compile_protection(spec.get("protection"), policy=policy_key, problems=problems)
     if len({r.name for r in rules}) != len(rules):
         problems.append(Problem("spec.rules", MSG_UNIQUE_RULES))
     if not spec.get("issuers") and not all(r.anonymous for r in rules):
@@ -274,4 +279,5 @@ def compile_policy(document: Mapping[str, Any], *, bind: KeyBinder) -> CompiledP
         rate_limit_failure_mode=failure_mode(spec),
         set_query=set_query,
         remove_query=remove_query,
+        brute_force=brute_force,
     )

@@ -15,6 +15,7 @@ from authz.policy.conditions import Condition
 from authz.policy.matchers import PathMatcher
 from authz.policy.redact import ResponseBody
 from authz.policy.traffic import IPFilter
+from authz.ratelimit.blocks import Protection
 from authz.ratelimit.spec import FailureMode, LimitSpec
 
 
@@ -76,6 +77,8 @@ class CompiledPolicy:
     #: spec.response.setQueryParameters / removeQueryParameters, applied on allow.
     set_query: tuple[HeaderTemplate, ...] = ()
     remove_query: tuple[str, ...] = ()
+    #: spec.protection.bruteForce: clients that keep failing authentication are blocked.
+    brute_force: tuple[Protection, ...] = ()
 
     @property
     def key(self) -> str:

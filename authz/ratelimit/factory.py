@@ -15,6 +15,9 @@ from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
 
+from authz.ratelimit.blockmemory import MemoryBlocks
+from authz.ratelimit.blockredis import RedisBlocks
+from authz.ratelimit.blocks import BlockStore
 from authz.ratelimit.limiter import BackendObserver, Limiter
 from authz.ratelimit.memory import MemoryLimiter
 from authz.ratelimit.redisbackend import RedisBackend, ScriptClient
@@ -22,8 +25,14 @@ from authz.ratelimit.shared import SharedLimiter
 from authz.settings import RateLimitSettings
 from authz.settings.ratelimit import RedisAddress, parse_redis_url
 
+#: Brute-force counting has a pool of its own (failures only: a few connections), so a flood of
+#: 401s never takes the connections the rate limits need.
+BLOCKS_CONNECTIONS = 8
 
-def redis_client(address: RedisAddress, settings: RateLimitSettings) -> ScriptClient:
+
+def redis_client(
+    address: RedisAddress, settings: RateLimitSettings, *, connections: int | None = None
+) -> ScriptClient:
     common: dict[str, Any] = {
         "username": address.username,
         "password": address.password,
@@ -33,7 +42,7 @@ def redis_client(address: RedisAddress, settings: RateLimitSettings) -> ScriptCl
         # connection is dead and fails once. The per-call timeout still bounds the whole call.
         "retry": Retry(NoBackoff(), 1),
         "ssl": address.tls,
-        "max_connections": settings.redis_max_connections,
+        "max_connections": connections or settings.redis_max_connections,
     }
     mode = settings.redis_mode
     if mode == "cluster":
@@ -88,4 +97,20 @@ def build_limiter(
         failure_threshold=settings.failure_threshold,
         probe_interval=settings.probe_interval,
         observers=observers,
+    )
+
+
+def build_blocks(settings: RateLimitSettings) -> BlockStore:
+    """The brute-force block store: in memory, or (with a Redis URL) shared through Redis."""
+    if settings.redis_url is None:
+        return MemoryBlocks(max_keys=settings.bruteforce_max_keys)
+    address = parse_redis_url(settings.redis_url, mode=settings.redis_mode)
+    return RedisBlocks(
+        redis_client(address, settings, connections=BLOCKS_CONNECTIONS),
+        timeout=settings.redis_timeout,
+        description=address.describe(settings.redis_mode),
+        max_keys=settings.bruteforce_max_keys,
+        failure_threshold=settings.failure_threshold,
+        refresh_interval=settings.blocks_refresh_interval,
+        max_in_flight=BLOCKS_CONNECTIONS,
     )

@@ -1,5 +1,5 @@
 """The admin API (authz.v1.Admin) on its own listener: Explain, ListPolicies, Revoke and
-ListRevocations.
+ListRevocations, and the brute-force blocks (ListBlocks, ClearBlocks).
 
 Explain answers "why was this request denied?" from the very code that decides real requests
 (pipeline.decide, with a Trace recording each step, the policy's mode included), against the
@@ -17,6 +17,7 @@ Registered as generic handlers, like the ext_authz servicer, so no grpc stubs ar
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 
@@ -31,6 +32,7 @@ from authz.pipeline.request import CheckInput
 from authz.pipeline.trace import Trace
 from authz.policy.compile import MODE_DRY_RUN, MODE_ENFORCE
 from authz.policy.snapshot import Snapshot, normalize_request_host
+from authz.ratelimit.blocks import BlockStore, split_key
 from authz.ratelimit.limiter import Limiter
 from authz.server.grpc_server import add_port
 from authz.server.listen import ListenAddress, remove_stale_socket
@@ -56,10 +58,14 @@ class AdminServicer:
         limiter: Limiter | None = None,
         trusted_proxy_hops: int = 0,
         revoke_refusal: str | None = None,
+        block_store: BlockStore | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         #: Why this process cannot revoke (its checks run elsewhere); None when it can.
         self._revoke_refusal = revoke_refusal
         self._snapshot = snapshot
+        self._blocks = block_store
+        self._clock = clock
         self._verifier = verifier
         self._limiter = limiter
         self._trusted_proxy_hops = trusted_proxy_hops
@@ -91,11 +97,12 @@ class AdminServicer:
             snapshot,
             check,
             verifier=self._verifier,
-            now=time.time(),
+            now=self._clock(),
             trace=trace,
             limiter=self._limiter,
             trusted_proxy_hops=self._trusted_proxy_hops,
             consume=False,  # explaining a request must not use up its quota
+            block_store=self._blocks,
         )
         return apb.ExplainResponse(
             allowed=decision.allowed,
@@ -184,6 +191,47 @@ class AdminServicer:
             revocations=[_revocation(e) for e in entries], shared=shared
         )
 
+    async def list_blocks(
+        self,
+        request: apb.ListBlocksRequest,
+        context: grpc.aio.ServicerContext[apb.ListBlocksRequest, apb.ListBlocksResponse],
+    ) -> apb.ListBlocksResponse:
+        if self._blocks is None:
+            return apb.ListBlocksResponse()
+        now_ms = int(self._clock() * 1000)
+        out = []
+        for block in await self._blocks.blocks(now_ms):
+            policy, protection, value = split_key(block.key)
+            out.append(
+                apb.BlockInfo(
+                    key=block.key,
+                    policy=policy,
+                    protection=protection,
+                    value=value,
+                    until_unix_ms=block.until_ms,
+                    seconds_left=math.ceil((block.until_ms - now_ms) / 1000),
+                )
+            )
+        return apb.ListBlocksResponse(blocks=out)
+
+    async def clear_blocks(
+        self,
+        request: apb.ClearBlocksRequest,
+        context: grpc.aio.ServicerContext[apb.ClearBlocksRequest, apb.ClearBlocksResponse],
+    ) -> apb.ClearBlocksResponse:
+        if not request.key:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "key is required")
+        if self._blocks is None:
+            return apb.ClearBlocksResponse()
+        try:
+            cleared = await self._blocks.clear(request.key)
+        except Exception as exc:  # the shared store is away: say so rather than pretend
+            await context.abort(
+                grpc.StatusCode.UNAVAILABLE, f"the block store failed: {exc!s:.200}"
+            )
+        log.info("admin: cleared %d brute-force block(s) matching %r", cleared, request.key)
+        return apb.ClearBlocksResponse(cleared=cleared)
+
     def handler(self) -> grpc.GenericRpcHandler:
         return grpc.method_handlers_generic_handler(
             SERVICE,
@@ -207,6 +255,16 @@ class AdminServicer:
                     self.list_revocations,
                     request_deserializer=apb.ListRevocationsRequest.FromString,
                     response_serializer=apb.ListRevocationsResponse.SerializeToString,
+                ),
+                "ListBlocks": grpc.unary_unary_rpc_method_handler(
+                    self.list_blocks,
+                    request_deserializer=apb.ListBlocksRequest.FromString,
+                    response_serializer=apb.ListBlocksResponse.SerializeToString,
+                ),
+                "ClearBlocks": grpc.unary_unary_rpc_method_handler(
+                    self.clear_blocks,
+                    request_deserializer=apb.ClearBlocksRequest.FromString,
+                    response_serializer=apb.ClearBlocksResponse.SerializeToString,
                 ),
             },
         )

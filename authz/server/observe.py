@@ -9,6 +9,8 @@ module translates: plain values in, nothing but the allowlisted fields out.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Protocol
 
 from opentelemetry.trace import Span, Status, StatusCode
@@ -16,11 +18,14 @@ from opentelemetry.trace import Span, Status, StatusCode
 from authz import errors
 from authz.pipeline.decision import Decision
 from authz.pipeline.request import CheckInput
+from authz.ratelimit.blocks import Protection, Started
 from authz.telemetry import labels, tracing
 from authz.telemetry.decisionlog import DecisionLog, redact_path
 from authz.telemetry.metrics import Metrics
 
 _NO_REQUEST = CheckInput(method="", host="", raw_path="")
+#: block_started lines written per second at most (a flood of fresh blocks is summarized).
+BLOCK_LINES_PER_SECOND = 10
 
 
 class CheckObserver(Protocol):
@@ -99,3 +104,61 @@ class CheckTelemetry:
                 request_id=req.request_id,
                 trace_id=tracing.trace_id(span),
             )
+
+
+class BlockTelemetry:
+    """The block store's observer: brute-force metrics and one `block_started` line on the
+    decision log per block (at most BLOCK_LINES_PER_SECOND; the next line says how many were
+    not written). The line names the block key - the client address or a hashed value - and
+    never a token."""
+
+    def __init__(
+        self,
+        *,
+        metrics: Metrics | None,
+        log: DecisionLog | None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._metrics = metrics
+        self._log = log
+        self._clock = clock
+        self._second = -1
+        self._written = 0
+        self._suppressed = 0
+
+    def on_failure(self, protection: Protection) -> None:
+        if self._metrics is not None:
+            self._metrics.bruteforce_failure(protection.policy, protection.name)
+
+    def on_block(self, started: Started, *, dry_run: bool) -> None:
+        protection = started.strike.protection
+        if self._metrics is not None:
+            self._metrics.bruteforce_block(protection.policy, protection.name, dry_run=dry_run)
+        if self._log is None:
+            return
+        second = int(self._clock())
+        if second != self._second:
+            self._second, self._written = second, 0
+        if self._written >= BLOCK_LINES_PER_SECOND:
+            self._suppressed += 1
+            return
+        self._written += 1
+        suppressed, self._suppressed = self._suppressed, 0
+        self._log.event(
+            "block_started",
+            {
+                "policy": protection.policy,
+                "protection": protection.name,
+                "key": started.strike.key,
+                "failures": started.failures,
+                "window": protection.window_text,
+                "block_seconds": protection.block_ms // 1000,
+                "until_unix_ms": started.until_ms,
+                "dry_run": dry_run,
+                "suppressed_before": suppressed,
+            },
+        )
+
+    def on_backend_error(self, error: BaseException) -> None:
+        if self._metrics is not None:
+            self._metrics.ratelimit_backend_error()

@@ -28,6 +28,7 @@ from authz.pipeline import decision as d
 from authz.pipeline.decide import decide
 from authz.pipeline.request import CheckInput
 from authz.policy.snapshot import Snapshot
+from authz.ratelimit.blocks import BlockStore
 from authz.ratelimit.limiter import Limiter
 from authz.server.convert import AllowResponses, to_check_input, to_check_response
 from authz.server.grpcwire import Metadata, RpcError, Status
@@ -77,6 +78,7 @@ class AuthorizationServicer:
         snapshot: Callable[[], Snapshot],
         verifier: Verifier,
         limiter: Limiter,
+        block_store: BlockStore | None = None,
         observer: CheckObserver | None = None,
         trusted_proxy_hops: int = 0,
         decision_ids: Callable[[], str] = DECISION_IDS,
@@ -85,6 +87,7 @@ class AuthorizationServicer:
         self._verifier = verifier
         self._observer = observer
         self._limiter = limiter
+        self._blocks = block_store
         self._trusted_proxy_hops = trusted_proxy_hops
         self._ids = decision_ids
         self._allows = AllowResponses()
@@ -131,6 +134,7 @@ class AuthorizationServicer:
                 now=time.time(),
                 limiter=self._limiter,
                 trusted_proxy_hops=self._trusted_proxy_hops,
+                block_store=self._blocks,
             )
             if self._observer is not None:
                 self._observer.observe(

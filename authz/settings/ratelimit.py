@@ -124,12 +124,23 @@ class RateLimitSettings(Section):
         metavar="N",
         help="rate-limit buckets kept in memory at most (least recently used dropped first)",
     )
+    bruteforce_max_keys: int = option(
+        100_000,
+        Count(1, 100_000_000),
+        flag="--bruteforce-max-keys",
+        metavar="N",
+        help="brute-force failure counters, and blocks, kept at most (each; the oldest dropped "
+        "first)",
+        doc="(see [Brute-force blocking](#brute-force-blocking))",
+    )
     #: Redis calls in flight at most (per node in cluster mode); more wait within the timeout.
     redis_max_connections: int = 64
     #: Consecutive failed calls that open the circuit (stop calling Redis; failure mode applies).
     failure_threshold: int = 3
     #: While the circuit is open, Redis is pinged this often (seconds).
     probe_interval: float = 0.5
+    #: Each replica re-reads the shared brute-force blocks this often (seconds).
+    blocks_refresh_interval: float = 1.0
 
     def validate(self) -> None:
         if self.redis_url is not None:

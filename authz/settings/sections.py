@@ -97,8 +97,9 @@ class ServerSettings(Section):
         flag="--admin-listen",
         metavar="ADDR",
         help="the admin gRPC API `authz.v1.Admin` (`Explain`, `ListPolicies`, `Revoke`, "
-        "`ListRevocations`; used by `authz explain` and `authz revoke`): `HOST:PORT` or "
-        "`unix:/path/to.sock`. Explain receives tokens and Revoke refuses them: keep it on "
+        "`ListRevocations`, `ListBlocks`, `ClearBlocks`; used by `authz explain`, `authz revoke` "
+        "and `authz blocks`): `HOST:PORT` or `unix:/path/to.sock`. Explain receives tokens, "
+        "Revoke refuses them and ClearBlocks lifts blocks: keep it on "
         "loopback or behind a NetworkPolicy",
         doc="(see [Troubleshooting](#troubleshooting))",
     )

@@ -145,6 +145,14 @@ class DecisionLog:
         self._emit(line)
         return True
 
+    def event(self, event: str, fields: dict[str, object]) -> None:
+        """One line that is not a decision (e.g. `block_started`), with its own fields."""
+        line = orjson.dumps(
+            {"time": self._clock.stamp(), "event": event, **fields},
+            option=orjson.OPT_APPEND_NEWLINE,
+        )
+        self._emit(line)
+
 
 class Stream(Protocol):
     """Where LineWriter writes: sys.stdout.buffer, or a worker's whole-line writer."""

@@ -12,6 +12,7 @@ which is cheaper than prometheus_client's locked `labels()` lookup on every call
 from __future__ import annotations
 
 import platform
+from collections.abc import Callable
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -136,6 +137,25 @@ class Metrics:
             ["reason"],
             registry=reg,
         )
+        self._bf_failures = Counter(
+            "authz_bruteforce_failures_total",
+            "Failed authentications (401) counted towards brute-force blocks, by policy and "
+            "protection.",
+            ["policy", "protection"],
+            registry=reg,
+        )
+        self._bf_blocks = Counter(
+            "authz_bruteforce_blocks_total",
+            "Brute-force blocks started, by policy and protection; dry_run=true: the policy is "
+            "in dryRun mode, so the block only logs would-be denials.",
+            ["policy", "protection", "dry_run"],
+            registry=reg,
+        )
+        self._bf_blocked = Gauge(
+            "authz_bruteforce_blocked_keys",
+            "Keys (clients) this process currently knows to be blocked.",
+            registry=reg,
+        )
         self._log_dropped = Counter(
             "authz_decision_log_dropped_total",
             "Decision log lines dropped because stdout did not keep up.",
@@ -191,6 +211,16 @@ class Metrics:
     def ratelimit_backend_mode(self, mode: str) -> None:
         for known in labels.BACKEND_MODES:
             self._backend_mode.labels(known).set(1 if known == mode else 0)
+
+    def bruteforce_failure(self, policy: str, protection: str) -> None:
+        self._bf_failures.labels(policy, protection).inc()
+
+    def bruteforce_block(self, policy: str, protection: str, *, dry_run: bool) -> None:
+        self._bf_blocks.labels(policy, protection, "true" if dry_run else "false").inc()
+
+    def bruteforce_blocked_keys(self, count: Callable[[], float]) -> None:
+        """Read the number of blocked keys from `count` at each scrape."""
+        self._bf_blocked.set_function(count)
 
     def watch_event(self, event_type: str) -> None:
         self._watch_events.labels(event_type).inc()

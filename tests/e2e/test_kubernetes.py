@@ -317,3 +317,33 @@ def test_sigterm_while_waiting_for_the_api_server_exits_cleanly(tmp_path: Path) 
         wait_for(lambda: "Kubernetes API unreachable" in proc.output(), what="retrying")
         assert readyz(port) == 503
         assert proc.terminate() == 0  # within terminate's grace, or it is killed: not 0
+
+
+def test_a_brute_force_block_is_a_warning_event_on_the_policy(stack: Stack) -> None:
+    guarded = orders(stack.jwks_url)
+    guarded["spec"]["protection"] = {
+        "bruteForce": [
+            {
+                "name": "per-ip",
+                "key": "sourceIP",
+                "maxFailures": 2,
+                "window": "1m",
+                "blockFor": "5m",
+            }
+        ]
+    }
+    stack.k8s.create(guarded)
+    wait_for(lambda: stack.get("/orders/1").status == 401, what="the guarded policy served")
+    wait_for(lambda: stack.get("/orders/1").status == 403, what="the client blocked")
+    assert stack.get("/orders/1", scope="orders:read").json()["error"] == "blocked"
+
+    def events() -> list[Any]:
+        found = client.CoreV1Api(stack.k8s.api_client).list_namespaced_event(
+            "default", field_selector="involvedObject.name=orders"
+        )
+        return [e for e in found.items if e.reason == "ClientBlocked"]
+
+    wait_for(events, what="a ClientBlocked event")
+    (event,) = events()
+    assert event.type == "Warning"
+    assert "per-ip: sourceIP 127.0.0.1 is blocked for 5m after 2 failed" in event.message
