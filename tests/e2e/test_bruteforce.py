@@ -1,6 +1,6 @@
 """Brute-force blocking end to end: the real Envoy (two, one per replica), two real sidecar
 processes sharing one real redis-server, distinct clients told apart by X-Forwarded-For behind
-`--trusted-proxy-hops 1`, and `authz blocks` against the running sidecars' admin API."""
+`--trusted-proxy-hops 2` (a trusted balancer, then Envoy), and `authz blocks` against the running sidecars' admin API."""
 
 from __future__ import annotations
 
@@ -98,13 +98,16 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             redis.url,
             "--redis-timeout-ms",
             "500",  # generous: a loaded machine must not turn slow answers into fallbacks
+            # The test client plays one trusted balancer; Envoy appends its peer after its entry.
             "--trusted-proxy-hops",
-            "1",
+            "2",
             "--admin-listen",
             admin,
         ]
         proc, grpc, http_port = start_sidecar(tmp, [policy_dir], extra=flags, name=f"authz-{i}")
-        envoy = start_envoy(tmp, authz=grpc, upstream_port=echo_port, name=f"envoy-{i}")
+        envoy = start_envoy(
+            tmp, authz=grpc, upstream_port=echo_port, name=f"envoy-{i}", trusted_proxy_hops=1
+        )
         replicas.append(Replica(proc, http_port, admin, envoy))
     yield Stack(key, rsa_key("bf-1"), redis, replicas)
     for replica in replicas:
