@@ -64,7 +64,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 
 from authz.settings.connections import ConnectionSettings
 
@@ -136,16 +136,9 @@ class Bucket:
 
 
 def limits_of(settings: ConnectionSettings, base: H2Limits = DEFAULTS) -> H2Limits:
-    """`base` with the limits a user may set taken from `settings`."""
-    return replace(
-        base,
-        max_connections=settings.max_connections,
-        handshake_timeout=settings.handshake_timeout,
-        idle_timeout=settings.idle_timeout,
-        stream_timeout=settings.stream_timeout,
-        max_concurrent_streams=settings.max_concurrent_streams,
-        max_header_list_size=settings.max_header_list_size,
-    )
+    """`base` with the limits a user may set taken from `settings`: every connection setting
+    is the H2Limits field of the same name."""
+    return replace(base, **{f.name: getattr(settings, f.name) for f in fields(settings)})
 
 
 class Throttled:
