@@ -68,7 +68,6 @@ from dataclasses import dataclass, fields, replace
 
 from authz.settings.connections import ConnectionSettings
 
-
 #: The limits a user may set (--max-connections...): their defaults are declared there.
 _SETTABLE = ConnectionSettings()
 
