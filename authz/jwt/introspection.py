@@ -22,7 +22,7 @@ import aiohttp
 
 from authz.errors import KeysUnavailable
 from authz.jwt.secrets import SecretRef
-from authz.jwt.sources import check_fetch_url, discovery_url
+from authz.jwt.sources import check_fetch_url, discovery_url, read_at_most
 
 
 class IntrospectionUnavailable(KeysUnavailable):
@@ -63,13 +63,7 @@ async def _read_json(
     """The JSON object answered, and its size in bytes."""
     if response.status != 200:
         raise IntrospectionUnavailable(f"{what} answered HTTP {response.status}")
-    # read(n) returns whatever has arrived: loop until EOF or one byte past the limit.
-    body = b""
-    while len(body) <= limit:
-        piece = await response.content.read(limit + 1 - len(body))
-        if not piece:
-            break
-        body += piece
+    body = await read_at_most(response, limit)
     if len(body) > limit:
         raise IntrospectionUnavailable(f"{what} answered more than {limit} bytes")
     try:

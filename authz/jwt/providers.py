@@ -24,7 +24,13 @@ from typing import Protocol
 import aiohttp
 
 from authz.jwt.keys import KeySet, parse_jwks
-from authz.jwt.sources import KeySource, KeySourceKind, check_fetch_url, discovery_url
+from authz.jwt.sources import (
+    KeySource,
+    KeySourceKind,
+    check_fetch_url,
+    discovery_url,
+    read_at_most,
+)
 from authz.lifecycle import Background, Guarded
 from authz.settings import JwksSettings
 from authz.telemetry import labels, tracing
@@ -250,13 +256,7 @@ class RemoteKeys:
         ) as response:
             if response.status != 200:
                 raise FetchError(f"GET {url} answered HTTP {response.status}")
-            # read(n) returns whatever has arrived (possibly one chunk): loop until EOF or limit.
-            body = b""
-            while len(body) <= limit:
-                piece = await response.content.read(limit + 1 - len(body))
-                if not piece:
-                    break
-                body += piece
+            body = await read_at_most(response, limit)
             if len(body) > limit:
                 raise FetchError(f"GET {url} returned more than {limit} bytes")
         try:

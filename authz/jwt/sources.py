@@ -1,4 +1,5 @@
-"""Where an issuer's keys come from, and which URLs the sidecar may fetch.
+"""Where an issuer's keys come from, which URLs the sidecar may fetch, and how much of an
+answer it reads.
 
 A `KeySource` is a value (hashable, comparable), so two policies that name the same JWKS
 share one fetcher and one cache, and a policy reload that keeps the source keeps the keys.
@@ -11,6 +12,8 @@ import json
 from dataclasses import dataclass
 from enum import StrEnum
 from urllib.parse import urlsplit
+
+import aiohttp
 
 
 class KeySourceKind(StrEnum):
@@ -70,3 +73,15 @@ def check_fetch_url(url: str) -> str | None:
 
 def discovery_url(issuer: str) -> str:
     return issuer.rstrip("/") + "/.well-known/openid-configuration"
+
+
+async def read_at_most(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    """The body, or its first `limit + 1` bytes when it is longer (the caller refuses it)."""
+    # read(n) returns whatever has arrived (possibly one chunk): loop until EOF or past limit.
+    body = b""
+    while len(body) <= limit:
+        piece = await response.content.read(limit + 1 - len(body))
+        if not piece:
+            break
+        body += piece
+    return body
