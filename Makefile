@@ -22,14 +22,14 @@ $(BIN)/python:
 	$(BIN)/pip install --quiet --upgrade pip
 
 # The demo serves files, so it goes without the Kubernetes client (most of the runtime, imported
-# only to watch a cluster): the project without its dependencies, then the rest of them
-# (tests/provision.py run-requirements). The test stamp adds the client to the same .venv.
-# No bytecode either: Python compiles what `make run` does import on first use.
+# only to watch a cluster): the project's other dependencies (tests/provision.py run-requirements),
+# then the project itself without them. The test stamp adds the client to the same .venv. No
+# bytecode either: Python compiles what `make run` does import on first use.
 $(RUN_STAMP): pyproject.toml tests/versions.toml tests/provision.py | $(BIN)/python
 	$(PROVISION) constraints > $(VENV)/constraints.txt
 	$(PROVISION) run-requirements > $(VENV)/run-requirements.txt
-	$(BIN)/pip install --quiet --no-compile --no-deps -e .
 	$(BIN)/pip install --quiet --no-compile -c $(VENV)/constraints.txt -r $(VENV)/run-requirements.txt
+	$(BIN)/pip install --quiet --no-compile --no-deps -e .
 	touch $@
 
 $(TEST_STAMP): pyproject.toml tests/versions.toml | $(BIN)/python

@@ -228,7 +228,7 @@ def requirements(section: str) -> str:
     return "".join(f"{name}=={version}\n" for name, version in pins().get(section, {}).items())
 
 
-def _name(requirement: str) -> str:
+def project_name(requirement: str) -> str:
     """A requirement's project name, normalized as PyPI compares them (PEP 503)."""
     found = re.match(r"[A-Za-z0-9._-]+", requirement.strip())
     if found is None:
@@ -241,7 +241,7 @@ def run_requirements(path: Path = PYPROJECT) -> str:
     with path.open("rb") as file:
         project = tomllib.load(file)["project"]
     wanted = [*project["dependencies"], *project["optional-dependencies"]["run"]]
-    return "".join(f"{r}\n" for r in wanted if _name(r) not in NOT_IN_THE_DEMO)
+    return "".join(f"{r}\n" for r in wanted if project_name(r) not in NOT_IN_THE_DEMO)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
