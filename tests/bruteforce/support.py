@@ -26,12 +26,17 @@ ISSUER = "https://issuer.test"
 PER_IP = {"name": "per-ip", "key": "sourceIP", "maxFailures": 3, "window": "60s", "blockFor": "15m"}
 
 
+#: An anonymous health check and one rule that only needs a valid token.
+RULES = (rule("health", paths=["/healthz"], anonymous=True), rule("api", paths=["/**"]))
+
+
 def policy(
-    protections: Sequence[Mapping[str, Any]] = (PER_IP,), *, name: str = "api", **spec: Any
+    protections: Sequence[Mapping[str, Any]] = (PER_IP,),
+    *,
+    name: str = "api",
+    rules: Sequence[dict[str, Any]] = RULES,
+    **spec: Any,
 ) -> dict[str, Any]:
-    rules = spec.pop(
-        "rules", [rule("health", paths=["/healthz"], anonymous=True), rule("api", paths=["/**"])]
-    )
     return auth_policy(
         name,
         namespace="t",
