@@ -19,7 +19,7 @@ from authz.pipeline.trace import Step, Trace
 from authz.policy.snapshot import Snapshot
 from authz.policy.store import PolicyStore, SourceDocument
 from tests.support.keys import SigningKey, ec_key, rsa_key
-from tests.support.policies import auth_policy, issuer, rule
+from tests.support.policies import ORDERS_HEADERS, auth_policy, issuer, rule
 
 NOW = 1_800_000_000
 KEY = rsa_key("k1")
@@ -49,12 +49,7 @@ POLICY = auth_policy(
         rule("me", paths=["/me"]),
     ],
     response={
-        "setHeaders": [
-            {"name": "x-user-id", "claim": "sub"},
-            {"name": "x-tenant", "claim": "org.tenant"},
-            {"name": "x-roles", "claim": "roles"},
-            {"name": "x-gateway", "value": "authz"},
-        ],
+        "setHeaders": list(ORDERS_HEADERS),
         "removeHeaders": ["authorization", "cookie"],
     },
 )
