@@ -1,4 +1,4 @@
-"""decide: every branch of the decision, against a snapshot compiled from YAML by the PolicyStore.
+"""decide: every branch of the decision, against a snapshot the PolicyStore compiled.
 
 Keys are inline in the policy (bound offline), except one issuer whose remote keys are never
 fetched - the "issuer unavailable" branch.
@@ -6,11 +6,9 @@ fetched - the "issuer unavailable" branch.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
-import yaml
 
 from authz.jwt.providers import offline_provider
 from authz.jwt.verify import Verifier
@@ -20,7 +18,8 @@ from authz.pipeline.request import CheckInput
 from authz.pipeline.trace import Step, Trace
 from authz.policy.snapshot import Snapshot
 from authz.policy.store import PolicyStore, SourceDocument
-from tests.support.keys import SigningKey, ec_key, jwks, rsa_key
+from tests.support.keys import SigningKey, ec_key, rsa_key
+from tests.support.policies import ORDERS_HEADERS, auth_policy, issuer, rule
 
 NOW = 1_800_000_000
 KEY = rsa_key("k1")
@@ -30,49 +29,30 @@ ISSUER = "https://issuer.test"
 REALM = "https://realm.test"
 REMOTE = "https://remote.test"
 
-POLICY = f"""
-apiVersion: authz.dev/v1alpha1
-kind: AuthPolicy
-metadata: {{name: orders, namespace: shop}}
-spec:
-  hosts: [orders.test, "*.orders.test"]
-  issuers:
-  - issuer: {ISSUER}
-    audiences: [orders-api]
-    jwks: {json.dumps(jwks(KEY))}
-  - issuer: {REALM}
-    audiences: [orders-api]
-    scopeClaim: realm.scopes
-    jwks: {json.dumps(jwks(REALM_KEY))}
-  - issuer: {REMOTE}
-    audiences: [orders-api]
-    jwksUri: {REMOTE}/jwks.json
-  rules:
-  - name: health
-    match: {{paths: [/healthz]}}
-    allowAnonymous: true
-  - name: read
-    match: {{methods: [GET, HEAD], paths: [/orders, "/orders/*"]}}
-    scopes: {{allOf: ["orders:read"]}}
-  - name: write
-    match: {{methods: [POST], paths: [/orders]}}
-    scopes: {{allOf: ["orders:write", "orders:read"]}}
-  - name: admin
-    match: {{paths: ["/admin/**"]}}
-    scopes: {{anyOf: [admin, superuser]}}
-  - name: both
-    match: {{paths: [/both]}}
-    scopes: {{allOf: [a], anyOf: [b, c]}}
-  - name: me
-    match: {{paths: [/me]}}
-  response:
-    setHeaders:
-    - {{name: x-user-id, claim: sub}}
-    - {{name: x-tenant, claim: org.tenant}}
-    - {{name: x-roles, claim: roles}}
-    - {{name: x-gateway, value: authz}}
-    removeHeaders: [authorization, cookie]
-"""
+POLICY = auth_policy(
+    "orders",
+    namespace="shop",
+    hosts=["orders.test", "*.orders.test"],
+    issuers=[
+        issuer(keys=[KEY]),
+        issuer(name=REALM, keys=[REALM_KEY], scopeClaim="realm.scopes"),
+        issuer(name=REMOTE, jwks_uri=f"{REMOTE}/jwks.json"),
+    ],
+    rules=[
+        rule("health", paths=["/healthz"], anonymous=True),
+        rule(
+            "read", methods=["GET", "HEAD"], paths=["/orders", "/orders/*"], scopes=["orders:read"]
+        ),
+        rule("write", methods=["POST"], paths=["/orders"], scopes=["orders:write", "orders:read"]),
+        rule("admin", paths=["/admin/**"], any_of=["admin", "superuser"]),
+        rule("both", paths=["/both"], scopes=["a"], any_of=["b", "c"]),
+        rule("me", paths=["/me"]),
+    ],
+    response={
+        "setHeaders": list(ORDERS_HEADERS),
+        "removeHeaders": ["authorization", "cookie"],
+    },
+)
 REMOVED = ("authorization", "cookie")
 
 
@@ -80,7 +60,7 @@ REMOVED = ("authorization", "cookie")
 def snapshot() -> Snapshot:
     published: list[Snapshot] = []
     store = PolicyStore(bind=offline_provider, publish=published.append)
-    built = store.update("test", [SourceDocument("policy.yaml:0", yaml.safe_load(POLICY))])
+    built = store.update("test", [SourceDocument("policy.yaml:0", POLICY)])
     assert [s.state.value for s in built.states] == ["ready"], built.states
     return built
 
