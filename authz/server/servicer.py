@@ -136,32 +136,35 @@ class AuthorizationServicer:
                 trusted_proxy_hops=self._trusted_proxy_hops,
                 block_store=self._blocks,
             )
-            if self._observer is not None:
-                self._observer.observe(
-                    check_input,
-                    decision,
-                    decision_id=decision_id,
-                    seconds=time.perf_counter() - started,
-                    span=span,
-                )
+            self._report(check_input, decision, decision_id, started, span)
             if decision.allowed or decision.dry_run:
                 return self._allows.get(decision)
             return to_check_response(decision, decision_id=decision_id)
         except Exception:
             log.exception("check failed; denying (decision %s)", decision_id)
             decision = d.internal_error()
-            if self._observer is not None:
-                try:
-                    self._observer.observe(
-                        check_input,
-                        decision,
-                        decision_id=decision_id,
-                        seconds=time.perf_counter() - started,
-                        span=span,
-                    )
-                except Exception:
-                    log.exception("reporting decision %s failed", decision_id)
+            try:
+                self._report(check_input, decision, decision_id, started, span)
+            except Exception:
+                log.exception("reporting decision %s failed", decision_id)
             return to_check_response(decision, decision_id=decision_id)
+
+    def _report(
+        self,
+        check_input: CheckInput | None,
+        decision: d.Decision,
+        decision_id: str,
+        started: float,
+        span: Span | None,
+    ) -> None:
+        if self._observer is not None:
+            self._observer.observe(
+                check_input,
+                decision,
+                decision_id=decision_id,
+                seconds=time.perf_counter() - started,
+                span=span,
+            )
 
     async def _check_grpcio(
         self,
