@@ -31,8 +31,8 @@ from bench.macro import MacroConfig, load_test
 from bench.material import Material, sidecar_policy
 from bench.procs import BenchError, Proc
 from bench.results import InProcess, LoadResult
-from bench.setups import Auth, Setup
-from bench.stack import REDIS_TIMEOUT_MS, stack
+from bench.setups import Setup
+from bench.stack import REDIS_TIMEOUT_MS
 
 LIMIT = 10**9
 #: Checks in flight at once in the concurrent in-process scenario (wrk's connections).
@@ -40,9 +40,9 @@ CONCURRENCY = 16
 NONE, MEMORY, SHARED = "rl-none", "rl-memory", "rl-redis"
 _SAME = "the same rule with a rate limit, counted in"
 SETUPS: tuple[Setup, ...] = (
-    Setup(NONE, "sidecar (Unix socket), the rule without rate limits", Auth.EXT_AUTHZ, "unix"),
-    Setup(MEMORY, f"{_SAME} memory", Auth.EXT_AUTHZ, "unix", rate_limit=LIMIT),
-    Setup(SHARED, f"{_SAME} Redis", Auth.EXT_AUTHZ, "unix", rate_limit=LIMIT, redis=True),
+    Setup(NONE, "sidecar (Unix socket), the rule without rate limits", transport="unix"),
+    Setup(MEMORY, f"{_SAME} memory", transport="unix", rate_limit=LIMIT),
+    Setup(SHARED, f"{_SAME} Redis", transport="unix", rate_limit=LIMIT, redis=True),
 )
 
 
@@ -94,8 +94,6 @@ async def _inprocess(
         return InProcess(
             name=name,
             description=what,
-            decisions=calls * at_once * repeats,
-            concurrency=at_once,
             wall_us=min(t[0] for t in timings),
             cpu_us=min(t[1] for t in timings),
             redis_cpu_us=statistics.median(t[2] for t in timings) if scripts else 0.0,
@@ -144,19 +142,11 @@ def run_load(
     material: Material, *, config: MacroConfig, logs: Path, say: Callable[[str], None]
 ) -> LoadResult:
     """The three sidecars under wrk, interleaved; the Redis one's Redis CPU charged to it."""
-    with (
-        procs.redis_server(logs) as (redis_proc, port),
-        stack(
-            SETUPS,
-            material=material,
-            envoy_concurrency=config.envoy_concurrency,
-            logs=logs,
-            redis_url=f"redis://127.0.0.1:{port}",
-        ) as current,
-    ):
-        current.get(SHARED).extra["redis"] = redis_proc
+    with procs.redis_server(logs) as (redis_proc, port):
         before = script_calls(port)
-        outcome = load_test(current, material=material, config=config, logs=logs, say=say)
+        outcome = load_test(
+            SETUPS, material=material, config=config, logs=logs, say=say, redis=(redis_proc, port)
+        )
         calls = script_calls(port) - before
     measured = sum(r.wrk.requests for r in outcome.runs if r.setup == SHARED)
     if calls < measured:
