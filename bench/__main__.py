@@ -50,29 +50,22 @@ class Options:
 
 
 def _load(results: Results, options: Options, say: Say) -> None:
-    material, seconds = make_material(), options.profile_seconds
+    material, seconds, config = make_material(), options.profile_seconds, options.macro
+    token, out = material.token, options.out
 
     def profiled(current: Stack) -> None:
         say(f"profiling the sidecar-tcp sidecar for 2 x {seconds:g} s (py-spy)")
         try:
             results.profile = profile.record(
-                current,
-                setup="sidecar-tcp",
-                token=material.token,
-                config=options.macro,
-                seconds=seconds,
-                out=options.out,
+                current, token=token, config=config, seconds=seconds, out=out
             )
         except BenchError as exc:
             say(f"no profile: {exc}")
 
+    then = profiled if seconds > 0 else lambda _stack: None
+    logs = out / "logs"
     results.load = load_test(
-        SETUPS,
-        material=material,
-        config=options.macro,
-        logs=options.out / "logs",
-        say=say,
-        then=profiled if seconds > 0 else lambda _stack: None,
+        SETUPS, material=material, config=config, logs=logs, say=say, then=then
     )
 
 

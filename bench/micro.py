@@ -51,6 +51,19 @@ from bench.procs import BenchError
 from bench.results import InProcess
 
 Call = Callable[[], Awaitable[Any]]
+_WARM = "allow, warm token cache"
+#: The scenarios and what each measures, in the order they run and are reported.
+SCENARIOS = {
+    "decide-warm": f"{_WARM}: the pipeline's decide only (no conversion, telemetry, decision id or response)",
+    "check-bare": f"{_WARM}: AuthorizationServicer.check without metrics or decision log",
+    "check-warm": f"{_WARM}: AuthorizationServicer.check",
+    "check-traced": f"{_WARM}: check-warm with tracing on (a span per check, exported over OTLP/gRPC)",
+    "wire-warm": f"{_WARM}, plus protobuf parse + serialize (the gRPC handler's work)",
+    "check-cold": "allow, token cache off: RS256 signature verified every time",
+    "h2-warm": f"{_WARM}, through the h2 engine: HTTP/2 frames in, frames out (all the sidecar does "
+    "per check under load but the system calls)",
+    "deny-no-token": "deny 401: no bearer token",
+}
 OTLP_TRACES = "opentelemetry.proto.collector.trace.v1.TraceService"
 #: The request headers of Envoy's ext_authz gRPC client (as captured from Envoy 1.40).
 ENVOY_HEADERS = [
@@ -317,62 +330,23 @@ async def _run(material: Material, *, iterations: int, repeats: int) -> list[InP
     async def decide_only() -> Decision:
         return await decide(current, valid_input, verifier=verifier, now=time.time())
 
-    cached, untraced = "allow, warm token cache", contextlib.nullcontext
-    scenarios: list[
-        tuple[str, str, Call, Callable[[], contextlib.AbstractContextManager[None]]]
-    ] = [
-        (
-            "decide-warm",
-            f"{cached}: the pipeline's decide only (no conversion, telemetry, decision id or response)",
-            decide_only,
-            untraced,
-        ),
-        (
-            "check-bare",
-            f"{cached}: AuthorizationServicer.check without metrics or decision log",
-            lambda: bare.check(valid),
-            untraced,
-        ),
-        (
-            "check-warm",
-            f"{cached}: AuthorizationServicer.check",
-            lambda: warm.check(valid),
-            untraced,
-        ),
-        (
-            "check-traced",
-            f"{cached}: check-warm with tracing on (a span per check, exported over OTLP/gRPC)",
-            lambda: warm.check(valid),
-            traced,
-        ),
-        (
-            "wire-warm",
-            f"{cached}, plus protobuf parse + serialize (the gRPC handler's work)",
-            parse_check_serialize,
-            untraced,
-        ),
-        (
-            "check-cold",
-            "allow, token cache off: RS256 signature verified every time",
-            lambda: cold.check(valid),
-            untraced,
-        ),
-        (
-            "h2-warm",
-            f"{cached}, through the h2 engine: HTTP/2 frames in, frames out (all the sidecar does "
-            "per check under load but the system calls)",
-            EngineCall(warm, valid),
-            untraced,
-        ),
-        ("deny-no-token", "deny 401: no bearer token", lambda: warm.check(anonymous), untraced),
-    ]
+    calls: dict[str, Call] = {
+        "decide-warm": decide_only,
+        "check-bare": lambda: bare.check(valid),
+        "check-warm": lambda: warm.check(valid),
+        "check-traced": lambda: warm.check(valid),
+        "wire-warm": parse_check_serialize,
+        "check-cold": lambda: cold.check(valid),
+        "h2-warm": EngineCall(warm, valid),
+        "deny-no-token": lambda: warm.check(anonymous),
+    }
     results = []
-    for name, description, call, around in scenarios:
+    for name, call in calls.items():
         code = 16 if name == "deny-no-token" else 0
-        with around():
+        with traced() if name == "check-traced" else contextlib.nullcontext():
             found = await measure(
                 name,
-                description,
+                SCENARIOS[name],
                 call,
                 iterations=iterations,
                 repeats=repeats,

@@ -27,6 +27,8 @@ _WAITS |= {"pthread_cond_timedwait", "PyThread_acquire_lock_timed", "sem_wait", 
 _WAITS |= {"_queue_SimpleQueue_get"}
 _SYSCALLS = {"write", "writev", "sendmsg", "send", "read", "readv", "recv", "recvmsg", "recvfrom"}
 _SYSCALLS |= {"sem_post", "pthread_cond_signal", "syscall"}
+#: The setup whose sidecar is profiled.
+SETUP = "sidecar-tcp"
 IDLE = "waiting (epoll, locks, queues, GIL)"
 _H2 = "h2 engine: HTTP/2 frames, HPACK, gRPC framing (authz/server/h2*.py)"
 _DECISION = "authz: the decision (servicer.check, without log and metrics)"
@@ -114,9 +116,10 @@ def _py_spy(pid: int, *, seconds: float, fmt: str, output: Path) -> None:
 
 
 def record(
-    current: Stack, *, setup: str, token: str, config: MacroConfig, seconds: float, out: Path
+    current: Stack, *, token: str, config: MacroConfig, seconds: float, out: Path
 ) -> ProfileResult:
-    """Keep `setup` under wrk's load (not a measured run) while py-spy records its sidecar."""
+    """Keep SETUP under wrk's load (not a measured run) while py-spy records its sidecar."""
+    setup = SETUP
     sidecar = current.get(setup).sidecar
     if sidecar is None:
         raise BenchError(f"{setup} has no sidecar to profile")
