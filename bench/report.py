@@ -281,11 +281,11 @@ def _ratelimit(results: Results) -> str:
     base = results.ratelimit[0]
 
     def extra(m: InProcess) -> str:
-        scripts = m.redis_calls_per_decision
-        added = f"+{m.cpu_us + m.redis_cpu_us - base.cpu_us:.0f}" if m is not base else "-"
-        return f" | {f'{m.redis_cpu_us:.1f}' if scripts else '-'} | {added} | " + (
-            f"{scripts:.2f}" if scripts else "-"
-        )
+        redis, scripts = m.redis_cpu_us, m.redis_calls_per_decision
+        added = f"+{m.cpu_us + redis - base.cpu_us:.0f}" if m is not base else "-"
+        if not scripts:
+            return f" | - | {added} | -"
+        return f" | {redis:.1f} | {added} | {scripts:.2f}"
 
     header = "µs / check | sidecar CPU-µs / check | Redis CPU-µs / check"
     header += " | added CPU-µs (sidecar + Redis) vs no limits | Redis scripts / check"
