@@ -187,8 +187,8 @@ def parser() -> argparse.ArgumentParser:
     def env(name: str, default: str) -> str:
         return os.environ.get(f"BENCH_{name}") or default
 
-    def on(name: str, default: str) -> bool:
-        return env(name, default).lower() in {"1", "true", "yes", "on"}
+    def on(name: str) -> bool:
+        return env(name, "").lower() in {"1", "true", "yes", "on"}
 
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     for flag, kind, default in (
@@ -210,13 +210,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--quick",
         action="store_true",
-        default=on("QUICK", ""),
+        default=on("QUICK"),
         help="smoke run: 1 s per setup, one round, small sizes; docs/ is left alone",
     )
     p.add_argument(
         "--profile",
         action=argparse.BooleanOptionalAction,
-        default=on("PROFILE", "1"),
+        default=env("PROFILE", "1").lower() not in {"0", "false", "no", "off"},
         help="record the sidecar with py-spy after the rounds (default on, off in quick mode)",
     )
     p.add_argument("--out", type=Path, default=Path("bench/out"))
