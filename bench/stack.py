@@ -94,7 +94,7 @@ def stack(
         procs.wait_ready(f"http://{admin.host}:{admin.port}/ready", started[-1])
         return started[-1]
 
-    def sidecar(setup: Setup, flags: list[str]) -> tuple[Proc, Any]:
+    def sidecar(setup: Setup, flags: list[str]) -> tuple[Proc, ListenAddress | list[ListenAddress]]:
         policies, http = tmp / f"policies-{setup.name}", procs.loopback()
         policies.mkdir()
         policy = sidecar_policy(material, rate_limit=setup.rate_limit)
@@ -106,7 +106,9 @@ def stack(
             listen = f"unix:{tmp / f'{setup.name}.sock'}"
             unix = [worker_listen(listen, i) for i in range(setup.workers)]
             sockets = [ListenAddress(path=p.removeprefix("unix:")) for p in unix]
-            address = sockets if setup.workers > 1 else ListenAddress(path=listen[5:])
+            address = (
+                sockets if setup.workers > 1 else ListenAddress(path=listen.removeprefix("unix:"))
+            )
         flags += [*setup.args, *(["--workers", str(setup.workers)] if setup.workers > 1 else [])]
         if setup.redis:
             if redis is None:
@@ -131,12 +133,13 @@ def stack(
             upstream = envoy("upstream", up_admin, upstream_envoy(listen=up, admin=up_admin))
             running: list[Running] = []
             for setup in setups:
-                authorizer, address = None, None
+                authorizer: Proc | None = None
+                address: ListenAddress | list[ListenAddress] | None = None
                 flags, sidecar_tls = _tls(setup, tmp)
                 if setup.auth is Auth.STATIC:
-                    address, admin = procs.loopback(), procs.loopback()
-                    config = static_authorizer_config(listen=address, admin=admin)
-                    authorizer = envoy(f"authorizer-{setup.name}", admin, config)
+                    static, admin = procs.loopback(), procs.loopback()
+                    config = static_authorizer_config(listen=static, admin=admin)
+                    authorizer, address = envoy(f"authorizer-{setup.name}", admin, config), static
                 elif setup.auth is Auth.EXT_AUTHZ:
                     authorizer, address = sidecar(setup, flags)
                 listen, admin = procs.loopback(), procs.loopback()
