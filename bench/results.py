@@ -21,11 +21,8 @@ class WrkResult:
     duration_s: float
     rps: float
     p50_ms: float
-    p90_ms: float
     p99_ms: float
     p999_ms: float
-    max_ms: float
-    mean_ms: float
     #: connect/read/write/timeout socket errors and `status` = non-2xx/3xx answers.
     errors: dict[str, int] = field(default_factory=dict)
 
@@ -48,8 +45,6 @@ class RunRecord:
     #: Busy CPU seconds not spent by the processes above: other programs on the machine, and
     #: kernel work (e.g. loopback softirq) not charged to a process.
     other_cpu_s: float
-    #: Requests Envoy's filter counter says it let through (None without a filter).
-    filter_allowed: int | None
     #: Measurements it took: more than 1 when other work on the machine disturbed a run.
     attempts: int = 1
 
@@ -65,7 +60,6 @@ class SetupSummary:
     p99_ms: float
     p999_ms: float
     rps_runs: list[float]
-    p99_runs: list[float]
     cpu_us_per_request: dict[str, float]
     machine_busy: float
     other_cpu_s_per_s: float
@@ -92,15 +86,12 @@ class InProcess:
 
     name: str
     description: str
-    decisions: int
     wall_us: float
     cpu_us: float
     #: tracemalloc: the most memory live at once during one decision, above the baseline, and
     #: what is still held after 1000 more (a leak shows there).
     peak_bytes: int = 0
     retained_bytes_per_1k: int = 0
-    #: Decisions in flight at once.
-    concurrency: int = 1
     #: redis-server's CPU per decision, and the script calls it counted per decision.
     redis_cpu_us: float = 0.0
     redis_calls_per_decision: float = 0.0
@@ -143,11 +134,10 @@ class ProfileResult:
     #: Samples of threads doing work; the shares are of these.
     busy_samples: int
     flamegraph: str
-    #: (category, share): see profile.CATEGORIES.
+    #: (category, share): see profile.CATEGORIES; (function, share) with the most samples on
+    #: top of the stack; (authz function, share) anywhere on the stack.
     breakdown: list[tuple[str, float]]
-    #: (function, share) with the most samples on top of the stack.
     top_self: list[tuple[str, float]]
-    #: (authz function, share) anywhere on the stack.
     top_inclusive: list[tuple[str, float]]
 
 
@@ -157,7 +147,6 @@ class HostileResult:
 
     attack: str
     engine: str
-    seconds: float
     #: The legitimate client's checks during the attack, those that failed, their latency.
     checks: int
     failed: int
@@ -191,9 +180,8 @@ class Results:
     #: Rate limits, memory versus Redis: in-process, then a load test of their own.
     ratelimit: list[InProcess] = field(default_factory=list)
     ratelimit_load: LoadResult | None = None
-    #: The check port under attack, per engine (bench/hostile.py).
     hostile: list[HostileResult] = field(default_factory=list)
-    #: The sidecar called over plaintext, TLS and mutual TLS (bench/tls.py).
+    #: The sidecar called over plaintext, TLS and mutual TLS.
     tls_load: LoadResult | None = None
     #: Brute-force protection in-process: allowed with and without it, blocked, failing.
     bruteforce: list[InProcess] = field(default_factory=list)
@@ -220,14 +208,13 @@ def summarize(setup: str, title: str, runs: Sequence[RunRecord]) -> SetupSummary
         return median(lambda r: 1e6 * r.cpu_s.get(role, 0.0) / max(r.wrk.requests, 1))
 
     return SetupSummary(
-        setup=setup,
-        title=title,
+        setup,
+        title,
         rps=median(lambda r: r.wrk.rps),
         p50_ms=median(lambda r: r.wrk.p50_ms),
         p99_ms=median(lambda r: r.wrk.p99_ms),
         p999_ms=median(lambda r: r.wrk.p999_ms),
         rps_runs=[r.wrk.rps for r in runs],
-        p99_runs=[r.wrk.p99_ms for r in runs],
         cpu_us_per_request={role: per_request(role) for role in sorted(runs[0].cpu_s)},
         machine_busy=median(lambda r: r.machine_busy),
         other_cpu_s_per_s=median(lambda r: r.other_cpu_s / r.wrk.duration_s),
