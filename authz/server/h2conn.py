@@ -54,9 +54,10 @@ log = logging.getLogger(__name__)
 peers = Throttled(log)
 
 #: Frames that carry no request: each costs a token of the control-frame bucket.
-#: Unknown types (past CONTINUATION) count too.
+#: Unknown types (past CONTINUATION) count too. WINDOW_UPDATE is charged only past what the
+#: peer has cause to send (authz.server.h2control).
 _CONTROL = frozenset(
-    {int(Type.SETTINGS), int(Type.PING), int(Type.WINDOW_UPDATE), int(Type.PRIORITY)}
+    {int(Type.SETTINGS), int(Type.PING), int(Type.PRIORITY)}
     | set(range(int(Type.CONTINUATION) + 1, 256))
 )
 _DATA, _HEADERS, _CONTINUATION = int(Type.DATA), int(Type.HEADERS), int(Type.CONTINUATION)
@@ -255,12 +256,12 @@ class Connection(Requests, asyncio.Protocol):
             self._headers(flags, stream_id, payload)
         elif kind == _CONTINUATION:
             self._continuation(flags, stream_id, payload)
+        elif kind == _WINDOW_UPDATE:
+            self._window_update(stream_id, payload)
         elif kind in _CONTROL:
             self._control_frame()
             if kind == _SETTINGS:
                 self._settings_frame(flags, stream_id, payload)
-            elif kind == _WINDOW_UPDATE:
-                self._window_update(stream_id, payload)
             elif kind == _PING:
                 if stream_id or len(payload) != 8:
                     raise ConnectionError_(Error.PROTOCOL_ERROR, "a malformed PING")

@@ -3,9 +3,19 @@
 SETTINGS, PING, WINDOW_UPDATE and RST_STREAM carry no request, yet each costs work and SETTINGS
 and PING each ask for an answer: a peer sending them in a flood (CVE-2019-9512, 9515) or
 resetting streams as fast as it opens them (CVE-2023-44487) is answered with GOAWAY
-ENHANCE_YOUR_CALM once its token bucket is empty (authz.server.h2limits). Windows are checked
-as RFC 9113 section 6.9 says: a stream's pushed past 2^31-1 resets that stream with
-FLOW_CONTROL_ERROR, the connection's closes the connection with it.
+ENHANCE_YOUR_CALM once its token bucket is empty (authz.server.h2limits).
+
+A WINDOW_UPDATE is different: it is how a receiver gives back the window our answers used, so
+a well-behaved client sends them in proportion to its calls, not to time. grpc-core sends two
+per unary call (it grows the stream's window when the call opens and returns the connection's
+after the answer), which at a few hundred calls a second emptied a bucket that counted them and
+cut a legitimate grpcio channel off. Like Envoy (max_inbound_window_update_frames_per_data_frame_sent,
+a budget of updates per stream opened and per DATA frame sent), updates the peer has cause to
+send are free (`_updates_due`, banked up to the bucket's burst); only those beyond it are
+charged to the bucket, so a flood of updates about nothing is still cut off.
+
+Windows are checked as RFC 9113 section 6.9 says: a stream's pushed past 2^31-1 resets that
+stream with FLOW_CONTROL_ERROR, the connection's closes the connection with it.
 """
 
 from __future__ import annotations
@@ -82,6 +92,10 @@ class ControlFrames(Streams):
         self._acks_out += 1
 
     def _window_update(self, stream_id: int, payload: bytes) -> None:
+        if self._updates_due > 0:  # one the peer has cause to send (see the module docstring)
+            self._updates_due = min(self._updates_due, self._limits.control_burst) - 1
+        else:
+            self._control_frame()
         if len(payload) != 4:
             raise ConnectionError_(Error.FRAME_SIZE_ERROR, "a malformed WINDOW_UPDATE")
         increment = _U32.unpack(payload)[0] & 0x7FFFFFFF

@@ -123,6 +123,9 @@ class Requests(ControlFrames):
             self._count_reset()
             self._reset(stream_id, Error.REFUSED_STREAM)
             return
+        # A receiver may size both windows for the answer it now expects (grpc-core does, for
+        # the message prefix): updates a refused stream does not earn.
+        self._updates_due += 2
         self._header_bytes += size
         if self._header_bytes > self._max_header_bytes:
             raise ConnectionError_(Error.ENHANCE_YOUR_CALM, "too many header bytes held")

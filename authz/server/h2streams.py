@@ -72,6 +72,9 @@ class Streams:
         self._max_send_frame = MAX_FRAME
         self._buffered = 0  # bytes of request bodies held for calls that have not started
         self._header_bytes = 0  # decoded header bytes held by open streams
+        #: WINDOW_UPDATEs the peer has cause to send (authz.server.h2control charges only
+        #: those past it): two for each stream it opened and for each DATA frame we sent.
+        self._updates_due = 0
         self._out: list[bytes] = []
         self._flush_scheduled = False
         self.draining = False
@@ -127,6 +130,7 @@ class Streams:
                 self._blocked.add(stream_id)  # continued by a WINDOW_UPDATE
                 return
             self._out.append(frame(_DATA, 0, stream_id, piece[:size]))
+            self._updates_due += 2  # the stream's and the connection's window, given back
             self._send_window -= size
             stream.send_window -= size
             if size == len(piece):
