@@ -7,12 +7,14 @@ ENHANCE_YOUR_CALM once its token bucket is empty (authz.server.h2limits).
 
 A WINDOW_UPDATE is different: it is how a receiver gives back the window our answers used, so
 a well-behaved client sends them in proportion to its calls, not to time. grpc-core sends two
-per unary call (it grows the stream's window when the call opens and returns the connection's
-after the answer), which at a few hundred calls a second emptied a bucket that counted them and
-cut a legitimate grpcio channel off. Like Envoy (max_inbound_window_update_frames_per_data_frame_sent,
-a budget of updates per stream opened and per DATA frame sent), updates the peer has cause to
-send are free (`_updates_due`, banked up to the bucket's burst); only those beyond it are
-charged to the bucket, so a flood of updates about nothing is still cut off.
+per unary call (it grows the stream's window as the call opens and gives the connection's back
+after the answer); charged to the bucket, they emptied it as soon as one grpcio channel made
+calls faster than half the bucket's rate, and that legitimate client was cut off. Like Envoy
+(its max_inbound_window_update_frames_per_data_frame_sent: a budget of updates per stream
+opened and per DATA frame sent), the updates the peer has cause to send are free: two for each
+stream it opens and for each DATA frame we send (`_updates_due`). The budget banks no more than
+a full set of concurrent streams explains, so calls made long ago buy nothing now; updates past
+it are charged to the bucket, and a flood of updates about nothing is cut off as before.
 
 Windows are checked as RFC 9113 section 6.9 says: a stream's pushed past 2^31-1 resets that
 stream with FLOW_CONTROL_ERROR, the connection's closes the connection with it.
@@ -52,6 +54,8 @@ class ControlFrames(Streams):
         self._control = Bucket(burst=limits.control_burst, rate=limits.control_rate, now=clock.now)
         self._acks_out = 0  # ACKs queued since the last write
         self._acks_unread = 0  # ACKs written while the peer was not reading
+        #: The most `_updates_due` banks: two as each stream opens, two for its answer.
+        self._max_updates_due = 4 * limits.max_concurrent_streams
 
     def _control_frame(self) -> None:
         if not self._control.take(self._clock.now):
@@ -93,7 +97,7 @@ class ControlFrames(Streams):
 
     def _window_update(self, stream_id: int, payload: bytes) -> None:
         if self._updates_due > 0:  # one the peer has cause to send (see the module docstring)
-            self._updates_due = min(self._updates_due, self._limits.control_burst) - 1
+            self._updates_due = min(self._updates_due, self._max_updates_due) - 1
         else:
             self._control_frame()
         if len(payload) != 4:

@@ -45,9 +45,11 @@ GOAWAY; Envoy reconnects on its own.
   cancellations of checks that time out count too, which only a sidecar already failing checks
   faster than `reset_rate` per second reaches; a client resetting faster than that for long is
   closed. Streams we refuse count as well: each cost a header block's decoding.
-- `control_burst`, `control_rate`: SETTINGS, PING, WINDOW_UPDATE, PRIORITY, unknown frames
-  and empty DATA as a token bucket: each costs us work (and SETTINGS and PING an answer) and
-  carries no request.
+- `control_burst`, `control_rate`: SETTINGS, PING, PRIORITY, unknown frames and empty DATA as
+  a token bucket: each costs us work (and SETTINGS and PING an answer) and carries no request.
+  WINDOW_UPDATEs count only past the two per stream opened and per DATA frame sent that a
+  receiver has cause to send (authz.server.h2control): grpc-core sends two per call, so
+  counting every one would cut off any grpcio channel that stays busy.
 - `max_settings_entries`: parameters in one SETTINGS frame (nghttp2's default is 32).
 - `max_outstanding_acks`: SETTINGS and PING ACKs written while the peer is not reading what we
   write (nghttp2's max_outbound_ack; Envoy caps outbound control frames at 1000 the same way).

@@ -14,13 +14,15 @@ import hpack
 import pytest
 
 from authz.server.grpcwire import Metadata
+from authz.server.grpcwire import frame as grpc_frame
 from authz.server.h2conn import Connection
-from authz.server.h2frames import PREFACE, Error, Setting, Type, settings
+from authz.server.h2frames import PREFACE, Error, Flag, Setting, Type, settings, window_update
 from authz.server.h2frames import frame as h2frame
 from authz.server.h2limits import Bucket, Clock, H2Limits, Throttled, limits_of
 from authz.server.h2server import H2Server
 from authz.server.listen import ListenAddress
 from authz.settings import ConnectionSettings
+from tests.support.wait import until
 
 LOOPBACK = ListenAddress(host="127.0.0.1", port=0)
 HANDSHAKE = PREFACE + settings({})
@@ -229,13 +231,65 @@ async def test_acks_a_peer_does_not_read_are_capped() -> None:
     transport = _Unread()
     connection = _connection(H2Limits(max_outstanding_acks=10, control_burst=10_000), transport)
     connection.data_received(HANDSHAKE + h2frame(Type.PING, 0, 0, b"12345678") * 20)
-    goaways = [
-        struct.unpack(">II", p[:8])
-        for kind, p in _frames_of(bytes(transport.written))
-        if kind == Type.GOAWAY
-    ]
-    assert goaways == [(0, Error.ENHANCE_YOUR_CALM)]
+    assert _goaways(transport) == [(0, Error.ENHANCE_YOUR_CALM)]
     assert transport.aborted  # what the peer has not read is dropped, not waited for
+
+
+def _calls(encoder: hpack.Encoder, streams: range) -> bytes:
+    """Unary calls to /x, each with the two updates grpc-core sends as it opens one."""
+    block = [(":method", "POST"), (":path", "/x"), ("content-type", "application/grpc")]
+    calls = bytearray()
+    for stream in streams:
+        calls += h2frame(Type.HEADERS, Flag.END_HEADERS, stream, encoder.encode(block))
+        calls += window_update(stream, 5) + window_update(0, 5)
+        calls += h2frame(Type.DATA, Flag.END_STREAM, stream, grpc_frame(b"x"))
+    return bytes(calls)
+
+
+async def _answered(transport: _Transport, count: int) -> None:
+    await until(lambda: _count(bytes(transport.written), Type.DATA) == count, what="the answers")
+
+
+def _goaways(transport: _Transport) -> list[tuple[int, int]]:
+    return _goaway(_frames_of(bytes(transport.written)))
+
+
+async def test_window_updates_the_calls_explain_are_free_and_the_rest_are_charged() -> None:
+    transport = _Transport()
+    # The clock stands still: the bucket has its burst and nothing more; the SETTINGS took one.
+    connection = _connection(H2Limits(control_burst=10), transport)
+    connection.data_received(HANDSHAKE)
+    encoder = hpack.Encoder()
+    for first in range(1, 200, 40):
+        streams = range(first, first + 40, 2)
+        connection.data_received(_calls(encoder, streams))
+        await _answered(transport, (first + 39) // 2)
+        # Both windows of each answer given back: the stream's (closed by now) and the
+        # connection's.
+        connection.data_received(
+            b"".join(window_update(s, 6) + window_update(0, 6) for s in streams)
+        )
+    assert not _goaways(transport)
+    connection.data_received(window_update(0, 1) * 9)  # explained by nothing: the bucket's
+    assert not _goaways(transport)
+    connection.data_received(window_update(0, 1))
+    assert _goaways(transport) == [(199, Error.ENHANCE_YOUR_CALM)]
+
+
+async def test_window_updates_due_bank_no_more_than_the_concurrent_streams_explain() -> None:
+    transport = _Transport()
+    connection = _connection(H2Limits(control_burst=10, max_concurrent_streams=5), transport)
+    connection.data_received(HANDSHAKE)
+    encoder = hpack.Encoder()
+    for first in range(1, 200, 10):  # 100 calls that leave two updates each unsent
+        connection.data_received(_calls(encoder, range(first, first + 10, 2)))
+        await _answered(transport, (first + 9) // 2)
+    # What 100 calls would explain, but only four updates per stream that may be open at once
+    # are still owed; then the bucket's nine.
+    connection.data_received(window_update(0, 1) * (4 * 5 + 9))
+    assert not _goaways(transport)
+    connection.data_received(window_update(0, 1))
+    assert _goaways(transport) == [(199, Error.ENHANCE_YOUR_CALM)]
 
 
 async def test_a_settings_window_that_overflows_an_open_stream_closes_the_connection() -> None:
@@ -250,12 +304,7 @@ async def test_a_settings_window_that_overflows_an_open_stream_closes_the_connec
         + h2frame(Type.WINDOW_UPDATE, 0, 1, struct.pack(">I", 2**31 - 1 - 65_535))
         + settings({Setting.INITIAL_WINDOW_SIZE: 65_536})
     )
-    goaways = [
-        struct.unpack(">II", p[:8])
-        for kind, p in _frames_of(bytes(transport.written))
-        if kind == Type.GOAWAY
-    ]
-    assert goaways == [(1, Error.FLOW_CONTROL_ERROR)]
+    assert _goaways(transport) == [(1, Error.FLOW_CONTROL_ERROR)]
 
 
 def _frames_of(output: bytes) -> list[tuple[int, bytes]]:

@@ -21,6 +21,7 @@ from authz.ratelimit.memory import MemoryLimiter
 from authz.server.grpcwire import Metadata, frame
 from authz.server.h2frames import PREFACE, Flag, Setting, Type, settings, window_update
 from authz.server.h2frames import frame as h2frame
+from authz.server.h2limits import H2Limits
 from authz.server.h2server import CHECK, H2GrpcServer, H2Server
 from authz.server.listen import ListenAddress
 from authz.server.servicer import SERVICE, AuthorizationServicer
@@ -78,6 +79,38 @@ async def test_many_concurrent_checks_each_get_their_own_answer(server: H2GrpcSe
         )
     ids = {json.loads(a.denied_response.body)["decision_id"] for a in answers}
     assert len(ids) == 300
+
+
+async def test_a_grpcio_channel_busy_round_after_round_keeps_its_connection() -> None:
+    """grpc-core gives window back with two WINDOW_UPDATEs per call; they are not a flood. The
+    control-frame bucket here is small and slow, so that charging them to it would cut the
+    channel off within the first rounds however fast the machine runs the calls."""
+    running = H2GrpcServer(
+        AuthorizationServicer(snapshot=lambda: EMPTY, limiter=MemoryLimiter(), verifier=Verifier()),
+        LOOPBACK,
+        limits=H2Limits(control_burst=100, control_rate=10.0),
+    )
+    await running.start()
+    statuses = health_pb2.HealthCheckResponse
+    try:
+        async with grpc.aio.insecure_channel(running.address.grpc_target) as channel:
+            # Open through every round: a GOAWAY between two rounds ends it too (a new
+            # connection would serve the next round's calls as if nothing had happened).
+            watch = health_pb2_grpc.HealthStub(channel).Watch(
+                health_pb2.HealthCheckRequest(service=SERVICE)
+            )
+            assert (await watch.read()).status == statuses.NOT_SERVING
+            call = _check(channel)
+            for _ in range(40):
+                answers = await asyncio.gather(
+                    *(call(check_request(host="nobody.test"), timeout=10) for _ in range(64))
+                )
+                assert {a.denied_response.status.code for a in answers} == {403}
+            await running.set_serving(True)
+            assert (await watch.read()).status == statuses.SERVING
+            watch.cancel()
+    finally:
+        await running.stop(0)
 
 
 async def test_unknown_methods_malformed_and_oversized_requests_are_rpc_errors(
