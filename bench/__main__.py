@@ -1,11 +1,9 @@
 """`python -m bench` (what `make bench` runs): flags or BENCH_* variables, the parts, the report.
 
-A flag wins over its environment variable. Durations are whole seconds: "10s", "1m" or "10".
-The parts run one after another, never at once, so none steals CPU from another; the load test
-goes first, on a machine not yet warmed by the others' allocations. A full run writes
-bench/out/results.json and the numbers into docs/performance.md; a partial or quick run writes
-bench/out/ only. Exit codes: 0 done, 1 the run could not give trustworthy numbers (a probe
-failed, a process died, too many errors), 2 usage error.
+A flag wins over its environment variable. The parts run one after another, the load test first.
+A full run writes bench/out/results.json and docs/performance.md; a partial or quick run writes
+bench/out/ only. Exit codes: 0 done, 1 no trustworthy numbers (a probe failed, a process died,
+too many errors), 2 usage error.
 """
 
 from __future__ import annotations

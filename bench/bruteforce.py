@@ -1,16 +1,5 @@
-"""What brute-force protection costs per check, in-process: nothing measurable on allowed
-requests, and a blocked request less than an allowed one.
-
-Each scenario is the servicer `authz serve` builds (metrics and decision log on), one check at a
-time: the benchmark policy without protection; the same policy with a `sourceIP` protection while
-nobody is blocked (the usual case), and while another client is (the request's key is then worked
-out and looked up); the client blocked; an allowed request whose token is verified afresh (no
-token cache: what a valid token costs the first time, or an attacker presenting ever new ones);
-and a forged token that fails verification and is counted (what an attacker costs until the block
-starts). Each proves its answer before it is timed - an allow, a 403 `blocked`, a 401 - and the
-blocked scenario proves it never reached the verifier, so a block that happened after the
-signature check could not pass for a cheap one.
-"""
+"""What brute-force protection costs per check, in-process (docs/performance.md). Each scenario
+proves its answer before it is timed, and the blocked one that it never reached the verifier."""
 
 from __future__ import annotations
 

@@ -1,13 +1,6 @@
-"""The check port under attack: each hostile client of tests/support/hostile.py against a real
-sidecar, on the h2 engine and on grpcio's, with a legitimate client beside it.
-
-Per (engine, attack) a fresh sidecar starts at its defaults (so RSS growth is the attack's
-alone); a legitimate Check goes out every INTERVAL_S on its own, already open connection while
-the attack runs. Reported: that client's latency and failed checks, the sidecar's RSS growth at
-its peak and after the attack, and whether the attacker was cut off (every connection closed by
-the server; for stalled streams, every stream reset). The tests (tests/server/hostile) assert
-only the outcomes. `source` runs the sidecar from another checkout, for before/after numbers.
-"""
+"""The check port under attack: each hostile client of tests/support/hostile.py against a fresh
+sidecar per (engine, attack), with a legitimate client beside it (docs/performance.md).
+`source` runs the sidecar from another checkout, for before/after numbers."""
 
 from __future__ import annotations
 

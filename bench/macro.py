@@ -1,16 +1,7 @@
-"""The load test: wrk against each running setup, in interleaved rounds, with every process's CPU.
+"""The load test: wrk against each running setup in interleaved rounds, with every process's CPU.
 
-wrk is a closed-loop generator (each connection sends its next request when the previous answer
-arrives). `--latency` prints p50/75/90/99 only, so a Lua done() hook (bench/wrk_report.lua)
-adds a `BENCH_RESULT key=value ...` line with p99.9 and the error counts; wrk's own
-Requests/sec cross-checks it.
-
-Rounds alternate direction (A B C D, then D C B A): slow drift of the machine spreads over all
-setups instead of landing on whichever ran last. The machine is shared: before each run the
-harness waits (bounded) for other work to calm down, and a run that other work disturbed anyway
-is measured again, keeping the least disturbed attempt. Each measured run follows an unmeasured
-warmup and is checked: at most 1 % failed requests, and Envoy's own filter counter must show the
-filter under test let the requests through.
+How runs are scheduled, retried and checked: docs/performance.md. p99.9 and the error counts come
+from a Lua done() hook (bench/wrk_report.lua) printing a `BENCH_RESULT key=value ...` line.
 """
 
 from __future__ import annotations

@@ -1,9 +1,5 @@
-"""Start, watch and stop the processes of a run (Envoys, sidecars, Redis), and read their cost.
-
-Every process logs to its own file, so a failed start points at a log instead of interleaving
-many processes on the terminal. CPU time comes from psutil (all threads of the process and of
-its children), read before and after each measured run.
-"""
+"""Start, watch and stop the processes of a run (Envoys, sidecars, Redis), and read their CPU.
+Each logs to its own file in the run's logs."""
 
 from __future__ import annotations
 

@@ -1,11 +1,6 @@
-"""Where the sidecar's CPU goes under load: py-spy samples of the running `authz serve`.
-
-Two recordings while wrk keeps the sidecar busy: collapsed stacks (parsed here into a breakdown
-and top lists for the report) and a flamegraph SVG for a human. Both use --native, because much
-of the time is spent below Python - in C extensions and system calls - and a Python-only profile
-would show it as one opaque `Handle._run` frame. py-spy's idle detection does not work with
---native, so threads blocked in a wait are recognised here by their innermost frame and left out.
-"""
+"""Where the sidecar's CPU goes under load: py-spy (--native) samples of the running sidecar,
+split into categories for the report, plus a flamegraph. py-spy's idle detection does not work
+with --native, so threads blocked in a wait are recognised by their innermost frame."""
 
 from __future__ import annotations
 

@@ -1,12 +1,6 @@
-"""The setups under test and their Envoy configurations, plus the shared static upstream.
-
-Every gateway is authz.devtools.envoyconf.gateway_config - what `make run` and the end-to-end
-tests use - and differs only in its HTTP filters: none, Envoy's native jwt_authn (configured
-like the sidecar's policy, its verified-token cache on like the sidecar's), the sidecar's
-ext_authz, or ext_authz to a static Envoy that allows everything (the most any external
-authorizer can reach here). The upstream, one more static Envoy, echoes x-user-id back as
-x-echo-user, so the probes can prove that the filter set the header from the claim.
-"""
+"""The setups under test and their gateways: authz.devtools.envoyconf.gateway_config with
+different HTTP filters (docs/performance.md), and the static upstream that echoes x-user-id back
+as x-echo-user so the probes can prove the filter set it from the claim."""
 
 from __future__ import annotations
 

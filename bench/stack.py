@@ -1,12 +1,6 @@
-"""The processes of a load test - the upstream, the authorizers, one gateway per setup - and the
-probes that prove each setup allows and denies what it should before a request is timed.
-
-Everything starts before the first measurement and stays up until the last, so every setup is
-measured warm. A benchmark of a misconfigured filter is worthless (a jwt_authn that lets
-everything through would post great numbers), so every auth setup must answer 200 to the valid
-token with x-user-id set from `sub` (echoed back by the upstream), 401 without a token and for
-a forged signature; the sidecar also 403 for a token missing the rule's scope.
-"""
+"""The processes of a load test (upstream, authorizers, a gateway per setup), all started before
+the first measurement, and the probes that prove each setup allows and denies what it should
+before it is timed (docs/performance.md)."""
 
 from __future__ import annotations
 
