@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -181,50 +182,42 @@ def positive(value: str) -> int:
     return int(value)
 
 
+def _env(name: str, default: str) -> str:
+    return os.environ.get(f"BENCH_{name.upper().replace('-', '_')}") or default
+
+
+#: (flag, type, default; BENCH_<FLAG> overrides the default, the flag both).
+FLAGS: tuple[tuple[str, Callable[[str], Any], str, str], ...] = (
+    ("duration", seconds, "10s", "each measured run"),
+    ("warmup", seconds, "2s", "the unmeasured run before each"),
+    ("rounds", positive, "2", "interleaved rounds of every setup"),
+    ("connections", positive, "16", "wrk's connections"),
+    ("envoy-concurrency", positive, "1", "worker threads of every Envoy"),
+    ("wrk-cpus", str, "", "taskset CPU list for wrk"),
+    ("only", str, ",".join(PARTS), f"comma-separated parts: {', '.join(PARTS)}"),
+)
+
+
 def parser() -> argparse.ArgumentParser:
-    def env(name: str, default: str) -> str:
-        return os.environ.get(f"BENCH_{name}") or default
-
-    def on(name: str) -> bool:
-        return env(name, "").lower() in {"1", "true", "yes", "on"}
-
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    for flag, kind, default in (
-        ("duration", seconds, "10s"),
-        ("warmup", seconds, "2s"),
-        ("rounds", positive, "2"),
-        ("connections", positive, "16"),
-        ("envoy-concurrency", positive, "1"),
-    ):
-        p.add_argument(f"--{flag}", type=kind, default=env(flag.upper().replace("-", "_"), default))
-    p.add_argument(
-        "--wrk-cpus", default=env("WRK_CPUS", "") or None, help="taskset CPU list for wrk"
-    )
-    p.add_argument(
-        "--only",
-        default=env("ONLY", ",".join(PARTS)),
-        help=f"comma-separated parts: {', '.join(PARTS)}",
-    )
-    p.add_argument(
-        "--quick",
-        action="store_true",
-        default=on("QUICK"),
-        help="smoke run: 1 s per setup, one round, small sizes; docs/ is left alone",
-    )
-    p.add_argument(
-        "--profile",
-        action=argparse.BooleanOptionalAction,
-        default=env("PROFILE", "1").lower() not in {"0", "false", "no", "off"},
-        help="record the sidecar with py-spy after the rounds (default on, off in quick mode)",
-    )
+    for flag, kind, default, what in FLAGS:
+        p.add_argument(f"--{flag}", type=kind, default=_env(flag, default), help=what)
+    quick = _env("quick", "").lower() in {"1", "true", "yes", "on"}
+    help = "smoke run: 1 s per setup, one round, small sizes; docs/ is left alone"
+    p.add_argument("--quick", action="store_true", default=quick, help=help)
+    profile = _env("profile", "1").lower() not in {"0", "false", "no", "off"}
+    help = "record the sidecar with py-spy after the rounds (default on, off in quick mode)"
+    p.add_argument("--profile", action=argparse.BooleanOptionalAction, default=profile, help=help)
     p.add_argument("--out", type=Path, default=Path("bench/out"))
     p.add_argument("--docs", type=Path, default=Path("docs"))
     return p
 
 
 def options(args: argparse.Namespace) -> Options:
-    fields = ("duration", "warmup", "rounds", "connections", "envoy_concurrency", "wrk_cpus")
-    macro = MacroConfig(**{name: getattr(args, name) for name in fields})
+    fields = ("duration", "warmup", "rounds", "connections", "envoy_concurrency")
+    macro = MacroConfig(
+        **{name: getattr(args, name) for name in fields}, wrk_cpus=args.wrk_cpus or None
+    )
     chosen = Options(macro, profile_seconds=5.0 if args.profile else 0.0, out=args.out)
     if not args.quick:
         return chosen

@@ -1,6 +1,5 @@
 """The check port under attack: each hostile client of tests/support/hostile.py against a fresh
-sidecar per (engine, attack), with a legitimate client beside it (docs/performance.md).
-`source` runs the sidecar from another checkout, for before/after numbers."""
+sidecar per (engine, attack), with a legitimate client beside it (docs/performance.md)."""
 
 from __future__ import annotations
 
@@ -14,7 +13,7 @@ from pathlib import Path
 import grpc
 
 from authz._gen.authz.envoy.v3 import ext_authz_pb2 as pb
-from bench.procs import BenchError, Proc, loopback, start_sidecar, stop_all, wait_ready
+from bench.procs import BenchError, Proc, loopback, start_sidecar, stop_all
 from bench.results import HostileResult
 from tests.support import hostile
 
@@ -42,30 +41,24 @@ def _rss_mb(proc: Proc) -> float:
     return hostile.rss_bytes(proc.pid) / 2**20
 
 
-def measure(
-    engine: str, attack: str, *, logs: Path, source: Path | None = None, duration: float = 0
-) -> HostileResult:
+def measure(engine: str, attack: str, *, logs: Path, duration: float = 0) -> HostileResult:
     """One attack against a fresh sidecar on `engine`."""
     with tempfile.TemporaryDirectory() as tmp:
         (policy := Path(tmp) / "open.yaml").write_text(POLICY)
         grpc_listen, http = loopback(), loopback()
-        target = f"{grpc_listen.host}:{grpc_listen.port}"
-        flags = ["--grpc-server", engine]
-        name = f"hostile-{engine}-{attack}"
+        target, flags = f"{grpc_listen.host}:{grpc_listen.port}", ["--grpc-server", engine]
         proc = start_sidecar(
-            name,
+            f"hostile-{engine}-{attack}",
             policies=policy,
             grpc_listen=target,
             http=http,
             logs=logs,
             extra_args=flags,
-            cwd=source,
         )
         try:
-            wait_ready(f"http://{http.host}:{http.port}/readyz", proc)
             with grpc.insecure_channel(target) as channel:
-                check = channel.unary_unary(CHECK)
                 seconds = duration or DURATIONS_S.get(attack, DURATION_S)
+                check = channel.unary_unary(CHECK)
                 return _under_attack(proc, check, engine, attack, grpc_listen.port, seconds)
         finally:
             stop_all([proc])
@@ -115,13 +108,11 @@ def _under_attack(
     )
 
 
-def run(
-    *, logs: Path, say: Callable[[str], None], source: Path | None = None
-) -> list[HostileResult]:
+def run(*, logs: Path, say: Callable[[str], None]) -> list[HostileResult]:
     results = []
     for engine in ENGINES:
         for attack in hostile.ATTACKS:
-            results.append(r := measure(engine, attack, logs=logs, source=source))
+            results.append(r := measure(engine, attack, logs=logs))
             say(
                 f"hostile {engine:<6} {attack:<20} p99 {r.p99_ms:7.1f} ms, "
                 f"RSS +{r.rss_growth_mb:5.1f} MB, cut off: {r.cut_off}"

@@ -82,10 +82,11 @@ def stack(
     started: list[Proc] = []
 
     def envoy(name: str, admin: ListenAddress, config: dict[str, Any]) -> Proc:
-        (tmp / f"{name}.json").write_text(dump(config))
-        conf = tmp / f"{name}.json"
-        started.append(procs.start_envoy(name, conf, concurrency=envoy_concurrency, logs=logs))
-        procs.wait_ready(f"http://{admin.host}:{admin.port}/ready", started[-1])
+        (conf := tmp / f"{name}.json").write_text(dump(config))
+        concurrency = envoy_concurrency
+        started.append(
+            procs.start_envoy(name, conf, concurrency=concurrency, logs=logs, admin=admin)
+        )
         return started[-1]
 
     def sidecar(setup: Setup, flags: list[str]) -> tuple[Proc, ListenAddress | list[ListenAddress]]:
@@ -117,7 +118,6 @@ def stack(
                 name, policies=policies, grpc_listen=listen, http=http, logs=logs, extra_args=flags
             )
         )
-        procs.wait_ready(f"http://{http.host}:{http.port}/readyz", started[-1])
         return started[-1], address
 
     with tempfile.TemporaryDirectory(prefix="authz-bench-") as tmp_name:
