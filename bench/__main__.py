@@ -43,8 +43,7 @@ class Options:
     micro_iterations: int = 10_000
     micro_repeats: int = 7
     scale_sizes: tuple[int, ...] = (1_000, 10_000)
-    #: Seconds of py-spy recording on the sidecar; 0 = no profile.
-    profile_seconds: float = 5.0
+    profile_seconds: float = 5.0  # seconds of py-spy recording on the sidecar; 0 = no profile.
     out: Path = Path("bench/out")
 
 

@@ -19,11 +19,9 @@ from bench.material import Material, sidecar_policy
 from bench.procs import BenchError
 from bench.results import InProcess
 
-#: The client address micro.check_request sends (Envoy's peer).
-CLIENT = "127.0.0.1"
+CLIENT = "127.0.0.1"  # the client address micro.check_request sends (Envoy's peer).
 PROTECTION = {"name": "per-ip", "key": "sourceIP", "maxFailures": 5, "window": "1m"}
-#: google.rpc codes of the answers.
-OK, UNAUTHENTICATED, PERMISSION_DENIED = 0, 16, 7
+OK, UNAUTHENTICATED, PERMISSION_DENIED = 0, 16, 7  # google.rpc codes of the answers.
 
 
 class CountingVerifier(Verifier):

@@ -22,8 +22,7 @@ ENGINES = ("h2", "grpcio")
 #: default handshake and stream deadlines to pass.
 DURATION_S = 6.0
 DURATIONS_S = {"half-prefaces": 13.0, "stalled-streams": 13.0, "zero-window": 13.0}
-#: How often the legitimate client checks.
-INTERVAL_S = 0.02
+INTERVAL_S = 0.02  # how often the legitimate client checks.
 #: Targets: the legitimate client's p99 under attack, and the sidecar's growth.
 P99_MAX_MS, RSS_GROWTH_MAX_MB = 250.0, 64.0
 POLICY = """\
