@@ -1,11 +1,9 @@
 """`python -m bench` (what `make bench` runs): flags or BENCH_* variables, the parts, the report.
 
-A flag wins over its environment variable. Durations are whole seconds: "10s", "1m" or "10".
-The parts run one after another, never at once, so none steals CPU from another; the load test
-goes first, on a machine not yet warmed by the others' allocations. A full run writes
-bench/out/results.json and the numbers into docs/performance.md; a partial or quick run writes
-bench/out/ only. Exit codes: 0 done, 1 the run could not give trustworthy numbers (a probe
-failed, a process died, too many errors), 2 usage error.
+A flag wins over its environment variable. The parts run one after another, the load test first.
+A full run writes bench/out/results.json and docs/performance.md; a partial or quick run writes
+bench/out/ only. Exit codes: 0 done, 1 no trustworthy numbers (a probe failed, a process died,
+too many errors), 2 usage error.
 """
 
 from __future__ import annotations
@@ -23,6 +21,7 @@ from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -44,8 +43,7 @@ class Options:
     micro_iterations: int = 10_000
     micro_repeats: int = 7
     scale_sizes: tuple[int, ...] = (1_000, 10_000)
-    #: Seconds of py-spy recording on the sidecar; 0 = no profile.
-    profile_seconds: float = 5.0
+    profile_seconds: float = 5.0  # seconds of py-spy recording on the sidecar; 0 = no profile.
     out: Path = Path("bench/out")
 
 
@@ -183,50 +181,42 @@ def positive(value: str) -> int:
     return int(value)
 
 
+def _env(name: str, default: str) -> str:
+    return os.environ.get(f"BENCH_{name.upper().replace('-', '_')}") or default
+
+
+#: (flag, type, default; BENCH_<FLAG> overrides the default, the flag both).
+FLAGS: tuple[tuple[str, Callable[[str], Any], str, str], ...] = (
+    ("duration", seconds, "10s", "each measured run"),
+    ("warmup", seconds, "2s", "the unmeasured run before each"),
+    ("rounds", positive, "2", "interleaved rounds of every setup"),
+    ("connections", positive, "16", "wrk's connections"),
+    ("envoy-concurrency", positive, "1", "worker threads of every Envoy"),
+    ("wrk-cpus", str, "", "taskset CPU list for wrk"),
+    ("only", str, ",".join(PARTS), f"comma-separated parts: {', '.join(PARTS)}"),
+)
+
+
 def parser() -> argparse.ArgumentParser:
-    def env(name: str, default: str) -> str:
-        return os.environ.get(f"BENCH_{name}") or default
-
-    def on(name: str) -> bool:
-        return env(name, "").lower() in {"1", "true", "yes", "on"}
-
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    for flag, kind, default in (
-        ("duration", seconds, "10s"),
-        ("warmup", seconds, "2s"),
-        ("rounds", positive, "2"),
-        ("connections", positive, "16"),
-        ("envoy-concurrency", positive, "1"),
-    ):
-        p.add_argument(f"--{flag}", type=kind, default=env(flag.upper().replace("-", "_"), default))
-    p.add_argument(
-        "--wrk-cpus", default=env("WRK_CPUS", "") or None, help="taskset CPU list for wrk"
-    )
-    p.add_argument(
-        "--only",
-        default=env("ONLY", ",".join(PARTS)),
-        help=f"comma-separated parts: {', '.join(PARTS)}",
-    )
-    p.add_argument(
-        "--quick",
-        action="store_true",
-        default=on("QUICK"),
-        help="smoke run: 1 s per setup, one round, small sizes; docs/ is left alone",
-    )
-    p.add_argument(
-        "--profile",
-        action=argparse.BooleanOptionalAction,
-        default=env("PROFILE", "1").lower() not in {"0", "false", "no", "off"},
-        help="record the sidecar with py-spy after the rounds (default on, off in quick mode)",
-    )
+    for flag, kind, default, what in FLAGS:
+        p.add_argument(f"--{flag}", type=kind, default=_env(flag, default), help=what)
+    quick = _env("quick", "").lower() in {"1", "true", "yes", "on"}
+    help = "smoke run: 1 s per setup, one round, small sizes; docs/ is left alone"
+    p.add_argument("--quick", action="store_true", default=quick, help=help)
+    profile = _env("profile", "1").lower() not in {"0", "false", "no", "off"}
+    help = "record the sidecar with py-spy after the rounds (default on, off in quick mode)"
+    p.add_argument("--profile", action=argparse.BooleanOptionalAction, default=profile, help=help)
     p.add_argument("--out", type=Path, default=Path("bench/out"))
     p.add_argument("--docs", type=Path, default=Path("docs"))
     return p
 
 
 def options(args: argparse.Namespace) -> Options:
-    fields = ("duration", "warmup", "rounds", "connections", "envoy_concurrency", "wrk_cpus")
-    macro = MacroConfig(**{name: getattr(args, name) for name in fields})
+    fields = ("duration", "warmup", "rounds", "connections", "envoy_concurrency")
+    macro = MacroConfig(
+        **{name: getattr(args, name) for name in fields}, wrk_cpus=args.wrk_cpus or None
+    )
     chosen = Options(macro, profile_seconds=5.0 if args.profile else 0.0, out=args.out)
     if not args.quick:
         return chosen

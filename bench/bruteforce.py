@@ -1,16 +1,5 @@
-"""What brute-force protection costs per check, in-process: nothing measurable on allowed
-requests, and a blocked request less than an allowed one.
-
-Each scenario is the servicer `authz serve` builds (metrics and decision log on), one check at a
-time: the benchmark policy without protection; the same policy with a `sourceIP` protection while
-nobody is blocked (the usual case), and while another client is (the request's key is then worked
-out and looked up); the client blocked; an allowed request whose token is verified afresh (no
-token cache: what a valid token costs the first time, or an attacker presenting ever new ones);
-and a forged token that fails verification and is counted (what an attacker costs until the block
-starts). Each proves its answer before it is timed - an allow, a 403 `blocked`, a 401 - and the
-blocked scenario proves it never reached the verifier, so a block that happened after the
-signature check could not pass for a cheap one.
-"""
+"""What brute-force protection costs per check, in-process (docs/performance.md). Each scenario
+proves its answer before it is timed, and the blocked one that it never reached the verifier."""
 
 from __future__ import annotations
 
@@ -30,11 +19,9 @@ from bench.material import Material, sidecar_policy
 from bench.procs import BenchError
 from bench.results import InProcess
 
-#: The client address micro.check_request sends (Envoy's peer).
-CLIENT = "127.0.0.1"
+CLIENT = "127.0.0.1"  # the client address micro.check_request sends (Envoy's peer).
 PROTECTION = {"name": "per-ip", "key": "sourceIP", "maxFailures": 5, "window": "1m"}
-#: google.rpc codes of the answers.
-OK, UNAUTHENTICATED, PERMISSION_DENIED = 0, 16, 7
+OK, UNAUTHENTICATED, PERMISSION_DENIED = 0, 16, 7  # google.rpc codes of the answers.
 
 
 class CountingVerifier(Verifier):

@@ -1,13 +1,5 @@
-"""The check port under attack: each hostile client of tests/support/hostile.py against a real
-sidecar, on the h2 engine and on grpcio's, with a legitimate client beside it.
-
-Per (engine, attack) a fresh sidecar starts at its defaults (so RSS growth is the attack's
-alone); a legitimate Check goes out every INTERVAL_S on its own, already open connection while
-the attack runs. Reported: that client's latency and failed checks, the sidecar's RSS growth at
-its peak and after the attack, and whether the attacker was cut off (every connection closed by
-the server; for stalled streams, every stream reset). The tests (tests/server/hostile) assert
-only the outcomes. `source` runs the sidecar from another checkout, for before/after numbers.
-"""
+"""The check port under attack: each hostile client of tests/support/hostile.py against a fresh
+sidecar per (engine, attack), with a legitimate client beside it (docs/performance.md)."""
 
 from __future__ import annotations
 
@@ -21,7 +13,7 @@ from pathlib import Path
 import grpc
 
 from authz._gen.authz.envoy.v3 import ext_authz_pb2 as pb
-from bench.procs import BenchError, Proc, loopback, start_sidecar, stop_all, wait_ready
+from bench.procs import BenchError, Proc, loopback, start_sidecar, stop_all
 from bench.results import HostileResult
 from tests.support import hostile
 
@@ -30,8 +22,7 @@ ENGINES = ("h2", "grpcio")
 #: default handshake and stream deadlines to pass.
 DURATION_S = 6.0
 DURATIONS_S = {"half-prefaces": 13.0, "stalled-streams": 13.0, "zero-window": 13.0}
-#: How often the legitimate client checks.
-INTERVAL_S = 0.02
+INTERVAL_S = 0.02  # how often the legitimate client checks.
 #: Targets: the legitimate client's p99 under attack, and the sidecar's growth.
 P99_MAX_MS, RSS_GROWTH_MAX_MB = 250.0, 64.0
 POLICY = """\
@@ -49,30 +40,24 @@ def _rss_mb(proc: Proc) -> float:
     return hostile.rss_bytes(proc.pid) / 2**20
 
 
-def measure(
-    engine: str, attack: str, *, logs: Path, source: Path | None = None, duration: float = 0
-) -> HostileResult:
+def measure(engine: str, attack: str, *, logs: Path, duration: float = 0) -> HostileResult:
     """One attack against a fresh sidecar on `engine`."""
     with tempfile.TemporaryDirectory() as tmp:
         (policy := Path(tmp) / "open.yaml").write_text(POLICY)
         grpc_listen, http = loopback(), loopback()
-        target = f"{grpc_listen.host}:{grpc_listen.port}"
-        flags = ["--grpc-server", engine]
-        name = f"hostile-{engine}-{attack}"
+        target, flags = f"{grpc_listen.host}:{grpc_listen.port}", ["--grpc-server", engine]
         proc = start_sidecar(
-            name,
+            f"hostile-{engine}-{attack}",
             policies=policy,
             grpc_listen=target,
             http=http,
             logs=logs,
             extra_args=flags,
-            cwd=source,
         )
         try:
-            wait_ready(f"http://{http.host}:{http.port}/readyz", proc)
             with grpc.insecure_channel(target) as channel:
-                check = channel.unary_unary(CHECK)
                 seconds = duration or DURATIONS_S.get(attack, DURATION_S)
+                check = channel.unary_unary(CHECK)
                 return _under_attack(proc, check, engine, attack, grpc_listen.port, seconds)
         finally:
             stop_all([proc])
@@ -122,13 +107,11 @@ def _under_attack(
     )
 
 
-def run(
-    *, logs: Path, say: Callable[[str], None], source: Path | None = None
-) -> list[HostileResult]:
+def run(*, logs: Path, say: Callable[[str], None]) -> list[HostileResult]:
     results = []
     for engine in ENGINES:
         for attack in hostile.ATTACKS:
-            results.append(r := measure(engine, attack, logs=logs, source=source))
+            results.append(r := measure(engine, attack, logs=logs))
             say(
                 f"hostile {engine:<6} {attack:<20} p99 {r.p99_ms:7.1f} ms, "
                 f"RSS +{r.rss_growth_mb:5.1f} MB, cut off: {r.cut_off}"

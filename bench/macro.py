@@ -1,16 +1,7 @@
-"""The load test: wrk against each running setup, in interleaved rounds, with every process's CPU.
+"""The load test: wrk against each running setup in interleaved rounds, with every process's CPU.
 
-wrk is a closed-loop generator (each connection sends its next request when the previous answer
-arrives). `--latency` prints p50/75/90/99 only, so a Lua done() hook (bench/wrk_report.lua)
-adds a `BENCH_RESULT key=value ...` line with p99.9 and the error counts; wrk's own
-Requests/sec cross-checks it.
-
-Rounds alternate direction (A B C D, then D C B A): slow drift of the machine spreads over all
-setups instead of landing on whichever ran last. The machine is shared: before each run the
-harness waits (bounded) for other work to calm down, and a run that other work disturbed anyway
-is measured again, keeping the least disturbed attempt. Each measured run follows an unmeasured
-warmup and is checked: at most 1 % failed requests, and Envoy's own filter counter must show the
-filter under test let the requests through.
+How runs are scheduled, retried and checked: docs/performance.md. p99.9 and the error counts come
+from a Lua done() hook (bench/wrk_report.lua) printing a `BENCH_RESULT key=value ...` line.
 """
 
 from __future__ import annotations
@@ -41,23 +32,19 @@ MAX_ERROR_SHARE = 0.01
 
 @dataclass(frozen=True, slots=True)
 class MacroConfig:
-    #: Whole seconds per measured run (wrk takes no fractions), and of the warmup before it.
-    duration: int
-    warmup: int
+    duration: int  # whole seconds per measured run (wrk takes no fractions)
+    warmup: int  # whole seconds of the unmeasured run before it
     rounds: int
     connections: int = 16
     threads: int = 2
-    #: Worker threads of each gateway Envoy (and of the upstream Envoy).
-    envoy_concurrency: int = 1
-    #: taskset CPU list for wrk; None = not pinned.
-    wrk_cpus: str | None = None
-    #: Before each run, wait up to this long (s) for the machine's busy CPU to fall below
-    #: quiet_cores while the benchmark is idle.
+    envoy_concurrency: int = 1  # worker threads of each Envoy
+    wrk_cpus: str | None = None  # taskset CPU list for wrk; None = not pinned
+    #: Before each run, wait up to quiet_wait s for the machine's busy CPU to fall below
+    #: quiet_cores; a run during which other work took more than noisy_cores is measured again,
+    #: at most `retries` times (the kernel's loopback work is billed to our processes, so a quiet
+    #: machine stays well under).
     quiet_wait: float = 20.0
     quiet_cores: float = 0.2
-    #: A run during which other work took more than this many cores is measured again (the
-    #: kernel's loopback work is billed to our processes, so a quiet machine stays well under),
-    #: at most `retries` times; the least disturbed attempt counts.
     noisy_cores: float = 0.2
     retries: int = 1
 
@@ -135,7 +122,6 @@ def measure(
             f"{name}: {result.failed} of {result.requests} requests failed "
             f"({result.errors}); see wrk's output in the logs"
         )
-    allowed: int | None = None
     if counter is not None:
         allowed = procs.envoy_counters(running.admin).get(counter, 0) - counted
         if allowed < result.requests:
@@ -143,15 +129,9 @@ def measure(
                 f"{name}: wrk completed {result.requests} requests but {counter} "
                 f"grew by {allowed} only: requests bypassed the filter under test"
             )
-    record = RunRecord(
-        setup=name,
-        round=round_number,
-        wrk=result,
-        cpu_s=cpu,
-        machine_busy=busy / total if total > 0 else 0.0,
-        other_cpu_s=max(busy - sum(cpu.values()), 0.0),
-    )
-    return record, output
+    other = max(busy - sum(cpu.values()), 0.0)
+    busy_share = busy / total if total > 0 else 0.0
+    return RunRecord(name, round_number, result, cpu, busy_share, other), output
 
 
 def busy_cores(window: float = 1.0) -> float:

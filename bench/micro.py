@@ -1,19 +1,14 @@
-"""The check path in-process: what one decision costs without sockets or Envoy.
+"""The check path in-process: one decision without sockets or Envoy (docs/performance.md).
 
-Calls AuthorizationServicer.check - what the gRPC handler calls - with a CheckRequest shaped like
-Envoy's, in a plain loop on one event loop; around it the pipeline alone, the protobuf wire, the
-h2 engine's frames (EngineCall), and the servicer without telemetry or with tracing on. Wall and
-CPU time (time.process_time: every thread, so the span exporter's too) per decision are the best
-of repeated timed loops, as timeit reports: on a shared machine interference only adds time.
-Memory comes from a separate tracemalloc pass, since tracing slows every allocation down. Each
-scenario's answer is checked first: a fast deny where an allow was meant would mean nothing.
-bench/ratelimit.py and bench/bruteforce.py measure their scenarios with `measure` too.
+Each scenario's answer is checked before it is timed; bench/ratelimit.py and bench/bruteforce.py
+measure their scenarios with `measure` too.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import statistics
 import time
 import tracemalloc
@@ -180,11 +175,9 @@ class _Transport(asyncio.Transport):
     def get_write_buffer_size(self) -> int:
         return 0
 
-    def pause_reading(self) -> None:
-        return None
+    def pause_reading(self) -> None: ...
 
-    def resume_reading(self) -> None:
-        return None
+    def resume_reading(self) -> None: ...
 
 
 class EngineCall:
@@ -342,18 +335,11 @@ async def _run(material: Material, *, iterations: int, repeats: int) -> list[InP
     }
     results = []
     for name, call in calls.items():
-        code = 16 if name == "deny-no-token" else 0
         with traced() if name == "check-traced" else contextlib.nullcontext():
-            found = await measure(
-                name,
-                SCENARIOS[name],
-                call,
-                iterations=iterations,
-                repeats=repeats,
-                code=code,
-                memory=True,
+            once = functools.partial(measure, iterations=iterations, repeats=repeats, memory=True)
+            results.append(
+                await once(name, SCENARIOS[name], call, code=16 * (name == "deny-no-token"))
             )
-        results.append(found)
     return results
 
 

@@ -1,48 +1,39 @@
-"""Start, watch and stop the processes of a run (Envoys, sidecars, Redis), and read their cost.
-
-Every process logs to its own file, so a failed start points at a log instead of interleaving
-many processes on the terminal. CPU time comes from psutil (all threads of the process and of
-its children), read before and after each measured run.
-"""
+"""Start, watch and stop the processes of a run (Envoys, sidecars, Redis), and read their CPU.
+Each logs to its own file in the run's logs."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import NoReturn
 
 import psutil
 import redis
 
 from authz.server.listen import ListenAddress
+from tests.support import procs as support
+from tests.support.wait import wait_for
 
 
 class BenchError(RuntimeError):
     """A run cannot give trustworthy numbers (a process died, a probe failed); stop loudly."""
 
 
-@dataclass
-class Proc:
-    name: str
-    popen: subprocess.Popen[bytes]
-    log: Path
+class Proc(support.Proc):
+    """A process of the run, logging to its own file; it dies with the harness."""
+
+    def fail(self, message: str) -> NoReturn:
+        raise BenchError(f"{self.name}: {message}\n{self.tail()}")
 
     @property
     def pid(self) -> int:
         return self.popen.pid
-
-    def alive(self) -> bool:
-        return self.popen.poll() is None
 
     def cpu_seconds(self) -> float:
         """User + system CPU of the process and its live children (`--workers N`) so far."""
@@ -53,20 +44,11 @@ class Proc:
         return total
 
     def tail(self, lines: int = 20) -> str:
-        try:
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+        return "\n".join(self.output().splitlines()[-lines:])
 
 
 def loopback() -> ListenAddress:
-    return ListenAddress("127.0.0.1", free_port())
+    return ListenAddress("127.0.0.1", support.free_port())
 
 
 def find_binary(name: str) -> str:
@@ -77,17 +59,25 @@ def find_binary(name: str) -> str:
     return found
 
 
-def start(name: str, command: list[str], *, logs: Path, cwd: Path | None = None) -> Proc:
+def start(name: str, command: list[str], *, logs: Path, ready: str | None = None) -> Proc:
+    """Start `command`, logging to logs/NAME.log; with `ready`, wait for a 200 from that URL."""
     logs.mkdir(parents=True, exist_ok=True)
-    log = logs / f"{name}.log"
-    with log.open("wb") as out:
-        popen = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=cwd)
-    return Proc(name, popen, log)
+    proc = Proc(name, command, log=logs / f"{name}.log")
+    try:
+        if ready is not None:
+            proc.wait_http(ready)
+    except BenchError:
+        proc.terminate()
+        raise
+    return proc
 
 
-def start_envoy(name: str, config: Path, *, concurrency: int, logs: Path) -> Proc:
+def start_envoy(
+    name: str, config: Path, *, concurrency: int, logs: Path, admin: ListenAddress
+) -> Proc:
     command = [find_binary("envoy"), "-c", str(config), "--concurrency", str(concurrency)]
-    return start(name, [*command, "--disable-hot-restart", "--log-level", "warn"], logs=logs)
+    command += ["--disable-hot-restart", "--log-level", "warn"]
+    return start(name, command, logs=logs, ready=f"http://{admin.host}:{admin.port}/ready")
 
 
 def start_sidecar(
@@ -98,27 +88,16 @@ def start_sidecar(
     http: ListenAddress,
     logs: Path,
     extra_args: Sequence[str] = (),
-    cwd: Path | None = None,
 ) -> Proc:
     """`authz serve` at its defaults but for the listen addresses (free ports: several run),
-    plus `extra_args`; run in `cwd` (another checkout) when given. Its decision log goes to the
-    log file, as a real deployment's goes to its collector: that cost is part of the measure."""
+    plus `extra_args`, once ready. Its decision log goes to the log file, as a real deployment's
+    goes to its collector: that cost is part of the measure."""
     admin = loopback()
     command = [sys.executable, "-m", "authz", "serve", "--policies", str(policies)]
     command += ["--grpc-listen", grpc_listen, "--http-listen", f"{http.host}:{http.port}"]
     command += ["--admin-listen", f"{admin.host}:{admin.port}", "--log-level", "warning"]
-    return start(name, [*command, *extra_args], logs=logs, cwd=cwd)
-
-
-def wait_until(ready: Callable[[], bool], proc: Proc, *, what: str, timeout: float = 30.0) -> None:
-    """Poll `ready` until it holds; a process that exits or takes too long stops the run."""
-    deadline = time.monotonic() + timeout
-    while not ready():
-        if not proc.alive():
-            raise BenchError(f"{proc.name} exited with {proc.popen.returncode}:\n{proc.tail()}")
-        if time.monotonic() > deadline:
-            raise BenchError(f"{proc.name}: no {what} after {timeout:.0f} s:\n{proc.tail()}")
-        time.sleep(0.1)
+    ready = f"http://{http.host}:{http.port}/readyz"
+    return start(name, [*command, *extra_args], logs=logs, ready=ready)
 
 
 def _get(url: str) -> str | None:
@@ -128,20 +107,9 @@ def _get(url: str) -> str | None:
     return None
 
 
-def wait_ready(url: str, proc: Proc) -> None:
-    wait_until(lambda: _get(url) is not None, proc, what=f"200 from {url}")
-
-
-def stop_all(procs: list[Proc], *, grace: float = 10.0) -> None:
+def stop_all(procs: list[Proc]) -> None:
     for proc in reversed(procs):
-        if proc.alive():
-            proc.popen.send_signal(signal.SIGTERM)
-    for proc in procs:
-        try:
-            proc.popen.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            proc.popen.kill()
-            proc.popen.wait()
+        proc.terminate(timeout=10)
 
 
 def envoy_counters(admin: ListenAddress, *, prefix: str = "http.ingress.") -> dict[str, int]:
@@ -156,7 +124,7 @@ def envoy_counters(admin: ListenAddress, *, prefix: str = "http.ingress.") -> di
 @contextlib.contextmanager
 def redis_server(logs: Path) -> Iterator[tuple[Proc, int]]:
     """A redis-server of its own (Debian's; no persistence) on a free loopback port."""
-    port = free_port()
+    port = support.free_port()
     with tempfile.TemporaryDirectory(prefix="authz-bench-redis-") as workdir:
         command = [find_binary("redis-server"), "--port", str(port), "--bind", "127.0.0.1"]
         proc = start(
@@ -164,14 +132,17 @@ def redis_server(logs: Path) -> Iterator[tuple[Proc, int]]:
         )
         client = redis.Redis(port=port, socket_timeout=0.5)
         try:
-            wait_until(lambda: _pong(client), proc, what=f"PONG on port {port}", timeout=10)
+            try:
+                wait_for(
+                    client.ping,
+                    what="PONG",
+                    within=10,
+                    ignore=(redis.RedisError,),
+                    unless=proc.exited,
+                )
+            except AssertionError as exc:
+                proc.fail(str(exc))
             yield proc, port
         finally:
             client.close()
             stop_all([proc])
-
-
-def _pong(client: redis.Redis) -> bool:
-    with contextlib.suppress(redis.RedisError):
-        return bool(client.ping())
-    return False

@@ -1,11 +1,6 @@
-"""Where the sidecar's CPU goes under load: py-spy samples of the running `authz serve`.
-
-Two recordings while wrk keeps the sidecar busy: collapsed stacks (parsed here into a breakdown
-and top lists for the report) and a flamegraph SVG for a human. Both use --native, because much
-of the time is spent below Python - in C extensions and system calls - and a Python-only profile
-would show it as one opaque `Handle._run` frame. py-spy's idle detection does not work with
---native, so threads blocked in a wait are recognised here by their innermost frame and left out.
-"""
+"""Where the sidecar's CPU goes under load: py-spy (--native) samples of the running sidecar,
+split into categories for the report, plus a flamegraph. py-spy's idle detection does not work
+with --native, so threads blocked in a wait are recognised by their innermost frame."""
 
 from __future__ import annotations
 
@@ -27,8 +22,7 @@ _WAITS |= {"pthread_cond_timedwait", "PyThread_acquire_lock_timed", "sem_wait", 
 _WAITS |= {"_queue_SimpleQueue_get"}
 _SYSCALLS = {"write", "writev", "sendmsg", "send", "read", "readv", "recv", "recvmsg", "recvfrom"}
 _SYSCALLS |= {"sem_post", "pthread_cond_signal", "syscall"}
-#: The setup whose sidecar is profiled.
-SETUP = "sidecar-tcp"
+SETUP = "sidecar-tcp"  # the setup whose sidecar is profiled.
 IDLE = "waiting (epoll, locks, queues, GIL)"
 _H2 = "h2 engine: HTTP/2 frames, HPACK, gRPC framing (authz/server/h2*.py)"
 _DECISION = "authz: the decision (servicer.check, without log and metrics)"
@@ -71,8 +65,7 @@ def _readable(frame: str) -> str:
 
 class Analysis(NamedTuple):
     samples: int
-    #: Samples of threads doing work (not waiting); the shares are of these.
-    busy: int
+    busy: int  # samples of threads doing work (not waiting); the shares are of these.
     breakdown: list[tuple[str, float]]
     top_self: list[tuple[str, float]]
     top_authz: list[tuple[str, float]]

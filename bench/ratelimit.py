@@ -1,11 +1,6 @@
-"""What rate limits cost per check: counters in the sidecar's memory versus in a shared Redis.
-
-The rule gets one limit per user, never reached (the cost of counting, not of denying), counted
-in memory or in a redis-server started here: in-process, one check at a time and 16 at a time
-(round trips overlap, as under Envoy's load), and under wrk with Redis's CPU charged to the
-Redis setup. Every answer must allow and carry RateLimit-Limit, and Redis must have run a script
-per check (INFO commandstats), so a sidecar that fell back to memory cannot pass for Redis.
-"""
+"""What rate limits cost per check: counted in memory versus in a shared Redis, in-process and
+under wrk (docs/performance.md). Redis must have run a script per check, so a sidecar that fell
+back to memory cannot pass for Redis."""
 
 from __future__ import annotations
 

@@ -100,8 +100,7 @@ class Ratio:
     setup: str
     throughput: float
     p99: float
-    #: Whether the targets apply (the sidecar), or the row is a reference.
-    target: bool
+    target: bool  # whether the targets apply (the sidecar), or the row is a reference.
 
 
 def ratios(results: Results) -> list[Ratio]:
@@ -348,8 +347,7 @@ def _bruteforce(results: Results) -> str:
 @dataclass(frozen=True, slots=True)
 class Section:
     name: str
-    #: The heading it gets when the document has no block for it yet.
-    title: str
+    title: str  # the heading it gets when the document has no block for it yet.
     render: Callable[[Results], str]
 
 

@@ -1,12 +1,6 @@
-"""The setups under test and their Envoy configurations, plus the shared static upstream.
-
-Every gateway is authz.devtools.envoyconf.gateway_config - what `make run` and the end-to-end
-tests use - and differs only in its HTTP filters: none, Envoy's native jwt_authn (configured
-like the sidecar's policy, its verified-token cache on like the sidecar's), the sidecar's
-ext_authz, or ext_authz to a static Envoy that allows everything (the most any external
-authorizer can reach here). The upstream, one more static Envoy, echoes x-user-id back as
-x-echo-user, so the probes can prove that the filter set the header from the claim.
-"""
+"""The setups under test and their gateways: authz.devtools.envoyconf.gateway_config with
+different HTTP filters (docs/performance.md), and the static upstream that echoes x-user-id back
+as x-echo-user so the probes can prove the filter set it from the claim."""
 
 from __future__ import annotations
 
@@ -19,16 +13,14 @@ from authz.server.listen import ListenAddress
 from bench.material import AUDIENCE, ISSUER, SUBJECT, USER_HEADER, Material
 
 _TYPES = "type.googleapis.com/envoy.extensions.filters.http"
-#: The response header the upstream fills from the request's x-user-id.
-ECHO_HEADER = "x-echo-user"
+ECHO_HEADER = "x-echo-user"  # the response header the upstream fills from the request's x-user-id.
 
 
 class Auth(StrEnum):
     NONE = "none"
     JWT_AUTHN = "jwt_authn"
     EXT_AUTHZ = "ext_authz"
-    #: ext_authz to a static responder: the ceiling for any external authorizer.
-    STATIC = "static"
+    STATIC = "static"  # ext_authz to a static responder: the ceiling for any external authorizer.
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,12 +30,9 @@ class Setup:
     auth: Auth = Auth.EXT_AUTHZ
     #: How Envoy reaches the sidecar: "tcp" or "unix"; None without a sidecar.
     transport: str | None = "tcp"
-    #: Extra `authz serve` flags.
-    args: tuple[str, ...] = ()
-    #: `authz serve --workers N` (needs the unix transport).
-    workers: int = 1
-    #: Shown for comparison: the targets do not apply to it.
-    reference: bool = False
+    args: tuple[str, ...] = ()  # extra `authz serve` flags.
+    workers: int = 1  # `authz serve --workers N` (needs the unix transport).
+    reference: bool = False  # shown for comparison: the targets do not apply to it.
     #: The sidecar's policy limits each user to this many requests a minute (None: no limit).
     rate_limit: int | None = None
     #: The sidecar counts its rate limits in the run's redis-server (`--redis-url`).
@@ -84,13 +73,11 @@ SETUPS: tuple[Setup, ...] = (
         reference=True,
     ),
 )
-#: The baseline the sidecar is compared with.
-NATIVE = "jwt_authn"
+NATIVE = "jwt_authn"  # the baseline the sidecar is compared with.
 #: What TLS on the check listener costs: the h2 engine over TCP with the same policy; only
 #: `--tls-cert` (and `--tls-client-ca`) and Envoy's transport socket differ (docs/tls.md).
 TLS_PLAIN = "tls-off"
-#: TLS may cost at most this fraction of plaintext throughput.
-TLS_MAX_LOSS = 0.15
+TLS_MAX_LOSS = 0.15  # TLS may cost at most this fraction of plaintext throughput.
 TLS_SETUPS: tuple[Setup, ...] = (
     Setup(TLS_PLAIN, "sidecar over TCP, plaintext"),
     Setup("tls", "the same over TLS (--tls-cert)", tls=True),

@@ -1,12 +1,6 @@
-"""The processes of a load test - the upstream, the authorizers, one gateway per setup - and the
-probes that prove each setup allows and denies what it should before a request is timed.
-
-Everything starts before the first measurement and stays up until the last, so every setup is
-measured warm. A benchmark of a misconfigured filter is worthless (a jwt_authn that lets
-everything through would post great numbers), so every auth setup must answer 200 to the valid
-token with x-user-id set from `sub` (echoed back by the upstream), 401 without a token and for
-a forged signature; the sidecar also 403 for a token missing the rule's scope.
-"""
+"""The processes of a load test (upstream, authorizers, a gateway per setup), all started before
+the first measurement, and the probes that prove each setup allows and denies what it should
+before it is timed (docs/performance.md)."""
 
 from __future__ import annotations
 
@@ -88,10 +82,11 @@ def stack(
     started: list[Proc] = []
 
     def envoy(name: str, admin: ListenAddress, config: dict[str, Any]) -> Proc:
-        (tmp / f"{name}.json").write_text(dump(config))
-        conf = tmp / f"{name}.json"
-        started.append(procs.start_envoy(name, conf, concurrency=envoy_concurrency, logs=logs))
-        procs.wait_ready(f"http://{admin.host}:{admin.port}/ready", started[-1])
+        (conf := tmp / f"{name}.json").write_text(dump(config))
+        concurrency = envoy_concurrency
+        started.append(
+            procs.start_envoy(name, conf, concurrency=concurrency, logs=logs, admin=admin)
+        )
         return started[-1]
 
     def sidecar(setup: Setup, flags: list[str]) -> tuple[Proc, ListenAddress | list[ListenAddress]]:
@@ -123,7 +118,6 @@ def stack(
                 name, policies=policies, grpc_listen=listen, http=http, logs=logs, extra_args=flags
             )
         )
-        procs.wait_ready(f"http://{http.host}:{http.port}/readyz", started[-1])
         return started[-1], address
 
     with tempfile.TemporaryDirectory(prefix="authz-bench-") as tmp_name:

@@ -29,7 +29,7 @@ from authz.jwt.sources import (
     KeySourceKind,
     check_fetch_url,
     discovery_url,
-    read_at_most,
+    read_answer,
 )
 from authz.lifecycle import Background, Guarded
 from authz.settings import JwksSettings
@@ -254,11 +254,7 @@ class RemoteKeys:
         async with self._session.get(
             url, timeout=timeout, allow_redirects=False, headers={"accept": "application/json"}
         ) as response:
-            if response.status != 200:
-                raise FetchError(f"GET {url} answered HTTP {response.status}")
-            body = await read_at_most(response, limit)
-            if len(body) > limit:
-                raise FetchError(f"GET {url} returned more than {limit} bytes")
+            body = await read_answer(response, limit=limit, what=f"GET {url}", error=FetchError)
         try:
             return json.loads(body)
         except ValueError as exc:

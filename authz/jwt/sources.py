@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from urllib.parse import urlsplit
@@ -75,8 +76,18 @@ def discovery_url(issuer: str) -> str:
     return issuer.rstrip("/") + "/.well-known/openid-configuration"
 
 
-async def read_at_most(response: aiohttp.ClientResponse, limit: int) -> bytes:
-    """The body, or its first `limit + 1` bytes when it is longer (the caller refuses it)."""
+async def read_answer(
+    response: aiohttp.ClientResponse,
+    *,
+    limit: int,
+    what: str,
+    error: Callable[[str], Exception],
+) -> bytes:
+    """The body of a 200 answer of at most `limit` bytes; anything else raises `error` with a
+    message naming `what` (an issuer's endpoint is untrusted: a body is never read whole
+    before its size is known to be bounded)."""
+    if response.status != 200:
+        raise error(f"{what} answered HTTP {response.status}")
     # read(n) returns whatever has arrived (possibly one chunk): loop until EOF or past limit.
     body = b""
     while len(body) <= limit:
@@ -84,4 +95,6 @@ async def read_at_most(response: aiohttp.ClientResponse, limit: int) -> bytes:
         if not piece:
             break
         body += piece
+    if len(body) > limit:
+        raise error(f"{what} answered more than {limit} bytes")
     return body

@@ -132,24 +132,22 @@ class Verifier:
         self._unknown_kid_wait = unknown_kid_wait
         self._cache: OrderedDict[bytes, _Entry] = OrderedDict()
 
+    def cached(
+        self, token: str, issuers: Mapping[str, IssuerSpec], *, now: float
+    ) -> VerifiedToken | None:
+        """The verified token when its signature was checked before (the cache), at once;
+        None when it has to be checked (or introspected) first: `verify` does that. Raises
+        TokenError as `verify` does."""
+        return self._from_cache(self._digest(token), issuers, now)
+
     async def verify(
         self, token: str, issuers: Mapping[str, IssuerSpec], *, now: float
     ) -> VerifiedToken:
         """Return the verified token, or raise TokenError (401) / KeysUnavailable (503)."""
-        if len(token) > self._max_bytes:
-            raise TokenError(f"token is larger than {self._max_bytes} bytes")
-        digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
-        entry = self._cache.get(digest)
-        if entry is not None:
-            spec = issuers.get(entry.iss)
-            if spec is None:
-                raise TokenError("token issuer is not trusted here")
-            if spec.provider is entry.provider and spec.provider.version == entry.version:
-                self._cache.move_to_end(digest)
-                verified = entry.check(spec, now)
-                if self.revocations.active:
-                    self._check_revoked(verified, now)
-                return verified
+        digest = self._digest(token)
+        verified = self._from_cache(digest, issuers, now)
+        if verified is not None:
+            return verified
         if self._introspector is not None and token.count(".") != 2:
             introspected = [s for s in issuers.values() if s.introspection is not None]
             if introspected:
@@ -173,6 +171,28 @@ class Verifier:
             self._cache[digest] = entry
             if len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
+        if self.revocations.active:
+            self._check_revoked(verified, now)
+        return verified
+
+    def _digest(self, token: str) -> bytes:
+        if len(token) > self._max_bytes:
+            raise TokenError(f"token is larger than {self._max_bytes} bytes")
+        return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+
+    def _from_cache(
+        self, digest: bytes, issuers: Mapping[str, IssuerSpec], now: float
+    ) -> VerifiedToken | None:
+        entry = self._cache.get(digest)
+        if entry is None:
+            return None
+        spec = issuers.get(entry.iss)
+        if spec is None:
+            raise TokenError("token issuer is not trusted here")
+        if spec.provider is not entry.provider or spec.provider.version != entry.version:
+            return None
+        self._cache.move_to_end(digest)
+        verified = entry.check(spec, now)
         if self.revocations.active:
             self._check_revoked(verified, now)
         return verified

@@ -12,7 +12,7 @@ import pytest
 
 from authz.jwt.providers import offline_provider
 from authz.jwt.verify import Verifier
-from authz.pipeline.decide import decide
+from authz.pipeline.decide import decide, decide_now
 from authz.pipeline.decision import Decision
 from authz.pipeline.request import CheckInput
 from authz.pipeline.trace import Step, Trace
@@ -356,3 +356,48 @@ async def test_without_a_trace_the_decision_is_the_same(
     traced = await run(snapshot, path, method=method, host=host, bearer=bearer, trace=trace)
     assert trace.steps
     assert await run(snapshot, path, method=method, host=host, bearer=bearer) == traced
+
+
+# --- answered at once, or after waiting ---------------------------------------------------------
+
+_TWIN_CASES = [
+    pytest.param("GET", "/orders/42", {"scope": "orders:read"}, id="allow"),
+    pytest.param("POST", "/orders", {"scope": "orders:read"}, id="insufficient-scope"),
+    pytest.param("GET", "/admin/x", {"scope": "superuser"}, id="any-of"),
+    pytest.param("GET", "/nowhere", {"scope": "orders:read"}, id="no-rule"),
+    pytest.param("GET", "/orders", {"scope": "orders:read", "exp": NOW - 100}, id="expired"),
+    pytest.param("GET", "/orders", {"scope": "orders:read", "aud": "x"}, id="audience"),
+    pytest.param("GET", "/healthz", {"scope": None}, id="anonymous-rule-with-token"),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "claims"), _TWIN_CASES)
+async def test_a_cached_token_is_decided_at_once_as_a_verified_one_is(
+    snapshot: Snapshot, method: str, path: str, claims: dict[str, Any]
+) -> None:
+    """The first check of a token waits for its signature check (a coroutine); the next one is
+    answered synchronously from the cache. Both paths give the same decision."""
+    request = CheckInput(
+        method=method,
+        host="orders.test",
+        raw_path=path,
+        headers={"authorization": f"Bearer {token(**claims)}"},
+    )
+    verifier = Verifier()
+    first = decide_now(snapshot, request, verifier=verifier, now=NOW)
+    waited = first if isinstance(first, Decision) else await first
+    if waited.allowed:
+        assert not isinstance(first, Decision)  # the signature was checked: it waited
+    again = decide_now(snapshot, request, verifier=verifier, now=NOW)
+    if waited.reason == "invalid_token":  # a refused token is not cached: it waits again
+        assert not isinstance(again, Decision)
+        again = await again
+    assert isinstance(again, Decision)
+    assert again == waited
+
+
+async def test_a_request_without_a_token_is_decided_at_once(snapshot: Snapshot) -> None:
+    request = CheckInput(method="GET", host="orders.test", raw_path="/orders")
+    decision = decide_now(snapshot, request, verifier=Verifier(), now=NOW)
+    assert isinstance(decision, Decision)
+    assert decision.reason == "missing_token"
