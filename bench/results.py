@@ -118,6 +118,9 @@ class ScaleResult:
     #: FileSource.load as the service runs it (read + compile + publish), wall and CPU.
     load_s: float
     load_cpu_s: float
+    #: From starting the process to the first snapshot, less the same for one policy.
+    ready_s: float
+    ready_cpu_s: float
     #: The split of load_s: reading and parsing the YAML; validating, compiling and indexing.
     read_s: float
     compile_s: float
