@@ -35,7 +35,7 @@ from typing import Any
 
 import yaml
 
-_STR = "tag:yaml.org,2002:str"
+_STR = STR_TAG = "tag:yaml.org,2002:str"
 _MAP = "tag:yaml.org,2002:map"
 _SEQ = "tag:yaml.org,2002:seq"
 _NULL = "tag:yaml.org,2002:null"
@@ -94,6 +94,27 @@ _plain_tags: dict[str, str] = {}
 _candidates: dict[str, tuple[tuple[str, Any], ...]] = {}
 
 
+def shared(key: tuple[int, int, str]) -> Any:
+    """The value remembered for a block: (depth, column, its text), or None."""
+    return _shared.get(key)
+
+
+def remember(key: tuple[int, int, str], value: Any) -> None:
+    if len(_shared) >= _SHARED_MAX:
+        _shared.clear()
+    _shared[key] = value
+
+
+def intern(text: str) -> str:
+    """`text`, shared with every equal string when it is short (keys, names, enum values)."""
+    return _intern(text) if len(text) <= _INTERN_MAX_CHARS else text
+
+
+def resolves_plain(value: str) -> str:
+    """The tag of a plain scalar with this text, as the reference loader resolves it."""
+    return _resolve_plain(value)
+
+
 def _resolve_plain(value: str) -> str:
     for tag, pattern in _candidates.get(value[:1], ()):
         if pattern.match(value):
@@ -137,7 +158,9 @@ _NOT_SHARED = "!%|>"
 _SHARE_MAX_CHARS = 2048
 #: Bounded: emptied when full, so blocks of removed policies do not stay forever.
 _SHARED_MAX = 4096
+#: (depth, column, text) -> value; yamlblocks reads texts whole, at column WHOLE_TEXT.
 _shared: dict[tuple[int, int, str], Any] = {}
+WHOLE_TEXT = -1
 #: Strings up to this length are interned (keys, enum-like values), longer ones are not.
 _INTERN_MAX_CHARS = 64
 _intern = sys.intern
@@ -174,9 +197,7 @@ class _Walk:
         found = _shared.get(key)
         if found is None:
             found = self._value(node, depth)
-            if len(_shared) >= _SHARED_MAX:
-                _shared.clear()
-            _shared[key] = found
+            remember(key, found)
         return found
 
     def _value(self, node: yaml.Node, depth: int) -> Any:

@@ -26,7 +26,7 @@ from authz.errors import Problem
 from authz.policy.gcpause import collector_paused
 from authz.policy.schema import API_VERSION, KIND
 from authz.policy.store import SourceDocument
-from authz.sources import yamlfast
+from authz.sources import yamlblocks, yamlfast
 
 SUFFIXES = (".yaml", ".yml", ".json")
 MAX_FILE_BYTES = 4 * 1024 * 1024
@@ -141,7 +141,7 @@ def _check_expansion(root: yaml.Node) -> None:
 
 def _parse(chunk: str) -> Any:
     try:
-        return yamlfast.parse(chunk, max_depth=MAX_DEPTH)
+        return yamlblocks.parse(chunk, max_depth=MAX_DEPTH)
     except yamlfast.NotPlain:
         return _parse_reference(chunk)
 
