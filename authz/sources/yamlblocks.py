@@ -48,7 +48,8 @@ def parse(text: str, *, max_depth: int) -> Any:
     if text.startswith("---\n"):
         text = text[4:]
     try:
-        return _Document(text).block(0, text.count("\n"), -1, max_depth)
+        document = _Document(text)
+        return document.block(0, len(document.lines), -1, max_depth)
     except yamlfast.NotPlain:
         return yamlfast.parse(text, max_depth=max_depth)
 
@@ -61,13 +62,11 @@ class _Document:
 
     def __init__(self, text: str) -> None:
         self.text = text
-        self.lines = lines = text.split("\n")
-        self.indents = [len(line) - len(line.lstrip(" ")) for line in lines]
-        self.significant = [
-            len(line) > indent and line[indent] != "#"
-            for line, indent in zip(lines, self.indents, strict=True)
-        ]
-        self.offsets = [0, *accumulate(len(line) + 1 for line in lines)]
+        # Every line ends with "\n" (parse made sure), and no other character breaks a line.
+        self.lines = lines = text.splitlines(keepends=True)
+        self.indents = indents = [len(line) - len(line.lstrip(" ")) for line in lines]
+        self.significant = [line[i] not in "#\n" for line, i in zip(lines, indents, strict=True)]
+        self.offsets = [0, *accumulate(map(len, lines))]
 
     def block(self, first: int, end: int, column: int, depth_left: int) -> Any:
         """The value of lines first..end-1 read as a document of its own, nested at most
@@ -84,19 +83,21 @@ class _Document:
         if found is not None:
             return found
         starts = [i for i in range(first + 1, end) if significant[i]]
-        first_significant = significant[first] and len(lines[first]) > column
-        if not first_significant:
+        if lines[first][column] in "#\n":
             if not starts:
                 raise yamlfast.NotPlain
             first, column = starts[0], indents[starts[0]]
             starts = starts[1:]
         margin = column
-        if any(indents[i] < margin for i in starts):
-            raise yamlfast.NotPlain
         sequence = lines[first][margin] == "-"
-        heads = [first] + [
-            i for i in starts if indents[i] == margin and (lines[i][margin] == "-") is sequence
-        ]
+        heads = [first]
+        for i in starts:
+            indent = indents[i]
+            if indent == margin:
+                if (lines[i][margin] == "-") is sequence:
+                    heads.append(i)
+            elif indent < margin:
+                raise yamlfast.NotPlain
         ends = [*heads[1:], end]
         value: Any
         if sequence:
@@ -119,15 +120,15 @@ class _Document:
         """One "- ..." item: the value of what follows the dash, where it stands."""
         line = self.lines[head]
         after = line[margin + 1 : margin + 2]
-        if after != " ":
-            raise yamlfast.NotPlain  # "-x" is a scalar; "-" alone, an item on the next lines
+        if after not in (" ", "\n"):
+            raise yamlfast.NotPlain  # "-x" is a scalar, not an item
         content = len(line) - len(line[margin + 1 :].lstrip(" "))
         return self.block(head, end, content, depth_left)
 
     def entry(self, head: int, end: int, column: int, depth_left: int) -> dict[Any, Any]:
         """One "key: ..." entry of a mapping, as a dict of that one key."""
         line = self.lines[head][column if column >= 0 else self.indents[head] :]
-        matched = _KEY.fullmatch(line + "\n")
+        matched = _KEY.fullmatch(line)
         if matched is None or yamlfast.resolves_plain(matched[1]) != yamlfast.STR_TAG:
             rest = any(self.significant[head + 1 : end])
             value = None if rest else _line(line)
@@ -145,7 +146,7 @@ class _Document:
 
 def _line(line: str) -> Any:
     """The value of a one-line block when it is a plain string or maps a key to one, else None."""
-    matched = _LINE.fullmatch(line + "\n")
+    matched = _LINE.fullmatch(line)
     if matched is None:
         return None
     key, scalar = matched.groups()
