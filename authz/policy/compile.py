@@ -301,9 +301,7 @@ def compile_policy(document: Mapping[str, Any], *, bind: KeyBinder) -> CompiledP
         compiled = _shared_issuer(raw, f"spec.issuers[{index}]", bind, problems, namespace)
         if compiled is not None:
             issuers[compiled.issuer] = compiled
-    rules = [
-        _shared_rule(raw, f"spec.rules[{i}]", problems) for i, raw in enumerate(spec["rules"])
-    ]
+    rules = [_shared_rule(raw, f"spec.rules[{i}]", problems) for i, raw in enumerate(spec["rules"])]
     policy_key = f"{meta.get('namespace') or DEFAULT_NAMESPACE}/{meta['name']}"
     rules = [
         replace(

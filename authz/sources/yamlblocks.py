@@ -49,6 +49,8 @@ def parse(text: str, *, max_depth: int) -> Any:
         text = text[4:]
     try:
         document = _Document(text)
+        if not document.lines:
+            raise yamlfast.NotPlain
         return document.block(0, len(document.lines), -1, max_depth)
     except yamlfast.NotPlain:
         return yamlfast.parse(text, max_depth=max_depth)
@@ -101,14 +103,19 @@ class _Document:
         ends = [*heads[1:], end]
         value: Any
         if sequence:
-            value = [self.item(head, stop, margin, depth_left - 1) for head, stop in zip(heads, ends)]
+            value = [
+                self.item(head, stop, margin, depth_left - 1)
+                for head, stop in zip(heads, ends, strict=True)
+            ]
         elif len(heads) == 1 and not starts:
             value = _line(lines[first][margin:])
+            if isinstance(value, dict) and depth_left < 2:  # its value is one level deeper
+                raise yamlfast.NotPlain
             if value is None:
                 value = yamlfast.parse(" " * column + text, max_depth=depth_left)
         else:
             value = {}
-            for head, stop in zip(heads, ends):
+            for head, stop in zip(heads, ends, strict=True):
                 value.update(self.entry(head, stop, margin if head == first else -1, depth_left))
         if len(text) <= _REMEMBER_MAX_CHARS:
             if len(_remembered) >= _REMEMBERED_MAX:
@@ -127,6 +134,8 @@ class _Document:
 
     def entry(self, head: int, end: int, column: int, depth_left: int) -> dict[Any, Any]:
         """One "key: ..." entry of a mapping, as a dict of that one key."""
+        if depth_left < 2:  # the value is one level deeper than the mapping
+            raise yamlfast.NotPlain
         line = self.lines[head][column if column >= 0 else self.indents[head] :]
         matched = _KEY.fullmatch(line)
         if matched is None or yamlfast.resolves_plain(matched[1]) != yamlfast.STR_TAG:
