@@ -155,6 +155,21 @@ class _Document:
 
 def _line(line: str) -> Any:
     """The value of a one-line block when it is a plain string or maps a key to one, else None."""
+    found = _lines.get(line)
+    if found is None:
+        found = _read_line(line)
+        if found is not None:
+            if len(_lines) >= _REMEMBERED_MAX:
+                _lines.clear()
+            _lines[line] = found
+    return found
+
+
+#: Lines read by _line ("kind: AuthPolicy" and the like repeat in every document).
+_lines: dict[str, Any] = {}
+
+
+def _read_line(line: str) -> Any:
     matched = _LINE.fullmatch(line)
     if matched is None:
         return None
