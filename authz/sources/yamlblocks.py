@@ -48,7 +48,7 @@ def parse(text: str, *, max_depth: int) -> Any:
     if text.startswith("---\n"):
         text = text[4:]
     try:
-        document = _Document(text)
+        document = _Document(text, max_depth=max_depth)
         if not document.lines:
             raise yamlfast.NotPlain
         return document.block(0, len(document.lines), -1, max_depth)
@@ -60,10 +60,13 @@ class _Document:
     """The lines of one document, measured once: where each starts, how far it is indented,
     and whether it holds anything but blanks and a comment."""
 
-    __slots__ = ("indents", "lines", "offsets", "significant", "text")
+    __slots__ = ("indents", "lines", "offsets", "significant", "text", "unique_below")
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, *, max_depth: int) -> None:
         self.text = text
+        #: The document and its top-level blocks (metadata, spec) are one policy's own: looking
+        #: them up would only hash their text, and remembering them push out the shared ones.
+        self.unique_below = max_depth - 1
         # Every line ends with "\n" (parse made sure), and no other character breaks a line.
         self.lines = lines = text.splitlines(keepends=True)
         self.indents = indents = [len(line) - len(line.lstrip(" ")) for line in lines]
@@ -81,9 +84,11 @@ class _Document:
         start = self.offsets[first] + column
         text = self.text[start : self.offsets[end]]
         key = (depth_left, column, text)
-        found = _remembered.get(key)
-        if found is not None:
-            return found
+        remember = depth_left < self.unique_below and len(text) <= _REMEMBER_MAX_CHARS
+        if remember:
+            found = _remembered.get(key)
+            if found is not None:
+                return found
         starts = [i for i in range(first + 1, end) if significant[i]]
         if lines[first][column] in "#\n":
             if not starts:
@@ -117,7 +122,7 @@ class _Document:
             value = {}
             for head, stop in zip(heads, ends, strict=True):
                 value.update(self.entry(head, stop, margin if head == first else -1, depth_left))
-        if len(text) <= _REMEMBER_MAX_CHARS:
+        if remember:
             if len(_remembered) >= _REMEMBERED_MAX:
                 _remembered.clear()
             _remembered[key] = value
