@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 from itertools import accumulate
+from operator import sub
 from typing import Any
 
 from authz.sources import yamlfast
@@ -69,8 +70,9 @@ class _Document:
         self.unique_below = max_depth - 1
         # Every line ends with "\n" (parse made sure), and no other character breaks a line.
         self.lines = lines = text.splitlines(keepends=True)
-        self.indents = indents = [len(line) - len(line.lstrip(" ")) for line in lines]
-        self.significant = [line[i] not in "#\n" for line, i in zip(lines, indents, strict=True)]
+        contents = [line.lstrip(" ") for line in lines]
+        self.indents = list(map(sub, map(len, lines), map(len, contents)))
+        self.significant = [content[0] not in "#\n" for content in contents]
         self.offsets = [0, *accumulate(map(len, lines))]
 
     def block(self, first: int, end: int, column: int, depth_left: int) -> Any:
