@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 from itertools import accumulate
 from operator import sub
+from collections.abc import Sequence
 from typing import Any
 
 from authz.sources import yamlfast
@@ -34,6 +35,8 @@ _KEY = re.compile(r"([A-Za-z_][A-Za-z0-9_.\-/]*):\n")
 #: indicator first, no ": " or " #" inside, nothing after. Whether the text is a string and not
 #: a number, a boolean or null is still the resolver's answer.
 _LINE = re.compile(r" *(?:([A-Za-z_][A-Za-z0-9_.\-/]*): )?([A-Za-z0-9_/][A-Za-z0-9_.\-/]*)\n")
+#: A line of blanks only (a comment line holds "#").
+_BLANK_LINE = re.compile(r"^ *\n", re.MULTILINE)
 #: Texts up to this length are remembered (whole documents and specs are unique).
 _REMEMBER_MAX_CHARS = 2048
 #: Bounded: emptied when full, so blocks of removed policies do not stay forever.
@@ -72,7 +75,12 @@ class _Document:
         self.lines = lines = text.splitlines(keepends=True)
         contents = [line.lstrip(" ") for line in lines]
         self.indents = list(map(sub, map(len, lines), map(len, contents)))
-        self.significant = [content[0] not in "#\n" for content in contents]
+        #: None when every line has content (the usual generated document): no need to ask.
+        self.significant: list[bool] | None = (
+            [content[0] not in "#\n" for content in contents]
+            if "#" in text or _BLANK_LINE.search(text) is not None
+            else None
+        )
         self.offsets = [0, *accumulate(map(len, lines))]
 
     def block(self, first: int, end: int, column: int, depth_left: int) -> Any:
@@ -91,7 +99,11 @@ class _Document:
             found = _remembered.get(key)
             if found is not None:
                 return found
-        starts = [i for i in range(first + 1, end) if significant[i]]
+        starts: Sequence[int] = (
+            range(first + 1, end)
+            if significant is None
+            else [i for i in range(first + 1, end) if significant[i]]
+        )
         if lines[first][column] in "#\n":
             if not starts:
                 raise yamlfast.NotPlain
@@ -130,6 +142,10 @@ class _Document:
             _remembered[key] = value
         return value
 
+    def _content(self, first: int, end: int) -> bool:
+        """Whether any of lines first..end-1 has content."""
+        return first < end if self.significant is None else any(self.significant[first:end])
+
     def item(self, head: int, end: int, margin: int, depth_left: int) -> Any:
         """One "- ..." item: the value of what follows the dash, where it stands."""
         line = self.lines[head]
@@ -146,7 +162,7 @@ class _Document:
         line = self.lines[head][column if column >= 0 else self.indents[head] :]
         matched = _KEY.fullmatch(line)
         if matched is None or yamlfast.resolves_plain(matched[1]) != yamlfast.STR_TAG:
-            rest = any(self.significant[head + 1 : end])
+            rest = self._content(head + 1, end)
             value = None if rest else _line(line)
             if value is None:
                 start = self.offsets[head] + (column if column >= 0 else 0)
@@ -155,7 +171,7 @@ class _Document:
             if not isinstance(value, dict) or len(value) != 1:
                 raise yamlfast.NotPlain
             return value
-        if not any(self.significant[head + 1 : end]):
+        if not self._content(head + 1, end):
             return {yamlfast.intern(matched[1]): None}
         return {yamlfast.intern(matched[1]): self.block(head + 1, end, -1, depth_left - 1)}
 
