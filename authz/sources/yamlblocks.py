@@ -19,9 +19,9 @@ which error it reports.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from itertools import accumulate
 from operator import sub
-from collections.abc import Sequence
 from typing import Any
 
 from authz.sources import yamlfast
