@@ -21,11 +21,15 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-# The demo needs no bytecode for the packages it never imports (the Kubernetes client is most
-# of the runtime): Python compiles what `make run` does import on first use.
-$(RUN_STAMP): pyproject.toml tests/versions.toml | $(BIN)/python
+# The demo serves files, so it goes without the Kubernetes client (most of the runtime, imported
+# only to watch a cluster): the project's other dependencies (tests/provision.py run-requirements),
+# then the project itself without them. The test stamp adds the client to the same .venv. No
+# bytecode either: Python compiles what `make run` does import on first use.
+$(RUN_STAMP): pyproject.toml tests/versions.toml tests/provision.py | $(BIN)/python
 	$(PROVISION) constraints > $(VENV)/constraints.txt
-	$(BIN)/pip install --quiet --no-compile -c $(VENV)/constraints.txt -e '.[run]'
+	$(PROVISION) run-requirements > $(VENV)/run-requirements.txt
+	$(BIN)/pip install --quiet --no-compile -c $(VENV)/constraints.txt -r $(VENV)/run-requirements.txt
+	$(BIN)/pip install --quiet --no-compile --no-deps -e .
 	touch $@
 
 $(TEST_STAMP): pyproject.toml tests/versions.toml | $(BIN)/python

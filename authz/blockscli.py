@@ -14,22 +14,16 @@ it prints how many were lifted), 2 when the admin API cannot be reached.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-from collections.abc import Callable
-from typing import TextIO, TypeVar
+from typing import TextIO
 
-import grpc
 from google.protobuf.json_format import MessageToJson
-from google.protobuf.message import Message
 
 from authz._gen.authz.v1 import admin_pb2 as apb
-from authz.errors import ConfigError
-from authz.explain import DEFAULT_ADMIN
+from authz.adminclient import add_admin_argument, call
 
 LIST = "/authz.v1.Admin/ListBlocks"
 CLEAR = "/authz.v1.Admin/ClearBlocks"
-M = TypeVar("M", bound=Message)
 
 
 def add_blocks_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -45,36 +39,8 @@ def add_blocks_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     clear = actions.add_parser("clear", help="lift the blocks of a key or a value (e.g. an IP)")
     clear.add_argument("key", metavar="KEY", help="a block key as `list` prints it, or a value")
     for action in (listing, clear):
-        action.add_argument(
-            "--admin",
-            default=os.environ.get("AUTHZ_ADMIN_LISTEN", DEFAULT_ADMIN),
-            metavar="ADDR",
-            help="the sidecar's --admin-listen address (default %(default)s) "
-            "[env AUTHZ_ADMIN_LISTEN]",
-        )
+        add_admin_argument(action)
         action.add_argument("--timeout", type=float, default=10.0, help="seconds (default 10)")
-
-
-def _call(
-    admin: str, method: str, request: Message, parse: Callable[[bytes], M], *, timeout: float
-) -> M:
-    with grpc.insecure_channel(admin) as channel:
-        call = channel.unary_unary(
-            method, request_serializer=type(request).SerializeToString, response_deserializer=parse
-        )
-        try:
-            answer: M = call(request, timeout=timeout)
-        except grpc.RpcError as exc:
-            code = exc.code()
-            if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED) and (
-                "block store" not in (exc.details() or "")
-            ):
-                raise ConfigError(
-                    f"--admin: no admin API answers at {admin} (is `authz serve` running with "
-                    f"--admin-listen {admin}?)"
-                ) from None
-            raise ConfigError(f"blocks failed: {code.name}: {exc.details()}") from None
-    return answer
 
 
 def render(answer: apb.ListBlocksResponse, out: TextIO) -> None:
@@ -90,24 +56,12 @@ def render(answer: apb.ListBlocksResponse, out: TextIO) -> None:
 def run_blocks(args: argparse.Namespace, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     if args.blocks_command == "list":
-        answer = _call(
-            args.admin,
-            LIST,
-            apb.ListBlocksRequest(),
-            apb.ListBlocksResponse.FromString,
-            timeout=args.timeout,
-        )
+        answer = call(args, LIST, apb.ListBlocksRequest(), apb.ListBlocksResponse)
         if args.json:
             out.write(MessageToJson(answer, preserving_proto_field_name=True) + "\n")
         else:
             render(answer, out)
         return 0
-    cleared = _call(
-        args.admin,
-        CLEAR,
-        apb.ClearBlocksRequest(key=args.key),
-        apb.ClearBlocksResponse.FromString,
-        timeout=args.timeout,
-    )
+    cleared = call(args, CLEAR, apb.ClearBlocksRequest(key=args.key), apb.ClearBlocksResponse)
     out.write(f"cleared {cleared.cleared} block{'' if cleared.cleared == 1 else 's'}\n")
     return 0

@@ -12,7 +12,6 @@ goes to the sidecar only and is never printed.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from typing import TextIO
 from urllib.parse import urlsplit
@@ -21,10 +20,10 @@ import grpc
 from google.protobuf.json_format import MessageToJson
 
 from authz._gen.authz.v1 import admin_pb2 as apb
+from authz.adminclient import add_admin_argument, call
 from authz.errors import ConfigError
 
 EXPLAIN = "/authz.v1.Admin/Explain"
-DEFAULT_ADMIN = "127.0.0.1:9192"
 EXIT_ALLOWED, EXIT_DENIED = 0, 1
 
 _MARKS: dict[int, str] = {apb.PASS: "✔", apb.FAIL: "✘", apb.SKIP: "○", apb.INFO: "·"}
@@ -45,12 +44,7 @@ def add_explain_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser])
         "chosen, every step with its outcome, the header rewrites. Exit 0 allowed, 1 denied, "
         "2 error. Rate limits are evaluated without consuming quota.",
     )
-    parser.add_argument(
-        "--admin",
-        default=os.environ.get("AUTHZ_ADMIN_LISTEN", DEFAULT_ADMIN),
-        metavar="ADDR",
-        help="the sidecar's --admin-listen address (default %(default)s) [env AUTHZ_ADMIN_LISTEN]",
-    )
+    add_admin_argument(parser)
     parser.add_argument(
         "-H",
         "--header",
@@ -176,37 +170,11 @@ def channel_for(admin: str, args: argparse.Namespace) -> grpc.Channel:
     return grpc.secure_channel(admin, credentials, options=options)
 
 
-def explain(
-    admin: str,
-    request: apb.ExplainRequest,
-    *,
-    timeout: float,
-    channel: grpc.Channel | None = None,
-) -> apb.ExplainResponse:
-    with channel or grpc.insecure_channel(admin) as channel:
-        call = channel.unary_unary(
-            EXPLAIN,
-            request_serializer=apb.ExplainRequest.SerializeToString,
-            response_deserializer=apb.ExplainResponse.FromString,
-        )
-        try:
-            answer: apb.ExplainResponse = call(request, timeout=timeout)
-        except grpc.RpcError as exc:
-            code = exc.code()
-            if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-                raise ConfigError(
-                    f"--admin: no admin API answers at {admin} (is `authz serve` running with "
-                    f"--admin-listen {admin}?)"
-                ) from None
-            raise ConfigError(f"explain failed: {code.name}: {exc.details()}") from None
-    return answer
-
-
 def run_explain(args: argparse.Namespace, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     request = build_request(args.method, args.url, args.header, source_ip=args.source_ip)
-    answer = explain(
-        args.admin, request, timeout=args.timeout, channel=channel_for(args.admin, args)
+    answer = call(
+        args, EXPLAIN, request, apb.ExplainResponse, channel=channel_for(args.admin, args)
     )
     if args.json:
         out.write(MessageToJson(answer, preserving_proto_field_name=True) + "\n")

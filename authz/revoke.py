@@ -15,20 +15,13 @@ Exit 0 on success, 2 when the sidecar cannot be reached or refuses the request.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TextIO, TypeVar
-
-import grpc
-from google.protobuf.message import Message
+from typing import TextIO
 
 from authz._gen.authz.v1 import admin_pb2 as apb
-from authz.errors import ConfigError
-from authz.explain import DEFAULT_ADMIN
+from authz.adminclient import add_admin_argument, call
 
-T = TypeVar("T")
 REVOKE = "/authz.v1.Admin/Revoke"
 LIST = "/authz.v1.Admin/ListRevocations"
 LOCAL_ONLY = (
@@ -45,12 +38,7 @@ def add_revoke_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
         description="Refuse a token by its jti, or every token of a subject issued at or "
         "before now (401 invalid_token), through the admin API. Exit 0 on success, 2 on error.",
     )
-    parser.add_argument(
-        "--admin",
-        default=os.environ.get("AUTHZ_ADMIN_LISTEN", DEFAULT_ADMIN),
-        metavar="ADDR",
-        help="the sidecar's --admin-listen address (default %(default)s) [env AUTHZ_ADMIN_LISTEN]",
-    )
+    add_admin_argument(parser)
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument("--jti", metavar="ID", help="the token's jti claim")
     what.add_argument("--subject", metavar="SUB", help="the sub claim of the tokens to refuse")
@@ -82,40 +70,10 @@ def describe(entry: apb.Revocation) -> str:
     return f"{what}, kept until {_when(entry.until)}"
 
 
-def _serialize(message: Message) -> bytes:
-    return message.SerializeToString()
-
-
-def _call(
-    admin: str, method: str, request: Message, parse: Callable[[bytes], T], *, timeout: float
-) -> T:
-    with grpc.insecure_channel(admin) as channel:
-        call = channel.unary_unary(
-            method, request_serializer=_serialize, response_deserializer=parse
-        )
-        try:
-            answer: T = call(request, timeout=timeout)
-            return answer
-        except grpc.RpcError as exc:
-            code = exc.code()
-            if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-                raise ConfigError(
-                    f"--admin: no admin API answers at {admin} (is `authz serve` running with "
-                    f"--admin-listen {admin}?)"
-                ) from None
-            raise ConfigError(f"revoke failed: {exc.details()}") from None
-
-
 def run_revoke(args: argparse.Namespace, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     if args.list:
-        listed = _call(
-            args.admin,
-            LIST,
-            apb.ListRevocationsRequest(),
-            apb.ListRevocationsResponse.FromString,
-            timeout=args.timeout,
-        )
+        listed = call(args, LIST, apb.ListRevocationsRequest(), apb.ListRevocationsResponse)
         for entry in listed.revocations:
             out.write(describe(entry) + "\n")
         if not listed.revocations:
@@ -126,7 +84,7 @@ def run_revoke(args: argparse.Namespace, out: TextIO | None = None) -> int:
     request = apb.RevokeRequest(
         jti=args.jti or "", subject=args.subject or "", issuer=args.issuer, until=args.until
     )
-    answer = _call(args.admin, REVOKE, request, apb.RevokeResponse.FromString, timeout=args.timeout)
+    answer = call(args, REVOKE, request, apb.RevokeResponse)
     out.write("revoked " + describe(answer.revocation) + "\n")
     if not answer.shared:
         print(LOCAL_ONLY, file=sys.stderr)

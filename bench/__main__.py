@@ -1,35 +1,40 @@
 """`python -m bench` (what `make bench` runs): flags or BENCH_* variables, the parts, the report.
 
-A flag wins over its environment variable. Durations are whole seconds: "10s", "1m" or "10".
-The parts run one after another, never at once, so none steals CPU from another; the load test
-goes first, on a machine not yet warmed by the others' allocations. A full run writes
-bench/out/results.json and the numbers into docs/performance.md (and performance.png); a
-partial or quick run writes bench/out/ only. Exit codes: 0 done, 1 the run could not give
-trustworthy numbers (a probe failed, a process died, too many errors), 2 usage error.
+A flag wins over its environment variable. The parts run one after another, the load test first.
+A full run writes bench/out/results.json and docs/performance.md; a partial or quick run writes
+bench/out/ only. Exit codes: 0 done, 1 no trustworthy numbers (a probe failed, a process died,
+too many errors), 2 usage error.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
+import platform
 import shlex
+import subprocess
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
+from importlib import metadata
 from pathlib import Path
+from typing import Any
 
-from bench import bruteforce, chart, hostile, micro, profile, ratelimit, report, scale, tls
-from bench.machine import machine_info
+import psutil
+
+from bench import bruteforce, hostile, micro, profile, ratelimit, report, scale
 from bench.macro import MacroConfig, load_test
 from bench.material import make_material
-from bench.procs import BenchError
-from bench.results import Results
-from bench.setups import SETUPS
-from bench.stack import stack
+from bench.procs import BenchError, find_binary
+from bench.results import InProcess, Results
+from bench.setups import SETUPS, TLS_SETUPS
+from bench.stack import Stack
 
 Say = Callable[[str], None]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,40 +43,42 @@ class Options:
     micro_iterations: int = 10_000
     micro_repeats: int = 7
     scale_sizes: tuple[int, ...] = (1_000, 10_000)
-    #: Seconds of py-spy recording on the sidecar; 0 = no profile.
-    profile_seconds: float = 5.0
+    profile_seconds: float = 5.0  # seconds of py-spy recording on the sidecar; 0 = no profile.
     out: Path = Path("bench/out")
 
 
 def _load(results: Results, options: Options, say: Say) -> None:
-    material, logs, config = make_material(), options.out / "logs", options.macro
-    say(f"starting {len(SETUPS)} gateways, their sidecars and the upstream (logs: {logs})")
-    with stack(
-        SETUPS, material=material, envoy_concurrency=config.envoy_concurrency, logs=logs
-    ) as current:
-        results.load = load_test(current, material=material, config=config, logs=logs, say=say)
-        if options.profile_seconds > 0:
-            say(f"profiling the sidecar-tcp sidecar for 2 x {options.profile_seconds:g} s (py-spy)")
-            try:
-                results.profile = profile.record(
-                    current,
-                    setup="sidecar-tcp",
-                    token=material.token,
-                    config=config,
-                    seconds=options.profile_seconds,
-                    out=options.out,
-                )
-            except BenchError as exc:
-                say(f"no profile: {exc}")
+    material, seconds, config = make_material(), options.profile_seconds, options.macro
+    token, out = material.token, options.out
 
+    def profiled(current: Stack) -> None:
+        say(f"profiling the sidecar-tcp sidecar for 2 x {seconds:g} s (py-spy)")
+        try:
+            results.profile = profile.record(
+                current, token=token, config=config, seconds=seconds, out=out
+            )
+        except BenchError as exc:
+            say(f"no profile: {exc}")
 
-def _micro(results: Results, options: Options, say: Say) -> None:
-    say(f"micro: {options.micro_repeats} x {options.micro_iterations:,} decisions per scenario")
-    results.micro = micro.run_micro(
-        make_material(), iterations=options.micro_iterations, repeats=options.micro_repeats
+    then = profiled if seconds > 0 else lambda _stack: None
+    logs = out / "logs"
+    results.load = load_test(
+        SETUPS, material=material, config=config, logs=logs, say=say, then=then
     )
-    for m in results.micro:
-        say(f"micro {m.name:<14} {m.wall_us:7.1f} µs {m.cpu_us:7.1f} CPU-µs")
+
+
+def _in_process(field: str, run: Callable[..., list[InProcess]]) -> Callable[..., None]:
+    """A part measuring scenarios in-process into `field` of Results."""
+
+    def part(results: Results, options: Options, say: Say) -> None:
+        repeats, iterations = options.micro_repeats, options.micro_iterations
+        say(f"{field}: {repeats} x {iterations:,} checks per scenario")
+        found = run(make_material(), iterations=iterations, repeats=repeats)
+        setattr(results, field, found)
+        for m in found:
+            say(f"{field} {m.name:<14} {m.wall_us:7.1f} µs {m.cpu_us:7.1f} CPU-µs")
+
+    return part
 
 
 def _scale(results: Results, options: Options, say: Say) -> None:
@@ -83,48 +90,78 @@ def _scale(results: Results, options: Options, say: Say) -> None:
 
 
 def _ratelimit(results: Results, options: Options, say: Say) -> None:
-    material, logs = make_material(), options.out / "logs" / "ratelimit"
-    say(f"rate limits in-process: {options.micro_repeats} x {options.micro_iterations:,} checks")
-    results.ratelimit = ratelimit.run_inprocess(
-        material, iterations=options.micro_iterations, repeats=options.micro_repeats, logs=logs
+    logs = options.out / "logs" / "ratelimit"
+    _in_process("ratelimit", functools.partial(ratelimit.run_inprocess, logs=logs))(
+        results, options, say
     )
-    for m in results.ratelimit:
-        say(f"ratelimit {m.name:<10} {m.cpu_us:7.1f} CPU-µs, Redis {m.redis_cpu_us:5.1f} CPU-µs")
-    say(f"rate limits under load: {', '.join(s.name for s in ratelimit.SETUPS)} (logs: {logs})")
-    results.ratelimit_load = ratelimit.run_load(material, config=options.macro, logs=logs, say=say)
+    results.ratelimit_load = ratelimit.run_load(
+        make_material(), config=options.macro, logs=logs, say=say
+    )
 
 
 def _hostile(results: Results, options: Options, say: Say) -> None:
-    logs = options.out / "logs" / "hostile"
-    say(f"the check port under attack, engines {', '.join(hostile.ENGINES)} (logs: {logs})")
-    results.hostile = hostile.run(logs=logs, say=say)
+    say(f"the check port under attack, engines {', '.join(hostile.ENGINES)}")
+    results.hostile = hostile.run(logs=options.out / "logs" / "hostile", say=say)
 
 
 def _tls(results: Results, options: Options, say: Say) -> None:
-    logs = options.out / "logs" / "tls"
-    say(f"TLS under load: {', '.join(s.name for s in tls.SETUPS)} (logs: {logs})")
-    results.tls_load = tls.run_load(make_material(), config=options.macro, logs=logs, say=say)
-
-
-def _bruteforce(results: Results, options: Options, say: Say) -> None:
-    say(f"brute-force protection: {options.micro_repeats} x {options.micro_iterations:,} checks")
-    results.bruteforce = bruteforce.run_inprocess(
-        make_material(), iterations=options.micro_iterations, repeats=options.micro_repeats
+    logs, config = options.out / "logs" / "tls", options.macro
+    results.tls_load = load_test(
+        TLS_SETUPS, material=make_material(), config=config, logs=logs, say=say
     )
-    for m in results.bruteforce:
-        say(f"bruteforce {m.name:<10} {m.wall_us:7.1f} µs {m.cpu_us:7.1f} CPU-µs")
 
 
 #: The parts of a run, in the order they run; each fills its fields of Results.
 PARTS: dict[str, Callable[[Results, Options, Say], None]] = {
     "load": _load,
-    "micro": _micro,
+    "micro": _in_process("micro", micro.run_micro),
     "scale": _scale,
     "ratelimit": _ratelimit,
     "hostile": _hostile,
     "tls": _tls,
-    "bruteforce": _bruteforce,
+    "bruteforce": _in_process("bruteforce", bruteforce.run_inprocess),
 }
+
+
+def _first_line(*command: str) -> str:
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"unknown ({exc})"
+    return next(iter((done.stdout or done.stderr).strip().splitlines()), "unknown")
+
+
+def _tool(name: str, flag: str) -> str:
+    try:
+        return _first_line(find_binary(name), flag)
+    except BenchError:
+        return "not installed"
+
+
+def machine_info() -> dict[str, str]:
+    """What a result was measured on: numbers without the machine and versions mean little."""
+    cpu = next(
+        (line for line in Path("/proc/cpuinfo").read_text().splitlines() if "model name" in line),
+        "",
+    )
+    envoy, wrk = _tool("envoy", "--version"), _tool("wrk", "-v")
+    commit = _first_line("git", "-C", str(ROOT), "rev-parse", "--short", "HEAD")
+    if _first_line("git", "-C", str(ROOT), "status", "--porcelain", "--", "authz") != "unknown":
+        commit += " (authz/ has uncommitted changes)"
+    packages = ("grpcio", "protobuf", "PyJWT", "cryptography")
+    load1, load5, _ = os.getloadavg()
+    return {
+        "cpu": cpu.partition(":")[2].strip() or platform.processor() or "unknown",
+        "cpus": f"{os.cpu_count()} (usable by the bench: {len(os.sched_getaffinity(0))})",
+        "memory": f"{psutil.virtual_memory().total / 2**30:.1f} GiB",
+        "kernel": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+        "envoy": envoy.split("version:")[-1].strip().partition("/")[2] or envoy,
+        "wrk": wrk.split(" Copyright")[0],
+        "packages": ", ".join(f"{name} {metadata.version(name)}" for name in packages),
+        "commit": commit,
+        "load average at start": f"{load1:.2f} (1 min), {load5:.2f} (5 min)",
+    }
 
 
 def seconds(value: str) -> int:
@@ -144,49 +181,41 @@ def positive(value: str) -> int:
     return int(value)
 
 
-def parser() -> argparse.ArgumentParser:
-    def env(name: str, default: str) -> str:
-        return os.environ.get(f"BENCH_{name}") or default
+def _env(name: str, default: str) -> str:
+    return os.environ.get(f"BENCH_{name.upper().replace('-', '_')}") or default
 
+
+#: (flag, type, default; BENCH_<FLAG> overrides the default, the flag both).
+FLAGS: tuple[tuple[str, Callable[[str], Any], str, str], ...] = (
+    ("duration", seconds, "10s", "each measured run"),
+    ("warmup", seconds, "2s", "the unmeasured run before each"),
+    ("rounds", positive, "2", "interleaved rounds of every setup"),
+    ("connections", positive, "16", "wrk's connections"),
+    ("envoy-concurrency", positive, "1", "worker threads of every Envoy"),
+    ("wrk-cpus", str, "", "taskset CPU list for wrk"),
+    ("only", str, ",".join(PARTS), f"comma-separated parts: {', '.join(PARTS)}"),
+)
+
+
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    p.add_argument("--duration", type=seconds, default=env("DURATION", "10s"))
-    p.add_argument("--warmup", type=seconds, default=env("WARMUP", "2s"))
-    p.add_argument("--rounds", type=positive, default=env("ROUNDS", "2"))
-    p.add_argument("--connections", type=positive, default=env("CONNECTIONS", "16"))
-    p.add_argument("--envoy-concurrency", type=positive, default=env("ENVOY_CONCURRENCY", "1"))
-    p.add_argument(
-        "--wrk-cpus", default=env("WRK_CPUS", "") or None, help="taskset CPU list for wrk"
-    )
-    p.add_argument(
-        "--only",
-        default=env("ONLY", ",".join(PARTS)),
-        help=f"comma-separated parts: {', '.join(PARTS)}",
-    )
-    p.add_argument(
-        "--quick",
-        action="store_true",
-        default=env("QUICK", "").lower() in {"1", "true", "yes", "on"},
-        help="smoke run: 1 s per setup, one round, small sizes; docs/ is left alone",
-    )
-    p.add_argument(
-        "--profile",
-        action=argparse.BooleanOptionalAction,
-        default=env("PROFILE", "1").lower() not in {"0", "false", "no", "off"},
-        help="record the sidecar with py-spy after the rounds (default on, off in quick mode)",
-    )
+    for flag, kind, default, what in FLAGS:
+        p.add_argument(f"--{flag}", type=kind, default=_env(flag, default), help=what)
+    quick = _env("quick", "").lower() in {"1", "true", "yes", "on"}
+    help = "smoke run: 1 s per setup, one round, small sizes; docs/ is left alone"
+    p.add_argument("--quick", action="store_true", default=quick, help=help)
+    profile = _env("profile", "1").lower() not in {"0", "false", "no", "off"}
+    help = "record the sidecar with py-spy after the rounds (default on, off in quick mode)"
+    p.add_argument("--profile", action=argparse.BooleanOptionalAction, default=profile, help=help)
     p.add_argument("--out", type=Path, default=Path("bench/out"))
     p.add_argument("--docs", type=Path, default=Path("docs"))
     return p
 
 
 def options(args: argparse.Namespace) -> Options:
+    fields = ("duration", "warmup", "rounds", "connections", "envoy_concurrency")
     macro = MacroConfig(
-        duration=args.duration,
-        warmup=args.warmup,
-        rounds=args.rounds,
-        connections=args.connections,
-        envoy_concurrency=args.envoy_concurrency,
-        wrk_cpus=args.wrk_cpus,
+        **{name: getattr(args, name) for name in fields}, wrk_cpus=args.wrk_cpus or None
     )
     chosen = Options(macro, profile_seconds=5.0 if args.profile else 0.0, out=args.out)
     if not args.quick:
@@ -207,12 +236,8 @@ def run(options: Options, parts: list[str], *, command: str, say: Say = print) -
     began = time.monotonic()
     config = {**asdict(options.macro), **asdict(options), "parts": parts}
     del config["macro"], config["out"]
-    results = Results(
-        started=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        command=command,
-        machine=machine_info(),
-        config=config,
-    )
+    started = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    results = Results(started=started, command=command, machine=machine_info(), config=config)
     for name in parts:
         PARTS[name](results, options, say)
     results.elapsed_s = time.monotonic() - began
@@ -222,8 +247,7 @@ def run(options: Options, parts: list[str], *, command: str, say: Say = print) -
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     parts = [part.strip() for part in args.only.split(",") if part.strip()]
-    unknown = [part for part in parts if part not in PARTS]
-    if unknown:
+    if unknown := [part for part in parts if part not in PARTS]:
         parser().error(f"unknown part(s) {unknown}; choose from {', '.join(PARTS)}")
     try:
         results = run(
@@ -239,8 +263,6 @@ def main(argv: list[str] | None = None) -> int:
     full = set(parts) == set(PARTS) and not args.quick
     out = args.docs if full else args.out
     results.write_json(args.out / ("results.json" if full else "results-partial.json"))
-    if results.load is not None:
-        chart.draw(results, out / "performance.png")
     path = report.write(results, template=args.docs / "performance.md", out=out / "performance.md")
     kept = "" if full else " (docs/ left alone)"
     print(f"wrote {path}{kept}; raw results in {args.out}; {results.elapsed_s / 60:.1f} min")

@@ -1,26 +1,15 @@
-"""What brute-force protection costs per check, in-process: nothing measurable on allowed
-requests, and a blocked request less than an allowed one.
-
-Each scenario is the servicer `authz serve` builds (metrics and decision log on), one check at a
-time: the benchmark policy without protection; the same policy with a `sourceIP` protection while
-nobody is blocked (the usual case), and while another client is (the request's key is then worked
-out and looked up); the client blocked; an allowed request whose token is verified afresh (no
-token cache: what a valid token costs the first time, or an attacker presenting ever new ones);
-and a forged token that fails verification and is counted (what an attacker costs until the block
-starts). Each proves its answer before it is timed - an allow, a 403 `blocked`, a 401 - and the
-blocked scenario proves it never reached the verifier, so a block that happened after the
-signature check could not pass for a cheap one.
-"""
+"""What brute-force protection costs per check, in-process (docs/performance.md). Each scenario
+proves its answer before it is timed, and the blocked one that it never reached the verifier."""
 
 from __future__ import annotations
 
 import asyncio
 import copy
+import functools
 import time
 from collections.abc import Mapping
 from typing import Any
 
-from authz._gen.authz.envoy.v3 import ext_authz_pb2 as pb
 from authz.jwt.verify import IssuerSpec, VerifiedToken, Verifier
 from authz.ratelimit.blockmemory import MemoryBlocks
 from authz.ratelimit.blocks import block_key
@@ -30,11 +19,9 @@ from bench.material import Material, sidecar_policy
 from bench.procs import BenchError
 from bench.results import InProcess
 
-#: The client address micro.check_request sends (Envoy's peer).
-CLIENT = "127.0.0.1"
+CLIENT = "127.0.0.1"  # the client address micro.check_request sends (Envoy's peer).
 PROTECTION = {"name": "per-ip", "key": "sourceIP", "maxFailures": 5, "window": "1m"}
-#: google.rpc codes of the answers.
-OK, UNAUTHENTICATED, PERMISSION_DENIED = 0, 16, 7
+OK, UNAUTHENTICATED, PERMISSION_DENIED = 0, 16, 7  # google.rpc codes of the answers.
 
 
 class CountingVerifier(Verifier):
@@ -82,42 +69,31 @@ async def _inprocess(material: Material, *, iterations: int, repeats: int) -> li
     free, blocking, other = MemoryBlocks(), MemoryBlocks(), MemoryBlocks()
     blocking.put(blocked_key, until)
     other.put(blocked_key.replace(CLIENT, "192.0.2.1"), until)
-    counting = _CountsOnly()
-    denied, refused = PERMISSION_DENIED, UNAUTHENTICATED
     scenarios = [
         ("none", "the policy without protection: allowed", plain, free, valid, OK),
         ("protected", "a sourceIP protection, nobody blocked: allowed", guarded, free, valid, OK),
         ("protected-busy", "the same, another client blocked: allowed", guarded, other, valid, OK),
-        ("blocked", "the client blocked: 403 blocked", guarded, blocking, valid, denied),
+        ("blocked", "the client blocked: 403 blocked", guarded, blocking, valid, PERMISSION_DENIED),
         ("allowed-cold", "protected, token verified afresh: allowed", guarded, free, valid, OK),
-        ("failing", "a forged token: 401, counted", guarded, counting, forged, refused),
+        (
+            "failing",
+            "a forged token: 401, counted",
+            guarded,
+            _CountsOnly(),
+            forged,
+            UNAUTHENTICATED,
+        ),
     ]
     out: list[InProcess] = []
     for name, what, current, store, request, code in scenarios:
         verifier = CountingVerifier(cache_size=0 if name == "allowed-cold" else 10_000)
         servicer = micro.servicer(current, verifier, blocks=store)
-
-        async def call(s: Any = servicer, r: pb.CheckRequest = request) -> pb.CheckResponse:
-            answer: pb.CheckResponse = await s.check(r)
-            return answer
-
-        answer = await call()
-        if answer.status.code != code:
-            raise BenchError(f"bruteforce {name}: expected code {code}, got {answer.status}")
-        await micro.timed(call, max(iterations // 10, 10))
-        verified_before = verifier.calls
-        timings = [await micro.timed(call, iterations) for _ in range(repeats)]
-        if name == "blocked" and verifier.calls != verified_before:
-            raise BenchError("bruteforce blocked: a blocked check reached the token verifier")
+        call = functools.partial(servicer.check, request)
         out.append(
-            InProcess(
-                name=name,
-                description=what,
-                decisions=iterations * repeats,
-                wall_us=min(t[0] for t in timings),
-                cpu_us=min(t[1] for t in timings),
-            )
+            await micro.measure(name, what, call, iterations=iterations, repeats=repeats, code=code)
         )
+        if name == "blocked" and verifier.calls:
+            raise BenchError("bruteforce blocked: a blocked check reached the token verifier")
     return out
 
 

@@ -1,17 +1,5 @@
-"""The check port under attack: each hostile client of tests/support/hostile.py against a real
-sidecar, on the h2 engine and on grpcio's, with a legitimate client beside it.
-
-For each (engine, attack) a fresh sidecar starts at its defaults (so RSS growth is the attack's
-alone); a legitimate Check goes out every INTERVAL on its own, already open connection while
-the attack runs for its duration. Reported: that client's p99 and worst latency and its failed
-checks, the sidecar's RSS growth at its peak and once the attack is over, and whether the
-attacker was cut off (every connection closed by the server; for stalled streams, every stream
-reset). The numbers go to the "hostile" section of docs/performance.md; the tests assert only
-the outcomes (tests/server/hostile).
-
-`source` runs the sidecar from another checkout (e.g. a worktree of main, for before/after
-numbers): the attacks and the measuring stay this checkout's.
-"""
+"""The check port under attack: each hostile client of tests/support/hostile.py against a fresh
+sidecar per (engine, attack), with a legitimate client beside it (docs/performance.md)."""
 
 from __future__ import annotations
 
@@ -25,7 +13,7 @@ from pathlib import Path
 import grpc
 
 from authz._gen.authz.envoy.v3 import ext_authz_pb2 as pb
-from bench.procs import BenchError, Proc, free_port, loopback, start_sidecar, stop_all, wait_ready
+from bench.procs import BenchError, Proc, loopback, start_sidecar, stop_all
 from bench.results import HostileResult
 from tests.support import hostile
 
@@ -34,8 +22,7 @@ ENGINES = ("h2", "grpcio")
 #: default handshake and stream deadlines to pass.
 DURATION_S = 6.0
 DURATIONS_S = {"half-prefaces": 13.0, "stalled-streams": 13.0, "zero-window": 13.0}
-#: How often the legitimate client checks.
-INTERVAL_S = 0.02
+INTERVAL_S = 0.02  # how often the legitimate client checks.
 #: Targets: the legitimate client's p99 under attack, and the sidecar's growth.
 P99_MAX_MS, RSS_GROWTH_MAX_MB = 250.0, 64.0
 POLICY = """\
@@ -48,106 +35,85 @@ spec:
 """
 CHECK = "/envoy.service.auth.v3.Authorization/Check"
 
-Say = Callable[[str], None]
-
-
-def _request() -> bytes:
-    request = pb.CheckRequest()
-    http = request.attributes.request.http
-    http.host, http.path, http.method = "open.test", "/", "GET"
-    http.headers.update({":authority": "open.test", ":path": "/", ":method": "GET"})
-    return request.SerializeToString()
-
 
 def _rss_mb(proc: Proc) -> float:
     return hostile.rss_bytes(proc.pid) / 2**20
 
 
-def measure(
-    engine: str, attack: str, *, logs: Path, source: Path | None = None, duration: float = 0
-) -> HostileResult:
+def measure(engine: str, attack: str, *, logs: Path, duration: float = 0) -> HostileResult:
     """One attack against a fresh sidecar on `engine`."""
-    duration = duration or DURATIONS_S.get(attack, DURATION_S)
     with tempfile.TemporaryDirectory() as tmp:
-        policy = Path(tmp) / "open.yaml"
-        policy.write_text(POLICY)
-        port, http = free_port(), loopback()
+        (policy := Path(tmp) / "open.yaml").write_text(POLICY)
+        grpc_listen, http = loopback(), loopback()
+        target, flags = f"{grpc_listen.host}:{grpc_listen.port}", ["--grpc-server", engine]
         proc = start_sidecar(
             f"hostile-{engine}-{attack}",
             policies=policy,
-            grpc_listen=f"127.0.0.1:{port}",
+            grpc_listen=target,
             http=http,
             logs=logs,
-            extra_args=["--grpc-server", engine],
-            cwd=source,
+            extra_args=flags,
         )
         try:
-            wait_ready(f"http://{http.host}:{http.port}/readyz", proc)
-            return _under_attack(proc, engine, attack, ("127.0.0.1", port), duration)
+            with grpc.insecure_channel(target) as channel:
+                seconds = duration or DURATIONS_S.get(attack, DURATION_S)
+                check = channel.unary_unary(CHECK)
+                return _under_attack(proc, check, engine, attack, grpc_listen.port, seconds)
         finally:
             stop_all([proc])
 
 
 def _under_attack(
-    proc: Proc, engine: str, attack: str, target: tuple[str, int], duration: float
+    proc: Proc, check: Callable[..., object], engine: str, attack: str, port: int, seconds: float
 ) -> HostileResult:
-    channel = grpc.insecure_channel(f"{target[0]}:{target[1]}")
-    call = channel.unary_unary(CHECK, request_serializer=None, response_deserializer=None)
-    message = _request()
-    try:
-        call(message, timeout=10)  # the legitimate connection is open before the attack
-        before = peak = _rss_mb(proc)
-        stop = threading.Event()
-        thread, outcomes = hostile.run(hostile.ATTACKS[attack], target, stop)
-        latencies: list[float] = []
-        failed = 0
-        end = time.monotonic() + duration
-        while time.monotonic() < end:
-            began = time.monotonic()
-            try:
-                call(message, timeout=5)
-            except grpc.RpcError:
-                failed += 1
-            latencies.append((time.monotonic() - began) * 1000)
-            if not proc.alive():
-                raise BenchError(f"{proc.name} died under the {attack} attack:\n{proc.tail()}")
-            peak = max(peak, _rss_mb(proc))
-            time.sleep(max(0.0, INTERVAL_S - (time.monotonic() - began)))
-        stop.set()
-        thread.join(15)
-        after = _rss_mb(proc)
-    finally:
-        channel.close()
-    outcome = outcomes[0] if outcomes else hostile.Outcome()
-    cut_off = outcome.cut_off
-    ordered = sorted(latencies)
+    request = pb.CheckRequest()
+    http = request.attributes.request.http
+    http.host, http.path, http.method = "open.test", "/", "GET"
+    http.headers.update({":authority": "open.test", ":path": "/", ":method": "GET"})
+    message = request.SerializeToString()
+    check(message, timeout=10)  # the legitimate connection is open before the attack
+    before = peak = _rss_mb(proc)
+    stop = threading.Event()
+    thread, outcomes = hostile.run(hostile.ATTACKS[attack], ("127.0.0.1", port), stop)
+    latencies: list[float] = []
+    failed, end = 0, time.monotonic() + seconds
+    while time.monotonic() < end:
+        began = time.monotonic()
+        try:
+            check(message, timeout=5)
+        except grpc.RpcError:
+            failed += 1
+        latencies.append((time.monotonic() - began) * 1000)
+        if not proc.alive():
+            raise BenchError(f"{proc.name} died under the {attack} attack:\n{proc.tail()}")
+        peak = max(peak, _rss_mb(proc))
+        time.sleep(max(0.0, INTERVAL_S - (time.monotonic() - began)))
+    stop.set()
+    thread.join(15)
+    outcome, ordered = outcomes[0] if outcomes else hostile.Outcome(), sorted(latencies)
     return HostileResult(
-        attack=attack,
-        engine=engine,
-        seconds=duration,
-        checks=len(latencies),
+        attack,
+        engine,
+        checks=len(ordered),
         failed=failed,
         p50_ms=statistics.median(ordered),
         p99_ms=ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))],
         max_ms=ordered[-1],
         rss_growth_mb=peak - before,
-        rss_kept_mb=after - before,
-        cut_off=cut_off,
+        rss_kept_mb=_rss_mb(proc) - before,
+        cut_off=outcome.cut_off,
         goaway=sorted(set(outcome.goaway)),
         frames_sent=outcome.frames_sent,
     )
 
 
-def run(
-    *, logs: Path, say: Say, source: Path | None = None, engines: tuple[str, ...] = ENGINES
-) -> list[HostileResult]:
+def run(*, logs: Path, say: Callable[[str], None]) -> list[HostileResult]:
     results = []
-    for engine in engines:
+    for engine in ENGINES:
         for attack in hostile.ATTACKS:
-            result = measure(engine, attack, logs=logs, source=source)
+            results.append(r := measure(engine, attack, logs=logs))
             say(
-                f"hostile {engine:<6} {attack:<20} p99 {result.p99_ms:7.1f} ms, "
-                f"RSS +{result.rss_growth_mb:5.1f} MB, cut off: {result.cut_off}"
+                f"hostile {engine:<6} {attack:<20} p99 {r.p99_ms:7.1f} ms, "
+                f"RSS +{r.rss_growth_mb:5.1f} MB, cut off: {r.cut_off}"
             )
-            results.append(result)
     return results

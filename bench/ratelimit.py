@@ -1,13 +1,6 @@
-"""What rate limits cost per check: counters in the sidecar's memory versus in a shared Redis.
-
-The benchmark's rule gets one limit per user, never reached (the cost of counting, not of
-denying), counted in memory or in a redis-server started here: in-process as micro.py does,
-one check at a time and 16 at a time (as under Envoy's load, where round trips overlap), and
-under load as the side-by-side test does, with Redis's CPU charged to the Redis setup. Both
-prove what they measure: every answer must allow and carry the limit's RateLimit-Limit header,
-and Redis must have run a script call per check (its INFO commandstats), so a sidecar that fell
-back to memory cannot pass for Redis.
-"""
+"""What rate limits cost per check: counted in memory versus in a shared Redis, in-process and
+under wrk (docs/performance.md). Redis must have run a script per check, so a sidecar that fell
+back to memory cannot pass for Redis."""
 
 from __future__ import annotations
 
@@ -31,8 +24,8 @@ from bench.macro import MacroConfig, load_test
 from bench.material import Material, sidecar_policy
 from bench.procs import BenchError, Proc
 from bench.results import InProcess, LoadResult
-from bench.setups import Auth, Setup
-from bench.stack import REDIS_TIMEOUT_MS, stack
+from bench.setups import Setup
+from bench.stack import REDIS_TIMEOUT_MS
 
 LIMIT = 10**9
 #: Checks in flight at once in the concurrent in-process scenario (wrk's connections).
@@ -40,9 +33,9 @@ CONCURRENCY = 16
 NONE, MEMORY, SHARED = "rl-none", "rl-memory", "rl-redis"
 _SAME = "the same rule with a rate limit, counted in"
 SETUPS: tuple[Setup, ...] = (
-    Setup(NONE, "sidecar (Unix socket), the rule without rate limits", Auth.EXT_AUTHZ, "unix"),
-    Setup(MEMORY, f"{_SAME} memory", Auth.EXT_AUTHZ, "unix", rate_limit=LIMIT),
-    Setup(SHARED, f"{_SAME} Redis", Auth.EXT_AUTHZ, "unix", rate_limit=LIMIT, redis=True),
+    Setup(NONE, "sidecar (Unix socket), the rule without rate limits", transport="unix"),
+    Setup(MEMORY, f"{_SAME} memory", transport="unix", rate_limit=LIMIT),
+    Setup(SHARED, f"{_SAME} Redis", transport="unix", rate_limit=LIMIT, redis=True),
 )
 
 
@@ -58,8 +51,9 @@ def script_calls(port: int) -> int:
 
 
 async def _inprocess(
-    material: Material, *, redis_proc: Proc, port: int, iterations: int, repeats: int
+    material: Material, server: tuple[Proc, int], *, iterations: int, repeats: int
 ) -> list[InProcess]:
+    redis_proc, port = server
     url = f"redis://127.0.0.1:{port}"
     shared = build_limiter(RateLimitSettings(redis_url=url, redis_timeout=REDIS_TIMEOUT_MS / 1000))
     if not isinstance(shared, SharedLimiter):
@@ -94,8 +88,6 @@ async def _inprocess(
         return InProcess(
             name=name,
             description=what,
-            decisions=calls * at_once * repeats,
-            concurrency=at_once,
             wall_us=min(t[0] for t in timings),
             cpu_us=min(t[1] for t in timings),
             redis_cpu_us=statistics.median(t[2] for t in timings) if scripts else 0.0,
@@ -132,32 +124,20 @@ async def _inprocess(
 def run_inprocess(
     material: Material, *, iterations: int, repeats: int, logs: Path
 ) -> list[InProcess]:
-    with procs.redis_server(logs) as (redis_proc, port):
-        return asyncio.run(
-            _inprocess(
-                material, redis_proc=redis_proc, port=port, iterations=iterations, repeats=repeats
-            )
-        )
+    with procs.redis_server(logs) as server:
+        return asyncio.run(_inprocess(material, server, iterations=iterations, repeats=repeats))
 
 
 def run_load(
     material: Material, *, config: MacroConfig, logs: Path, say: Callable[[str], None]
 ) -> LoadResult:
     """The three sidecars under wrk, interleaved; the Redis one's Redis CPU charged to it."""
-    with (
-        procs.redis_server(logs) as (redis_proc, port),
-        stack(
-            SETUPS,
-            material=material,
-            envoy_concurrency=config.envoy_concurrency,
-            logs=logs,
-            redis_url=f"redis://127.0.0.1:{port}",
-        ) as current,
-    ):
-        current.get(SHARED).extra["redis"] = redis_proc
-        before = script_calls(port)
-        outcome = load_test(current, material=material, config=config, logs=logs, say=say)
-        calls = script_calls(port) - before
+    with procs.redis_server(logs) as server:
+        before = script_calls(server[1])
+        outcome = load_test(
+            SETUPS, material=material, config=config, logs=logs, say=say, redis=server
+        )
+        calls = script_calls(server[1]) - before
     measured = sum(r.wrk.requests for r in outcome.runs if r.setup == SHARED)
     if calls < measured:
         raise BenchError(

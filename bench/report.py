@@ -1,10 +1,9 @@
 """docs/performance.md: the numbers of one run, written into the hand-written document.
 
-The document is prose a person edits - method, choices, what was tried and kept or dropped -
-with blocks between `<!-- bench:NAME -->` and `<!-- /bench:NAME -->` that each run rewrites from
-its Results, so the numbers never drift from the run. A section is a function from Results to
-markdown ("" when its part did not run) and one line in SECTIONS; a section the document has no
-block for yet is appended at its end under its title, ready to be moved and written around.
+The document is prose a person edits; the blocks between `<!-- bench:NAME -->` and
+`<!-- /bench:NAME -->` are rewritten from Results on every run, so numbers never drift from
+the run. A section is a function from Results to markdown ("" when its part did not run) and
+one line in SECTIONS; a section without a block yet is appended under its title.
 """
 
 from __future__ import annotations
@@ -14,11 +13,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import tls
 from bench.hostile import P99_MAX_MS, RSS_GROWTH_MAX_MB
 from bench.ratelimit import NONE
 from bench.results import InProcess, LoadResult, Results, SetupSummary
-from bench.setups import NATIVE, SETUPS
+from bench.setups import NATIVE, SETUPS, TLS_MAX_LOSS, TLS_PLAIN
 
 #: The check path's targets: throughput and p99 against native jwt_authn, CPU per decision
 #: in-process (MICRO_TARGET), and loading 10 k policies.
@@ -31,6 +29,8 @@ PAIRS = (
     ("sidecar-tcp", "sidecar-tcp-asyncio", "uvloop instead of asyncio's own event loop"),
     ("sidecar-uds-w2", "sidecar-uds", "--workers 2 instead of one process, on 2 cores"),
 )
+LATENCY = "p50 ms | p99 ms | p99.9 ms"
+OTHER = "other busy CPU (cores)"
 
 
 def table(header: str, rows: Iterable[str]) -> str:
@@ -43,12 +43,23 @@ def met(ok: bool) -> str:
     return "**met**" if ok else "**not met**"
 
 
-def _cpu_us(s: SetupSummary, role: str) -> str:
-    return f"{s.cpu_us_per_request[role]:.0f}" if role in s.cpu_us_per_request else "-"
+def _cpu_us(s: SetupSummary, *roles: str) -> str:
+    cpu = s.cpu_us_per_request
+    return " | ".join(f"{cpu[role]:.0f}" if role in cpu else "-" for role in roles)
+
+
+def _latency(s: SetupSummary) -> str:
+    return f"{s.p50_ms:.2f} | {s.p99_ms:.2f} | {s.p999_ms:.2f}"
 
 
 def _probes(load: LoadResult) -> str:
     return "; ".join(f"`{name}`: {', '.join(checks)}" for name, checks in load.probes.items())
+
+
+def _in_process(found: list[InProcess], header: str, extra: Callable[[InProcess], str]) -> str:
+    """A scenario per row: name, what, µs and CPU-µs, then `extra`'s cells."""
+    cells = "`{0.name}` | {0.description} | {0.wall_us:.1f} | {0.cpu_us:.1f}"
+    return table(f"scenario | what | {header}", (cells.format(m) + extra(m) for m in found))
 
 
 def _run(results: Results) -> str:
@@ -68,21 +79,19 @@ def _load(results: Results) -> str:
         return ""
     c = results.config
     wrk = f"pinned to CPUs {c['wrk_cpus']}" if c["wrk_cpus"] else "not pinned"
-    rows = [
-        f"`{s.setup}` {s.title} | {s.rps:,.0f} | {s.p50_ms:.2f} | {s.p99_ms:.2f} | "
-        f"{s.p999_ms:.2f} | {' / '.join(f'{v:,.0f}' for v in s.rps_runs)} | {s.errors} | "
-        f"{s.repeated}"
+    rows = (
+        f"`{s.setup}` {s.title} | {s.rps:,.0f} | {_latency(s)} | "
+        f"{' / '.join(f'{v:,.0f}' for v in s.rps_runs)} | {s.errors} | {s.repeated}"
         for s in results.load.setups
-    ]
-    header = "setup | req/s | p50 ms | p99 ms | p99.9 ms | req/s per round | errors | runs repeated"
+    )
+    header = f"setup | req/s | {LATENCY} | req/s per round | errors | runs repeated"
     return (
         f"wrk: {c['connections']} connections, {c['threads']} threads, {c['duration']} s per run "
         f"after a {c['warmup']} s warmup, {c['rounds']} rounds; a wait of up to "
         f"{c['quiet_wait']:g} s before each run, a run with more than {c['noisy_cores']:g} cores "
         f"of other work measured again (retries: {c['retries']}); every Envoy with "
         f"`--concurrency {c['envoy_concurrency']}`; wrk {wrk}.\n\n"
-        f"Probed before timing: {_probes(results.load)}.\n\n{table(header, rows)}\n\n"
-        "![throughput and p99 per setup](performance.png)"
+        f"Probed before timing: {_probes(results.load)}.\n\n{table(header, rows)}"
     )
 
 
@@ -91,8 +100,7 @@ class Ratio:
     setup: str
     throughput: float
     p99: float
-    #: Whether the targets apply (the sidecar), or the row is a reference.
-    target: bool
+    target: bool  # whether the targets apply (the sidecar), or the row is a reference.
 
 
 def ratios(results: Results) -> list[Ratio]:
@@ -123,14 +131,13 @@ def _ratios(results: Results) -> str:
 def _cpu(results: Results) -> str:
     if results.load is None:
         return ""
-    roles = ("gateway", "sidecar", "upstream", "wrk")
-    rows = [
-        f"`{s.setup}` | {' | '.join(_cpu_us(s, role) for role in roles)} | "
+    rows = (
+        f"`{s.setup}` | {_cpu_us(s, 'gateway', 'sidecar', 'upstream', 'wrk')} | "
         f"{100 * s.machine_busy:.0f} % | {s.other_cpu_s_per_s:.2f}"
         for s in results.load.setups
-    ]
+    )
     header = "setup | gateway Envoy | sidecar / authorizer | upstream Envoy | wrk | machine busy"
-    lines = [table(f"{header} | other busy CPU (cores)", rows), ""]
+    lines = [table(f"{header} | {OTHER}", rows), ""]
     micro = results.micro_result(MICRO_TARGET)
     for s in results.load.setups:
         if micro is not None and s.setup.startswith("sidecar"):
@@ -155,15 +162,14 @@ def _micro(results: Results) -> str:
     if not results.micro:
         return ""
     c = results.config
-    rows = [
-        f"`{m.name}` | {m.description} | {m.wall_us:.1f} | {m.cpu_us:.1f} | {m.peak_bytes:,} | "
-        f"{m.retained_bytes_per_1k:,}"
-        for m in results.micro
-    ]
-    header = "scenario | what | µs / decision | CPU-µs / decision | peak bytes / decision"
+    header = "µs / decision | CPU-µs / decision | peak bytes / decision"
     lines = [
         f"The best of {c['micro_repeats']} repeats x {c['micro_iterations']:,} decisions.\n",
-        table(f"{header} | bytes retained / 1k decisions", rows),
+        _in_process(
+            results.micro,
+            f"{header} | bytes retained / 1k decisions",
+            lambda m: f" | {m.peak_bytes:,} | {m.retained_bytes_per_1k:,}",
+        ),
     ]
     if (target := results.micro_result(MICRO_TARGET)) is not None:
         lines.append(
@@ -185,16 +191,18 @@ def _scale(results: Results) -> str:
     if not results.scale:
         return ""
     rows = [
-        f"{s.policies:,} | {s.files} files, {s.yaml_bytes / 2**20:.1f} MiB | **{s.ready_s:.2f}** | "
-        f"{s.ready_cpu_s:.2f} | {s.load_s:.2f} | {s.load_cpu_s:.2f} | {s.read_s:.2f} | {s.compile_s:.2f} | **{s.k8s_compile_s:.2f}** | "
+        f"{s.policies:,} | {s.files} files, {s.yaml_bytes / 2**20:.1f} MiB | "
+        f"**{s.ready_s:.2f}** | {s.ready_cpu_s:.2f} | {s.load_s:.2f} | {s.load_cpu_s:.2f} | "
+        f"{s.read_s:.2f} | {s.compile_s:.2f} | **{s.k8s_compile_s:.2f}** | "
         f"{s.reload_s:.2f} | {s.rss_before_mb:.0f} -> {s.rss_after_mb:.0f} "
         f"(+{s.rss_after_mb - s.rss_before_mb:.0f}) | {s.lookup_hit_ns:.0f} / "
         f"{s.lookup_miss_ns:.0f} | {s.decide_us:.1f}"
         for s in results.scale
     ]
     header = (
-        "policies | YAML | ready s | ready CPU s | files: load s | load CPU s | read s | compile + index s | Kubernetes: "
-        "compile + index s | reload, one file changed s | RSS MB | lookup ns hit / miss | decision µs"
+        "policies | YAML | ready s | ready CPU s | files: load s | load CPU s | read s | "
+        "compile + index s | Kubernetes: compile + index s | reload, one file changed s | "
+        "RSS MB | lookup ns hit / miss | decision µs"
     )
     repeats = " or ".join(str(n) for n in sorted({s.repeats for s in results.scale}))
     lines = [f"Each size loaded in {repeats} fresh processes.\n", table(header, rows), ""]
@@ -230,6 +238,15 @@ def _profile(results: Results) -> str:
     if (p := results.profile) is None:
         return "Not profiled in this run (`BENCH_PROFILE=0`, quick mode, or py-spy unavailable)."
     top = sorted(p.breakdown, key=lambda item: item[1], reverse=True)[:3]
+    shares = (
+        ("where the busy samples were", "{}", ".0f", p.breakdown),
+        ("frame on top of the stack", "`{}`", ".1f", p.top_self),
+        ("authz frame anywhere on the stack", "`{}`", ".1f", p.top_inclusive),
+    )
+    tables = (
+        table(f"{what} | share", (f"{name.format(n)} | {100 * v:{digits}} %" for n, v in found))
+        for what, name, digits, found in shares
+    )
     return f"""\
 py-spy (`--native`, 200 Hz) on the `{p.setup}` sidecar for {p.seconds:g} s under the same wrk \
 load, after the measured rounds: {p.samples:,} thread samples, of which \
@@ -239,11 +256,7 @@ the GIL) and are left out; shares are of the {p.busy_samples:,} busy samples. Th
 
 Largest shares: {"; ".join(f"{name} **{100 * share:.0f} %**" for name, share in top)}.
 
-{table("where the busy samples were | share", (f"{n} | {100 * v:.0f} %" for n, v in p.breakdown))}
-
-{table("frame on top of the stack | share", (f"`{n}` | {100 * v:.1f} %" for n, v in p.top_self))}
-
-{table("authz frame anywhere on the stack | share", (f"`{n}` | {100 * v:.1f} %" for n, v in p.top_inclusive))}"""
+""" + "\n\n".join(tables)
 
 
 def _pairs(results: Results) -> str:
@@ -272,49 +285,54 @@ def _ratelimit(results: Results) -> str:
         return ""
     base = results.ratelimit[0]
 
-    def row(m: InProcess) -> str:
-        redis = f"{m.redis_cpu_us:.1f}" if m.redis_calls_per_decision else "-"
-        added = f"+{m.cpu_us + m.redis_cpu_us - base.cpu_us:.0f}" if m is not base else "-"
-        scripts = f"{m.redis_calls_per_decision:.2f}" if m.redis_calls_per_decision else "-"
-        return f"`{m.name}` | {m.description} | {m.wall_us:.1f} | {m.cpu_us:.1f} | {redis} | {added} | {scripts}"
+    def extra(m: InProcess) -> str:
+        redis, scripts = m.redis_cpu_us, m.redis_calls_per_decision
+        added = f"+{m.cpu_us + redis - base.cpu_us:.0f}" if m is not base else "-"
+        if not scripts:
+            return f" | - | {added} | -"
+        return f" | {redis:.1f} | {added} | {scripts:.2f}"
 
-    header = "scenario | what | µs / check | sidecar CPU-µs / check | Redis CPU-µs / check"
+    header = "µs / check | sidecar CPU-µs / check | Redis CPU-µs / check"
     header += " | added CPU-µs (sidecar + Redis) vs no limits | Redis scripts / check"
-    return table(header, map(row, results.ratelimit))
+    return _in_process(results.ratelimit, header, extra)
 
 
-def _ratelimit_load(results: Results) -> str:
-    if (load := results.ratelimit_load) is None:
+def _versus(load: LoadResult | None, base: str, what: str, roles: tuple[str, ...]) -> str:
+    """Setups under load against `base` (no limits, plaintext), with the CPU of `roles`."""
+    if load is None:
         return ""
-    none = load.get(NONE)
-    rows = [
-        f"`{s.setup}` {s.title} | {s.rps:,.0f} | {f'{s.rps / none.rps:.2f}' if none else '-'} | "
-        f"{s.p50_ms:.2f} | {s.p99_ms:.2f} | {s.p999_ms:.2f} | {_cpu_us(s, 'sidecar')} | "
-        f"{_cpu_us(s, 'redis')} | {_cpu_us(s, 'gateway')} | {s.other_cpu_s_per_s:.2f}"
-        for s in load.setups
-    ]
-    header = "setup | req/s | vs no limits | p50 ms | p99 ms | p99.9 ms | sidecar CPU-µs / req"
-    header += " | Redis CPU-µs / req | gateway CPU-µs / req | other busy CPU (cores)"
+    plain, tls = load.get(base), base == TLS_PLAIN
+    rows = []
+    for s in load.setups:
+        ratio = f"{s.rps / plain.rps:.2f}" if plain else "-"
+        if tls:  # TLS's own target: a throughput ratio against plaintext
+            ok = plain and s.setup != base and met(s.rps / plain.rps >= 1 - TLS_MAX_LOSS)
+            ratio += f" | {ok or '-'}"
+        cpu = f"{_cpu_us(s, *roles)} | {s.other_cpu_s_per_s:.2f}"
+        rows.append(f"`{s.setup}` {s.title} | {s.rps:,.0f} | {ratio} | {_latency(s)} | {cpu}")
+    target = f" | ≥ {1 - TLS_MAX_LOSS:.2f}" if tls else ""
+    cpu = " | ".join(f"{'Redis' if r == 'redis' else r} CPU-µs / req" for r in roles)
+    header = f"setup | req/s | vs {what}{target} | {LATENCY} | {cpu} | {OTHER}"
     return f"{table(header, rows)}\n\nProbed before timing: {_probes(load)}."
 
 
 def _hostile(results: Results) -> str:
     if not results.hostile:
         return ""
-    rows = [
+    rows = (
         f"{r.attack} | `{r.engine}` | {r.checks} | {r.failed} | {r.p50_ms:.1f} | {r.p99_ms:.1f} | "
         f"{r.max_ms:.0f} | {r.rss_growth_mb:+.1f} | {r.rss_kept_mb:+.1f} | "
         f"{'yes' if r.cut_off else '**no**'} | {', '.join(map(str, r.goaway)) or '-'} | "
         f"{r.frames_sent:,}"
         for r in sorted(results.hostile, key=lambda r: (r.attack, r.engine))
-    ]
-    ours = [r for r in results.hostile if r.engine == "h2"]
+    )
     ok = all(
         r.p99_ms <= P99_MAX_MS
         and r.rss_growth_mb <= RSS_GROWTH_MAX_MB
         and r.cut_off
         and not r.failed
-        for r in ours
+        for r in results.hostile
+        if r.engine == "h2"
     )
     header = "attack | engine | checks | failed | p50 ms | p99 ms | max ms | RSS peak MB"
     header += " | RSS after MB | attacker cut off | GOAWAY codes | frames the attacker sent"
@@ -325,46 +343,17 @@ def _hostile(results: Results) -> str:
     )
 
 
-def _tls(results: Results) -> str:
-    if (load := results.tls_load) is None:
-        return ""
-    plain = load.get(tls.PLAIN)
-    rows = []
-    for s in load.setups:
-        ratio = s.rps / plain.rps if plain else None
-        target = "-"
-        if ratio is not None and s.setup != tls.PLAIN:
-            target = met(ratio >= 1 - tls.MAX_THROUGHPUT_LOSS)
-        rows.append(
-            f"`{s.setup}` {s.title} | {s.rps:,.0f} | {f'{ratio:.2f}' if ratio else '-'} | "
-            f"{target} | {s.p50_ms:.2f} | {s.p99_ms:.2f} | {s.p999_ms:.2f} | "
-            f"{_cpu_us(s, 'sidecar')} | {_cpu_us(s, 'gateway')} | {s.other_cpu_s_per_s:.2f}"
-        )
-    header = (
-        f"setup | req/s | vs plaintext | ≥ {1 - tls.MAX_THROUGHPUT_LOSS:.2f} | p50 ms | p99 ms | "
-        "p99.9 ms | sidecar CPU-µs / req | gateway CPU-µs / req | other busy CPU (cores)"
-    )
-    return f"{table(header, rows)}\n\nProbed before timing: {_probes(load)}."
-
-
 def _bruteforce(results: Results) -> str:
-    if not results.bruteforce:
+    if not (found := results.bruteforce):
         return ""
-    base = results.bruteforce[0]
-    rows = [
-        f"`{m.name}` | {m.description} | {m.wall_us:.1f} | {m.cpu_us:.1f} | "
-        f"{m.cpu_us / base.cpu_us:.2f}"
-        for m in results.bruteforce
-    ]
-    header = "scenario | what | µs / check | CPU-µs / check | CPU vs no protection"
-    return table(header, rows)
+    header = "µs / check | CPU-µs / check | CPU vs no protection"
+    return _in_process(found, header, lambda m: f" | {m.cpu_us / found[0].cpu_us:.2f}")
 
 
 @dataclass(frozen=True, slots=True)
 class Section:
     name: str
-    #: The heading it gets when the document has no block for it yet.
-    title: str
+    title: str  # the heading it gets when the document has no block for it yet.
     render: Callable[[Results], str]
 
 
@@ -379,9 +368,17 @@ SECTIONS = (
     Section("profile", "Where the sidecar's CPU goes", _profile),
     Section("pairs", "One change at a time", _pairs),
     Section("ratelimit", "Rate limits in-process", _ratelimit),
-    Section("ratelimit-load", "Rate limits under load", _ratelimit_load),
+    Section(
+        "ratelimit-load",
+        "Rate limits under load",
+        lambda r: _versus(r.ratelimit_load, NONE, "no limits", ("sidecar", "redis", "gateway")),
+    ),
     Section("hostile", "The check port under attack", _hostile),
-    Section("tls", "TLS on the check listener", _tls),
+    Section(
+        "tls",
+        "TLS on the check listener",
+        lambda r: _versus(r.tls_load, TLS_PLAIN, "plaintext", ("sidecar", "gateway")),
+    ),
     Section("bruteforce", "Brute-force protection in-process", _bruteforce),
 )
 

@@ -1,14 +1,14 @@
 """Policy scale: 1 k and 10 k AuthPolicy documents, each with its own host.
 
-Each document is a service's policy as many teams would write it: its own host, the inline
-JWKS of the one issuer they all share, two rules (reads; writes with a per-user rate limit)
-and header rewrites. The documents are generated into a temporary directory (100 per file, as a team with many
-services might keep them) and loaded by a child process through the service's own code: the
-file source reads them, the PolicyStore compiles them with the service's KeyRegistry and builds
-the host index. A fresh process per load keeps one measurement's memory out of the next one's
-RSS; it imports authz.app first, so the baseline is what `authz serve` has loaded anyway. Each
-size is loaded in REPEATS processes: times are the best of them (other work on the machine only
-ever adds time), memory the largest.
+Each document is a service's policy as many teams would write it: its own host, the inline JWKS
+of the one issuer they all share, two rules (reads; writes with a per-user rate limit) and
+header rewrites. The documents are generated into a temporary directory (100 per file, as a team
+with many services might keep them) and loaded by a child process through the service's own
+code: the file source reads them, the PolicyStore compiles them with the service's KeyRegistry
+and builds the host index. A fresh process per load keeps one measurement's memory out of the
+next one's RSS; it imports authz.app first, so the baseline is what `authz serve` has loaded
+anyway. Each size is loaded in REPEATS processes: times are the best of them (other work on the
+machine only ever adds time), memory the largest.
 
 Besides the file source's load, the child times its split (read, then compile), the Kubernetes
 source's compile (the same documents as the controller hands them over), a reload after one

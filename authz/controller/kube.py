@@ -139,6 +139,14 @@ class KubeClient:
     def close(self) -> None:
         self._client.close()  # type: ignore[no-untyped-call]
 
+    def _list(self, namespace: str | None, kwargs: dict[str, Any]) -> Any:
+        """List (or, with watch=True, watch) AuthPolicies: every namespace when None."""
+        if namespace is None:
+            return self._objects.list_cluster_custom_object(GROUP, VERSION, PLURAL, **kwargs)
+        return self._objects.list_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, **kwargs
+        )
+
     def list_policies(
         self,
         namespace: str | None,
@@ -152,15 +160,7 @@ class KubeClient:
             kwargs["label_selector"] = selector
         if continue_token:
             kwargs["_continue"] = continue_token
-
-        def call() -> Any:
-            if namespace is None:
-                return self._objects.list_cluster_custom_object(GROUP, VERSION, PLURAL, **kwargs)
-            return self._objects.list_namespaced_custom_object(
-                GROUP, VERSION, namespace, PLURAL, **kwargs
-            )
-
-        body = _call(f"list {PLURAL}", call)
+        body = _call(f"list {PLURAL}", lambda: self._list(namespace, kwargs))
         meta = body.get("metadata") or {}
         return ListPage(
             tuple(item for item in body.get("items") or () if isinstance(item, dict)),
@@ -188,15 +188,8 @@ class KubeClient:
         if selector:
             kwargs["label_selector"] = selector
 
-        def call() -> Any:
-            if namespace is None:
-                return self._objects.list_cluster_custom_object(GROUP, VERSION, PLURAL, **kwargs)
-            return self._objects.list_namespaced_custom_object(
-                GROUP, VERSION, namespace, PLURAL, **kwargs
-            )
-
         what = f"watch {PLURAL}" + (f" in {namespace}" if namespace else "")
-        return WatchResponse(_call(what, call), what)
+        return WatchResponse(_call(what, lambda: self._list(namespace, kwargs)), what)
 
     def patch_policy_status(
         self, namespace: str, name: str, patch: Mapping[str, Any]

@@ -13,7 +13,6 @@ the endpoint and the HTTP status only. The caller bounds each call in time (asyn
 from __future__ import annotations
 
 import base64
-import json
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -22,7 +21,8 @@ import aiohttp
 
 from authz.errors import KeysUnavailable
 from authz.jwt.secrets import SecretRef
-from authz.jwt.sources import check_fetch_url, discovery_url
+from authz.jwt.sources import check_fetch_url, discovery_url, read_answer
+from authz.jwt.token import json_object
 
 
 class IntrospectionUnavailable(KeysUnavailable):
@@ -61,23 +61,10 @@ async def _read_json(
     response: aiohttp.ClientResponse, *, what: str, limit: int
 ) -> tuple[dict[str, Any], int]:
     """The JSON object answered, and its size in bytes."""
-    if response.status != 200:
-        raise IntrospectionUnavailable(f"{what} answered HTTP {response.status}")
-    # read(n) returns whatever has arrived: loop until EOF or one byte past the limit.
-    body = b""
-    while len(body) <= limit:
-        piece = await response.content.read(limit + 1 - len(body))
-        if not piece:
-            break
-        body += piece
-    if len(body) > limit:
-        raise IntrospectionUnavailable(f"{what} answered more than {limit} bytes")
-    try:
-        doc = json.loads(body)
-    except (ValueError, RecursionError):
-        raise IntrospectionUnavailable(f"{what} did not answer JSON") from None
-    if not isinstance(doc, dict):
-        raise IntrospectionUnavailable(f"{what} did not answer a JSON object")
+    body = await read_answer(response, limit=limit, what=what, error=IntrospectionUnavailable)
+    doc = json_object(
+        body, refuse=lambda noun: IntrospectionUnavailable(f"{what} did not answer {noun}")
+    )
     return doc, len(body)
 
 

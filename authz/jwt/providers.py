@@ -25,7 +25,13 @@ from typing import Protocol
 import aiohttp
 
 from authz.jwt.keys import KeySet, parse_jwks
-from authz.jwt.sources import KeySource, KeySourceKind, check_fetch_url, discovery_url
+from authz.jwt.sources import (
+    KeySource,
+    KeySourceKind,
+    check_fetch_url,
+    discovery_url,
+    read_answer,
+)
 from authz.lifecycle import Background, Guarded
 from authz.settings import JwksSettings
 from authz.telemetry import labels, tracing
@@ -265,17 +271,7 @@ class RemoteKeys:
         async with self._session.get(
             url, timeout=timeout, allow_redirects=False, headers={"accept": "application/json"}
         ) as response:
-            if response.status != 200:
-                raise FetchError(f"GET {url} answered HTTP {response.status}")
-            # read(n) returns whatever has arrived (possibly one chunk): loop until EOF or limit.
-            body = b""
-            while len(body) <= limit:
-                piece = await response.content.read(limit + 1 - len(body))
-                if not piece:
-                    break
-                body += piece
-            if len(body) > limit:
-                raise FetchError(f"GET {url} returned more than {limit} bytes")
+            body = await read_answer(response, limit=limit, what=f"GET {url}", error=FetchError)
         try:
             return json.loads(body)
         except ValueError as exc:

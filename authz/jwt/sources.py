@@ -1,4 +1,5 @@
-"""Where an issuer's keys come from, and which URLs the sidecar may fetch.
+"""Where an issuer's keys come from, which URLs the sidecar may fetch, and how much of an
+answer it reads.
 
 A `KeySource` is a value (hashable, comparable), so two policies that name the same JWKS
 share one fetcher and one cache, and a policy reload that keeps the source keeps the keys.
@@ -8,9 +9,12 @@ from __future__ import annotations
 
 import ipaddress
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from urllib.parse import urlsplit
+
+import aiohttp
 
 
 class KeySourceKind(StrEnum):
@@ -70,3 +74,27 @@ def check_fetch_url(url: str) -> str | None:
 
 def discovery_url(issuer: str) -> str:
     return issuer.rstrip("/") + "/.well-known/openid-configuration"
+
+
+async def read_answer(
+    response: aiohttp.ClientResponse,
+    *,
+    limit: int,
+    what: str,
+    error: Callable[[str], Exception],
+) -> bytes:
+    """The body of a 200 answer of at most `limit` bytes; anything else raises `error` with a
+    message naming `what` (an issuer's endpoint is untrusted: a body is never read whole
+    before its size is known to be bounded)."""
+    if response.status != 200:
+        raise error(f"{what} answered HTTP {response.status}")
+    # read(n) returns whatever has arrived (possibly one chunk): loop until EOF or past limit.
+    body = b""
+    while len(body) <= limit:
+        piece = await response.content.read(limit + 1 - len(body))
+        if not piece:
+            break
+        body += piece
+    if len(body) > limit:
+        raise error(f"{what} answered more than {limit} bytes")
+    return body

@@ -14,6 +14,7 @@ import base64
 import binascii
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,14 +51,20 @@ def _b64decode(segment: str, what: str) -> bytes:
         raise TokenError(f"token {what} is not base64url") from None
 
 
-def _json_object(raw: bytes, what: str) -> dict[str, Any]:
+def json_object(raw: bytes, *, refuse: Callable[[str], Exception]) -> dict[str, Any]:
+    """`raw` as a JSON object, else `refuse("JSON")` or `refuse("a JSON object")` is raised.
+    A document nested deeper than the parser's recursion limit counts as not JSON."""
     try:
         value = json.loads(raw)
     except (ValueError, RecursionError):
-        raise TokenError(f"token {what} is not JSON") from None
+        raise refuse("JSON") from None
     if not isinstance(value, dict):
-        raise TokenError(f"token {what} is not a JSON object")
+        raise refuse("a JSON object")
     return value
+
+
+def _json_object(raw: bytes, what: str) -> dict[str, Any]:
+    return json_object(raw, refuse=lambda noun: TokenError(f"token {what} is not {noun}"))
 
 
 def parse_token(token: str, *, max_bytes: int) -> UnverifiedToken:

@@ -3,9 +3,12 @@
 The signature check is the only expensive step, so its result is cached: an LRU keyed by a
 digest of the token (the raw token is never kept), valid only while the issuer's key set is the
 one that verified it - a rotated or revoked key invalidates every entry at once through the
-provider's `version`. Claim checks (alg allowlist, iss, aud, exp, nbf, iat) are cheap and run on
-every request, so a cached token still expires on time and one policy's cache entry never
-satisfies another policy's audience.
+provider's `version`. Claim checks (alg allowlist, iss, aud, exp, nbf, iat) are cheap, but a warm
+check repeats them for every request of a token: the entry remembers the issuer it last passed
+them for and the time window that leaves (from nbf/iat to exp, leeway included), so the next
+request for that issuer compares two numbers. A cached token still expires on time, and one
+policy's cache entry never satisfies another policy's audience: another issuer, or the window
+passed, and the checks run in full again (their error messages come from there).
 
 Tokens that are not a compact JWS ("opaque") are introspected instead when the policy names
 an issuer with `introspection` (see jwt.introspector), keyed by the same digest; their answer
@@ -75,13 +78,29 @@ class VerifiedToken:
     alg: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Entry:
     claims: Mapping[str, Any]
     iss: str
     alg: str
     provider: KeyProvider
     version: int
+    #: The last issuer the claims passed every check for, the answer, and from when until
+    #: when that answer holds (only exp, nbf and iat depend on the time).
+    checked: IssuerSpec | None = None
+    verified: VerifiedToken | None = None
+    valid_from: float = 0.0
+    valid_until: float = 0.0
+
+    def check(self, spec: IssuerSpec, now: float) -> VerifiedToken:
+        verified = self.verified
+        if spec is self.checked and self.valid_from <= now <= self.valid_until:
+            assert verified is not None
+            return verified
+        verified = _check_claims(self.claims, spec, self.alg, now)
+        self.checked, self.verified = spec, verified
+        self.valid_from, self.valid_until = _window(self.claims, spec)
+        return verified
 
 
 class Verifier:
@@ -113,24 +132,22 @@ class Verifier:
         self._unknown_kid_wait = unknown_kid_wait
         self._cache: OrderedDict[bytes, _Entry] = OrderedDict()
 
+    def cached(
+        self, token: str, issuers: Mapping[str, IssuerSpec], *, now: float
+    ) -> VerifiedToken | None:
+        """The verified token when its signature was checked before (the cache), at once;
+        None when it has to be checked (or introspected) first: `verify` does that. Raises
+        TokenError as `verify` does."""
+        return self._from_cache(self._digest(token), issuers, now)
+
     async def verify(
         self, token: str, issuers: Mapping[str, IssuerSpec], *, now: float
     ) -> VerifiedToken:
         """Return the verified token, or raise TokenError (401) / KeysUnavailable (503)."""
-        if len(token) > self._max_bytes:
-            raise TokenError(f"token is larger than {self._max_bytes} bytes")
-        digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
-        entry = self._cache.get(digest)
-        if entry is not None:
-            spec = issuers.get(entry.iss)
-            if spec is None:
-                raise TokenError("token issuer is not trusted here")
-            if spec.provider is entry.provider and spec.provider.version == entry.version:
-                self._cache.move_to_end(digest)
-                verified = _check_claims(entry.claims, spec, entry.alg, now)
-                if self.revocations.active:
-                    self._check_revoked(verified, now)
-                return verified
+        digest = self._digest(token)
+        verified = self._from_cache(digest, issuers, now)
+        if verified is not None:
+            return verified
         if self._introspector is not None and token.count(".") != 2:
             introspected = [s for s in issuers.values() if s.introspection is not None]
             if introspected:
@@ -148,13 +165,34 @@ class Verifier:
             raise TokenError("token algorithm does not fit the signing key")
         if not _signature_ok(parsed, key):
             raise TokenError("token signature is invalid")
-        verified = _check_claims(parsed.claims, spec, parsed.alg, now)
+        entry = _Entry(parsed.claims, spec.issuer, parsed.alg, spec.provider, version)
+        verified = entry.check(spec, now)
         if self._cache_size > 0:
-            self._cache[digest] = _Entry(
-                parsed.claims, spec.issuer, parsed.alg, spec.provider, version
-            )
+            self._cache[digest] = entry
             if len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
+        if self.revocations.active:
+            self._check_revoked(verified, now)
+        return verified
+
+    def _digest(self, token: str) -> bytes:
+        if len(token) > self._max_bytes:
+            raise TokenError(f"token is larger than {self._max_bytes} bytes")
+        return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+
+    def _from_cache(
+        self, digest: bytes, issuers: Mapping[str, IssuerSpec], now: float
+    ) -> VerifiedToken | None:
+        entry = self._cache.get(digest)
+        if entry is None:
+            return None
+        spec = issuers.get(entry.iss)
+        if spec is None:
+            raise TokenError("token issuer is not trusted here")
+        if spec.provider is not entry.provider or spec.provider.version != entry.version:
+            return None
+        self._cache.move_to_end(digest)
+        verified = entry.check(spec, now)
         if self.revocations.active:
             self._check_revoked(verified, now)
         return verified
@@ -251,6 +289,17 @@ def _number(value: object) -> float | None:
     except OverflowError:
         return None
     return number if math.isfinite(number) else None
+
+
+def _window(claims: Mapping[str, Any], spec: IssuerSpec) -> tuple[float, float]:
+    """From when until when claims that just passed `_check_standard` for `spec` still pass."""
+    start = -math.inf
+    for name in ("nbf", "iat"):
+        value = _number(claims.get(name))
+        if value is not None:
+            start = max(start, value - spec.leeway)
+    exp = _number(claims.get("exp"))
+    return start, (exp + spec.leeway if exp is not None else -math.inf)
 
 
 def _check_claims(

@@ -9,10 +9,13 @@ as None, and a header with no value is removed rather than sent empty.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 MAX_HEADER_VALUE = 8192
+#: What could split or smuggle a header.
+_UNSAFE = re.compile("[\r\n\0]")
 _MISSING = object()
 
 
@@ -58,7 +61,7 @@ def header_value(value: Any) -> str | None:
         if scalar is None:
             return None
         text = scalar
-    if not text or len(text) > MAX_HEADER_VALUE or any(c in text for c in "\r\n\0"):
+    if not text or len(text) > MAX_HEADER_VALUE or _UNSAFE.search(text):
         return None
     return text
 

@@ -23,6 +23,8 @@ gets a slot in pipeline.context.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+
 from authz.jwt.verify import Verifier
 from authz.pipeline import decision as d
 from authz.pipeline.context import Context, Finish, Step
@@ -80,6 +82,35 @@ async def decide(
     (see pipeline.address). `block_store` holds the brute-force blocks (None: policies with
     `protection.bruteForce` block nobody). `trace` records every step (Explain); None records
     nothing."""
+    result = decide_now(
+        snapshot,
+        request,
+        verifier=verifier,
+        now=now,
+        trace=trace,
+        limiter=limiter,
+        trusted_proxy_hops=trusted_proxy_hops,
+        consume=consume,
+        block_store=block_store,
+    )
+    return result if isinstance(result, Decision) else await result
+
+
+def decide_now(
+    snapshot: Snapshot,
+    request: CheckInput,
+    *,
+    verifier: Verifier,
+    now: float,
+    trace: Tracer | None = None,
+    limiter: Limiter | None = None,
+    trusted_proxy_hops: int = 0,
+    consume: bool = True,
+    block_store: BlockStore | None = None,
+) -> Decision | Awaitable[Decision]:
+    """`decide`, answered at once when no step has to wait (a cached token, counters in
+    memory): the steps run as plain calls, and only a step that waits hands the rest of the
+    check to a coroutine. The server answers such a check without a task or a loop turn."""
     tracer = NULL_TRACE if trace is None else trace
     policy = host.find_policy(snapshot, request, trace=tracer)
     if isinstance(policy, Decision):
@@ -87,22 +118,43 @@ async def decide(
     ctx = Context(
         request, policy, verifier, limiter, now, consume, trusted_proxy_hops, tracer, block_store
     )
-    for step in STEPS:
-        outcome = step(ctx)
+    return _steps(ctx, 0)
+
+
+def _steps(ctx: Context, start: int) -> Decision | Awaitable[Decision]:
+    """STEPS from `start` on, then FINISH; a step that waits takes the rest with it."""
+    for index in range(start, len(STEPS)):
+        outcome = STEPS[index](ctx)
         if outcome is None:
             continue
-        if not isinstance(outcome, Decision):  # a step that had to wait
-            outcome = await outcome
-            if outcome is None:
-                continue
-        if outcome.allowed:
-            decision = outcome
-        else:
-            decision = outcome.located(policy=policy.key, rule=ctx.rule_name(), subject=ctx.subject)
-        break
-    else:
-        decision = d.internal_error()  # no step decided (the list lost its allow step): deny
-    for finish in FINISH:
-        result = finish(ctx, decision)
-        decision = result if isinstance(result, Decision) else await result
+        if isinstance(outcome, Decision):
+            return _finish(ctx, _located(ctx, outcome), 0)
+        return _after_step(ctx, outcome, index)
+    return _finish(ctx, d.internal_error(), 0)  # no step decided (the list lost its allow step)
+
+
+async def _after_step(ctx: Context, waiting: Awaitable[Decision | None], index: int) -> Decision:
+    outcome = await waiting
+    result = _steps(ctx, index + 1) if outcome is None else _finish(ctx, _located(ctx, outcome), 0)
+    return result if isinstance(result, Decision) else await result
+
+
+def _located(ctx: Context, decision: Decision) -> Decision:
+    if decision.allowed:
+        return decision
+    return decision.located(policy=ctx.policy.key, rule=ctx.rule_name(), subject=ctx.subject)
+
+
+def _finish(ctx: Context, decision: Decision, start: int) -> Decision | Awaitable[Decision]:
+    """FINISH from `start` on; a finisher that waits takes the rest with it."""
+    for index in range(start, len(FINISH)):
+        result = FINISH[index](ctx, decision)
+        if not isinstance(result, Decision):
+            return _after_finish(ctx, result, index)
+        decision = result
     return decision
+
+
+async def _after_finish(ctx: Context, waiting: Awaitable[Decision], index: int) -> Decision:
+    result = _finish(ctx, await waiting, index + 1)
+    return result if isinstance(result, Decision) else await result

@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import NamedTuple
+
+NO_HEADERS: Mapping[str, str] = MappingProxyType({})
 
 
-@dataclass(frozen=True, slots=True)
-class CheckInput:
+class CheckInput(NamedTuple):
+    """Immutable, and a tuple rather than a frozen dataclass: one is built for every check, and
+    a frozen dataclass pays for an object.__setattr__ call per field."""
+
     method: str
     #: Host without port, lower-cased (see policy.snapshot.normalize_request_host).
     host: str
     #: The path as the client sent it, query included; normalized by the pipeline.
     raw_path: str
     #: Request headers with lower-case names, as Envoy forwards them.
-    headers: Mapping[str, str] = field(default_factory=dict)
+    headers: Mapping[str, str] = NO_HEADERS
     #: The downstream peer's IP address ("" when unknown, e.g. a Unix socket peer).
     source_ip: str = ""
     #: Envoy's x-request-id, for correlation.

@@ -27,9 +27,12 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from functools import cache
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
-import cel
+if TYPE_CHECKING:
+    import cel
 
 MAX_LENGTH = 2048
 MAX_NESTING = 32
@@ -56,6 +59,16 @@ _TOKEN = re.compile(
     re.VERBOSE | re.DOTALL,
 )
 _OPEN, _CLOSE = "([{", ")]}"
+
+
+@cache
+def _cel() -> ModuleType:
+    """The evaluator, imported when the first expression is compiled: importing the package also
+    imports its command-line front end (typer, rich, prompt_toolkit), which costs every process
+    tens of megabytes and a noticeable part of its start, whether or not any policy uses CEL."""
+    import cel
+
+    return cel
 
 
 class CelProblem(ValueError):
@@ -89,7 +102,7 @@ def _tokens(source: str) -> Iterator[tuple[str, str]]:
 
 
 def _literal(text: str) -> str:
-    value = cel.compile(text).execute()
+    value = _cel().compile(text).execute()
     if not isinstance(value, str):
         raise CelProblem(f"{text} is not a string literal")
     return value
@@ -169,7 +182,7 @@ def compile_cel(source: str) -> CelProgram:
         raise CelProblem(f"the expression is longer than {MAX_LENGTH} characters")
     tokens, bound = _scan(source)
     try:
-        program = cel.compile(source)
+        program = _cel().compile(source)
     except (ValueError, RuntimeError) as exc:
         raise CelProblem(" ".join(str(exc).split())[:300]) from None
     references = program.references()
@@ -182,7 +195,7 @@ def compile_cel(source: str) -> CelProgram:
     for index, (kind, text) in enumerate(tokens):
         if kind == "ident" and text == "matches" and index + 2 < len(tokens):
             try:
-                cel.compile(f"''.matches({tokens[index + 2][1]})").execute()
+                _cel().compile(f"''.matches({tokens[index + 2][1]})").execute()
             except (ValueError, RuntimeError) as exc:
                 raise CelProblem(
                     " ".join(f"invalid regular expression: {exc}".split())[:300]

@@ -19,12 +19,13 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass
 
 import grpc
+from google.protobuf.message import Message
 
 from authz._gen.authz.v1 import admin_pb2 as apb
-from authz.errors import ConfigError
 from authz.jwt.revocation import JTI, SUBJECT, Revocation, RevocationError
 from authz.jwt.verify import Verifier
 from authz.pipeline.decide import decide
@@ -34,8 +35,8 @@ from authz.policy.compile import MODE_DRY_RUN, MODE_ENFORCE
 from authz.policy.snapshot import Snapshot, normalize_request_host
 from authz.ratelimit.blocks import BlockStore, split_key
 from authz.ratelimit.limiter import Limiter
-from authz.server.grpc_server import add_port
-from authz.server.listen import ListenAddress, remove_stale_socket
+from authz.server.grpc_server import bind
+from authz.server.listen import ListenAddress
 from authz.server.tls import ServerTls
 
 log = logging.getLogger(__name__)
@@ -49,26 +50,16 @@ _OUTCOMES = {
 }
 
 
+@dataclass(frozen=True, kw_only=True)
 class AdminServicer:
-    def __init__(
-        self,
-        *,
-        snapshot: Callable[[], Snapshot],
-        verifier: Verifier,
-        limiter: Limiter | None = None,
-        trusted_proxy_hops: int = 0,
-        revoke_refusal: str | None = None,
-        block_store: BlockStore | None = None,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        #: Why this process cannot revoke (its checks run elsewhere); None when it can.
-        self._revoke_refusal = revoke_refusal
-        self._snapshot = snapshot
-        self._blocks = block_store
-        self._clock = clock
-        self._verifier = verifier
-        self._limiter = limiter
-        self._trusted_proxy_hops = trusted_proxy_hops
+    snapshot: Callable[[], Snapshot]
+    verifier: Verifier
+    limiter: Limiter | None = None
+    trusted_proxy_hops: int = 0
+    #: Why this process cannot revoke (its checks run elsewhere); None when it can.
+    revoke_refusal: str | None = None
+    block_store: BlockStore | None = None
+    clock: Callable[[], float] = time.time
 
     async def explain(
         self,
@@ -81,7 +72,7 @@ class AdminServicer:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "host is required")
         if not request.path:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "path is required")
-        snapshot = self._snapshot()
+        snapshot = self.snapshot()
         check = CheckInput(
             method=(request.method or "GET").upper(),
             host=normalize_request_host(authority),
@@ -96,13 +87,13 @@ class AdminServicer:
         decision = await decide(
             snapshot,
             check,
-            verifier=self._verifier,
-            now=self._clock(),
+            verifier=self.verifier,
+            now=self.clock(),
             trace=trace,
-            limiter=self._limiter,
-            trusted_proxy_hops=self._trusted_proxy_hops,
+            limiter=self.limiter,
+            trusted_proxy_hops=self.trusted_proxy_hops,
             consume=False,  # explaining a request must not use up its quota
-            block_store=self._blocks,
+            block_store=self.block_store,
         )
         return apb.ExplainResponse(
             allowed=decision.allowed,
@@ -132,7 +123,7 @@ class AdminServicer:
         request: apb.ListPoliciesRequest,
         context: grpc.aio.ServicerContext[apb.ListPoliciesRequest, apb.ListPoliciesResponse],
     ) -> apb.ListPoliciesResponse:
-        snapshot = self._snapshot()
+        snapshot = self.snapshot()
         served = {policy.key: policy for policy in snapshot.policies}
         statuses = []
         for state in snapshot.states:
@@ -156,20 +147,20 @@ class AdminServicer:
         request: apb.RevokeRequest,
         context: grpc.aio.ServicerContext[apb.RevokeRequest, apb.RevokeResponse],
     ) -> apb.RevokeResponse:
-        if self._revoke_refusal is not None:
-            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, self._revoke_refusal)
+        if self.revoke_refusal is not None:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, self.revoke_refusal)
         if bool(request.jti) == bool(request.subject):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "set exactly one of jti, subject")
         kind, value = (JTI, request.jti) if request.jti else (SUBJECT, request.subject)
         now = time.time()
-        until = request.until or _longest_life(self._snapshot(), request.issuer, now)
+        until = request.until or _longest_life(self.snapshot(), request.issuer, now)
         try:
-            entry = self._verifier.revocations.revoke(
+            entry = self.verifier.revocations.revoke(
                 kind=kind, value=value, issuer=request.issuer, now=now, until=until
             )
         except RevocationError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        publish = self._verifier.revocations.publish
+        publish = self.verifier.revocations.publish
         shared = await publish(entry) if publish is not None else False
         log.info(
             "revoked by %s (issuer %s) until %d%s",
@@ -185,8 +176,8 @@ class AdminServicer:
         request: apb.ListRevocationsRequest,
         context: grpc.aio.ServicerContext[apb.ListRevocationsRequest, apb.ListRevocationsResponse],
     ) -> apb.ListRevocationsResponse:
-        entries = self._verifier.revocations.entries(time.time())
-        shared = self._verifier.revocations.publish is not None
+        entries = self.verifier.revocations.entries(time.time())
+        shared = self.verifier.revocations.publish is not None
         return apb.ListRevocationsResponse(
             revocations=[_revocation(e) for e in entries], shared=shared
         )
@@ -196,11 +187,11 @@ class AdminServicer:
         request: apb.ListBlocksRequest,
         context: grpc.aio.ServicerContext[apb.ListBlocksRequest, apb.ListBlocksResponse],
     ) -> apb.ListBlocksResponse:
-        if self._blocks is None:
+        if self.block_store is None:
             return apb.ListBlocksResponse()
-        now_ms = int(self._clock() * 1000)
+        now_ms = int(self.clock() * 1000)
         out = []
-        for block in await self._blocks.blocks(now_ms):
+        for block in await self.block_store.blocks(now_ms):
             policy, protection, value = split_key(block.key)
             out.append(
                 apb.BlockInfo(
@@ -221,10 +212,10 @@ class AdminServicer:
     ) -> apb.ClearBlocksResponse:
         if not request.key:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "key is required")
-        if self._blocks is None:
+        if self.block_store is None:
             return apb.ClearBlocksResponse()
         try:
-            cleared = await self._blocks.clear(request.key)
+            cleared = await self.block_store.clear(request.key)
         except Exception as exc:  # the shared store is away: say so rather than pretend
             await context.abort(
                 grpc.StatusCode.UNAVAILABLE, f"the block store failed: {exc!s:.200}"
@@ -233,41 +224,29 @@ class AdminServicer:
         return apb.ClearBlocksResponse(cleared=cleared)
 
     def handler(self) -> grpc.GenericRpcHandler:
+        methods: dict[str, tuple[Callable[..., Awaitable[Message]], type[Message]]] = {
+            "Explain": (self.explain, apb.ExplainRequest),
+            "ListPolicies": (self.list_policies, apb.ListPoliciesRequest),
+            "Revoke": (self.revoke, apb.RevokeRequest),
+            "ListRevocations": (self.list_revocations, apb.ListRevocationsRequest),
+            "ListBlocks": (self.list_blocks, apb.ListBlocksRequest),
+            "ClearBlocks": (self.clear_blocks, apb.ClearBlocksRequest),
+        }
         return grpc.method_handlers_generic_handler(
             SERVICE,
             {
-                "Explain": grpc.unary_unary_rpc_method_handler(
-                    self.explain,
-                    request_deserializer=apb.ExplainRequest.FromString,
-                    response_serializer=apb.ExplainResponse.SerializeToString,
-                ),
-                "ListPolicies": grpc.unary_unary_rpc_method_handler(
-                    self.list_policies,
-                    request_deserializer=apb.ListPoliciesRequest.FromString,
-                    response_serializer=apb.ListPoliciesResponse.SerializeToString,
-                ),
-                "Revoke": grpc.unary_unary_rpc_method_handler(
-                    self.revoke,
-                    request_deserializer=apb.RevokeRequest.FromString,
-                    response_serializer=apb.RevokeResponse.SerializeToString,
-                ),
-                "ListRevocations": grpc.unary_unary_rpc_method_handler(
-                    self.list_revocations,
-                    request_deserializer=apb.ListRevocationsRequest.FromString,
-                    response_serializer=apb.ListRevocationsResponse.SerializeToString,
-                ),
-                "ListBlocks": grpc.unary_unary_rpc_method_handler(
-                    self.list_blocks,
-                    request_deserializer=apb.ListBlocksRequest.FromString,
-                    response_serializer=apb.ListBlocksResponse.SerializeToString,
-                ),
-                "ClearBlocks": grpc.unary_unary_rpc_method_handler(
-                    self.clear_blocks,
-                    request_deserializer=apb.ClearBlocksRequest.FromString,
-                    response_serializer=apb.ClearBlocksResponse.SerializeToString,
-                ),
+                name: grpc.unary_unary_rpc_method_handler(
+                    method,
+                    request_deserializer=request.FromString,
+                    response_serializer=_serialize,
+                )
+                for name, (method, request) in methods.items()
             },
         )
+
+
+def _serialize(message: Message) -> bytes:
+    return message.SerializeToString()
 
 
 def _longest_life(snapshot: Snapshot, issuer: str, now: float) -> float | None:
@@ -286,13 +265,8 @@ def _longest_life(snapshot: Snapshot, issuer: str, now: float) -> float | None:
 
 
 def _revocation(entry: Revocation) -> apb.Revocation:
-    return apb.Revocation(
-        kind=entry.kind,
-        value=entry.value,
-        issuer=entry.issuer,
-        revoked_at=entry.revoked_at,
-        until=entry.until,
-    )
+    """The message has the dataclass's fields, by the same names."""
+    return apb.Revocation(**asdict(entry))
 
 
 class AdminServer:
@@ -301,16 +275,9 @@ class AdminServer:
     def __init__(
         self, servicer: AdminServicer, address: ListenAddress, *, tls: ServerTls | None = None
     ) -> None:
-        self.address = address
         self._server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
         self._server.add_generic_rpc_handlers([servicer.handler()])
-        remove_stale_socket(address)
-        try:
-            bound = add_port(self._server, address, tls=tls)
-        except RuntimeError as exc:
-            raise ConfigError(f"--admin-listen: cannot listen on {address}: {exc}") from None
-        if address.path is None:
-            self.address = ListenAddress(host=address.host, port=bound)
+        self.address = bind(self._server, address, flag="--admin-listen", tls=tls)
 
     async def start(self) -> None:
         await self._server.start()

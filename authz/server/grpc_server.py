@@ -36,13 +36,20 @@ SERVER_OPTIONS = [
 _ENVELOPE_BYTES = 64 * 1024
 
 
-def add_port(server: grpc.aio.Server, address: ListenAddress, *, tls: ServerTls | None) -> int:
-    """Listen on `address`, over TLS when `tls` is given; the port bound."""
-    if tls is None:
-        port: int = server.add_insecure_port(address.grpc_target)
-    else:
-        port = server.add_secure_port(address.grpc_target, tls.grpc_credentials())
-    return port
+def bind(
+    server: grpc.aio.Server, address: ListenAddress, *, flag: str, tls: ServerTls | None
+) -> ListenAddress:
+    """Listen on `address` (named by `flag` when it cannot), over TLS when `tls` is given; the
+    address bound, with the port the system chose for port 0."""
+    remove_stale_socket(address)
+    try:
+        if tls is None:
+            port: int = server.add_insecure_port(address.grpc_target)
+        else:
+            port = server.add_secure_port(address.grpc_target, tls.grpc_credentials())
+    except RuntimeError as exc:
+        raise ConfigError(f"{flag}: cannot listen on {address}: {exc}") from None
+    return address if address.path is not None else ListenAddress(host=address.host, port=port)
 
 
 def _options(max_message_bytes: int) -> list[tuple[str, int]]:
@@ -63,20 +70,13 @@ class _Server:
         max_message_bytes: int,
         tls: ServerTls | None = None,
     ) -> None:
-        self.address = address
         self._services = services
         self.health = health_aio.HealthServicer()
         self._server = grpc.aio.server(options=_options(max_message_bytes))
         self._server.add_generic_rpc_handlers(list(handlers))
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         check_free(address, flag=flag)
-        remove_stale_socket(address)
-        try:
-            bound = add_port(self._server, address, tls=tls)
-        except RuntimeError as exc:
-            raise ConfigError(f"{flag}: cannot listen on {address}: {exc}") from None
-        if address.path is None:
-            self.address = ListenAddress(host=address.host, port=bound)
+        self.address = bind(self._server, address, flag=flag, tls=tls)
 
     async def start(self) -> None:
         await self.set_serving(False)

@@ -64,21 +64,24 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 
 from authz.settings.connections import ConnectionSettings
+
+#: The limits a user may set (--max-connections...): their defaults are declared there.
+_SETTABLE = ConnectionSettings()
 
 
 @dataclass(frozen=True, slots=True)
 class H2Limits:
     """The limits one h2 check server applies to each peer (see the module docstring)."""
 
-    max_connections: int = 1024
-    handshake_timeout: float = 10.0
-    idle_timeout: float = 300.0
-    stream_timeout: float = 10.0
-    max_concurrent_streams: int = 1000
-    max_header_list_size: int = 16 * 1024
+    max_connections: int = _SETTABLE.max_connections
+    handshake_timeout: float = _SETTABLE.handshake_timeout
+    idle_timeout: float = _SETTABLE.idle_timeout
+    stream_timeout: float = _SETTABLE.stream_timeout
+    max_concurrent_streams: int = _SETTABLE.max_concurrent_streams
+    max_header_list_size: int = _SETTABLE.max_header_list_size
     max_header_fields: int = 100
     max_connection_header_bytes: int = 1024 * 1024
     max_buffered: int = 4 * 1024 * 1024
@@ -136,16 +139,9 @@ class Bucket:
 
 
 def limits_of(settings: ConnectionSettings, base: H2Limits = DEFAULTS) -> H2Limits:
-    """`base` with the limits a user may set taken from `settings`."""
-    return replace(
-        base,
-        max_connections=settings.max_connections,
-        handshake_timeout=settings.handshake_timeout,
-        idle_timeout=settings.idle_timeout,
-        stream_timeout=settings.stream_timeout,
-        max_concurrent_streams=settings.max_concurrent_streams,
-        max_header_list_size=settings.max_header_list_size,
-    )
+    """`base` with the limits a user may set taken from `settings`: every connection setting
+    is the H2Limits field of the same name."""
+    return replace(base, **{f.name: getattr(settings, f.name) for f in fields(settings)})
 
 
 class Throttled:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable
 
 from authz.server.grpcwire import MAX_MESSAGE_BYTES, PREFIX_BYTES, RpcError, Status, unframe
 from authz.server.h2control import ControlFrames
@@ -140,27 +141,47 @@ class Requests(ControlFrames):
     # --- calls ----------------------------------------------------------------------------
 
     def _ended(self, stream_id: int, stream: Stream) -> None:
+        """The request is complete: call its handler. An answer it has at once is sent at
+        once; one it has to wait for comes from a task."""
         stream.ended = True
-        if stream.handler is not None:
-            stream.task = self._loop.create_task(self._call(stream_id, stream))
-
-    async def _call(self, stream_id: int, stream: Stream) -> None:
-        assert stream.handler is not None
+        handler = stream.handler
+        if handler is None:
+            return
         try:
             message = unframe(stream.body)
             self._buffered -= len(stream.body)
             stream.body = bytearray()
-            last = await stream.handler(
+            result = handler(
                 message, stream.metadata, lambda out: self._send(stream_id, stream, out)
             )
-            if last is not None:
-                self._send(stream_id, stream, last)
-            self._finish(stream_id, stream, OK_TRAILERS)
-        except RpcError as exc:
-            self._fail(stream_id, stream, exc.status, exc.message)
+        except Exception as exc:
+            self._failed(stream_id, stream, exc)
+            return
+        if result is None or isinstance(result, bytes):
+            self._answered(stream_id, stream, result)
+        else:
+            stream.task = self._loop.create_task(self._call(stream_id, stream, result))
+
+    async def _call(self, stream_id: int, stream: Stream, pending: Awaitable[bytes | None]) -> None:
+        try:
+            last = await pending
         except asyncio.CancelledError:
             raise
-        except Exception:
-            log.exception("gRPC handler failed")
+        except Exception as exc:
+            self._failed(stream_id, stream, exc)
+            return
+        self._answered(stream_id, stream, last)
+
+    def _answered(self, stream_id: int, stream: Stream, last: bytes | None) -> None:
+        if last is not None:
+            self._send(stream_id, stream, last)
+        self._finish(stream_id, stream, OK_TRAILERS)
+        self._schedule_flush()
+
+    def _failed(self, stream_id: int, stream: Stream, exc: Exception) -> None:
+        if isinstance(exc, RpcError):
+            self._fail(stream_id, stream, exc.status, exc.message)
+        else:
+            log.error("gRPC handler failed", exc_info=exc)
             self._fail(stream_id, stream, Status.INTERNAL, "internal error")
         self._schedule_flush()

@@ -29,8 +29,11 @@ from authz.server.h2frames import (
 )
 
 #: A method's implementation: (request message, metadata, send) -> the last response message,
-#: or None. A unary method returns its answer; a streaming one calls `send` for each message.
-Handler = Callable[[bytes, Metadata, Callable[[bytes], None]], Awaitable[bytes | None]]
+#: or None - at once, or as an awaitable when it has to wait. A unary method returns its answer;
+#: a streaming one calls `send` for each message.
+Handler = Callable[
+    [bytes, Metadata, Callable[[bytes], None]], bytes | Awaitable[bytes | None] | None
+]
 
 #: Module constants: looking a member up on its enum class each time costs more than the rest.
 _HEADERS, _DATA = Type.HEADERS, Type.DATA

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Protocol
 
 import grpc
@@ -25,7 +25,7 @@ from opentelemetry.trace import Span
 from authz._gen.authz.envoy.v3 import ext_authz_pb2 as pb
 from authz.jwt.verify import Verifier
 from authz.pipeline import decision as d
-from authz.pipeline.decide import decide
+from authz.pipeline.decide import decide_now
 from authz.pipeline.request import CheckInput
 from authz.policy.snapshot import Snapshot
 from authz.ratelimit.blocks import BlockStore
@@ -99,19 +99,30 @@ class AuthorizationServicer:
         answer = await self._answer(request, context)
         return pb.CheckResponse.FromString(answer) if isinstance(answer, bytes) else answer
 
-    async def check_wire(
+    def check_wire(
         self, message: bytes, metadata: Metadata, _send: Callable[[bytes], None]
-    ) -> bytes:
-        """The h2 engine's handler: a serialized CheckRequest in, a serialized answer out."""
+    ) -> bytes | Awaitable[bytes]:
+        """The h2 engine's handler: a serialized CheckRequest in, a serialized answer out - at
+        once when nothing in the check waits (see pipeline.decide.decide_now), else later."""
         try:
             request = pb.CheckRequest.FromString(message)
         except DecodeError:
             raise RpcError(Status.INVALID_ARGUMENT, "malformed CheckRequest") from None
-        return _serialize(await self._answer(request, _WireContext(metadata)))
+        if tracing.enabled():
+            return self._wire_later(self._answer(request, _WireContext(metadata)))
+        answer = self._check(request, None)
+        if isinstance(answer, bytes | pb.CheckResponse):
+            return _serialize(answer)
+        return self._wire_later(answer)
+
+    async def _wire_later(self, answer: Awaitable[Answer]) -> bytes:
+        return _serialize(await answer)
 
     async def _answer(self, request: pb.CheckRequest, context: CallContext | None) -> Answer:
+        span = None
         if not tracing.enabled():  # the common case: no span object is ever made
-            return await self._check(request, None)
+            answer = self._check(request, span)
+            return answer if isinstance(answer, bytes | pb.CheckResponse) else await answer
         metadata = context.invocation_metadata() if context is not None else None
         with tracing.server_span(
             CHECK_SPAN,
@@ -119,15 +130,16 @@ class AuthorizationServicer:
             metadata=metadata,
             attributes=_SPAN_ATTRIBUTES,
         ) as span:
-            return await self._check(request, span)
+            answer = self._check(request, span)
+            return answer if isinstance(answer, bytes | pb.CheckResponse) else await answer
 
-    async def _check(self, request: pb.CheckRequest, span: Span | None) -> Answer:
+    def _check(self, request: pb.CheckRequest, span: Span | None) -> Answer | Awaitable[Answer]:
         started = time.perf_counter()
         decision_id = self._ids()
         check_input: CheckInput | None = None
         try:
             check_input = to_check_input(request)
-            decision = await decide(
+            decision = decide_now(
                 self._snapshot(),
                 check_input,
                 verifier=self._verifier,
@@ -136,32 +148,70 @@ class AuthorizationServicer:
                 trusted_proxy_hops=self._trusted_proxy_hops,
                 block_store=self._blocks,
             )
-            if self._observer is not None:
-                self._observer.observe(
-                    check_input,
-                    decision,
-                    decision_id=decision_id,
-                    seconds=time.perf_counter() - started,
-                    span=span,
-                )
+        except Exception:
+            return self._failed(check_input, decision_id, started, span)
+        if isinstance(decision, d.Decision):
+            return self._respond(check_input, decision, decision_id, started, span)
+        return self._respond_later(check_input, decision, decision_id, started, span)
+
+    async def _respond_later(
+        self,
+        check_input: CheckInput,
+        waiting: Awaitable[d.Decision],
+        decision_id: str,
+        started: float,
+        span: Span | None,
+    ) -> Answer:
+        try:
+            decision = await waiting
+        except Exception:
+            return self._failed(check_input, decision_id, started, span)
+        return self._respond(check_input, decision, decision_id, started, span)
+
+    def _respond(
+        self,
+        check_input: CheckInput,
+        decision: d.Decision,
+        decision_id: str,
+        started: float,
+        span: Span | None,
+    ) -> Answer:
+        try:
+            self._report(check_input, decision, decision_id, started, span)
             if decision.allowed or decision.dry_run:
                 return self._allows.get(decision)
             return to_check_response(decision, decision_id=decision_id)
         except Exception:
-            log.exception("check failed; denying (decision %s)", decision_id)
-            decision = d.internal_error()
-            if self._observer is not None:
-                try:
-                    self._observer.observe(
-                        check_input,
-                        decision,
-                        decision_id=decision_id,
-                        seconds=time.perf_counter() - started,
-                        span=span,
-                    )
-                except Exception:
-                    log.exception("reporting decision %s failed", decision_id)
-            return to_check_response(decision, decision_id=decision_id)
+            return self._failed(check_input, decision_id, started, span)
+
+    def _failed(
+        self, check_input: CheckInput | None, decision_id: str, started: float, span: Span | None
+    ) -> pb.CheckResponse:
+        """Every error in a check is a deny: internal_error, reported like any decision."""
+        log.exception("check failed; denying (decision %s)", decision_id)
+        decision = d.internal_error()
+        try:
+            self._report(check_input, decision, decision_id, started, span)
+        except Exception:
+            log.exception("reporting decision %s failed", decision_id)
+        return to_check_response(decision, decision_id=decision_id)
+
+    def _report(
+        self,
+        check_input: CheckInput | None,
+        decision: d.Decision,
+        decision_id: str,
+        started: float,
+        span: Span | None,
+    ) -> None:
+        if self._observer is not None:
+            self._observer.observe(
+                check_input,
+                decision,
+                decision_id=decision_id,
+                seconds=time.perf_counter() - started,
+                span=span,
+            )
 
     async def _check_grpcio(
         self,

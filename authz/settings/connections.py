@@ -21,7 +21,6 @@ class ConnectionSettings(Section):
         1024,
         Count(1, 1_000_000),
         flag="--max-connections",
-        metavar="N",
         help="connections open at once to the check port (per process); a connection past it "
         "is closed at once",
     )
@@ -52,7 +51,6 @@ class ConnectionSettings(Section):
         1000,
         Count(1, 1_000_000),
         flag="--max-concurrent-streams",
-        metavar="N",
         help="streams one connection may have open at once (advertised in SETTINGS; more are "
         "refused)",
     )

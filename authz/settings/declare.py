@@ -1,14 +1,14 @@
 """How a setting is declared: once, as a field of its section.
 
     grpc_listen: ListenAddress = option(
-        ListenAddress("127.0.0.1", 9191), Listen(), flag="--grpc-listen", metavar="ADDR",
+        ListenAddress("127.0.0.1", 9191), Listen(), flag="--grpc-listen",
         help="ext_authz and gRPC health: `HOST:PORT` or `unix:/path/to.sock`",
     )
 
 The field's default is the setting's default; the Option in its metadata carries the flag, the
-environment variable (AUTHZ_<FLAG> unless named), the kind (type and range) and the help. The
-command line (authz.settings.flags), the README's flag table and each section's validation are
-derived from these declarations (envoyproxy/ratelimit keeps field, env name, default and
+environment variable (AUTHZ_<FLAG> unless named), the kind (type, range, and the metavar unless
+named) and the help. The command line (authz.settings.flags), the README's flag table and each
+section's validation are derived from these declarations (envoyproxy/ratelimit keeps field, env name, default and
 description together the same way). Help and `shown` may hold markdown code spans: the README
 keeps them, --help drops the backticks.
 """
@@ -67,7 +67,7 @@ def option(
     doc: str = "",
 ) -> T:
     """A section field declaring a setting (see the module docstring)."""
-    declared = Option(kind, help, flag, env, metavar, shown, doc)
+    declared = Option(kind, help, flag, env, metavar or kind.metavar, shown, doc)
     field: T = dataclasses.field(default=default, metadata={_METADATA_KEY: declared})
     return field
 

@@ -34,6 +34,8 @@ class Kind(Generic[T]):
     switch = False
     #: The only values accepted, if the kind has a fixed set.
     choices: tuple[str, ...] | None = None
+    #: What --help calls the value, unless the declaration names it.
+    metavar: str | None = None
 
     def parse(self, text: str, *, name: str) -> T:
         raise NotImplementedError
@@ -108,6 +110,8 @@ def _number(text: str, *, name: str, low: float, high: float, whole: bool, noun:
 class Count(Kind[int]):
     """A whole number within [low, high]."""
 
+    metavar = "N"
+
     def __init__(self, low: int, high: int) -> None:
         self.low, self.high = low, high
 
@@ -153,12 +157,16 @@ class Amount(Kind[float]):
 
 
 class Listen(Kind[ListenAddress]):
+    metavar = "ADDR"
+
     def parse(self, text: str, *, name: str) -> ListenAddress:
         return parse_listen(text, flag=name)
 
 
 class OptionalListen(Kind[ListenAddress | None]):
     """A listen address; empty means the listener is off."""
+
+    metavar = "ADDR"
 
     def parse(self, text: str, *, name: str) -> ListenAddress | None:
         return parse_listen(text, flag=name) if text.strip() else None
@@ -170,6 +178,7 @@ class OptionalListen(Kind[ListenAddress | None]):
 class Paths(Kind[tuple[Path, ...]]):
     """Files or directories that must exist when the setting is read."""
 
+    metavar = "PATH"
     repeatable = True
 
     def parse_many(self, texts: Sequence[str], *, name: str) -> tuple[Path, ...]:
@@ -198,6 +207,8 @@ class Names(Kind[tuple[str, ...]]):
 class ExistingFile(Kind[Path | None]):
     """A file that must exist when the setting is read; empty means not set."""
 
+    metavar = "FILE"
+
     def parse(self, text: str, *, name: str) -> Path | None:
         if not text:
             return None
@@ -212,6 +223,8 @@ class ExistingFile(Kind[Path | None]):
 
 class Directory(Kind[Path]):
     """A directory that need not exist yet (it may be mounted, or used only by some policies)."""
+
+    metavar = "DIR"
 
     def parse(self, text: str, *, name: str) -> Path:
         if not text.strip():

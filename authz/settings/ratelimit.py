@@ -121,14 +121,12 @@ class RateLimitSettings(Section):
         100_000,
         Count(1, 100_000_000),
         flag="--ratelimit-max-buckets",
-        metavar="N",
         help="rate-limit buckets kept in memory at most (least recently used dropped first)",
     )
     bruteforce_max_keys: int = option(
         100_000,
         Count(1, 100_000_000),
         flag="--bruteforce-max-keys",
-        metavar="N",
         help="brute-force failure counters, and blocks, kept at most (each; the oldest dropped "
         "first)",
         doc="(see [Brute-force blocking](#brute-force-blocking))",

@@ -50,7 +50,6 @@ class PolicySettings(Section):
         (),
         Paths(),
         flag="--policies",
-        metavar="PATH",
         shown="no files; `--kubernetes` is then required",
         help="AuthPolicy file or directory (searched recursively for `*.yaml`, `*.yml`, "
         "`*.json`); repeatable; reloaded on change",
@@ -59,7 +58,6 @@ class PolicySettings(Section):
         None,
         ExistingFile(),
         flag="--allowed-hosts",
-        metavar="FILE",
         shown="no restriction: a policy may claim any host",
         help="YAML mapping of namespace to the host patterns its AuthPolicies may claim, e.g. "
         '`{shop: [orders.example.com, "*.shop.example.com"]}`; `"*"` grants every host. A '
@@ -79,7 +77,6 @@ class ServerSettings(Section):
         ListenAddress("127.0.0.1", 9191),
         Listen(),
         flag="--grpc-listen",
-        metavar="ADDR",
         help="ext_authz `envoy.service.auth.v3.Authorization/Check` and `grpc.health.v1.Health`: "
         "`HOST:PORT` or `unix:/path/to.sock`",
     )
@@ -87,7 +84,6 @@ class ServerSettings(Section):
         ListenAddress("127.0.0.1", 9090),
         Listen(),
         flag="--http-listen",
-        metavar="ADDR",
         help="`GET /healthz` (200 while alive), `GET /readyz` (200 after the first complete "
         "policy load, 503 before and while shutting down) and `GET /metrics`: `HOST:PORT`",
     )
@@ -95,7 +91,6 @@ class ServerSettings(Section):
         ListenAddress("127.0.0.1", 9192),
         Listen(),
         flag="--admin-listen",
-        metavar="ADDR",
         help="the admin gRPC API `authz.v1.Admin` (`Explain`, `ListPolicies`, `Revoke`, "
         "`ListRevocations`, `ListBlocks`, `ClearBlocks`; used by `authz explain`, `authz revoke` "
         "and `authz blocks`): `HOST:PORT` or `unix:/path/to.sock`. Explain receives tokens, "
@@ -115,7 +110,6 @@ class ServerSettings(Section):
         1,
         Count(1, 64),
         flag="--workers",
-        metavar="N",
         help="processes answering checks; more than 1 needs `--grpc-listen unix:PATH`, and "
         "worker i listens on PATH with `-i` before its suffix",
         doc="(see [Performance and workers](#performance-and-workers))",
@@ -177,7 +171,6 @@ class TokenSettings(Section):
         100_000,
         Count(1, 10_000_000),
         flag="--dpop-replay-cache-size",
-        metavar="N",
         help="DPoP proofs remembered per process for replay detection; when it is full of "
         "proofs younger than the window, new proofs are refused (503) rather than forgetting one",
     )
@@ -203,7 +196,6 @@ class IntrospectionSettings(Section):
         Path("/etc/authz/secrets"),
         Directory(),
         flag="--secrets-dir",
-        metavar="DIR",
         help="client secrets of `issuers[].introspection.clientSecretRef` are read from "
         "`DIR/<namespace>/<name>/<key>`, the layout of a mounted Secret",
         doc="(see [Opaque tokens and revocation](#opaque-tokens-and-revocation))",
@@ -266,7 +258,6 @@ class ResponseSettings(Section):
         None,
         OptionalListen(),
         flag="--ext-proc-listen",
-        metavar="ADDR",
         shown="off; with `--grpc-server grpcio` the check listener serves it too",
         help="a separate listener (grpcio) for `envoy.service.ext_proc.v3.ExternalProcessor/"
         "Process`, needed with the `h2` engine, which serves unary calls only: `HOST:PORT` or "
@@ -291,7 +282,6 @@ class ClientSettings(Section):
         0,
         Count(0, 64),
         flag="--trusted-proxy-hops",
-        metavar="N",
         help="`0`: the client address is Envoy's peer address; `N`: the Nth address from the "
         "right of `X-Forwarded-For`. Envoy with `use_remote_address: true` appends its own peer "
         "first, so behind T trusted proxies use T+1 (the Helm chart does this for you)",

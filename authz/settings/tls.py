@@ -26,7 +26,6 @@ class TlsSettings(Section):
         None,
         ExistingFile(),
         flag="--tls-cert",
-        metavar="FILE",
         shown="off: plaintext",
         help="serve checks over TLS (ALPN `h2`, TLS 1.2 or later) with this PEM certificate chain "
         "(server certificate first); also the admin API when `--admin-listen` is neither loopback "
@@ -38,7 +37,6 @@ class TlsSettings(Section):
         None,
         ExistingFile(),
         flag="--tls-key",
-        metavar="FILE",
         shown="—",
         help="the PEM private key of `--tls-cert` (unencrypted); reloaded with it",
     )
@@ -46,7 +44,6 @@ class TlsSettings(Section):
         None,
         ExistingFile(),
         flag="--tls-client-ca",
-        metavar="FILE",
         shown="no client certificate asked for",
         help="mutual TLS: require a client certificate issued by one of the CA certificates in "
         "this PEM file; a client without one is refused during the handshake. Reloaded on change",

@@ -20,7 +20,7 @@ import yaml
 
 from authz.errors import ConfigError
 from authz.policy.ownership import HostGrants, grants_from
-from authz.sources.yamlfiles import parse_single
+from authz.sources.yamlfiles import parse_single, yaml_problem
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +49,7 @@ def load_grants(path: Path) -> HostGrants:
     try:
         data = parse_single(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f" (line {mark.line + 1})" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"{where}: not valid YAML{at}: {problem}") from None
+        raise ConfigError(f"{where}: {yaml_problem(exc)}") from None
     try:
         return grants_from(data, origin=where)
     except ValueError as exc:

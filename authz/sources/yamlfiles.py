@@ -175,6 +175,15 @@ def parse_single(text: str) -> Any:
     return _parse_reference(text)
 
 
+def yaml_problem(exc: yaml.YAMLError, *, first_line: int = 1) -> str:
+    """What a parse error says to whoever edits the file: the line (`first_line` is the line of
+    the file the parsed text starts at) and the parser's own words."""
+    mark = getattr(exc, "problem_mark", None)
+    at = f" (line {first_line + mark.line})" if mark is not None else ""
+    problem = getattr(exc, "problem", None) or str(exc)
+    return f"not valid YAML{at}: {problem}"
+
+
 def _parse_reference(chunk: str) -> Any:
     loader = _Loader(chunk)
     try:
@@ -238,12 +247,8 @@ def read(path: Path) -> FileRead:
         try:
             body = _parse(chunk)
         except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            at = f" (line {line + mark.line})" if mark is not None else ""
-            problem = getattr(exc, "problem", None) or str(exc)
-            documents.append(
-                SourceDocument(where, None, (Problem("", f"not valid YAML{at}: {problem}"),))
-            )
+            problem = Problem("", yaml_problem(exc, first_line=line))
+            documents.append(SourceDocument(where, None, (problem,)))
             whole = False
             continue
         if not isinstance(body, dict):

@@ -54,19 +54,26 @@ def redact_path(path: str) -> str:
 
 
 class _Clock:
-    """RFC 3339 UTC timestamps with milliseconds; the date part is formatted once a second."""
+    """RFC 3339 UTC timestamps with milliseconds: the date part is formatted once a second, and
+    the whole stamp once a millisecond (a busy sidecar logs several decisions in one)."""
 
     def __init__(self, now: Callable[[], float]) -> None:
         self._now = now
+        self._millisecond = -1
         self._second = -1
         self._prefix = ""
+        self._stamp = ""
 
     def stamp(self) -> str:
-        second, millis = divmod(round(self._now() * 1000), 1000)
+        millisecond = round(self._now() * 1000)
+        if millisecond == self._millisecond:
+            return self._stamp
+        second, millis = divmod(millisecond, 1000)
         if second != self._second:
             self._second = second
             self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        return f"{self._prefix}.{millis:03d}Z"
+        self._millisecond, self._stamp = millisecond, f"{self._prefix}.{millis:03d}Z"
+        return self._stamp
 
 
 class DecisionLog:

@@ -12,7 +12,7 @@ which is cheaper than prometheus_client's locked `labels()` lookup on every call
 from __future__ import annotations
 
 import platform
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -53,6 +53,22 @@ CHECK_BUCKETS = (
 def _strip_query(url: str) -> str:
     """A JWKS URL as a label value: never its query string (it might carry a credential)."""
     return url.partition("?")[0].partition("#")[0]
+
+
+def _gauge_per(
+    name: str,
+    documentation: str,
+    *,
+    label: str,
+    values: Iterable[str],
+    registry: CollectorRegistry,
+) -> Gauge:
+    """A gauge with one label whose closed set of values all start at 0, so a dashboard sees
+    every series (a state nobody is in yet included) from the first scrape."""
+    gauge = Gauge(name, documentation, [label], registry=registry)
+    for value in values:
+        gauge.labels(value).set(0)
+    return gauge
 
 
 class Metrics:
@@ -104,27 +120,25 @@ class Metrics:
             registry=reg,
         )
         self._introspections = {r: introspections.labels(r) for r in labels.INTROSPECTION_RESULTS}
-        self._policies = Gauge(
+        self._policies = _gauge_per(
             "authz_policies",
             "Policies known to the sidecar, by state.",
-            ["state"],
+            label="state",
+            values=labels.POLICY_STATES,
             registry=reg,
         )
-        for state in labels.POLICY_STATES:
-            self._policies.labels(state).set(0)
         self._backend_errors = Counter(
             "authz_ratelimit_backend_errors_total",
             "Rate-limit backend (Redis) calls that failed.",
             registry=reg,
         )
-        self._backend_mode = Gauge(
+        self._backend_mode = _gauge_per(
             "authz_ratelimit_backend_mode",
             "1 for the rate-limit backend mode in use (redis, or the local fallback), else 0.",
-            ["mode"],
+            label="mode",
+            values=labels.BACKEND_MODES,
             registry=reg,
         )
-        for mode in labels.BACKEND_MODES:
-            self._backend_mode.labels(mode).set(0)
         self._watch_events = Counter(
             "authz_watch_events_total",
             "Kubernetes watch events received, by event type.",

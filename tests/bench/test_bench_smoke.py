@@ -21,7 +21,7 @@ import pytest
 from authz.devtools.envoyconf import dump
 from authz.server.listen import ListenAddress
 from bench import __main__ as cli
-from bench import chart, hostile, macro, micro, profile, ratelimit, report, scale, stack
+from bench import hostile, macro, micro, profile, ratelimit, report, scale, stack
 from bench.macro import MacroConfig, parse_wrk, run_wrk
 from bench.material import make_material
 from bench.procs import BenchError, find_binary
@@ -101,9 +101,7 @@ def test_stack_probes_and_a_real_wrk_run_parse(tmp_path: Path) -> None:
     assert result.requests > 0
     assert result.rps > 0
     assert result.failed == 0
-    assert 0 < result.p50_ms <= result.p99_ms <= result.p999_ms <= result.max_ms
-    assert record.filter_allowed is not None
-    assert record.filter_allowed >= result.requests
+    assert 0 < result.p50_ms <= result.p99_ms <= result.p999_ms
     assert record.cpu_s["gateway"] > 0
 
 
@@ -187,7 +185,6 @@ def _record(setup: str, rps: float, p99: float) -> RunRecord:
         cpu_s={"gateway": 1.0},
         machine_busy=0.9,
         other_cpu_s=0.1,
-        filter_allowed=wrk.requests,
     )
 
 
@@ -206,11 +203,9 @@ def _results() -> Results:
     return results
 
 
-def test_report_fills_the_documents_blocks_and_keeps_its_prose(tmp_path: Path) -> None:
+def test_report_fills_the_documents_blocks_and_keeps_its_prose() -> None:
     results = _results()
     assert report.ratios(results)[0].throughput == pytest.approx(0.4, rel=1e-3)
-    chart.draw(results, tmp_path / "performance.png")
-    assert (tmp_path / "performance.png").read_bytes().startswith(b"\x89PNG")
     template = (ROOT / "docs" / "performance.md").read_text()
     text = report.render(results, template)
     assert (

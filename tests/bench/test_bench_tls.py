@@ -6,19 +6,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench import report, tls
-from bench.macro import MacroConfig
+from bench import report
+from bench.macro import MacroConfig, load_test
 from bench.material import make_material
 from bench.results import Results
+from bench.setups import TLS_SETUPS
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_tls_under_load_and_the_report(tmp_path: Path) -> None:
     config = MacroConfig(duration=1, warmup=0, rounds=1, quiet_wait=0, retries=0)
-    outcome = tls.run_load(make_material(), config=config, logs=tmp_path, say=lambda _: None)
-    assert [s.setup for s in outcome.setups] == [tls.PLAIN, tls.TLS, tls.MTLS]
-    for name in (tls.PLAIN, tls.TLS, tls.MTLS):
+    material = make_material()
+    outcome = load_test(TLS_SETUPS, material=material, config=config, logs=tmp_path, say=print)
+    assert [s.setup for s in outcome.setups] == ["tls-off", "tls", "mtls"]
+    for name in ("tls-off", "tls", "mtls"):
         assert "token without the scope -> 403" in outcome.probes[name]
         assert "valid token -> 200" in outcome.probes[name]
     assert all(s.rps > 0 for s in outcome.setups)

@@ -17,7 +17,8 @@ from authz.pipeline.trace import Trace
 from authz.policy.snapshot import Snapshot
 from authz.policy.store import PolicyStore, SourceDocument
 from authz.ratelimit.blocks import BlockStore
-from tests.support.keys import jwks, rsa_key
+from tests.support.keys import rsa_key
+from tests.support.policies import auth_policy, issuer, rule
 
 NOW = 1_800_000_000.0
 KEY = rsa_key("k1")
@@ -25,25 +26,25 @@ ISSUER = "https://issuer.test"
 PER_IP = {"name": "per-ip", "key": "sourceIP", "maxFailures": 3, "window": "60s", "blockFor": "15m"}
 
 
+#: An anonymous health check and one rule that only needs a valid token.
+RULES = (rule("health", paths=["/healthz"], anonymous=True), rule("api", paths=["/**"]))
+
+
 def policy(
-    protections: Sequence[Mapping[str, Any]] = (PER_IP,), *, name: str = "api", **spec: Any
+    protections: Sequence[Mapping[str, Any]] = (PER_IP,),
+    *,
+    name: str = "api",
+    rules: Sequence[dict[str, Any]] = RULES,
+    **spec: Any,
 ) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "hosts": [f"{name}.test"],
-        "issuers": [{"issuer": ISSUER, "audiences": ["api"], "jwks": jwks(KEY)}],
-        "rules": [
-            {"name": "health", "match": {"paths": ["/healthz"]}, "allowAnonymous": True},
-            {"name": "api", "match": {"paths": ["/**"]}},
-        ],
-        "protection": {"bruteForce": [dict(p) for p in protections]},
+    return auth_policy(
+        name,
+        namespace="t",
+        issuers=[issuer(keys=[KEY], audiences=["api"])],
+        rules=rules,
+        protection={"bruteForce": [dict(p) for p in protections]},
         **spec,
-    }
-    return {
-        "apiVersion": "authz.dev/v1alpha1",
-        "kind": "AuthPolicy",
-        "metadata": {"name": name, "namespace": "t"},
-        "spec": body,
-    }
+    )
 
 
 def build(*documents: dict[str, Any]) -> Snapshot:

@@ -10,7 +10,7 @@ from typing import Any
 from authz.workers.pool import worker_listen
 from tests.support.envoy import Envoy, start_envoy
 from tests.support.keys import SigningKey, jwks
-from tests.support.policies import auth_policy, issuer, rule, to_yaml
+from tests.support.policies import ORDERS_HEADERS, auth_policy, issuer, rule, to_yaml
 from tests.support.procs import Proc, start_echo, start_http_dir, start_sidecar
 
 HOST = "orders.test"
@@ -36,12 +36,7 @@ def orders_policy(jwks_url: str, *, name: str = "orders", hosts: tuple[str, ...]
             rule("admin", paths=["/admin/**"], any_of=["admin", "superuser"]),
         ],
         response={
-            "setHeaders": [
-                {"name": "x-user-id", "claim": "sub"},
-                {"name": "x-tenant", "claim": "org.tenant"},
-                {"name": "x-roles", "claim": "roles"},
-                {"name": "x-gateway", "value": "authz"},
-            ],
+            "setHeaders": list(ORDERS_HEADERS),
             "removeHeaders": ["authorization"],
         },
     )

@@ -141,7 +141,7 @@ async def test_documents_over_the_size_limit_are_refused(
         await provider.refresh()
         assert provider.keys is None
         assert provider.last_error == (
-            f"GET {server.url(path)} returned more than {len(DOC) + 10} bytes"
+            f"GET {server.url(path)} answered more than {len(DOC) + 10} bytes"
         )
     # Exactly at the limit is fine.
     provider = remote(

@@ -13,6 +13,8 @@ from typing import Any
 
 import jwt
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from authz.errors import KeysUnavailable, TokenError
 from authz.jwt.keys import SUPPORTED_ALGORITHMS, KeySet, parse_jwks
@@ -442,3 +444,54 @@ async def test_clear_empties_the_cache() -> None:
     verifier.clear()
     with pytest.raises(TokenError, match="no signing key"):
         await verifier.verify(token, spec(provider), now=NOW)
+
+
+# --- the cached entry's remembered window -------------------------------------------------------
+
+_TIMES = st.floats(min_value=NOW - 200, max_value=NOW + 200, allow_nan=False)
+_CLAIM_TIME = st.one_of(st.none(), st.integers(min_value=NOW - 150, max_value=NOW + 150))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    exp=st.integers(min_value=NOW - 150, max_value=NOW + 150),
+    nbf=_CLAIM_TIME,
+    iat=_CLAIM_TIME,
+    leeway=st.sampled_from([0.0, 5.0, 30.0]),
+    max_lifetime=st.sampled_from([None, 60.0, 400.0]),
+    times=st.lists(_TIMES, min_size=1, max_size=8),
+)
+async def test_a_cached_token_answers_as_the_full_claim_checks_do(
+    exp: int,
+    nbf: int | None,
+    iat: int | None,
+    leeway: float,
+    max_lifetime: float | None,
+    times: list[float],
+) -> None:
+    """A warm entry answers from the window it remembered: at every time, in any order (the
+    clock may step back), its answer is the one the full checks give a fresh verifier."""
+    provider = FakeProvider(RSA)
+    issuer = IssuerSpec(
+        issuer=ISSUER,
+        audiences=frozenset({AUDIENCE}),
+        algorithms=SUPPORTED_ALGORITHMS,
+        leeway=leeway,
+        provider=provider,
+        max_lifetime=max_lifetime,
+    )
+    issuers = {ISSUER: issuer}
+    token = RSA.sign(claims(exp=exp, nbf=nbf, iat=iat))
+    warm = Verifier()
+
+    async def outcome(verifier: Verifier, now: float) -> str:
+        try:
+            return str((await verifier.verify(token, issuers, now=now)).claims["sub"])
+        except TokenError as exc:
+            return str(exc)
+
+    first_pass = [await outcome(warm, now) for now in times]
+    second_pass = [await outcome(warm, now) for now in reversed(times)]
+    fresh = [await outcome(Verifier(cache_size=0), now) for now in times]
+    assert first_pass == fresh
+    assert second_pass == fresh[::-1]

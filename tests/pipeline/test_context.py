@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
-import yaml
-
 from authz.jwt.providers import offline_provider
 from authz.jwt.verify import Verifier
 from authz.pipeline.context import NO_CLAIMS, Context
@@ -14,24 +10,23 @@ from authz.pipeline.steps import path, rule, scopes
 from authz.pipeline.trace import NULL_TRACE, Step, Trace
 from authz.policy.model import CompiledPolicy
 from authz.policy.store import PolicyStore, SourceDocument
-from tests.support.keys import jwks, rsa_key
+from tests.support import policies
+from tests.support.keys import rsa_key
 
-POLICY = f"""
-apiVersion: authz.dev/v1alpha1
-kind: AuthPolicy
-metadata: {{name: c, namespace: t}}
-spec:
-  hosts: [c.test]
-  issuers: [{{issuer: "https://i.test", audiences: [a], jwks: {json.dumps(jwks(rsa_key("k")))}}}]
-  rules:
-  - {{name: open, match: {{paths: ["/open/**"]}}, allowAnonymous: true}}
-  - {{name: scoped, match: {{paths: ["/scoped"]}}, scopes: {{allOf: [s]}}}}
-"""
+POLICY = policies.auth_policy(
+    "c",
+    namespace="t",
+    issuers=[policies.issuer(name="https://i.test", audiences=["a"], keys=[rsa_key("k")])],
+    rules=[
+        policies.rule("open", paths=["/open/**"], anonymous=True),
+        policies.rule("scoped", paths=["/scoped"], scopes=["s"]),
+    ],
+)
 
 
 def compiled() -> CompiledPolicy:
     store = PolicyStore(bind=offline_provider, publish=lambda _s: None)
-    snapshot = store.update("t", [SourceDocument("c", yaml.safe_load(POLICY))])
+    snapshot = store.update("t", [SourceDocument("c", POLICY)])
     found = snapshot.lookup("c.test")
     assert found is not None
     return found

@@ -1,4 +1,4 @@
-"""decide: every branch of the decision, against a snapshot compiled from YAML by the PolicyStore.
+"""decide: every branch of the decision, against a snapshot the PolicyStore compiled.
 
 Keys are inline in the policy (bound offline), except one issuer whose remote keys are never
 fetched - the "issuer unavailable" branch.
@@ -6,21 +6,20 @@ fetched - the "issuer unavailable" branch.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
-import yaml
 
 from authz.jwt.providers import offline_provider
 from authz.jwt.verify import Verifier
-from authz.pipeline.decide import decide
+from authz.pipeline.decide import decide, decide_now
 from authz.pipeline.decision import Decision
 from authz.pipeline.request import CheckInput
 from authz.pipeline.trace import Step, Trace
 from authz.policy.snapshot import Snapshot
 from authz.policy.store import PolicyStore, SourceDocument
-from tests.support.keys import SigningKey, ec_key, jwks, rsa_key
+from tests.support.keys import SigningKey, ec_key, rsa_key
+from tests.support.policies import ORDERS_HEADERS, auth_policy, issuer, rule
 
 NOW = 1_800_000_000
 KEY = rsa_key("k1")
@@ -30,49 +29,30 @@ ISSUER = "https://issuer.test"
 REALM = "https://realm.test"
 REMOTE = "https://remote.test"
 
-POLICY = f"""
-apiVersion: authz.dev/v1alpha1
-kind: AuthPolicy
-metadata: {{name: orders, namespace: shop}}
-spec:
-  hosts: [orders.test, "*.orders.test"]
-  issuers:
-  - issuer: {ISSUER}
-    audiences: [orders-api]
-    jwks: {json.dumps(jwks(KEY))}
-  - issuer: {REALM}
-    audiences: [orders-api]
-    scopeClaim: realm.scopes
-    jwks: {json.dumps(jwks(REALM_KEY))}
-  - issuer: {REMOTE}
-    audiences: [orders-api]
-    jwksUri: {REMOTE}/jwks.json
-  rules:
-  - name: health
-    match: {{paths: [/healthz]}}
-    allowAnonymous: true
-  - name: read
-    match: {{methods: [GET, HEAD], paths: [/orders, "/orders/*"]}}
-    scopes: {{allOf: ["orders:read"]}}
-  - name: write
-    match: {{methods: [POST], paths: [/orders]}}
-    scopes: {{allOf: ["orders:write", "orders:read"]}}
-  - name: admin
-    match: {{paths: ["/admin/**"]}}
-    scopes: {{anyOf: [admin, superuser]}}
-  - name: both
-    match: {{paths: [/both]}}
-    scopes: {{allOf: [a], anyOf: [b, c]}}
-  - name: me
-    match: {{paths: [/me]}}
-  response:
-    setHeaders:
-    - {{name: x-user-id, claim: sub}}
-    - {{name: x-tenant, claim: org.tenant}}
-    - {{name: x-roles, claim: roles}}
-    - {{name: x-gateway, value: authz}}
-    removeHeaders: [authorization, cookie]
-"""
+POLICY = auth_policy(
+    "orders",
+    namespace="shop",
+    hosts=["orders.test", "*.orders.test"],
+    issuers=[
+        issuer(keys=[KEY]),
+        issuer(name=REALM, keys=[REALM_KEY], scopeClaim="realm.scopes"),
+        issuer(name=REMOTE, jwks_uri=f"{REMOTE}/jwks.json"),
+    ],
+    rules=[
+        rule("health", paths=["/healthz"], anonymous=True),
+        rule(
+            "read", methods=["GET", "HEAD"], paths=["/orders", "/orders/*"], scopes=["orders:read"]
+        ),
+        rule("write", methods=["POST"], paths=["/orders"], scopes=["orders:write", "orders:read"]),
+        rule("admin", paths=["/admin/**"], any_of=["admin", "superuser"]),
+        rule("both", paths=["/both"], scopes=["a"], any_of=["b", "c"]),
+        rule("me", paths=["/me"]),
+    ],
+    response={
+        "setHeaders": list(ORDERS_HEADERS),
+        "removeHeaders": ["authorization", "cookie"],
+    },
+)
 REMOVED = ("authorization", "cookie")
 
 
@@ -80,7 +60,7 @@ REMOVED = ("authorization", "cookie")
 def snapshot() -> Snapshot:
     published: list[Snapshot] = []
     store = PolicyStore(bind=offline_provider, publish=published.append)
-    built = store.update("test", [SourceDocument("policy.yaml:0", yaml.safe_load(POLICY))])
+    built = store.update("test", [SourceDocument("policy.yaml:0", POLICY)])
     assert [s.state.value for s in built.states] == ["ready"], built.states
     return built
 
@@ -376,3 +356,48 @@ async def test_without_a_trace_the_decision_is_the_same(
     traced = await run(snapshot, path, method=method, host=host, bearer=bearer, trace=trace)
     assert trace.steps
     assert await run(snapshot, path, method=method, host=host, bearer=bearer) == traced
+
+
+# --- answered at once, or after waiting ---------------------------------------------------------
+
+_TWIN_CASES = [
+    pytest.param("GET", "/orders/42", {"scope": "orders:read"}, id="allow"),
+    pytest.param("POST", "/orders", {"scope": "orders:read"}, id="insufficient-scope"),
+    pytest.param("GET", "/admin/x", {"scope": "superuser"}, id="any-of"),
+    pytest.param("GET", "/nowhere", {"scope": "orders:read"}, id="no-rule"),
+    pytest.param("GET", "/orders", {"scope": "orders:read", "exp": NOW - 100}, id="expired"),
+    pytest.param("GET", "/orders", {"scope": "orders:read", "aud": "x"}, id="audience"),
+    pytest.param("GET", "/healthz", {"scope": None}, id="anonymous-rule-with-token"),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "claims"), _TWIN_CASES)
+async def test_a_cached_token_is_decided_at_once_as_a_verified_one_is(
+    snapshot: Snapshot, method: str, path: str, claims: dict[str, Any]
+) -> None:
+    """The first check of a token waits for its signature check (a coroutine); the next one is
+    answered synchronously from the cache. Both paths give the same decision."""
+    request = CheckInput(
+        method=method,
+        host="orders.test",
+        raw_path=path,
+        headers={"authorization": f"Bearer {token(**claims)}"},
+    )
+    verifier = Verifier()
+    first = decide_now(snapshot, request, verifier=verifier, now=NOW)
+    waited = first if isinstance(first, Decision) else await first
+    if waited.allowed:
+        assert not isinstance(first, Decision)  # the signature was checked: it waited
+    again = decide_now(snapshot, request, verifier=verifier, now=NOW)
+    if waited.reason == "invalid_token":  # a refused token is not cached: it waits again
+        assert not isinstance(again, Decision)
+        again = await again
+    assert isinstance(again, Decision)
+    assert again == waited
+
+
+async def test_a_request_without_a_token_is_decided_at_once(snapshot: Snapshot) -> None:
+    request = CheckInput(method="GET", host="orders.test", raw_path="/orders")
+    decision = decide_now(snapshot, request, verifier=Verifier(), now=NOW)
+    assert isinstance(decision, Decision)
+    assert decision.reason == "missing_token"

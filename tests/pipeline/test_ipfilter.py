@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import ipaddress
+from typing import Any
 
 import pytest
-import yaml
 
 from authz.errors import PolicyError
 from authz.jwt.providers import offline_provider
@@ -18,34 +18,21 @@ from authz.pipeline.trace import Trace
 from authz.policy.compile import compile_policy
 from authz.policy.snapshot import Snapshot
 from authz.policy.store import PolicyStore, SourceDocument
+from tests.support.policies import auth_policy
 
-POLICY = """
-apiVersion: authz.dev/v1alpha1
-kind: AuthPolicy
-metadata: {name: net, namespace: t}
-spec:
-  hosts: [net.test]
-  sourceIPs:
-    allow: ["10.0.0.0/8", "192.168.1.7", "2001:db8::/32"]
-    deny: ["10.6.6.6/32", "10.7.0.0/16", "2001:db8:bad::/48"]
-  rules: [{name: open, allowAnonymous: true}]
-"""
-DENY_ONLY = """
-apiVersion: authz.dev/v1alpha1
-kind: AuthPolicy
-metadata: {name: deny-only, namespace: t}
-spec:
-  hosts: [deny.test]
-  sourceIPs: {deny: ["203.0.113.0/24"]}
-  rules: [{name: open, allowAnonymous: true}]
-"""
+SOURCE_IPS = {
+    "allow": ["10.0.0.0/8", "192.168.1.7", "2001:db8::/32"],
+    "deny": ["10.6.6.6/32", "10.7.0.0/16", "2001:db8:bad::/48"],
+}
+POLICY = auth_policy("net", namespace="t", sourceIPs=SOURCE_IPS)
+DENY_ONLY = auth_policy(
+    "deny-only", namespace="t", hosts=["deny.test"], sourceIPs={"deny": ["203.0.113.0/24"]}
+)
 
 
-def build(*documents: str) -> Snapshot:
+def build(*documents: dict[str, Any]) -> Snapshot:
     store = PolicyStore(bind=offline_provider, publish=lambda _s: None)
-    snapshot = store.update(
-        "t", [SourceDocument(f"p{i}", yaml.safe_load(d)) for i, d in enumerate(documents)]
-    )
+    snapshot = store.update("t", [SourceDocument(f"p{i}", d) for i, d in enumerate(documents)])
     assert [s.state.value for s in snapshot.states] == ["ready"] * len(documents)
     return snapshot
 
@@ -197,8 +184,7 @@ def test_client_address_is_none_without_a_peer() -> None:
 def test_bad_entries_are_reported_with_their_field_path(
     source_ips: dict[str, list[str]], path: str, message: str | None
 ) -> None:
-    document = yaml.safe_load(POLICY)
-    document["spec"]["sourceIPs"] = source_ips
+    document = auth_policy("net", namespace="t", sourceIPs=source_ips)
     with pytest.raises(PolicyError) as raised:
         compile_policy(document, bind=offline_provider)
     problems = {p.path: p.message for p in raised.value.problems}

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
+from typing import Any
 
 import pytest
-import yaml
 
 from authz.jwt.providers import offline_provider
 from authz.jwt.verify import Verifier
@@ -16,43 +15,42 @@ from authz.pipeline.trace import Step, Trace
 from authz.policy.snapshot import Snapshot
 from authz.policy.store import PolicyStore, SourceDocument
 from authz.ratelimit.memory import MemoryLimiter
-from tests.support.keys import jwks, rsa_key
+from tests.support.keys import rsa_key
+from tests.support.policies import auth_policy, issuer, rule
 
 NOW = 1_800_000_000
 KEY = rsa_key("k1")
 ISSUER = "https://issuer.test"
 
 
-def policy(name: str, mode: str) -> str:
-    return f"""
-apiVersion: authz.dev/v1alpha1
-kind: AuthPolicy
-metadata: {{name: {name}, namespace: t}}
-spec:
-  mode: {mode}
-  hosts: [{name}.test]
-  sourceIPs: {{deny: ["203.0.113.0/24"]}}
-  issuers:
-  - issuer: {ISSUER}
-    audiences: [api]
-    jwks: {json.dumps(jwks(KEY))}
-  rules:
-  - name: read
-    match: {{paths: ["/orders/*"]}}
-    scopes: {{allOf: [orders:read]}}
-    rateLimits: [{{name: per-user, requests: 1, window: 1m, key: "claim:sub"}}]
-  response:
-    setHeaders: [{{name: x-user, claim: sub}}, {{name: x-tier, value: gold}}]
-    removeHeaders: [authorization]
-"""
+def policy(name: str, mode: str) -> dict[str, Any]:
+    return auth_policy(
+        name,
+        namespace="t",
+        mode=mode,
+        sourceIPs={"deny": ["203.0.113.0/24"]},
+        issuers=[issuer(name=ISSUER, audiences=["api"], keys=[KEY])],
+        rules=[
+            rule(
+                "read",
+                paths=["/orders/*"],
+                scopes=["orders:read"],
+                rateLimits=[
+                    {"name": "per-user", "requests": 1, "window": "1m", "key": "claim:sub"}
+                ],
+            )
+        ],
+        response={
+            "setHeaders": [{"name": "x-user", "claim": "sub"}, {"name": "x-tier", "value": "gold"}],
+            "removeHeaders": ["authorization"],
+        },
+    )
 
 
 def build() -> Snapshot:
     store = PolicyStore(bind=offline_provider, publish=lambda _s: None)
     documents = [policy("trial", "dryRun"), policy("live", "enforce")]
-    snapshot = store.update(
-        "t", [SourceDocument(f"p{i}", yaml.safe_load(d)) for i, d in enumerate(documents)]
-    )
+    snapshot = store.update("t", [SourceDocument(f"p{i}", d) for i, d in enumerate(documents)])
     assert [s.state.value for s in snapshot.states] == ["ready", "ready"], snapshot.states
     return snapshot
 

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any
 
 import pytest
-import yaml
 
 from authz.errors import PolicyError
 from authz.jwt.providers import offline_provider
@@ -28,57 +26,73 @@ from authz.ratelimit.limiter import (
 )
 from authz.ratelimit.memory import MemoryLimiter
 from authz.ratelimit.spec import FailureMode
-from tests.support.keys import jwks, rsa_key
+from tests.support.keys import rsa_key
+from tests.support.policies import auth_policy, issuer, rule
 
 NOW = 1_800_000_000.0
 KEY = rsa_key("k1")
 ISSUER = "https://issuer.test"
 
 
-def policy(rules: str, *, extra: str = "") -> str:
-    return f"""
-apiVersion: authz.dev/v1alpha1
-kind: AuthPolicy
-metadata: {{name: api, namespace: t}}
-spec:
-  hosts: [api.test]
-  issuers:
-  - issuer: {ISSUER}
-    audiences: [api]
-    jwks: {json.dumps(jwks(KEY))}
-{extra}
-  rules:
-{rules}
-"""
+def policy(rules: Sequence[dict[str, Any]], **spec: Any) -> dict[str, Any]:
+    return auth_policy(
+        "api",
+        namespace="t",
+        issuers=[issuer(name=ISSUER, audiences=["api"], keys=[KEY])],
+        rules=rules,
+        **spec,
+    )
 
 
-RULES = """
-  - name: create-order
-    match: {methods: [POST], paths: [/orders]}
-    scopes: {allOf: ["orders:write"]}
-    rateLimits:
-    - {name: per-user, requests: 3, window: 1m, key: "claim:sub"}
-    - {name: burst, requests: 5, window: 10s, key: global, algorithm: tokenBucket}
-  - name: by-tenant
-    match: {paths: [/tenant]}
-    rateLimits: [{name: t, requests: 2, window: 1h, key: "claim:org.tenant", algorithm: fixedWindow}]
-  - name: by-key
-    match: {paths: [/keyed]}
-    allowAnonymous: true
-    rateLimits: [{name: k, requests: 2, window: 1m, key: "header:X-Api-Key"}]
-  - name: by-ip
-    match: {paths: [/ip]}
-    allowAnonymous: true
-    rateLimits: [{name: ip, requests: 2, window: 1m, key: sourceIP}]
-  - name: unlimited
-    match: {paths: [/free]}
-    allowAnonymous: true
-"""
+RULES = [
+    rule(
+        "create-order",
+        methods=["POST"],
+        paths=["/orders"],
+        scopes=["orders:write"],
+        rateLimits=[
+            {"name": "per-user", "requests": 3, "window": "1m", "key": "claim:sub"},
+            {
+                "name": "burst",
+                "requests": 5,
+                "window": "10s",
+                "key": "global",
+                "algorithm": "tokenBucket",
+            },
+        ],
+    ),
+    rule(
+        "by-tenant",
+        paths=["/tenant"],
+        rateLimits=[
+            {
+                "name": "t",
+                "requests": 2,
+                "window": "1h",
+                "key": "claim:org.tenant",
+                "algorithm": "fixedWindow",
+            }
+        ],
+    ),
+    rule(
+        "by-key",
+        paths=["/keyed"],
+        anonymous=True,
+        rateLimits=[{"name": "k", "requests": 2, "window": "1m", "key": "header:X-Api-Key"}],
+    ),
+    rule(
+        "by-ip",
+        paths=["/ip"],
+        anonymous=True,
+        rateLimits=[{"name": "ip", "requests": 2, "window": "1m", "key": "sourceIP"}],
+    ),
+    rule("unlimited", paths=["/free"], anonymous=True),
+]
 
 
-def build(document: str) -> Snapshot:
+def build(document: dict[str, Any]) -> Snapshot:
     store = PolicyStore(bind=offline_provider, publish=lambda _s: None)
-    snapshot = store.update("t", [SourceDocument("p", yaml.safe_load(document))])
+    snapshot = store.update("t", [SourceDocument("p", document)])
     assert [s.state.value for s in snapshot.states] == ["ready"], snapshot.states
     return snapshot
 
@@ -291,7 +305,7 @@ class Unavailable:
 async def test_failure_mode_comes_from_the_policy(
     mode: str, allowed: bool, reason: str, status: int
 ) -> None:
-    snapshot = build(policy(RULES, extra=f"  rateLimitFailureMode: {mode}"))
+    snapshot = build(policy(RULES, rateLimitFailureMode=mode))
     limiter = Unavailable()
     decision = await run(limiter, "/ip", snapshot=snapshot)
     assert (decision.allowed, decision.reason, decision.status) == (allowed, reason, status)
@@ -359,8 +373,7 @@ def test_default_failure_mode_is_fallback() -> None:
 def test_bad_limits_are_reported_with_their_field_path(
     limits: list[dict[str, Any]], path: str, message: str | None
 ) -> None:
-    document = yaml.safe_load(policy(RULES))
-    document["spec"]["rules"][0]["rateLimits"] = limits
+    document = policy([{**RULES[0], "rateLimits": limits}, *RULES[1:]])
     with pytest.raises(PolicyError) as raised:
         compile_policy(document, bind=offline_provider)
     problems = {p.path: p.message for p in raised.value.problems}

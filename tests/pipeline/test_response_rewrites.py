@@ -4,11 +4,9 @@ absent or unsafe claims removing the parameter, and only the waiving scopes repo
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
-import yaml
 
 from authz._gen.authz.envoy.v3 import ext_authz_pb2 as pb
 from authz.jwt.providers import offline_provider
@@ -20,43 +18,44 @@ from authz.pipeline.trace import Trace
 from authz.policy.snapshot import Snapshot
 from authz.policy.store import PolicyStore, SourceDocument
 from authz.server.convert import EXT_PROC_HEADER, to_check_response
-from tests.support.keys import jwks, rsa_key
+from tests.support.keys import rsa_key
+from tests.support.policies import auth_policy, issuer, rule
 
 NOW = 1_800_000_000
 KEY = rsa_key("q1")
 ISSUER = "https://issuer.test"
 
-POLICY = f"""
-apiVersion: authz.dev/v1alpha1
-kind: AuthPolicy
-metadata: {{name: crm, namespace: t}}
-spec:
-  hosts: [crm.test]
-  issuers:
-  - issuer: {ISSUER}
-    audiences: [crm]
-    jwks: {json.dumps(jwks(KEY))}
-  rules:
-  - name: customers
-    match: {{paths: ["/customers/**"]}}
-    responseBody:
-      redact:
-      - {{paths: ["$.ssn"], unlessScopes: [pii:read, pii:ssn]}}
-      - {{paths: ["$.card"], unlessScopes: [pci:read]}}
-  - name: open
-    match: {{paths: ["/open"]}}
-  response:
-    removeQueryParameters: [api_key, "a b"]
-    setQueryParameters:
-    - {{name: tenant, claim: org.tenant}}
-    - {{name: src, value: "gw&x=1"}}
-"""
+POLICY = auth_policy(
+    "crm",
+    namespace="t",
+    issuers=[issuer(name=ISSUER, audiences=["crm"], keys=[KEY])],
+    rules=[
+        rule(
+            "customers",
+            paths=["/customers/**"],
+            responseBody={
+                "redact": [
+                    {"paths": ["$.ssn"], "unlessScopes": ["pii:read", "pii:ssn"]},
+                    {"paths": ["$.card"], "unlessScopes": ["pci:read"]},
+                ]
+            },
+        ),
+        rule("open", paths=["/open"]),
+    ],
+    response={
+        "removeQueryParameters": ["api_key", "a b"],
+        "setQueryParameters": [
+            {"name": "tenant", "claim": "org.tenant"},
+            {"name": "src", "value": "gw&x=1"},
+        ],
+    },
+)
 
 
 @pytest.fixture(scope="module")
 def snapshot() -> Snapshot:
     store = PolicyStore(bind=offline_provider)
-    built = store.update("test", [SourceDocument("p.yaml:0", yaml.safe_load(POLICY))])
+    built = store.update("test", [SourceDocument("p.yaml:0", POLICY)])
     assert [s.state.value for s in built.states] == ["ready"], built.states
     return built
 

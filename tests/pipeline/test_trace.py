@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-import yaml
 
 from authz.jwt.providers import offline_provider
 from authz.jwt.verify import Verifier
@@ -11,17 +10,11 @@ from authz.pipeline.decide import decide
 from authz.pipeline.request import CheckInput
 from authz.pipeline.trace import NULL_TRACE, Step, Trace
 from authz.policy.store import PolicyStore, SourceDocument
+from tests.support.policies import auth_policy, rule
 
-POLICY = """
-apiVersion: authz.dev/v1alpha1
-kind: AuthPolicy
-metadata: {name: t, namespace: t}
-spec:
-  hosts: [t.test]
-  rules: [{name: only, match: {paths: [/only]}, allowAnonymous: true}]
-"""
+POLICY = auth_policy("t", namespace="t", rules=[rule("only", paths=["/only"], anonymous=True)])
 SNAPSHOT = PolicyStore(bind=offline_provider, publish=lambda _s: None).update(
-    "t", [SourceDocument("t", yaml.safe_load(POLICY))]
+    "t", [SourceDocument("t", POLICY)]
 )
 
 

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
 import pytest
-import yaml
 
 from authz._gen.authz.v1 import admin_pb2 as apb
 from authz.jwt.providers import offline_provider
@@ -24,49 +22,43 @@ from authz.telemetry.decisionlog import DecisionLog
 from authz.telemetry.metrics import Metrics
 from tests.support.grpcclient import check_request
 from tests.support.keys import claims, rsa_key
+from tests.support.policies import auth_policy, issuer, rule
 
 KEY = rsa_key("k1")
-POLICY = f"""
-apiVersion: authz.dev/v1alpha1
-kind: AuthPolicy
-metadata: {{name: shop, namespace: t}}
-spec:
-  hosts: [shop.test]
-  issuers:
-  - issuer: https://issuer.test
-    audiences: [orders-api]
-    jwks: {json.dumps({"keys": [KEY.jwk]})}
-  rules:
-  - name: read
-    match: {{methods: [GET], paths: ["/orders/*"]}}
-    scopes: {{allOf: [orders:read]}}
-    rateLimits:
-    - {{name: per-user, requests: 2, window: 1m, key: "claim:sub"}}
-  - name: tenant
-    match: {{methods: [GET], paths: ["/tenants/{{tenant}}/orders"]}}
-    when: [{{claim: tenant_id, equalsParam: tenant}}]
-  response:
-    setHeaders: [{{name: x-user, claim: sub}}]
-    removeHeaders: [authorization]
-"""
-DRY = """
-apiVersion: authz.dev/v1alpha1
-kind: AuthPolicy
-metadata: {name: trial, namespace: t}
-spec:
-  mode: dryRun
-  hosts: [trial.test]
-  rules: [{name: open, match: {paths: ["/public/**"]}, allowAnonymous: true}]
-  response: {setHeaders: [{name: x-tier, value: gold}]}
-"""
-CONFLICT = """
-apiVersion: authz.dev/v1alpha1
-kind: AuthPolicy
-metadata: {name: zcopy, namespace: t}
-spec:
-  hosts: [trial.test]
-  rules: [{name: open, allowAnonymous: true}]
-"""
+POLICY = auth_policy(
+    "shop",
+    namespace="t",
+    issuers=[issuer(keys=[KEY])],
+    rules=[
+        rule(
+            "read",
+            methods=["GET"],
+            paths=["/orders/*"],
+            scopes=["orders:read"],
+            rateLimits=[{"name": "per-user", "requests": 2, "window": "1m", "key": "claim:sub"}],
+        ),
+        rule(
+            "tenant",
+            methods=["GET"],
+            paths=["/tenants/{tenant}/orders"],
+            when=[{"claim": "tenant_id", "equalsParam": "tenant"}],
+        ),
+    ],
+    response={
+        "setHeaders": [{"name": "x-user", "claim": "sub"}],
+        "removeHeaders": ["authorization"],
+    },
+)
+DRY = auth_policy(
+    "trial",
+    namespace="t",
+    mode="dryRun",
+    rules=[rule("open", paths=["/public/**"], anonymous=True)],
+    response={"setHeaders": [{"name": "x-tier", "value": "gold"}]},
+)
+#: Claims trial.test too: listed as conflicted with t/trial.
+CONFLICT = auth_policy("zcopy", namespace="t", hosts=["trial.test"])
+#: No spec at all: listed as invalid.
 BROKEN = {"apiVersion": "authz.dev/v1alpha1", "kind": "AuthPolicy", "metadata": {"name": "bad"}}
 
 
@@ -75,9 +67,9 @@ def build_snapshot() -> Snapshot:
     return store.update(
         "files",
         [
-            SourceDocument("file:shop.yaml:0", yaml.safe_load(POLICY)),
-            SourceDocument("file:trial.yaml:0", yaml.safe_load(DRY)),
-            SourceDocument("file:trial.yaml:1", yaml.safe_load(CONFLICT)),
+            SourceDocument("file:shop.yaml:0", POLICY),
+            SourceDocument("file:trial.yaml:0", DRY),
+            SourceDocument("file:trial.yaml:1", CONFLICT),
             SourceDocument("file:bad.yaml:0", BROKEN),
         ],
     )

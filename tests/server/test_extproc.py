@@ -12,7 +12,6 @@ from typing import Any
 
 import grpc
 import pytest
-import yaml
 from google.protobuf.struct_pb2 import Struct
 
 from authz._gen.authz.envoy.ext_proc.v3 import ext_proc_pb2 as pb
@@ -24,37 +23,34 @@ from authz.policy.store import PolicyStore, SourceDocument
 from authz.server.extproc import EXT_AUTHZ_NAMESPACE, METHOD, SERVICE, ExtProcServicer
 from authz.server.grpc_server import ExtProcServer
 from authz.server.listen import ListenAddress
+from tests.support.policies import auth_policy, rule
 
-POLICY = """
-apiVersion: authz.dev/v1alpha1
-kind: AuthPolicy
-metadata: {name: crm, namespace: t}
-spec:
-  hosts: [crm.test]
-  rules:
-  - name: customers
-    match: {paths: ["/customers/**"]}
-    allowAnonymous: true
-    responseBody:
-      redact:
-      - {paths: ["$.ssn"], unlessScopes: [pii:read]}
-  - name: loose
-    match: {paths: ["/loose"]}
-    allowAnonymous: true
-    responseBody: {redact: [{paths: ["$.ssn"]}], onUnparseable: passThrough}
-  - name: open
-    match: {paths: ["/open"]}
-    allowAnonymous: true
-"""
+POLICY = auth_policy(
+    "crm",
+    namespace="t",
+    rules=[
+        rule(
+            "customers",
+            paths=["/customers/**"],
+            anonymous=True,
+            responseBody={"redact": [{"paths": ["$.ssn"], "unlessScopes": ["pii:read"]}]},
+        ),
+        rule(
+            "loose",
+            paths=["/loose"],
+            anonymous=True,
+            responseBody={"redact": [{"paths": ["$.ssn"]}], "onUnparseable": "passThrough"},
+        ),
+        rule("open", paths=["/open"], anonymous=True),
+    ],
+)
 BODY = json.dumps({"ssn": "123-45-6789", "name": "Ada"}).encode()
 LIMIT = 4096
 
 
 @pytest.fixture(scope="module")
 def snapshot() -> Snapshot:
-    built = PolicyStore(bind=offline_provider).update(
-        "test", [SourceDocument("p.yaml:0", yaml.safe_load(POLICY))]
-    )
+    built = PolicyStore(bind=offline_provider).update("test", [SourceDocument("p.yaml:0", POLICY)])
     assert [s.state.value for s in built.states] == ["ready"], built.states
     return built
 

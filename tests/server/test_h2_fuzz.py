@@ -8,7 +8,6 @@ import contextlib
 import socket
 import struct
 from collections.abc import Iterator
-from pathlib import Path
 
 import hpack
 import pytest
@@ -17,16 +16,10 @@ from hypothesis import strategies as st
 
 from authz.server.h2frames import PREFACE
 from tests.support.grpcclient import CheckClient, check_request
+from tests.support.policies import auth_policy, write_policies
 from tests.support.procs import Proc, start_sidecar
 
-POLICY = """\
-apiVersion: authz.dev/v1alpha1
-kind: AuthPolicy
-metadata: {name: open, namespace: fuzz}
-spec:
-  hosts: [fuzz.test]
-  rules: [{name: open, allowAnonymous: true}]
-"""
+POLICY = auth_policy("open", namespace="fuzz", hosts=["fuzz.test"])
 HEADERS = [
     (":method", "POST"),
     (":scheme", "http"),
@@ -40,8 +33,7 @@ HEADERS = [
 @pytest.fixture(scope="module")
 def sidecar(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Proc, str]]:
     tmp = tmp_path_factory.mktemp("fuzz")
-    (tmp / "p.yaml").write_text(POLICY)
-    proc, grpc_address, _ = start_sidecar(tmp, [Path(tmp / "p.yaml")])
+    proc, grpc_address, _ = start_sidecar(tmp, [write_policies(tmp / "p.yaml", POLICY)])
     yield proc, grpc_address
     assert proc.terminate() == 0
     assert "Traceback" not in proc.output()  # every bad frame was handled, none escaped

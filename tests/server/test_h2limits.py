@@ -13,9 +13,10 @@ from typing import Any
 import hpack
 import pytest
 
-from authz.server.grpcwire import Metadata
+from authz.server.grpcwire import Metadata, RpcError, Status
+from authz.server.grpcwire import frame as grpc_frame
 from authz.server.h2conn import Connection
-from authz.server.h2frames import PREFACE, Error, Setting, Type, settings
+from authz.server.h2frames import PREFACE, Error, Flag, Setting, Type, settings
 from authz.server.h2frames import frame as h2frame
 from authz.server.h2limits import Bucket, Clock, H2Limits, Throttled, limits_of
 from authz.server.h2server import H2Server
@@ -266,3 +267,71 @@ def _frames_of(output: bytes) -> list[tuple[int, bytes]]:
         frames.append((kind, output[offset + 9 : offset + 9 + length]))
         offset += 9 + length
     return frames
+
+
+# --- answered at once, or by a task ---------------------------------------------------------------
+
+
+def _answer_now(message: bytes, _metadata: Metadata, _send: Callable[[bytes], None]) -> bytes:
+    if message == b"refuse":
+        raise RpcError(Status.INVALID_ARGUMENT, "refused")
+    if message == b"break":
+        raise ValueError("a bug")
+    return message[::-1]
+
+
+async def _answer_later(message: bytes, metadata: Metadata, send: Callable[[bytes], None]) -> bytes:
+    await asyncio.sleep(0)
+    return _answer_now(message, metadata, send)
+
+
+def _by_stream(output: bytes) -> dict[int, list[tuple[int, int, bytes]]]:
+    streams: dict[int, list[tuple[int, int, bytes]]] = {}
+    offset = 0
+    while offset + 9 <= len(output):
+        high, low, kind, flags, stream = struct.unpack_from(">BHBBI", output, offset)
+        length = high << 16 | low
+        if stream:
+            streams.setdefault(stream, []).append(
+                (kind, flags, output[offset + 9 : offset + 9 + length])
+            )
+        offset += 9 + length
+    return streams
+
+
+@pytest.mark.parametrize("messages", [[b"abc", b"refuse", b"break", b"xyz" * 100]])
+async def test_an_answer_given_at_once_is_framed_as_one_given_by_a_task(
+    messages: list[bytes], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A handler that answers at once skips the task; the frames on the wire are the same -
+    answers, gRPC errors and a handler's bug (INTERNAL) alike."""
+    encoder = hpack.Encoder()
+    request = HANDSHAKE
+    for index, message in enumerate(messages):
+        block = encoder.encode(
+            [(":method", "POST"), (":path", "/x"), ("content-type", "application/grpc")]
+        )
+        stream = 2 * index + 1
+        request += h2frame(Type.HEADERS, Flag.END_HEADERS, stream, block)
+        request += h2frame(Type.DATA, Flag.END_STREAM, stream, grpc_frame(message))
+    outputs = []
+    for handler in (_answer_now, _answer_later):
+        transport = _Transport()
+        connection = Connection(
+            {b"/x": handler},
+            limits=H2Limits(),
+            clock=Clock(),
+            on_close=lambda _c: None,
+            on_idle=lambda: None,
+        )
+        connection.connection_made(transport)
+        connection.data_received(request)
+        for _turn in range(20):  # the tasks' turns; the synchronous handler needs none
+            if _count(transport.written, Type.HEADERS) >= 2 * len(messages) - 2:
+                break
+            await asyncio.sleep(0)
+        outputs.append(_by_stream(bytes(transport.written)))
+    answered_at_once, answered_later = outputs
+    assert len(answered_at_once) == len(messages)
+    assert answered_at_once == answered_later
+    assert [r.getMessage() for r in caplog.records].count("gRPC handler failed") == 2

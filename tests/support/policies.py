@@ -23,6 +23,14 @@ from tests.support.keys import AUDIENCE, ISSUER, SigningKey
 
 API_VERSION = "authz.dev/v1alpha1"
 KIND = "AuthPolicy"
+#: The response headers the orders policies of the decision and gateway tests set: three claims
+#: of different shapes (a string, a nested member, a list) and one fixed value.
+ORDERS_HEADERS = (
+    {"name": "x-user-id", "claim": "sub"},
+    {"name": "x-tenant", "claim": "org.tenant"},
+    {"name": "x-roles", "claim": "roles"},
+    {"name": "x-gateway", "value": "authz"},
+)
 
 
 def auth_policy(

@@ -15,7 +15,7 @@ from authz.jwt.sources import KeySource, KeySourceKind
 from authz.policy.store import PolicyStore, SourceDocument
 from authz.server.observe import CheckTelemetry
 from authz.settings import JwksSettings
-from authz.telemetry import tracing
+from authz.telemetry import labels, tracing
 from authz.telemetry.adapters import ControllerMetrics, RateLimitMetrics
 from authz.telemetry.metrics import Metrics
 from tests.support.grpcclient import check_request
@@ -61,6 +61,16 @@ def test_every_metric_of_the_contract_is_exposed_with_its_type() -> None:
     for name, kind in CONTRACT.items():
         assert families.get(name) == kind, name
     assert "authz_decisions_created" not in body.decode()
+
+
+def test_every_policy_state_and_backend_mode_is_a_series_from_the_first_scrape() -> None:
+    """Dashboards and alerts on these gauges must not see "no data" for a state nobody is in."""
+    samples = scrape(Metrics())
+    states = {series for name, series in samples if name == "authz_policies"}
+    modes = {series for name, series in samples if name == "authz_ratelimit_backend_mode"}
+    assert states == {(("state", s),) for s in labels.POLICY_STATES}
+    assert modes == {(("mode", m),) for m in labels.BACKEND_MODES}
+    assert {samples[("authz_policies", s)] for s in states} == {0.0}
 
 
 def test_build_info_names_the_version() -> None:

@@ -14,24 +14,17 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
 from authz._gen.authz.envoy.v3 import ext_authz_pb2 as pb
 from tests.support import hostile
 from tests.support.grpcclient import CheckClient, check_request
+from tests.support.policies import auth_policy, write_policies
 from tests.support.procs import Proc, start_sidecar
 from tests.support.wait import wait_for
 
-POLICY = """\
-apiVersion: authz.dev/v1alpha1
-kind: AuthPolicy
-metadata: {name: open, namespace: hostile}
-spec:
-  hosts: [open.test]
-  rules: [{name: open, allowAnonymous: true}]
-"""
+POLICY = auth_policy("open", namespace="hostile")
 #: Connections the sidecar accepts; the half-preface attack opens more.
 MAX_CONNECTIONS = 100
 #: Growth of the sidecar's RSS an attack may cause: generous, far below what the attacks
@@ -57,10 +50,9 @@ class Sidecar:
 @pytest.fixture(scope="module")
 def sidecar(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sidecar]:
     tmp = tmp_path_factory.mktemp("hostile")
-    (tmp / "p.yaml").write_text(POLICY)
     proc, address, _ = start_sidecar(
         tmp,
-        [Path(tmp / "p.yaml")],
+        [write_policies(tmp / "p.yaml", POLICY)],
         extra=[
             "--grpc-server",
             "h2",

@@ -11,16 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.policies import auth_policy, write_policies
 from tests.support.procs import start_sidecar
 
-POLICY = """\
-apiVersion: authz.dev/v1alpha1
-kind: AuthPolicy
-metadata: {name: open, namespace: settings}
-spec:
-  hosts: [open.test]
-  rules: [{name: open, allowAnonymous: true}]
-"""
+POLICY = auth_policy("open", namespace="settings")
 LIMITS = [
     "--max-connections",
     "2",
@@ -70,8 +64,7 @@ def _assert_limited(address: str) -> None:
 
 @pytest.fixture
 def policy(tmp_path: Path) -> Path:
-    (tmp_path / "p.yaml").write_text(POLICY)
-    return tmp_path / "p.yaml"
+    return write_policies(tmp_path / "p.yaml", POLICY)
 
 
 def test_one_process_applies_the_limits(tmp_path: Path, policy: Path) -> None:
