@@ -24,6 +24,8 @@ AUDIENCE = "bench-api"
 KID = "bench-key"
 SUBJECT = "bench-user"
 SCOPE = "bench:read"
+#: The scope of the second rule (writes) of `sidecar_policy(..., writes=...)`.
+WRITE_SCOPE = "bench:write"
 #: The header both filters set from the `sub` claim.
 USER_HEADER = "x-user-id"
 #: Hosts the sidecar's policy claims (wrk and the probes send Host: 127.0.0.1:PORT).
@@ -85,14 +87,35 @@ def sidecar_policy(
     name: str = "bench",
     hosts: tuple[str, ...] = HOSTS,
     rate_limit: int | None = None,
+    writes: int | None = None,
 ) -> dict[str, Any]:
     """The sidecar's AuthPolicy: one rule requiring a scope, one header from a claim, and with
-    `rate_limit` one limit per user (`claim:sub`, sliding window, that many a minute)."""
+    `rate_limit` one limit per user (`claim:sub`, sliding window, that many a minute).
+
+    With `writes`, the shape of a service among many (the scale benchmark's): the first rule
+    takes reads only, a second rule takes writes with another scope and `writes` a minute per
+    user, and the response rewrites headers (one more set to a literal, two removed)."""
     rule: dict[str, Any] = {"name": "read", "scopes": {"allOf": [SCOPE]}}
     if rate_limit is not None:
         rule["rateLimits"] = [
             {"name": "per-user", "requests": rate_limit, "window": "1m", "key": "claim:sub"}
         ]
+    rules = [rule]
+    response: dict[str, Any] = {"setHeaders": [{"name": USER_HEADER, "claim": "sub"}]}
+    if writes is not None:
+        rule["match"] = {"methods": ["GET", "HEAD"], "paths": ["/bench/**"]}
+        limit = {"name": "writes", "requests": writes, "window": "1m", "key": "claim:sub"}
+        match = {"methods": ["POST", "PUT", "DELETE"], "paths": ["/bench/items/{id}"]}
+        rules.append(
+            {
+                "name": "write",
+                "match": match,
+                "scopes": {"allOf": [WRITE_SCOPE]},
+                "rateLimits": [limit],
+            }
+        )
+        response["setHeaders"].append({"name": "x-authz-policy", "value": name})
+        response["removeHeaders"] = ["authorization", "cookie"]
     issuer = {"issuer": ISSUER, "audiences": [AUDIENCE], "algorithms": ["RS256"]}
     return {
         "apiVersion": "authz.dev/v1alpha1",
@@ -101,7 +124,7 @@ def sidecar_policy(
         "spec": {
             "hosts": list(hosts),
             "issuers": [{**issuer, "jwks": material.jwks}],
-            "rules": [rule],
-            "response": {"setHeaders": [{"name": USER_HEADER, "claim": "sub"}]},
+            "rules": rules,
+            "response": response,
         },
     }

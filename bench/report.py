@@ -21,7 +21,7 @@ from bench.setups import NATIVE, SETUPS, TLS_MAX_LOSS, TLS_PLAIN
 #: The check path's targets: throughput and p99 against native jwt_authn, CPU per decision
 #: in-process (MICRO_TARGET), and loading 10 k policies.
 THROUGHPUT_RATIO_MIN, P99_RATIO_MAX, CPU_US_MAX = 0.35, 3.0, 120.0
-COMPILE_10K_MAX_S, RSS_10K_MAX_MB = 2.0, 300.0
+COMPILE_10K_MAX_S, RSS_10K_MAX_MB, READY_10K_MAX_S = 2.0, 150.0, 1.5
 MICRO_TARGET = "wire-warm"
 #: (setup, baseline, what the pair shows): one change measured within the same run.
 PAIRS = (
@@ -191,16 +191,18 @@ def _scale(results: Results) -> str:
     if not results.scale:
         return ""
     rows = [
-        f"{s.policies:,} | {s.files} files, {s.yaml_bytes / 2**20:.1f} MiB | **{s.load_s:.2f}** | "
-        f"{s.load_cpu_s:.2f} | {s.read_s:.2f} | {s.compile_s:.2f} | **{s.k8s_compile_s:.2f}** | "
+        f"{s.policies:,} | {s.files} files, {s.yaml_bytes / 2**20:.1f} MiB | "
+        f"**{s.ready_s:.2f}** | {s.ready_cpu_s:.2f} | {s.load_s:.2f} | {s.load_cpu_s:.2f} | "
+        f"{s.read_s:.2f} | {s.compile_s:.2f} | **{s.k8s_compile_s:.2f}** | "
         f"{s.reload_s:.2f} | {s.rss_before_mb:.0f} -> {s.rss_after_mb:.0f} "
         f"(+{s.rss_after_mb - s.rss_before_mb:.0f}) | {s.lookup_hit_ns:.0f} / "
         f"{s.lookup_miss_ns:.0f} | {s.decide_us:.1f}"
         for s in results.scale
     ]
     header = (
-        "policies | YAML | files: load s | load CPU s | read s | compile + index s | Kubernetes: "
-        "compile + index s | reload, one file changed s | RSS MB | lookup ns hit / miss | decision µs"
+        "policies | YAML | ready s | ready CPU s | files: load s | load CPU s | read s | "
+        "compile + index s | Kubernetes: compile + index s | reload, one file changed s | "
+        "RSS MB | lookup ns hit / miss | decision µs"
     )
     repeats = " or ".join(str(n) for n in sorted({s.repeats for s in results.scale}))
     lines = [f"Each size loaded in {repeats} fresh processes.\n", table(header, rows), ""]
@@ -210,12 +212,16 @@ def _scale(results: Results) -> str:
     )
     if large.policies >= 10_000:
         lines.append(
+            f"- ready <= {READY_10K_MAX_S:g} s at 10 k, beyond what one policy needs (process "
+            f"start to the first snapshot through the file source): {large.ready_s:.2f} s "
+            f"({large.ready_cpu_s:.2f} CPU s), {met(large.ready_s <= READY_10K_MAX_S)}.\n"
             f"- load + compile <= {COMPILE_10K_MAX_S:g} s at 10 k, through the file source (read, "
             f"parse, validate, compile, index): {large.load_s:.2f} s, "
             f"{met(large.load_s <= COMPILE_10K_MAX_S)}; through the Kubernetes source (the API "
             f"server's objects, already parsed): {large.k8s_compile_s:.2f} s, "
             f"{met(large.k8s_compile_s <= COMPILE_10K_MAX_S)}.\n"
-            f"- RSS <= {RSS_10K_MAX_MB:g} MB at 10 k: {large.rss_after_mb:.0f} MB, "
+            f"- RSS <= {RSS_10K_MAX_MB:g} MB at 10 k (the whole process, after the load): "
+            f"{large.rss_after_mb:.0f} MB, "
             f"{met(large.rss_after_mb <= RSS_10K_MAX_MB)}."
         )
     if large is not small and small.lookup_hit_ns:

@@ -83,6 +83,8 @@ class ScaleResult:
     repeats: int  # processes: seconds are the best of them, megabytes the largest
     load_s: float
     load_cpu_s: float
+    ready_s: float  # process start to the first snapshot, less the same for one policy
+    ready_cpu_s: float
     read_s: float
     compile_s: float
     k8s_compile_s: float

@@ -37,7 +37,7 @@ class VerificationKey:
     key: Any = field(repr=False)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, weakref_slot=True)
 class KeySet:
     """An issuer's usable keys, indexed by kid."""
 

@@ -18,6 +18,7 @@ import json
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable
 from typing import Protocol
 
@@ -62,12 +63,28 @@ class KeyProvider(Protocol):
         """Refetch now if allowed (single-flight, rate-limited); return when done or skipped."""
 
 
+#: Parsed inline key sets by their canonical JSON, while any provider holds them: policies
+#: (and binders) naming the same inline JWKS share one KeySet instead of parsing it again.
+_inline_key_sets: weakref.WeakValueDictionary[str, KeySet] = weakref.WeakValueDictionary()
+_inline_lock = threading.Lock()
+
+
+def _inline_keys(location: str) -> KeySet:
+    with _inline_lock:
+        found = _inline_key_sets.get(location)
+    if found is None:
+        found = parse_jwks(json.loads(location))
+        with _inline_lock:
+            found = _inline_key_sets.setdefault(location, found)
+    return found
+
+
 class StaticKeys:
     """Keys given inline in a policy. Parsing errors surface at policy compile time."""
 
     def __init__(self, source: KeySource) -> None:
         self.source = source
-        self._keys = parse_jwks(json.loads(source.location))
+        self._keys = _inline_keys(source.location)
 
     @property
     def keys(self) -> KeySet | None:

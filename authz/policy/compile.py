@@ -4,13 +4,21 @@ Here live the checks a JSON schema cannot express. The first group mirrors the C
 x-kubernetes-validations (CEL) rules with the same messages, so files and the API server reject
 the same documents; the second group needs code (URLs we may fetch, usable inline keys, path
 patterns that can match a normalized path, headers a policy must not set).
+
+Thousands of policies often repeat an issuer (with its inline JWKS) and rules word for word.
+Those compile once: a compiled issuer or rule is remembered by its raw content (a pickle, which
+tells types apart) and handed to every policy with the same content, so they share one frozen
+object instead of each holding a copy. Only clean compilations are remembered (problems name
+the policy's own paths), and an issuer is bound again on every use: the binder decides which
+provider serves a key source now, and a cached issuer never outlives the provider it names.
 """
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Callable, Mapping
 from dataclasses import replace
-from typing import Any
+from typing import Any, TypeVar
 
 from authz.errors import PolicyError, Problem
 from authz.jwt.keys import SUPPORTED_ALGORITHMS
@@ -74,6 +82,64 @@ MSG_ANONYMOUS_SCOPES = "an anonymous rule cannot require scopes"
 MSG_SCOPES_EMPTY = "set allOf or anyOf"
 MSG_CLAIM_OR_VALUE = "set exactly one of claim or value"
 MSG_ISSUERS_NEEDED = "issuers must list at least one issuer when a rule requires a token"
+
+#: Bounded: emptied when full, so what removed policies compiled to does not stay forever.
+_MEMO_MAX = 4096
+_issuers: dict[bytes, tuple[KeySource, IssuerSpec]] = {}
+_rules: dict[bytes, Rule] = {}
+_T = TypeVar("_T")
+
+
+def _content_key(*parts: object) -> bytes | None:
+    """Equal only for equal raw content; None for content that is not plain data."""
+    try:
+        return pickle.dumps(parts, protocol=5)
+    except (pickle.PicklingError, TypeError, AttributeError):
+        return None
+
+
+def _remember(memo: dict[bytes, _T], key: bytes, value: _T) -> None:
+    if len(memo) >= _MEMO_MAX:
+        memo.clear()
+    memo[key] = value
+
+
+def _shared_issuer(
+    raw: Mapping[str, Any], where: str, bind: KeyBinder, problems: list[Problem], namespace: str
+) -> IssuerSpec | None:
+    """_issuer, compiled once per distinct raw issuer (and namespace: introspection's secrets
+    are the namespace's) and bound to `bind`'s current provider on every use."""
+    key = _content_key(namespace, raw)
+    found = _issuers.get(key) if key is not None else None
+    if found is None:
+        before = len(problems)
+        spec = _issuer(raw, where, bind, problems, namespace)
+        if spec is not None and key is not None and len(problems) == before:
+            _remember(_issuers, key, (spec.provider.source, spec))
+        return spec
+    source, spec = found
+    try:
+        provider = bind(source)
+    except ValueError as exc:  # not from a source that bound before, but the binder decides
+        problems.append(Problem(f"{where}.{source.kind.value}", str(exc)))
+        return None
+    if provider is not spec.provider:
+        spec = replace(spec, provider=provider)
+        _remember(_issuers, key, (source, spec))  # type: ignore[arg-type]  # not None here
+    return spec
+
+
+def _shared_rule(raw: Mapping[str, Any], where: str, problems: list[Problem]) -> Rule:
+    """_rule, compiled once per distinct raw rule (its rate limits are the policy's own)."""
+    key = _content_key(raw)
+    found = _rules.get(key) if key is not None else None
+    if found is not None:
+        return found
+    before = len(problems)
+    rule = _rule(raw, where, problems)
+    if key is not None and len(problems) == before:
+        _remember(_rules, key, rule)
+    return rule
 
 
 def _issuer(
@@ -232,10 +298,10 @@ def compile_policy(document: Mapping[str, Any], *, bind: KeyBinder) -> CompiledP
         if raw["issuer"] in issuers:
             problems.append(Problem("spec.issuers", MSG_UNIQUE_ISSUERS))
             continue
-        compiled = _issuer(raw, f"spec.issuers[{index}]", bind, problems, namespace)
+        compiled = _shared_issuer(raw, f"spec.issuers[{index}]", bind, problems, namespace)
         if compiled is not None:
             issuers[compiled.issuer] = compiled
-    rules = [_rule(raw, f"spec.rules[{i}]", problems) for i, raw in enumerate(spec["rules"])]
+    rules = [_shared_rule(raw, f"spec.rules[{i}]", problems) for i, raw in enumerate(spec["rules"])]
     policy_key = f"{meta.get('namespace') or DEFAULT_NAMESPACE}/{meta['name']}"
     rules = [
         replace(

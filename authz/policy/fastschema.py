@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import pickle
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -41,6 +42,10 @@ _KNOWN = _IGNORED | {
     "minimum",
     "maximum",
 }
+
+
+#: Arrays remembered as valid, per array schema; bounded, emptied when full.
+_PASSED_MAX = 1024
 
 
 class Unsupported(Exception):
@@ -138,17 +143,36 @@ def _object(schema: Mapping[str, Any]) -> Check:
     return check
 
 
+def _content_key(value: Any) -> bytes | None:
+    """Equal only for equal content (a pickle tells 1, 1.0 and True apart); None if not data."""
+    try:
+        return pickle.dumps(value, protocol=5)
+    except (pickle.PicklingError, TypeError, AttributeError):
+        return None
+
+
 def _array(schema: Mapping[str, Any]) -> Check:
     item = compile_schema(schema["items"]) if "items" in schema else None
     low, high = _bounds(schema, "minItems", "maxItems")
+    # Arrays of objects (issuers, rules) are what many policies repeat word for word: their
+    # verdict is remembered by content, so a repeated one costs a pickle instead of a walk.
+    objects = item is not None and schema["items"].get("type") == "object"
+    passed: set[bytes] = set()
 
     def check(value: Any) -> bool:
         if not isinstance(value, list) or not low <= len(value) <= high:
             return False
         if item is not None:
+            key = _content_key(value) if objects and value else None
+            if key is not None and key in passed:
+                return True
             for element in value:
                 if not item(element):
                     return False
+            if key is not None:
+                if len(passed) >= _PASSED_MAX:
+                    passed.clear()
+                passed.add(key)
         return True
 
     return check

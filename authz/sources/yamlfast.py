@@ -13,6 +13,16 @@ merge key, a non-scalar key, or nests deeper than the reference allows raises No
 caller parses it again with the reference loader, whose value or error is then the answer.
 So this module changes how long a document takes to read, never what reading it yields.
 
+Thousands of policies repeat the same blocks (an issuer with its inline JWKS, rules, limits),
+and every policy's document stays in memory while it serves. Identical blocks are therefore
+built once and shared: a collection is remembered by its own text (with its column and depth,
+which decide how that text reads), and every later document holding the same text at the same
+place gets the same object; keys and short strings are interned. Documents are read-only
+from here on (nothing in the service writes into them), so sharing cannot leak an edit from
+one policy into another; an edited block has other text, hence its own object. Documents with
+anything whose meaning depends on more than its own text (anchors and aliases, tags, block
+scalars, directives) share nothing.
+
 libyaml older than 0.2.6 has no nesting limit of its own while its composer recurses in C: a
 hostile document could overflow the stack before any check here runs. With such a libyaml, or
 none, the fast path is off (AVAILABLE is False) and every document takes the reference path.
@@ -20,11 +30,12 @@ none, the fast path is off (AVAILABLE is False) and every document takes the ref
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import yaml
 
-_STR = "tag:yaml.org,2002:str"
+_STR = STR_TAG = "tag:yaml.org,2002:str"
 _MAP = "tag:yaml.org,2002:map"
 _SEQ = "tag:yaml.org,2002:seq"
 _NULL = "tag:yaml.org,2002:null"
@@ -83,6 +94,27 @@ _plain_tags: dict[str, str] = {}
 _candidates: dict[str, tuple[tuple[str, Any], ...]] = {}
 
 
+def shared(key: tuple[int, int, str]) -> Any:
+    """The value remembered for a block: (depth, column, its text), or None."""
+    return _shared.get(key)
+
+
+def remember(key: tuple[int, int, str], value: Any) -> None:
+    if len(_shared) >= _SHARED_MAX:
+        _shared.clear()
+    _shared[key] = value
+
+
+def intern(text: str) -> str:
+    """`text`, shared with every equal string when it is short (keys, names, enum values)."""
+    return _intern(text) if len(text) <= _INTERN_MAX_CHARS else text
+
+
+def resolves_plain(value: str) -> str:
+    """The tag of a plain scalar with this text, as the reference loader resolves it."""
+    return _resolve_plain(value)
+
+
 def _resolve_plain(value: str) -> str:
     for tag, pattern in _candidates.get(value[:1], ()):
         if pattern.match(value):
@@ -114,7 +146,24 @@ def parse(text: str, *, max_depth: int) -> Any:
     if node is None:
         return None
     # An alias needs an anchor ("&name"); without one every node is met once, nothing to track.
-    return _Walk(loader, max_depth, aliases_possible="&" in text).value(node, 1)
+    aliases = "&" in text
+    shared = None if aliases or any(c in text for c in _NOT_SHARED) else text
+    return _Walk(loader, max_depth, aliases_possible=aliases, text=shared).value(node, 1)
+
+
+#: Characters that make a block's value depend on more than its own text: tags ("!"),
+#: directives ("%"), block scalars ("|", ">": their indentation may be relative to the parent).
+_NOT_SHARED = "!%|>"
+#: Blocks longer than this are not shared (whole documents and specs: unique, and long to hash).
+_SHARE_MAX_CHARS = 2048
+#: Bounded: emptied when full, so blocks of removed policies do not stay forever.
+_SHARED_MAX = 4096
+#: (depth, column, text) -> value; yamlblocks reads texts whole, at column WHOLE_TEXT.
+_shared: dict[tuple[int, int, str], Any] = {}
+WHOLE_TEXT = -1
+#: Strings up to this length are interned (keys, enum-like values), longer ones are not.
+_INTERN_MAX_CHARS = 64
+_intern = sys.intern
 
 
 _ScalarNode = yaml.ScalarNode
@@ -125,16 +174,33 @@ _SequenceNode = yaml.SequenceNode
 class _Walk:
     """Builds Python values from a composed node graph, refusing anything out of the ordinary."""
 
-    __slots__ = ("_bools", "_loader", "_max_depth", "_seen")
+    __slots__ = ("_bools", "_loader", "_max_depth", "_seen", "_text")
 
-    def __init__(self, loader: Any, max_depth: int, *, aliases_possible: bool) -> None:
+    def __init__(
+        self, loader: Any, max_depth: int, *, aliases_possible: bool, text: str | None
+    ) -> None:
         self._loader = loader
         self._max_depth = max_depth
         self._bools: dict[str, bool] = loader.bool_values
         #: Every node met so far, when the text has an anchor: meeting one twice means an alias.
         self._seen: set[int] | None = set() if aliases_possible else None
+        #: The document's text when its blocks may be shared with other documents', else None.
+        self._text = text
 
     def value(self, node: yaml.Node, depth: int) -> Any:
+        if self._text is None or type(node) is _ScalarNode:
+            return self._value(node, depth)
+        start, end = node.start_mark.index, node.end_mark.index
+        if end - start > _SHARE_MAX_CHARS:
+            return self._value(node, depth)
+        key = (depth, node.start_mark.column, self._text[start:end])
+        found = _shared.get(key)
+        if found is None:
+            found = self._value(node, depth)
+            remember(key, found)
+        return found
+
+    def _value(self, node: yaml.Node, depth: int) -> Any:
         # Depth is counted as the reference composer counts it: the root is 1, every node one more.
         if depth > self._max_depth:
             raise NotPlain
@@ -145,7 +211,10 @@ class _Walk:
         kind = type(node)
         tag = node.tag
         if kind is _ScalarNode:
-            return node.value if tag == _STR else self._scalar(node, tag)
+            if tag != _STR:
+                return self._scalar(node, tag)
+            text: str = node.value
+            return _intern(text) if len(text) <= _INTERN_MAX_CHARS else text
         depth += 1
         if kind is _MappingNode and tag == _MAP:
             if self._seen is not None:
@@ -159,10 +228,13 @@ class _Walk:
                 if type(key_node) is not _ScalarNode:
                     raise NotPlain
                 key = (
-                    key_node.value if key_node.tag == _STR else self._scalar(key_node, key_node.tag)
+                    _intern(key_node.value)
+                    if key_node.tag == _STR
+                    else self._scalar(key_node, key_node.tag)
                 )
                 if type(value_node) is _ScalarNode and value_node.tag == _STR:
-                    out[key] = value_node.value
+                    text = value_node.value
+                    out[key] = _intern(text) if len(text) <= _INTERN_MAX_CHARS else text
                 else:
                     out[key] = self.value(value_node, depth)
             return out

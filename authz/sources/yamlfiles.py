@@ -26,7 +26,7 @@ from authz.errors import Problem
 from authz.policy.gcpause import collector_paused
 from authz.policy.schema import API_VERSION, KIND
 from authz.policy.store import SourceDocument
-from authz.sources import yamlfast
+from authz.sources import yamlblocks, yamlfast
 
 SUFFIXES = (".yaml", ".yml", ".json")
 MAX_FILE_BYTES = 4 * 1024 * 1024
@@ -89,8 +89,32 @@ def discover(paths: tuple[Path, ...]) -> list[Path]:
     return sorted(found)
 
 
+#: Characters other than "\n" that end a line for str.splitlines.
+_OTHER_BREAKS = re.compile("[\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
+_MARKER_LINES = re.compile(r"^(?:---|\.\.\.)(?:[ \t][^\n]*)?$", re.MULTILINE)
+#: A line with something other than blanks and a comment.
+_CONTENT_LINE = re.compile(r"^[^\S\n]*[^\s#]", re.MULTILINE)
+
+
 def _chunks(text: str) -> Iterator[tuple[int, str]]:
     """Split a YAML stream into (first line number, document text)."""
+    if _OTHER_BREAKS.search(text) is not None:
+        yield from _chunks_by_line(text)
+        return
+    # The same split as _chunks_by_line's, found by regular expressions instead of line by line.
+    start, begin, line, counted = 1, 0, 1, 0
+    for marker in _MARKER_LINES.finditer(text):
+        at = marker.start()
+        if _CONTENT_LINE.search(text, begin, at) is not None:
+            yield start, text[begin:at]
+        line, counted = line + text.count("\n", counted, at), at
+        # A document is numbered from its marker's line, which "..." leaves out of its text.
+        start, begin = line, at if text.startswith("---", at) else marker.end() + 1
+    if _CONTENT_LINE.search(text, begin) is not None:
+        yield start, text[begin:]
+
+
+def _chunks_by_line(text: str) -> Iterator[tuple[int, str]]:
     start, lines = 1, list[str]()
     for number, line in enumerate(text.splitlines(keepends=True), start=1):
         if line[:3] in _MARKER_STARTS and _MARKER.match(line.rstrip("\r\n")):
@@ -141,7 +165,7 @@ def _check_expansion(root: yaml.Node) -> None:
 
 def _parse(chunk: str) -> Any:
     try:
-        return yamlfast.parse(chunk, max_depth=MAX_DEPTH)
+        return yamlblocks.parse(chunk, max_depth=MAX_DEPTH)
     except yamlfast.NotPlain:
         return _parse_reference(chunk)
 

@@ -147,3 +147,22 @@ def test_the_fast_answer_is_jsonschemas_answer(document: dict[str, Any]) -> None
     assert valid(document) == schema._validator().is_valid(document)
     if valid(document):
         assert schema.validate_document(document) == []
+
+
+def test_an_array_remembered_valid_vouches_only_for_equal_content() -> None:
+    check = compile_schema(
+        {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {"n": {"type": "integer"}, "s": {"type": "string"}},
+            },
+        }
+    )
+    assert check([{"n": 1, "s": "a"}])
+    assert check([{"n": 1, "s": "a"}])
+    # Equal to the remembered array under ==, but not the same content: checked afresh.
+    assert not check([{"n": 1.0, "s": "a"}])
+    assert not check([{"n": True, "s": "a"}])
+    assert not check([{"n": 1, "s": 1}])
+    assert check([{"n": 1, "s": "a"}])
