@@ -120,6 +120,7 @@ class Connection(Requests, asyncio.Protocol):
         """Handle up to `frames_per_turn` frames; more wait for a later loop turn, unread."""
         if self._closed:
             return
+        self._reading_frames = True
         try:
             more = self._frames()
         except ConnectionError_ as exc:
@@ -130,6 +131,8 @@ class Connection(Requests, asyncio.Protocol):
             peers.warning("gRPC peer sent an undecodable header block (%s); closing", exc)
             self.close(Error.COMPRESSION_ERROR)
             return
+        finally:
+            self._reading_frames = False
         if more != self._backlog:
             self._backlog = more
             self._reading()

@@ -80,6 +80,9 @@ class Streams:
         self._updates_due = 0
         self._out: list[bytes] = []
         self._flush_scheduled = False
+        #: Frames are being read: whatever they answer is written when the read is done, so an
+        #: answer given at once schedules no flush of its own.
+        self._reading_frames = False
         self.draining = False
 
     def _on_drained(self) -> None:
@@ -177,6 +180,6 @@ class Streams:
             self._on_drained()
 
     def _schedule_flush(self) -> None:
-        if not self._flush_scheduled:
+        if not self._flush_scheduled and not self._reading_frames:
             self._flush_scheduled = True
             self._loop.call_soon(self._flush)

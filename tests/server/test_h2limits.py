@@ -374,6 +374,10 @@ async def test_an_answer_given_at_once_is_framed_as_one_given_by_a_task(
         )
         connection.connection_made(transport)
         connection.data_received(request)
+        if handler is _answer_now:
+            # Written by the read that brought the requests, with no flush left for later.
+            assert _count(transport.written, Type.HEADERS) == 2 * len(messages) - 2
+            assert not connection._flush_scheduled
         for _turn in range(20):  # the tasks' turns; the synchronous handler needs none
             if _count(transport.written, Type.HEADERS) >= 2 * len(messages) - 2:
                 break
