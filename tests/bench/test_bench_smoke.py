@@ -209,7 +209,7 @@ def test_report_fills_the_documents_blocks_and_keeps_its_prose() -> None:
     template = (ROOT / "docs" / "performance.md").read_text()
     text = report.render(results, template)
     assert (
-        "| `sidecar-tcp` / `jwt_authn` | 0.400 | >= 0.35 | **met** | 2.00 | <= 3 | **met** |"
+        "| `sidecar-tcp` / `jwt_authn` | 0.400 | >= 0.5 | **not met** | 2.00 | <= 2 | **met** |"
         in text
     )
     assert "Probed before timing: `jwt_authn`: ok -> 200." in text
