@@ -23,7 +23,8 @@ gets a slot in pipeline.context.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, ParamSpec
 
 from authz.jwt.verify import Verifier
 from authz.pipeline import decision as d
@@ -62,38 +63,7 @@ STEPS: tuple[Step, ...] = (
     allow.allow,
 )
 FINISH: tuple[Finish, ...] = (blocks.count_failures, mode.apply_mode)
-
-
-async def decide(
-    snapshot: Snapshot,
-    request: CheckInput,
-    *,
-    verifier: Verifier,
-    now: float,
-    trace: Tracer | None = None,
-    limiter: Limiter | None = None,
-    trusted_proxy_hops: int = 0,
-    consume: bool = True,
-    block_store: BlockStore | None = None,
-) -> Decision:
-    """The decision for one request, in the policy's mode. `limiter` serves the rules' rate
-    limits (a rule with limits and no limiter is denied: internal_error); `consume=False`
-    evaluates them without counting (Explain). `trusted_proxy_hops` picks the client address
-    (see pipeline.address). `block_store` holds the brute-force blocks (None: policies with
-    `protection.bruteForce` block nobody). `trace` records every step (Explain); None records
-    nothing."""
-    result = decide_now(
-        snapshot,
-        request,
-        verifier=verifier,
-        now=now,
-        trace=trace,
-        limiter=limiter,
-        trusted_proxy_hops=trusted_proxy_hops,
-        consume=consume,
-        block_store=block_store,
-    )
-    return result if isinstance(result, Decision) else await result
+P = ParamSpec("P")
 
 
 def decide_now(
@@ -108,9 +78,16 @@ def decide_now(
     consume: bool = True,
     block_store: BlockStore | None = None,
 ) -> Decision | Awaitable[Decision]:
-    """`decide`, answered at once when no step has to wait (a cached token, counters in
-    memory): the steps run as plain calls, and only a step that waits hands the rest of the
-    check to a coroutine. The server answers such a check without a task or a loop turn."""
+    """The decision for one request, in the policy's mode - at once when no step has to wait
+    (a cached token, counters in memory): the steps run as plain calls, and only a step that
+    waits hands the rest of the check to a coroutine, so the server answers such a check
+    without a task or a loop turn. `decide` is the same, always awaited.
+
+    `limiter` serves the rules' rate limits (a rule with limits and no limiter is denied:
+    internal_error); `consume=False` evaluates them without counting (Explain).
+    `trusted_proxy_hops` picks the client address (see pipeline.address). `block_store` holds
+    the brute-force blocks (None: policies with `protection.bruteForce` block nobody). `trace`
+    records every step (Explain); None records nothing."""
     tracer = NULL_TRACE if trace is None else trace
     policy = host.find_policy(snapshot, request, trace=tracer)
     if isinstance(policy, Decision):
@@ -158,3 +135,17 @@ def _finish(ctx: Context, decision: Decision, start: int) -> Decision | Awaitabl
 async def _after_finish(ctx: Context, waiting: Awaitable[Decision], index: int) -> Decision:
     result = _finish(ctx, await waiting, index + 1)
     return result if isinstance(result, Decision) else await result
+
+
+def _settled(
+    decide_at_once: Callable[P, Decision | Awaitable[Decision]],
+) -> Callable[P, Coroutine[Any, Any, Decision]]:
+    async def settled(*args: P.args, **kwargs: P.kwargs) -> Decision:
+        result = decide_at_once(*args, **kwargs)
+        return result if isinstance(result, Decision) else await result
+
+    return settled
+
+
+#: decide_now, awaited: what the admin API's Explain, the tools and the tests call.
+decide = _settled(decide_now)
