@@ -8,7 +8,7 @@ writes.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from typing import Final, Protocol
 
@@ -61,23 +61,33 @@ class Outcome:
 
 
 class Limiter(Protocol):
-    """Checks (and, when every limit admits the request, counts) one request's limits."""
+    """Checks (and, when every limit admits the request, counts) one request's limits.
+
+    The backends subclass it: `check` holds the seam's defaults and turns `now` into the
+    milliseconds the algorithms count in, once for every backend; each implements `check_ms`.
+    """
 
     @property
     def mode(self) -> str:
         """MODE_MEMORY, MODE_REDIS, or MODE_FALLBACK while the shared backend is away."""
         ...
 
-    async def check(
+    def check(
         self,
         hits: Sequence[Hit],
         *,
         now: float,
         consume: bool = True,
         failure_mode: FailureMode = FailureMode.FALLBACK,
-    ) -> Outcome:
+    ) -> Awaitable[Outcome]:
         """`now` is Unix time in seconds. Never raises for backend trouble: see FailureMode."""
-        ...
+        return self.check_ms(
+            hits, now_ms=int(now * 1000), consume=consume, failure_mode=failure_mode
+        )
+
+    def check_ms(
+        self, hits: Sequence[Hit], *, now_ms: int, consume: bool, failure_mode: FailureMode
+    ) -> Awaitable[Outcome]: ...
 
     async def start(self) -> None: ...
 

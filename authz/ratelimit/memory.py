@@ -14,7 +14,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 
 from authz.ratelimit import algorithms
-from authz.ratelimit.limiter import MODE_MEMORY, SOURCE_MEMORY, Hit, Outcome, Verdict
+from authz.ratelimit.limiter import MODE_MEMORY, SOURCE_MEMORY, Hit, Limiter, Outcome, Verdict
 from authz.ratelimit.spec import FailureMode
 
 DEFAULT_MAX_BUCKETS = 100_000
@@ -30,7 +30,7 @@ class _Bucket:
         self.expires = expires
 
 
-class MemoryLimiter:
+class MemoryLimiter(Limiter):
     """The default backend, and the fallback of the Redis one."""
 
     def __init__(self, *, max_buckets: int = DEFAULT_MAX_BUCKETS) -> None:
@@ -48,15 +48,10 @@ class MemoryLimiter:
     def __len__(self) -> int:
         return len(self._buckets)
 
-    async def check(
-        self,
-        hits: Sequence[Hit],
-        *,
-        now: float,
-        consume: bool = True,
-        failure_mode: FailureMode = FailureMode.FALLBACK,
+    async def check_ms(
+        self, hits: Sequence[Hit], *, now_ms: int, consume: bool, failure_mode: FailureMode
     ) -> Outcome:
-        return self.evaluate(hits, now_ms=int(now * 1000), consume=consume, source=SOURCE_MEMORY)
+        return self.evaluate(hits, now_ms=now_ms, consume=consume, source=SOURCE_MEMORY)
 
     def evaluate(self, hits: Sequence[Hit], *, now_ms: int, consume: bool, source: str) -> Outcome:
         """Check every hit; count all of them only if all admit the request (and `consume`)."""

@@ -26,6 +26,7 @@ from authz.ratelimit.limiter import (
     SOURCE_REDIS,
     BackendObserver,
     Hit,
+    Limiter,
     Outcome,
     Verdict,
 )
@@ -57,7 +58,7 @@ def _describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {text[:200]}"
 
 
-class SharedLimiter:
+class SharedLimiter(Limiter):
     def __init__(
         self,
         backend: RemoteBackend,
@@ -90,17 +91,11 @@ class SharedLimiter:
         self._observers.append(observer)
         observer.on_mode_change(self.mode)
 
-    async def check(
-        self,
-        hits: Sequence[Hit],
-        *,
-        now: float,
-        consume: bool = True,
-        failure_mode: FailureMode = FailureMode.FALLBACK,
+    async def check_ms(
+        self, hits: Sequence[Hit], *, now_ms: int, consume: bool, failure_mode: FailureMode
     ) -> Outcome:
         if not hits:
             return _NOTHING
-        now_ms = int(now * 1000)
         if not self._open:
             try:
                 verdicts = await self._backend.run(hits, now_ms=now_ms, consume=consume)

@@ -22,6 +22,7 @@ from authz.ratelimit.limiter import (
     SOURCE_CLOSED,
     SOURCE_OPEN,
     Hit,
+    Limiter,
     Outcome,
 )
 from authz.ratelimit.memory import MemoryLimiter
@@ -269,7 +270,7 @@ async def test_a_rule_with_limits_and_no_limiter_is_denied() -> None:
     assert (decision.allowed, decision.reason) == (False, "internal_error")
 
 
-class Unavailable:
+class Unavailable(Limiter):
     """A limiter whose shared backend is away: answers as its failure mode says."""
 
     mode = MODE_FALLBACK
@@ -277,13 +278,8 @@ class Unavailable:
     def __init__(self) -> None:
         self.modes: list[FailureMode] = []
 
-    async def check(
-        self,
-        hits: Sequence[Hit],
-        *,
-        now: float,
-        consume: bool = True,
-        failure_mode: FailureMode = FailureMode.FALLBACK,
+    async def check_ms(
+        self, hits: Sequence[Hit], *, now_ms: int, consume: bool, failure_mode: FailureMode
     ) -> Outcome:
         self.modes.append(failure_mode)
         if failure_mode is FailureMode.CLOSED:
