@@ -12,7 +12,8 @@ which is cheaper than prometheus_client's locked `labels()` lookup on every call
 from __future__ import annotations
 
 import platform
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
+from functools import partial
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -55,22 +56,6 @@ def _strip_query(url: str) -> str:
     return url.partition("?")[0].partition("#")[0]
 
 
-def _gauge_per(
-    name: str,
-    documentation: str,
-    *,
-    label: str,
-    values: Iterable[str],
-    registry: CollectorRegistry,
-) -> Gauge:
-    """A gauge with one label whose closed set of values all start at 0, so a dashboard sees
-    every series (a state nobody is in yet included) from the first scrape."""
-    gauge = Gauge(name, documentation, [label], registry=registry)
-    for value in values:
-        gauge.labels(value).set(0)
-    return gauge
-
-
 class Metrics:
     """Every metric of the sidecar, and the methods the parts call to update them."""
 
@@ -81,11 +66,11 @@ class Metrics:
         ProcessCollector(registry=reg)
         PlatformCollector(registry=reg)
         GCCollector(registry=reg)
-        build = Gauge(
+        counter, gauge = partial(Counter, registry=reg), partial(Gauge, registry=reg)
+        build = gauge(
             "authz_build_info",
             "Always 1; the labels say which build is running.",
             ["version", "python_version"],
-            registry=reg,
         )
         build.labels(__version__, platform.python_version()).set(1)
         self._duration = Histogram(
@@ -97,96 +82,79 @@ class Metrics:
         )
         self._duration_allow = self._duration.labels(labels.ALLOW)
         self._duration_deny = self._duration.labels(labels.DENY)
-        self._decisions = Counter(
+        self._decisions = counter(
             "authz_decisions_total",
             "Decisions by policy, decision and reason; dry_run=true counts the would-be "
             "decisions of dryRun policies (those requests were allowed).",
             ["policy", "decision", "reason", "dry_run"],
-            registry=reg,
         )
         self._decision_children: dict[tuple[str, bool, str, bool], Counter] = {}
-        self._jwks = Counter(
+        self._jwks = counter(
             "authz_jwks_fetch_total",
             "JWKS fetches by issuer (the issuer for discovery, else the JWKS URL) and result.",
             ["issuer", "result"],
-            registry=reg,
         )
-        introspections = Counter(
+        introspections = counter(
             "authz_introspection_total",
             "Opaque-token introspections by result: active, inactive (answers of the issuer), "
             "cached (answered from the cache), error (the endpoint failed), shed (refused by "
             "the rate, concurrency or circuit-breaker bound).",
             ["result"],
-            registry=reg,
         )
         self._introspections = {r: introspections.labels(r) for r in labels.INTROSPECTION_RESULTS}
-        self._policies = _gauge_per(
-            "authz_policies",
-            "Policies known to the sidecar, by state.",
-            label="state",
-            values=labels.POLICY_STATES,
-            registry=reg,
+        # The gauges of a closed set of states start every state at 0, so a dashboard sees every
+        # series (a state nobody is in yet included) from the first scrape.
+        self._policies = gauge(
+            "authz_policies", "Policies known to the sidecar, by state.", ["state"]
         )
-        self._backend_errors = Counter(
-            "authz_ratelimit_backend_errors_total",
-            "Rate-limit backend (Redis) calls that failed.",
-            registry=reg,
+        self.policy_states([])
+        self._backend_errors = counter(
+            "authz_ratelimit_backend_errors_total", "Rate-limit backend (Redis) calls that failed."
         )
-        self._backend_mode = _gauge_per(
+        self._backend_mode = gauge(
             "authz_ratelimit_backend_mode",
             "1 for the rate-limit backend mode in use (redis, or the local fallback), else 0.",
-            label="mode",
-            values=labels.BACKEND_MODES,
-            registry=reg,
+            ["mode"],
         )
-        self._watch_events = Counter(
-            "authz_watch_events_total",
-            "Kubernetes watch events received, by event type.",
-            ["type"],
-            registry=reg,
+        self.ratelimit_backend_mode("")
+        self._watch_events = counter(
+            "authz_watch_events_total", "Kubernetes watch events received, by event type.", ["type"]
         )
-        self._watch_restarts = Counter(
+        self._watch_restarts = counter(
             "authz_watch_restarts_total",
             "Kubernetes watches restarted, by reason (ended, expired, stalled, unavailable, error).",
             ["reason"],
-            registry=reg,
         )
-        self._bf_failures = Counter(
+        self._bf_failures = counter(
             "authz_bruteforce_failures_total",
             "Failed authentications (401) counted towards brute-force blocks, by policy and "
             "protection.",
             ["policy", "protection"],
-            registry=reg,
         )
-        self._bf_blocks = Counter(
+        self._bf_blocks = counter(
             "authz_bruteforce_blocks_total",
             "Brute-force blocks started, by policy and protection; dry_run=true: the policy is "
             "in dryRun mode, so the block only logs would-be denials.",
             ["policy", "protection", "dry_run"],
-            registry=reg,
         )
-        self._bf_blocked = Gauge(
+        self._bf_blocked = gauge(
             "authz_bruteforce_blocked_keys",
             "Keys (clients) this process currently knows to be blocked.",
-            registry=reg,
         )
-        self._log_dropped = Counter(
+        self._log_dropped = counter(
             "authz_decision_log_dropped_total",
             "Decision log lines dropped because stdout did not keep up.",
-            registry=reg,
         )
-        self._tls_expiry = Gauge(
+        self._tls_expiry = gauge(
             "authz_tls_certificate_expiry_timestamp_seconds",
             "When the certificate the listeners serve (--tls-cert) expires, in Unix time; 0 "
             "without TLS.",
-            registry=reg,
         )
-        self._tls_reloads = Counter(
+        self._tls_reloads = counter(
             "authz_tls_reloads_total",
             "Changed --tls-* files: taken into use (reloaded) or not usable (refused: the "
             "previous certificate keeps serving).",
             ["result"],
-            registry=reg,
         )
 
     # --- the check path -------------------------------------------------------------------
