@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import grpc
@@ -68,29 +69,19 @@ def _serialize(answer: Answer) -> bytes:
     return answer if isinstance(answer, bytes) else answer.SerializeToString()
 
 
+@dataclass(kw_only=True, slots=True, eq=False)
 class AuthorizationServicer:
     """Answers checks against `snapshot()`. The limiter is the service's own (memory or Redis):
     a servicer that made up a private one would silently ignore the configured backend."""
 
-    def __init__(
-        self,
-        *,
-        snapshot: Callable[[], Snapshot],
-        verifier: Verifier,
-        limiter: Limiter,
-        block_store: BlockStore | None = None,
-        observer: CheckObserver | None = None,
-        trusted_proxy_hops: int = 0,
-        decision_ids: Callable[[], str] = DECISION_IDS,
-    ) -> None:
-        self._snapshot = snapshot
-        self._verifier = verifier
-        self._observer = observer
-        self._limiter = limiter
-        self._blocks = block_store
-        self._trusted_proxy_hops = trusted_proxy_hops
-        self._ids = decision_ids
-        self._allows = AllowResponses()
+    snapshot: Callable[[], Snapshot]
+    verifier: Verifier
+    limiter: Limiter
+    block_store: BlockStore | None = None
+    observer: CheckObserver | None = None
+    trusted_proxy_hops: int = 0
+    decision_ids: Callable[[], str] = DECISION_IDS
+    _allows: AllowResponses = field(default_factory=AllowResponses, init=False)
 
     async def check(
         self, request: pb.CheckRequest, context: CallContext | None = None
@@ -135,18 +126,18 @@ class AuthorizationServicer:
 
     def _check(self, request: pb.CheckRequest, span: Span | None) -> Answer | Awaitable[Answer]:
         started = time.perf_counter()
-        decision_id = self._ids()
+        decision_id = self.decision_ids()
         check_input: CheckInput | None = None
         try:
             check_input = to_check_input(request)
             decision = decide_now(
-                self._snapshot(),
+                self.snapshot(),
                 check_input,
-                verifier=self._verifier,
+                verifier=self.verifier,
                 now=time.time(),
-                limiter=self._limiter,
-                trusted_proxy_hops=self._trusted_proxy_hops,
-                block_store=self._blocks,
+                limiter=self.limiter,
+                trusted_proxy_hops=self.trusted_proxy_hops,
+                block_store=self.block_store,
             )
         except Exception:
             return self._failed(check_input, decision_id, started, span)
@@ -204,8 +195,8 @@ class AuthorizationServicer:
         started: float,
         span: Span | None,
     ) -> None:
-        if self._observer is not None:
-            self._observer.observe(
+        if self.observer is not None:
+            self.observer.observe(
                 check_input,
                 decision,
                 decision_id=decision_id,
