@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -24,7 +24,7 @@ from typing import Any
 import psutil
 
 from bench import bruteforce, hostile, micro, profile, ratelimit, report, scale
-from bench.macro import MacroConfig, load_test
+from bench.macro import Config, load_test
 from bench.material import make_material
 from bench.procs import BenchError, find_binary
 from bench.results import InProcess, Results
@@ -36,18 +36,8 @@ ROOT = Path(__file__).resolve().parents[1]
 OUT, DOCS = Path("bench/out"), Path("docs/performance.md")
 
 
-@dataclass(frozen=True, slots=True)
-class Options:
-    macro: MacroConfig
-    micro_iterations: int = 10_000
-    micro_repeats: int = 7
-    scale_sizes: tuple[int, ...] = (1_000, 10_000)
-    profile_seconds: float = 5.0  # seconds of py-spy recording on the sidecar; 0 = no profile.
-    quick: bool = False  # a smoke run: it leaves docs/ alone.
-
-
-def _load(results: Results, options: Options, say: Say) -> None:
-    material, seconds, config = make_material(), options.profile_seconds, options.macro
+def _load(results: Results, config: Config, say: Say) -> None:
+    material, seconds = make_material(), config.profile_seconds
 
     def profiled(current: Stack) -> None:
         if seconds <= 0:
@@ -69,8 +59,8 @@ def _load(results: Results, options: Options, say: Say) -> None:
 def _in_process(field: str, run: Callable[..., list[InProcess]]) -> Callable[..., None]:
     """A part measuring scenarios in-process into `field` of Results."""
 
-    def part(results: Results, options: Options, say: Say) -> None:
-        repeats, iterations = options.micro_repeats, options.micro_iterations
+    def part(results: Results, config: Config, say: Say) -> None:
+        repeats, iterations = config.micro_repeats, config.micro_iterations
         say(f"{field}: {repeats} x {iterations:,} checks per scenario")
         found = run(make_material(), iterations=iterations, repeats=repeats)
         setattr(results, field, found)
@@ -80,35 +70,34 @@ def _in_process(field: str, run: Callable[..., list[InProcess]]) -> Callable[...
     return part
 
 
-def _scale(results: Results, options: Options, say: Say) -> None:
-    for size in options.scale_sizes:
+def _scale(results: Results, config: Config, say: Say) -> None:
+    for size in config.scale_sizes:
         say(f"scale: {size:,} policies")
         results.scale.append(s := scale.measure(size, make_material()))
         say(f"scale {size:>6,}: load {s.load_s:.2f} s, RSS {s.rss_after_mb:.0f} MB")
 
 
-def _ratelimit(results: Results, options: Options, say: Say) -> None:
+def _ratelimit(results: Results, config: Config, say: Say) -> None:
     logs = OUT / "logs" / "ratelimit"
     run = ratelimit.run_inprocess
-    _in_process("ratelimit", lambda *a, **k: run(*a, **k, logs=logs))(results, options, say)
-    material, config = make_material(), options.macro
-    results.ratelimit_load = ratelimit.run_load(material, config=config, logs=logs, say=say)
+    _in_process("ratelimit", lambda *a, **k: run(*a, **k, logs=logs))(results, config, say)
+    results.ratelimit_load = ratelimit.run_load(make_material(), config=config, logs=logs, say=say)
 
 
-def _hostile(results: Results, options: Options, say: Say) -> None:
+def _hostile(results: Results, config: Config, say: Say) -> None:
     say(f"the check port under attack, engines {', '.join(hostile.ENGINES)}")
     results.hostile = hostile.run(logs=OUT / "logs" / "hostile", say=say)
 
 
-def _tls(results: Results, options: Options, say: Say) -> None:
-    logs, material = OUT / "logs" / "tls", make_material()
+def _tls(results: Results, config: Config, say: Say) -> None:
+    logs = OUT / "logs" / "tls"
     results.tls_load = load_test(
-        TLS_SETUPS, material=material, config=options.macro, logs=logs, say=say
+        TLS_SETUPS, material=make_material(), config=config, logs=logs, say=say
     )
 
 
 #: The parts of a run, in the order they run; each fills its fields of Results.
-PARTS: dict[str, Callable[[Results, Options, Say], None]] = {
+PARTS: dict[str, Callable[[Results, Config, Say], None]] = {
     "load": _load,
     "micro": _in_process("micro", micro.run_micro),
     "scale": _scale,
@@ -202,17 +191,18 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def options(args: argparse.Namespace) -> Options:
+def options(args: argparse.Namespace) -> Config:
     fields = ("duration", "warmup", "rounds", "connections", "envoy_concurrency")
-    macro = MacroConfig(
-        **{name: getattr(args, name) for name in fields}, wrk_cpus=args.wrk_cpus or None
+    chosen = Config(
+        **{name: getattr(args, name) for name in fields},
+        wrk_cpus=args.wrk_cpus or None,
+        profile_seconds=5.0 if args.profile else 0.0,
     )
-    chosen = Options(macro, profile_seconds=5.0 if args.profile else 0.0)
     if not args.quick:
         return chosen
-    quick = replace(macro, duration=1, warmup=1, rounds=1, quiet_wait=0, retries=0)
-    small = replace(chosen, micro_iterations=500, micro_repeats=2, scale_sizes=(100, 1_000))
-    return replace(small, macro=quick, profile_seconds=0, quick=True)
+    quick = replace(chosen, duration=1, warmup=1, rounds=1, quiet_wait=0, retries=0)
+    small = replace(quick, micro_iterations=500, micro_repeats=2, scale_sizes=(100, 1_000))
+    return replace(small, profile_seconds=0, quick=True)
 
 
 def exact_command(argv: list[str]) -> str:
@@ -228,8 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown := [part for part in parts if part not in PARTS]:
         parser().error(f"unknown part(s) {unknown}; choose from {', '.join(PARTS)}")
     chosen, began = options(args), time.monotonic()
-    config = {**asdict(chosen.macro), **asdict(chosen), "parts": parts}
-    del config["macro"]
+    config = {**asdict(chosen), "parts": parts}
     started = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     command = exact_command(sys.argv[1:] if argv is None else argv)
     results = Results(started=started, command=command, machine=machine_info(), config=config)

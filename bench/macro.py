@@ -30,7 +30,9 @@ MAX_ERROR_SHARE = 0.01  # more failed requests than this share of a run make it 
 
 
 @dataclass(frozen=True, slots=True)
-class MacroConfig:
+class Config:
+    """A run's settings (the flags, or a quick run's); the load test's first."""
+
     duration: int  # whole seconds per measured run (wrk takes no fractions)
     warmup: int  # whole seconds of the unmeasured run before it
     rounds: int
@@ -45,6 +47,11 @@ class MacroConfig:
     quiet_wait: float = 20.0
     quiet_cores: float = 0.2
     retries: int = 1
+    micro_iterations: int = 10_000  # decisions per timed loop of an in-process scenario
+    micro_repeats: int = 7
+    scale_sizes: tuple[int, ...] = (1_000, 10_000)
+    profile_seconds: float = 5.0  # seconds of py-spy recording on the sidecar; 0 = no profile.
+    quick: bool = False  # a smoke run: it leaves docs/ alone.
 
 
 def parse_wrk(output: str) -> WrkResult:
@@ -59,7 +66,7 @@ def parse_wrk(output: str) -> WrkResult:
 
 
 def wrk_command(
-    address: ListenAddress, config: MacroConfig, *, seconds: int, token: str | None
+    address: ListenAddress, config: Config, *, seconds: int, token: str | None
 ) -> list[str]:
     command = [procs.find_binary("wrk"), f"-t{config.threads}", f"-c{config.connections}"]
     command += [f"-d{seconds}s", "--latency", "--timeout", "5s", "-s", str(SCRIPT)]
@@ -69,7 +76,7 @@ def wrk_command(
 
 
 def run_wrk(
-    address: ListenAddress, config: MacroConfig, *, seconds: int, token: str | None
+    address: ListenAddress, config: Config, *, seconds: int, token: str | None
 ) -> tuple[WrkResult, str]:
     """One wrk run; returns the parsed result and wrk's output (kept in the run's logs)."""
     command = wrk_command(address, config, seconds=seconds, token=token)
@@ -94,7 +101,7 @@ def _busy(before: Any) -> tuple[float, float]:
 
 
 def measure(
-    current: Stack, running: Running, *, config: MacroConfig, token: str, round_number: int = 1
+    current: Stack, running: Running, *, config: Config, token: str, round_number: int = 1
 ) -> tuple[RunRecord, str]:
     """One measured wrk run against one setup, with the CPU every process spent meanwhile."""
     parts: dict[str, Proc] = {"gateway": running.gateway, "upstream": current.upstream}
@@ -140,7 +147,7 @@ def schedule(names: list[str], rounds: int) -> list[tuple[int, str]]:
 
 
 def run_rounds(
-    current: Stack, *, token: str, config: MacroConfig, logs: Path, say: Callable[[str], None]
+    current: Stack, *, token: str, config: Config, logs: Path, say: Callable[[str], None]
 ) -> list[RunRecord]:
     records: list[RunRecord] = []
     for number, name in schedule([r.setup.name for r in current.setups], config.rounds):
@@ -177,7 +184,7 @@ def load_test(
     setups: tuple[Setup, ...],
     *,
     material: Material,
-    config: MacroConfig,
+    config: Config,
     logs: Path,
     say: Callable[[str], None],
     redis: tuple[Proc, int] | None = None,

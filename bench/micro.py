@@ -60,16 +60,14 @@ SCENARIOS = {
 }
 OTLP_TRACES = "opentelemetry.proto.collector.trace.v1.TraceService"
 #: The request headers of Envoy's ext_authz gRPC client (as captured from Envoy 1.40).
-ENVOY_HEADERS = [
-    (b":method", b"POST"),
-    (b":scheme", b"http"),
-    (b":path", CHECK),
-    (b":authority", b"authz"),
-    (b"content-type", b"application/grpc"),
-    (b"te", b"trailers"),
-    (b"grpc-timeout", b"1000m"),
-    (b"x-envoy-internal", b"true"),
-]
+ENVOY_HEADERS = {
+    ":method": "POST",
+    ":scheme": "http",
+    ":path": CHECK.decode(),
+    ":authority": "authz",
+}
+ENVOY_HEADERS |= {"content-type": "application/grpc", "te": "trailers", "grpc-timeout": "1000m"}
+ENVOY_HEADERS |= {"x-envoy-internal": "true"}
 
 
 def check_request(*, token: str | None) -> pb.CheckRequest:
@@ -167,8 +165,8 @@ class EngineCall(asyncio.Transport):
         encoder = hpack.Encoder()
         #: The first block adds Envoy's headers to the HPACK table; every later one (like
         #: Envoy's) only refers to them, so it is the same bytes each time: encoded once here.
-        self._first: bytes | None = encoder.encode(ENVOY_HEADERS)
-        self._block = encoder.encode(ENVOY_HEADERS)
+        self._first: bytes | None = encoder.encode(list(ENVOY_HEADERS.items()))
+        self._block = encoder.encode(list(ENVOY_HEADERS.items()))
         self._message = frame(request.SerializeToString())
         self._stream = 1
 

@@ -10,7 +10,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from bench.macro import MacroConfig, wrk_command
+from bench.macro import Config, wrk_command
 from bench.procs import BenchError, find_binary
 from bench.results import ProfileResult
 from bench.stack import Stack
@@ -107,7 +107,7 @@ def _py_spy(pid: int, *, seconds: float, fmt: str, output: Path) -> None:
 
 
 def record(
-    current: Stack, *, token: str, config: MacroConfig, seconds: float, out: Path
+    current: Stack, *, token: str, config: Config, seconds: float, out: Path
 ) -> ProfileResult:
     """Keep SETUP under wrk's load (not a measured run) while py-spy records its sidecar."""
     running = current.get(SETUP)

@@ -21,7 +21,7 @@ from authz.ratelimit.memory import MemoryLimiter
 from authz.ratelimit.shared import SharedLimiter
 from authz.settings import RateLimitSettings
 from bench import micro, procs
-from bench.macro import MacroConfig, load_test
+from bench.macro import Config, load_test
 from bench.material import Material, sidecar_policy
 from bench.procs import BenchError, Proc
 from bench.results import InProcess, LoadResult
@@ -125,7 +125,7 @@ def run_inprocess(
 
 
 def run_load(
-    material: Material, *, config: MacroConfig, logs: Path, say: Callable[[str], None]
+    material: Material, *, config: Config, logs: Path, say: Callable[[str], None]
 ) -> LoadResult:
     """The three sidecars under wrk, interleaved; the Redis one's Redis CPU charged to it."""
     with procs.redis_server(logs) as server:

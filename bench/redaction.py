@@ -12,9 +12,8 @@ import time
 import yaml
 
 from authz._gen.authz.envoy.ext_proc.v3 import ext_proc_pb2 as pb
-from authz.jwt.providers import offline_provider
-from authz.policy.store import PolicyStore, SourceDocument
 from authz.server.extproc import ExtProcServicer
+from bench.micro import snapshot
 
 POLICY = """
 apiVersion: authz.dev/v1alpha1
@@ -64,10 +63,8 @@ def messages(path: str) -> list[pb.ProcessingRequest]:
 
 
 def main(iterations: int = 2000, repeats: int = 5) -> None:
-    snapshot = PolicyStore(bind=offline_provider).update(
-        "bench", [SourceDocument("bench:0", yaml.safe_load(POLICY))]
-    )
-    servicer = ExtProcServicer(snapshot=lambda: snapshot, max_body_bytes=1 << 20)
+    current = snapshot(yaml.safe_load(POLICY))
+    servicer = ExtProcServicer(snapshot=lambda: current, max_body_bytes=1 << 20)
 
     def exchange(wire: list[bytes]) -> list[pb.ProcessingResponse]:
         stream = servicer.stream()

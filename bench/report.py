@@ -193,10 +193,8 @@ def _scale(results: Results) -> str:
     )
     repeats = " or ".join(str(n) for n in sorted({s.repeats for s in results.scale}))
     lines = [f"Each size loaded in {repeats} fresh processes.\n", table(header, rows), ""]
-    small, large = (
-        min(results.scale, key=lambda s: s.policies),
-        max(results.scale, key=lambda s: s.policies),
-    )
+    ordered = sorted(results.scale, key=lambda s: s.policies)
+    small, large = ordered[0], ordered[-1]
     if large.policies >= 10_000:
         lines.append(
             f"- ready <= {READY_10K_MAX_S:g} s at 10 k, beyond what one policy needs (process "

@@ -35,10 +35,8 @@ class Running:
     listen: ListenAddress
     admin: ListenAddress
     gateway: Proc
-    #: The authorizer Envoy calls: the sidecar, or the static responder of the reference setup.
-    sidecar: Proc | None
-    #: Other processes this setup's requests cost (e.g. its Redis): their CPU is charged to it.
-    extra: dict[str, Proc] = field(default_factory=dict)
+    sidecar: Proc | None  # the authorizer: the sidecar, or the reference setup's static one
+    extra: dict[str, Proc] = field(default_factory=dict)  # its Redis: charged to this setup
 
 
 @dataclass
@@ -164,14 +162,11 @@ def expectations(setup: Setup, material: Material) -> list[tuple[str, str | None
 
 
 def request(address: ListenAddress, *, token: str | None) -> tuple[int, dict[str, str]]:
-    conn = http.client.HTTPConnection(address.host, address.port, timeout=5)
-    try:
-        conn.request("GET", PATH, headers={"authorization": f"Bearer {token}"} if token else {})
-        response = conn.getresponse()
+    with contextlib.closing(http.client.HTTPConnection(address.host, address.port, timeout=5)) as c:
+        c.request("GET", PATH, headers={"authorization": f"Bearer {token}"} if token else {})
+        response = c.getresponse()
         response.read()
         return response.status, {k.lower(): v for k, v in response.getheaders()}
-    finally:
-        conn.close()
 
 
 def probe(setup: Setup, address: ListenAddress, material: Material) -> list[str]:
@@ -179,15 +174,12 @@ def probe(setup: Setup, address: ListenAddress, material: Material) -> list[str]
     passed: list[str] = []
     for what, token, expected, echo in expectations(setup, material):
         status, headers = request(address, token=token)
-        if status != expected:
+        seen = headers.get(ECHO_HEADER)
+        if status != expected or (echo is not None and seen != echo):
             raise BenchError(
-                f"{setup.name}: {what} answered {status}, expected {expected}; "
+                f"{setup.name}: {what} answered {status} (upstream saw x-user-id {seen!r}), "
+                f"expected {expected} ({echo!r}); "
                 "refusing to benchmark a misconfigured setup"
-            )
-        if echo is not None and headers.get(ECHO_HEADER) != echo:
-            raise BenchError(
-                f"{setup.name}: {what}: upstream saw x-user-id "
-                f"{headers.get(ECHO_HEADER)!r}, expected {echo!r}"
             )
         passed.append(f"{what} -> {status}")
     if setup.rate_limit is not None:  # the limit is counted: its header is on every answer

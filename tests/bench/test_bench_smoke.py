@@ -22,7 +22,7 @@ from authz.devtools.envoyconf import dump
 from authz.server.listen import ListenAddress
 from bench import __main__ as cli
 from bench import hostile, macro, micro, profile, ratelimit, report, scale, stack
-from bench.macro import MacroConfig, parse_wrk, run_wrk
+from bench.macro import Config, parse_wrk, run_wrk
 from bench.material import make_material
 from bench.procs import BenchError, find_binary
 from bench.results import LoadResult, Results, RunRecord, summarize
@@ -32,7 +32,7 @@ from bench.stack import probe
 MATERIAL = make_material()
 ROOT = Path(__file__).resolve().parents[2]
 #: One second of wrk with few connections: enough to parse a real report.
-SHORT = MacroConfig(duration=1, warmup=0, rounds=1, connections=4, threads=1, quiet_wait=0)
+SHORT = Config(duration=1, warmup=0, rounds=1, connections=4, threads=1, quiet_wait=0)
 
 
 def _sidecar_address(setup: Setup, tmp_path: Path) -> ListenAddress | None:
