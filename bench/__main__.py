@@ -8,6 +8,7 @@ trustworthy numbers (a probe failed, a process died, too many errors), 2 usage e
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import platform
 import shlex
@@ -79,8 +80,8 @@ def _scale(results: Results, config: Config, say: Say) -> None:
 
 def _ratelimit(results: Results, config: Config, say: Say) -> None:
     logs = OUT / "logs" / "ratelimit"
-    run = ratelimit.run_inprocess
-    _in_process("ratelimit", lambda *a, **k: run(*a, **k, logs=logs))(results, config, say)
+    measured = functools.partial(ratelimit.run_inprocess, logs=logs)
+    _in_process("ratelimit", measured)(results, config, say)
     results.ratelimit_load = ratelimit.run_load(make_material(), config=config, logs=logs, say=say)
 
 

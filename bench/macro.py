@@ -31,7 +31,7 @@ MAX_ERROR_SHARE = 0.01  # more failed requests than this share of a run make it 
 
 @dataclass(frozen=True, slots=True)
 class Config:
-    """A run's settings (the flags, or a quick run's); the load test's first."""
+    """A run's settings: the load test's, then the in-process, scale and profile parts'."""
 
     duration: int  # whole seconds per measured run (wrk takes no fractions)
     warmup: int  # whole seconds of the unmeasured run before it

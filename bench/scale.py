@@ -1,7 +1,8 @@
-"""Policy scale: 1 k and 10 k AuthPolicy documents, each a service's own host, loaded through
-the service's own code in a fresh child process per load (docs/performance.md says what each
-number is). Each size is loaded in REPEATS processes: times are the best of them (other work on
-the machine only ever adds time), memory the largest.
+"""Policy scale: 1 k and 10 k AuthPolicy documents, each a service's own host, loaded by a child
+process through the service's own code (docs/performance.md says what each number is). A fresh
+process per load keeps one measurement's memory out of the next one's RSS. Each size is loaded
+in REPEATS processes: times are the best of them (other work on the machine only ever adds
+time), memory the largest.
 
 "Ready" is the time from starting the child to its first snapshot, less the same for one policy:
 the parent takes the time just before it starts the child, and the child reads the same
@@ -170,10 +171,10 @@ def _run_child(directory: Path, count: int, material: Material) -> dict[str, flo
     """One child's numbers; it gets the token and the time it was started as arguments."""
     argv = [str(directory), str(count), material.token, repr(time.monotonic())]
     done = subprocess.run(
-        [sys.executable, "-m", "bench.scale", *argv], capture_output=True, timeout=600
+        [sys.executable, "-m", "bench.scale", *argv], capture_output=True, text=True, timeout=600
     )
     if done.returncode != 0:
-        raise BenchError(f"scale child for {count} policies failed:\n{done.stderr[-3000:]!r}")
+        raise BenchError(f"scale child for {count} policies failed:\n{done.stderr[-3000:]}")
     values: dict[str, float] = json.loads(done.stdout.splitlines()[-1])
     return values
 

@@ -93,10 +93,8 @@ def stack(
         tcp = procs.loopback()
         listen, address = f"{tcp.host}:{tcp.port}", [tcp]
         if setup.transport == "unix":
-            listen, address = (
-                f"unix:{tmp}/{setup.name}.sock",
-                [ListenAddress(path=f"{tmp}/{setup.name}.sock")],
-            )
+            socket = f"{tmp}/{setup.name}.sock"
+            listen, address = f"unix:{socket}", [ListenAddress(path=socket)]
         if setup.workers > 1:
             workers = (worker_listen(listen, i).removeprefix("unix:") for i in range(setup.workers))
             address = [ListenAddress(path=path) for path in workers]
@@ -162,9 +160,11 @@ def expectations(setup: Setup, material: Material) -> list[tuple[str, str | None
 
 
 def request(address: ListenAddress, *, token: str | None) -> tuple[int, dict[str, str]]:
-    with contextlib.closing(http.client.HTTPConnection(address.host, address.port, timeout=5)) as c:
-        c.request("GET", PATH, headers={"authorization": f"Bearer {token}"} if token else {})
-        response = c.getresponse()
+    connection = http.client.HTTPConnection(address.host, address.port, timeout=5)
+    with contextlib.closing(connection):
+        headers = {"authorization": f"Bearer {token}"} if token else {}
+        connection.request("GET", PATH, headers=headers)
+        response = connection.getresponse()
         response.read()
         return response.status, {k.lower(): v for k, v in response.getheaders()}
 
