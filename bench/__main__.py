@@ -1,9 +1,8 @@
 """`python -m bench` (what `make bench` runs): flags or BENCH_* variables, the parts, the report.
 
-A flag wins over its environment variable. The parts run one after another, the load test first.
-A full run writes bench/out/results.json and docs/performance.md; a partial or quick run writes
-bench/out/ only. Exit codes: 0 done, 1 no trustworthy numbers (a probe failed, a process died,
-too many errors), 2 usage error.
+A flag wins over its environment variable. A full run writes bench/out/results.json and
+docs/performance.md; a partial or quick run writes bench/out/ only. Exit codes: 0 done, 1 no
+trustworthy numbers (a probe failed, a process died, too many errors), 2 usage error.
 """
 
 from __future__ import annotations
@@ -17,7 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -26,7 +25,7 @@ from typing import Any
 import psutil
 
 from bench import bruteforce, hostile, micro, profile, ratelimit, report, scale
-from bench.macro import MacroConfig, load_test
+from bench.macro import Config, load_test
 from bench.material import make_material
 from bench.procs import BenchError, find_binary
 from bench.results import InProcess, Results
@@ -35,43 +34,34 @@ from bench.stack import Stack
 
 Say = Callable[[str], None]
 ROOT = Path(__file__).resolve().parents[1]
+OUT, DOCS = Path("bench/out"), Path("docs/performance.md")
 
 
-@dataclass(frozen=True, slots=True)
-class Options:
-    macro: MacroConfig
-    micro_iterations: int = 10_000
-    micro_repeats: int = 7
-    scale_sizes: tuple[int, ...] = (1_000, 10_000)
-    profile_seconds: float = 5.0  # seconds of py-spy recording on the sidecar; 0 = no profile.
-    out: Path = Path("bench/out")
-
-
-def _load(results: Results, options: Options, say: Say) -> None:
-    material, seconds, config = make_material(), options.profile_seconds, options.macro
-    token, out = material.token, options.out
+def _load(results: Results, config: Config, say: Say) -> None:
+    material, seconds = make_material(), config.profile_seconds
 
     def profiled(current: Stack) -> None:
+        if seconds <= 0:
+            return
         say(f"profiling the sidecar-tcp sidecar for 2 x {seconds:g} s (py-spy)")
         try:
             results.profile = profile.record(
-                current, token=token, config=config, seconds=seconds, out=out
+                current, token=material.token, config=config, seconds=seconds, out=OUT
             )
         except BenchError as exc:
             say(f"no profile: {exc}")
 
-    then = profiled if seconds > 0 else lambda _stack: None
-    logs = out / "logs"
+    logs = OUT / "logs"
     results.load = load_test(
-        SETUPS, material=material, config=config, logs=logs, say=say, then=then
+        SETUPS, material=material, config=config, logs=logs, say=say, then=profiled
     )
 
 
 def _in_process(field: str, run: Callable[..., list[InProcess]]) -> Callable[..., None]:
     """A part measuring scenarios in-process into `field` of Results."""
 
-    def part(results: Results, options: Options, say: Say) -> None:
-        repeats, iterations = options.micro_repeats, options.micro_iterations
+    def part(results: Results, config: Config, say: Say) -> None:
+        repeats, iterations = config.micro_repeats, config.micro_iterations
         say(f"{field}: {repeats} x {iterations:,} checks per scenario")
         found = run(make_material(), iterations=iterations, repeats=repeats)
         setattr(results, field, found)
@@ -81,38 +71,34 @@ def _in_process(field: str, run: Callable[..., list[InProcess]]) -> Callable[...
     return part
 
 
-def _scale(results: Results, options: Options, say: Say) -> None:
-    material = make_material()
-    for size in options.scale_sizes:
+def _scale(results: Results, config: Config, say: Say) -> None:
+    for size in config.scale_sizes:
         say(f"scale: {size:,} policies")
-        results.scale.append(s := scale.measure(size, material))
+        results.scale.append(s := scale.measure(size, make_material()))
         say(f"scale {size:>6,}: load {s.load_s:.2f} s, RSS {s.rss_after_mb:.0f} MB")
 
 
-def _ratelimit(results: Results, options: Options, say: Say) -> None:
-    logs = options.out / "logs" / "ratelimit"
-    _in_process("ratelimit", functools.partial(ratelimit.run_inprocess, logs=logs))(
-        results, options, say
-    )
-    results.ratelimit_load = ratelimit.run_load(
-        make_material(), config=options.macro, logs=logs, say=say
-    )
+def _ratelimit(results: Results, config: Config, say: Say) -> None:
+    logs = OUT / "logs" / "ratelimit"
+    measured = functools.partial(ratelimit.run_inprocess, logs=logs)
+    _in_process("ratelimit", measured)(results, config, say)
+    results.ratelimit_load = ratelimit.run_load(make_material(), config=config, logs=logs, say=say)
 
 
-def _hostile(results: Results, options: Options, say: Say) -> None:
+def _hostile(results: Results, config: Config, say: Say) -> None:
     say(f"the check port under attack, engines {', '.join(hostile.ENGINES)}")
-    results.hostile = hostile.run(logs=options.out / "logs" / "hostile", say=say)
+    results.hostile = hostile.run(logs=OUT / "logs" / "hostile", say=say)
 
 
-def _tls(results: Results, options: Options, say: Say) -> None:
-    logs, config = options.out / "logs" / "tls", options.macro
+def _tls(results: Results, config: Config, say: Say) -> None:
+    logs = OUT / "logs" / "tls"
     results.tls_load = load_test(
         TLS_SETUPS, material=make_material(), config=config, logs=logs, say=say
     )
 
 
 #: The parts of a run, in the order they run; each fills its fields of Results.
-PARTS: dict[str, Callable[[Results, Options, Say], None]] = {
+PARTS: dict[str, Callable[[Results, Config, Say], None]] = {
     "load": _load,
     "micro": _in_process("micro", micro.run_micro),
     "scale": _scale,
@@ -123,19 +109,14 @@ PARTS: dict[str, Callable[[Results, Options, Say], None]] = {
 }
 
 
-def _first_line(*command: str) -> str:
+def _first_line(name: str, *args: str) -> str:
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.TimeoutExpired) as exc:
+        done = subprocess.run(
+            [find_binary(name), *args], capture_output=True, text=True, timeout=30
+        )
+    except (OSError, subprocess.TimeoutExpired, BenchError) as exc:
         return f"unknown ({exc})"
     return next(iter((done.stdout or done.stderr).strip().splitlines()), "unknown")
-
-
-def _tool(name: str, flag: str) -> str:
-    try:
-        return _first_line(find_binary(name), flag)
-    except BenchError:
-        return "not installed"
 
 
 def machine_info() -> dict[str, str]:
@@ -144,7 +125,7 @@ def machine_info() -> dict[str, str]:
         (line for line in Path("/proc/cpuinfo").read_text().splitlines() if "model name" in line),
         "",
     )
-    envoy, wrk = _tool("envoy", "--version"), _tool("wrk", "-v")
+    envoy, wrk = _first_line("envoy", "--version"), _first_line("wrk", "-v")
     commit = _first_line("git", "-C", str(ROOT), "rev-parse", "--short", "HEAD")
     if _first_line("git", "-C", str(ROOT), "status", "--porcelain", "--", "authz") != "unknown":
         commit += " (authz/ has uncommitted changes)"
@@ -175,17 +156,17 @@ def seconds(value: str) -> int:
         ) from None
 
 
+def _on(value: str) -> bool:
+    return value.lower() not in {"", "0", "false", "no", "off"}
+
+
 def positive(value: str) -> int:
     if not value.strip().isdigit() or int(value) < 1:
         raise argparse.ArgumentTypeError(f"not a whole number of at least 1: {value!r}")
     return int(value)
 
 
-def _env(name: str, default: str) -> str:
-    return os.environ.get(f"BENCH_{name.upper().replace('-', '_')}") or default
-
-
-#: (flag, type, default; BENCH_<FLAG> overrides the default, the flag both).
+#: (flag, type, default, help); BENCH_<FLAG> overrides the default, the flag both.
 FLAGS: tuple[tuple[str, Callable[[str], Any], str, str], ...] = (
     ("duration", seconds, "10s", "each measured run"),
     ("warmup", seconds, "2s", "the unmeasured run before each"),
@@ -194,35 +175,35 @@ FLAGS: tuple[tuple[str, Callable[[str], Any], str, str], ...] = (
     ("envoy-concurrency", positive, "1", "worker threads of every Envoy"),
     ("wrk-cpus", str, "", "taskset CPU list for wrk"),
     ("only", str, ",".join(PARTS), f"comma-separated parts: {', '.join(PARTS)}"),
+    ("quick", _on, "", "smoke run: 1 s per setup, one round, small sizes; docs/ left alone"),
+    ("profile", _on, "1", "record the sidecar with py-spy after the rounds (off in quick mode)"),
 )
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     for flag, kind, default, what in FLAGS:
-        p.add_argument(f"--{flag}", type=kind, default=_env(flag, default), help=what)
-    quick = _env("quick", "").lower() in {"1", "true", "yes", "on"}
-    help = "smoke run: 1 s per setup, one round, small sizes; docs/ is left alone"
-    p.add_argument("--quick", action="store_true", default=quick, help=help)
-    profile = _env("profile", "1").lower() not in {"0", "false", "no", "off"}
-    help = "record the sidecar with py-spy after the rounds (default on, off in quick mode)"
-    p.add_argument("--profile", action=argparse.BooleanOptionalAction, default=profile, help=help)
-    p.add_argument("--out", type=Path, default=Path("bench/out"))
-    p.add_argument("--docs", type=Path, default=Path("docs"))
+        env = os.environ.get(f"BENCH_{flag.upper().replace('-', '_')}") or default
+        if kind is _on:
+            switch = argparse.BooleanOptionalAction
+            p.add_argument(f"--{flag}", action=switch, default=_on(env), help=what)
+        else:
+            p.add_argument(f"--{flag}", type=kind, default=env, help=what)
     return p
 
 
-def options(args: argparse.Namespace) -> Options:
+def options(args: argparse.Namespace) -> Config:
     fields = ("duration", "warmup", "rounds", "connections", "envoy_concurrency")
-    macro = MacroConfig(
-        **{name: getattr(args, name) for name in fields}, wrk_cpus=args.wrk_cpus or None
+    chosen = Config(
+        **{name: getattr(args, name) for name in fields},
+        wrk_cpus=args.wrk_cpus or None,
+        profile_seconds=5.0 if args.profile else 0.0,
     )
-    chosen = Options(macro, profile_seconds=5.0 if args.profile else 0.0, out=args.out)
     if not args.quick:
         return chosen
-    quick = replace(macro, duration=1, warmup=1, rounds=1, quiet_wait=0, retries=0)
-    small = replace(chosen, micro_iterations=500, micro_repeats=2, scale_sizes=(100, 1_000))
-    return replace(small, macro=quick, profile_seconds=0)
+    quick = replace(chosen, duration=1, warmup=1, rounds=1, quiet_wait=0, retries=0)
+    small = replace(quick, micro_iterations=500, micro_repeats=2, scale_sizes=(100, 1_000))
+    return replace(small, profile_seconds=0, quick=True)
 
 
 def exact_command(argv: list[str]) -> str:
@@ -232,40 +213,30 @@ def exact_command(argv: list[str]) -> str:
     return " ".join([*env, *base])
 
 
-def run(options: Options, parts: list[str], *, command: str, say: Say = print) -> Results:
-    began = time.monotonic()
-    config = {**asdict(options.macro), **asdict(options), "parts": parts}
-    del config["macro"], config["out"]
-    started = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    results = Results(started=started, command=command, machine=machine_info(), config=config)
-    for name in parts:
-        PARTS[name](results, options, say)
-    results.elapsed_s = time.monotonic() - began
-    return results
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     parts = [part.strip() for part in args.only.split(",") if part.strip()]
     if unknown := [part for part in parts if part not in PARTS]:
         parser().error(f"unknown part(s) {unknown}; choose from {', '.join(PARTS)}")
+    chosen, began = options(args), time.monotonic()
+    config = {**asdict(chosen), "parts": parts}
+    started = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    command = exact_command(sys.argv[1:] if argv is None else argv)
+    results = Results(started=started, command=command, machine=machine_info(), config=config)
     try:
-        results = run(
-            options(args),
-            parts,
-            command=exact_command(sys.argv[1:] if argv is None else argv),
-            say=lambda line: print(line, flush=True),
-        )
+        for name in parts:
+            PARTS[name](results, chosen, lambda line: print(line, flush=True))
     except BenchError as exc:
         print(f"make bench: {exc}", file=sys.stderr)
         return 1
+    results.elapsed_s = time.monotonic() - began
     # A partial or quick run must not replace the full report.
-    full = set(parts) == set(PARTS) and not args.quick
-    out = args.docs if full else args.out
-    results.write_json(args.out / ("results.json" if full else "results-partial.json"))
-    path = report.write(results, template=args.docs / "performance.md", out=out / "performance.md")
+    full = set(parts) == set(PARTS) and not chosen.quick
+    results.write_json(OUT / ("results.json" if full else "results-partial.json"))
+    path = DOCS if full else OUT / "performance.md"
+    path.write_text(report.render(results, DOCS.read_text()))
     kept = "" if full else " (docs/ left alone)"
-    print(f"wrote {path}{kept}; raw results in {args.out}; {results.elapsed_s / 60:.1f} min")
+    print(f"wrote {path}{kept}; raw results in {OUT}; {results.elapsed_s / 60:.1f} min")
     return 0
 
 

@@ -4,11 +4,9 @@ proves its answer before it is timed, and the blocked one that it never reached 
 from __future__ import annotations
 
 import asyncio
-import copy
 import functools
 import time
 from collections.abc import Mapping
-from typing import Any
 
 from authz.jwt.verify import IssuerSpec, VerifiedToken, Verifier
 from authz.ratelimit.blockmemory import MemoryBlocks
@@ -27,9 +25,7 @@ OK, UNAUTHENTICATED, PERMISSION_DENIED = 0, 16, 7  # google.rpc codes of the ans
 class CountingVerifier(Verifier):
     """The real verifier, counting what it is asked (a blocked check must not reach it)."""
 
-    def __init__(self, *, cache_size: int = 10_000) -> None:
-        super().__init__(cache_size=cache_size)
-        self.calls = 0
+    calls = 0
 
     async def verify(
         self, token: str, issuers: Mapping[str, IssuerSpec], *, now: float
@@ -46,49 +42,31 @@ class _CountsOnly(MemoryBlocks):
         return 0
 
 
-def _policy(material: Material, *, protected: bool) -> dict[str, Any]:
-    policy = copy.deepcopy(sidecar_policy(material))
-    if protected:
-        policy["spec"]["protection"] = {"bruteForce": [{**PROTECTION, "blockFor": "31d"}]}
-    return policy
-
-
-def _forged(material: Material) -> str:
-    header, payload, signature = material.token.split(".")
-    return f"{header}.{payload}.{signature[::-1]}"  # same claims, a signature that fails
-
-
 async def _inprocess(material: Material, *, iterations: int, repeats: int) -> list[InProcess]:
-    plain = micro.snapshot(_policy(material, protected=False))
-    guarded = micro.snapshot(_policy(material, protected=True))
+    policy = sidecar_policy(material)
+    policy["spec"]["protection"] = {"bruteForce": [{**PROTECTION, "blockFor": "31d"}]}
+    plain, guarded = micro.snapshot(sidecar_policy(material)), micro.snapshot(policy)
     valid = micro.check_request(token=material.token)
-    forged = micro.check_request(token=_forged(material))
+    forged = micro.check_request(token=material.token_bad_signature)
     blocked_key = block_key("bench/bench:per-ip", KeyKind.SOURCE_IP, CLIENT)
     assert blocked_key is not None
     until = int((time.time() + 30 * 86400) * 1000)
     free, blocking, other = MemoryBlocks(), MemoryBlocks(), MemoryBlocks()
     blocking.put(blocked_key, until)
     other.put(blocked_key.replace(CLIENT, "192.0.2.1"), until)
+    denied, failed = PERMISSION_DENIED, UNAUTHENTICATED
     scenarios = [
         ("none", "the policy without protection: allowed", plain, free, valid, OK),
         ("protected", "a sourceIP protection, nobody blocked: allowed", guarded, free, valid, OK),
         ("protected-busy", "the same, another client blocked: allowed", guarded, other, valid, OK),
-        ("blocked", "the client blocked: 403 blocked", guarded, blocking, valid, PERMISSION_DENIED),
+        ("blocked", "the client blocked: 403 blocked", guarded, blocking, valid, denied),
         ("allowed-cold", "protected, token verified afresh: allowed", guarded, free, valid, OK),
-        (
-            "failing",
-            "a forged token: 401, counted",
-            guarded,
-            _CountsOnly(),
-            forged,
-            UNAUTHENTICATED,
-        ),
+        ("failing", "a forged token: 401, counted", guarded, _CountsOnly(), forged, failed),
     ]
     out: list[InProcess] = []
     for name, what, current, store, request, code in scenarios:
         verifier = CountingVerifier(cache_size=0 if name == "allowed-cold" else 10_000)
-        servicer = micro.servicer(current, verifier, blocks=store)
-        call = functools.partial(servicer.check, request)
+        call = functools.partial(micro.servicer(current, verifier, blocks=store).check, request)
         out.append(
             await micro.measure(name, what, call, iterations=iterations, repeats=repeats, code=code)
         )

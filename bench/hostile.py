@@ -3,6 +3,7 @@ sidecar per (engine, attack), with a legitimate client beside it (docs/performan
 
 from __future__ import annotations
 
+import contextlib
 import statistics
 import tempfile
 import threading
@@ -13,7 +14,7 @@ from pathlib import Path
 import grpc
 
 from authz._gen.authz.envoy.v3 import ext_authz_pb2 as pb
-from bench.procs import BenchError, Proc, loopback, start_sidecar, stop_all
+from bench.procs import BenchError, Proc, loopback, start_sidecar
 from bench.results import HostileResult
 from tests.support import hostile
 
@@ -38,59 +39,45 @@ CHECK = "/envoy.service.auth.v3.Authorization/Check"
 
 
 def _rss_mb(proc: Proc) -> float:
-    return hostile.rss_bytes(proc.pid) / 2**20
+    return hostile.rss_bytes(proc.popen.pid) / 2**20
 
 
 def measure(engine: str, attack: str, *, logs: Path, duration: float = 0) -> HostileResult:
-    """One attack against a fresh sidecar on `engine`."""
-    with tempfile.TemporaryDirectory() as tmp:
-        (policy := Path(tmp) / "open.yaml").write_text(POLICY)
-        grpc_listen, http = loopback(), loopback()
-        target, flags = f"{grpc_listen.host}:{grpc_listen.port}", ["--grpc-server", engine]
-        proc = start_sidecar(
-            f"hostile-{engine}-{attack}",
-            policies=policy,
-            grpc_listen=target,
-            http=http,
-            logs=logs,
-            extra_args=flags,
-        )
-        try:
-            with grpc.insecure_channel(target) as channel:
-                seconds = duration or DURATIONS_S.get(attack, DURATION_S)
-                check = channel.unary_unary(CHECK)
-                return _under_attack(proc, check, engine, attack, grpc_listen.port, seconds)
-        finally:
-            stop_all([proc])
-
-
-def _under_attack(
-    proc: Proc, check: Callable[..., object], engine: str, attack: str, port: int, seconds: float
-) -> HostileResult:
+    """One attack against a fresh sidecar on `engine`, with a legitimate client beside it."""
     request = pb.CheckRequest()
     http = request.attributes.request.http
     http.host, http.path, http.method = "open.test", "/", "GET"
     http.headers.update({":authority": "open.test", ":path": "/", ":method": "GET"})
-    message = request.SerializeToString()
-    check(message, timeout=10)  # the legitimate connection is open before the attack
-    before = peak = _rss_mb(proc)
-    stop = threading.Event()
-    thread, outcomes = hostile.run(hostile.ATTACKS[attack], ("127.0.0.1", port), stop)
-    latencies: list[float] = []
-    failed, end = 0, time.monotonic() + seconds
-    while time.monotonic() < end:
-        began = time.monotonic()
-        try:
-            check(message, timeout=5)
-        except grpc.RpcError:
-            failed += 1
-        latencies.append((time.monotonic() - began) * 1000)
-        if not proc.alive():
-            raise BenchError(f"{proc.name} died under the {attack} attack:\n{proc.tail()}")
-        peak = max(peak, _rss_mb(proc))
-        time.sleep(max(0.0, INTERVAL_S - (time.monotonic() - began)))
-    stop.set()
-    thread.join(15)
+    message, stop = request.SerializeToString(), threading.Event()
+    seconds, latencies, failed = duration or DURATIONS_S.get(attack, DURATION_S), [], 0
+    with contextlib.ExitStack() as cleanup:
+        policy = Path(cleanup.enter_context(tempfile.TemporaryDirectory())) / "open.yaml"
+        policy.write_text(POLICY)
+        listen, flags = loopback(), ["--grpc-server", engine]
+        target, name = f"{listen.host}:{listen.port}", f"hostile-{engine}-{attack}"
+        proc = start_sidecar(
+            name, policies=policy, grpc_listen=target, http=loopback(), logs=logs, extra_args=flags
+        )
+        cleanup.callback(proc.terminate)
+        check = cleanup.enter_context(grpc.insecure_channel(target)).unary_unary(CHECK)
+        check(message, timeout=10)  # the legitimate connection is open before the attack
+        before = peak = _rss_mb(proc)
+        thread, outcomes = hostile.run(hostile.ATTACKS[attack], ("127.0.0.1", listen.port), stop)
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            began = time.monotonic()
+            try:
+                check(message, timeout=5)
+            except grpc.RpcError:
+                failed += 1
+            latencies.append((time.monotonic() - began) * 1000)
+            if not proc.alive():
+                raise BenchError(f"{proc.name} died under the {attack} attack:\n{proc.tail()}")
+            peak = max(peak, _rss_mb(proc))
+            time.sleep(max(0.0, INTERVAL_S - (time.monotonic() - began)))
+        stop.set()
+        thread.join(15)
+        kept = _rss_mb(proc) - before
     outcome, ordered = outcomes[0] if outcomes else hostile.Outcome(), sorted(latencies)
     return HostileResult(
         attack,
@@ -101,7 +88,7 @@ def _under_attack(
         p99_ms=ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))],
         max_ms=ordered[-1],
         rss_growth_mb=peak - before,
-        rss_kept_mb=_rss_mb(proc) - before,
+        rss_kept_mb=kept,
         cut_off=outcome.cut_off,
         goaway=sorted(set(outcome.goaway)),
         frames_sent=outcome.frames_sent,

@@ -26,12 +26,13 @@ from bench.setups import FILTER_COUNTER, Setup
 from bench.stack import PATH, Running, Stack, probe_all, stack
 
 SCRIPT = Path(__file__).with_name("wrk_report.lua")
-#: More failed requests than this share of a run makes its numbers meaningless.
-MAX_ERROR_SHARE = 0.01
+MAX_ERROR_SHARE = 0.01  # more failed requests than this share of a run make it meaningless.
 
 
 @dataclass(frozen=True, slots=True)
-class MacroConfig:
+class Config:
+    """A run's settings: the load test's, then the in-process, scale and profile parts'."""
+
     duration: int  # whole seconds per measured run (wrk takes no fractions)
     warmup: int  # whole seconds of the unmeasured run before it
     rounds: int
@@ -40,45 +41,44 @@ class MacroConfig:
     envoy_concurrency: int = 1  # worker threads of each Envoy
     wrk_cpus: str | None = None  # taskset CPU list for wrk; None = not pinned
     #: Before each run, wait up to quiet_wait s for the machine's busy CPU to fall below
-    #: quiet_cores; a run during which other work took more than noisy_cores is measured again,
-    #: at most `retries` times (the kernel's loopback work is billed to our processes, so a quiet
+    #: quiet_cores; a run during which other work took more than that is measured again, at
+    #: most `retries` times (the kernel's loopback work is billed to our processes, so a quiet
     #: machine stays well under).
     quiet_wait: float = 20.0
     quiet_cores: float = 0.2
-    noisy_cores: float = 0.2
     retries: int = 1
+    micro_iterations: int = 10_000  # decisions per timed loop of an in-process scenario
+    micro_repeats: int = 7
+    scale_sizes: tuple[int, ...] = (1_000, 10_000)
+    profile_seconds: float = 5.0  # seconds of py-spy recording on the sidecar; 0 = no profile.
+    quick: bool = False  # a smoke run: it leaves docs/ alone.
 
 
 def parse_wrk(output: str) -> WrkResult:
-    """Parse wrk's output; raises BenchError when the BENCH_RESULT line is missing."""
     match = re.search(r"^BENCH_RESULT (.*)$", output, re.MULTILINE)
     if match is None:
         raise BenchError(f"no BENCH_RESULT line in wrk's output:\n{output[-2000:]}")
     values = {k: float(v) for k, _, v in (item.partition("=") for item in match[1].split())}
     duration, requests = values["duration_us"] / 1e6, int(values["requests"])
-    rps = requests / duration if duration > 0 else 0.0
-    text_rps = re.search(r"^Requests/sec:\s+([0-9.]+)", output, re.MULTILINE)
-    if text_rps is not None and rps > 0 and abs(float(text_rps[1]) - rps) > 0.01 * rps:
-        raise BenchError(f"wrk reports {text_rps[1]} req/s, its counts say {rps:.2f}")
     ms = {f"{k}_ms": values[f"{k}_us"] / 1000 for k in ("p50", "p99", "p999")}
     errors = {k: int(values[k]) for k in ("connect", "read", "write", "timeout", "status")}
-    return WrkResult(requests=requests, duration_s=duration, rps=rps, errors=errors, **ms)
+    return WrkResult(requests, duration, rps=requests / duration, errors=errors, **ms)
 
 
 def wrk_command(
-    address: ListenAddress, config: MacroConfig, *, seconds: int, token: str | None
+    address: ListenAddress, config: Config, *, seconds: int, token: str | None
 ) -> list[str]:
     command = [procs.find_binary("wrk"), f"-t{config.threads}", f"-c{config.connections}"]
-    command += [f"-d{max(seconds, 1)}s", "--latency", "--timeout", "5s", "-s", str(SCRIPT)]
+    command += [f"-d{seconds}s", "--latency", "--timeout", "5s", "-s", str(SCRIPT)]
     command += ["-H", f"Authorization: Bearer {token}"] if token is not None else []
     command.append(f"http://{address.host}:{address.port}{PATH}")
     return ["taskset", "-c", config.wrk_cpus, *command] if config.wrk_cpus else command
 
 
 def run_wrk(
-    address: ListenAddress, config: MacroConfig, *, seconds: int, token: str | None
+    address: ListenAddress, config: Config, *, seconds: int, token: str | None
 ) -> tuple[WrkResult, str]:
-    """One wrk run; returns the parsed result and wrk's full output (kept in the run's logs)."""
+    """One wrk run; returns the parsed result and wrk's output (kept in the run's logs)."""
     command = wrk_command(address, config, seconds=seconds, token=token)
     done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60)
     if done.returncode != 0:
@@ -101,7 +101,7 @@ def _busy(before: Any) -> tuple[float, float]:
 
 
 def measure(
-    current: Stack, running: Running, *, config: MacroConfig, token: str, round_number: int = 1
+    current: Stack, running: Running, *, config: Config, token: str, round_number: int = 1
 ) -> tuple[RunRecord, str]:
     """One measured wrk run against one setup, with the CPU every process spent meanwhile."""
     parts: dict[str, Proc] = {"gateway": running.gateway, "upstream": current.upstream}
@@ -117,7 +117,7 @@ def measure(
     busy, total = _busy(machine_before)
     cpu = {role: proc.cpu_seconds() - cpu_before[role] for role, proc in parts.items()}
     cpu["wrk"] = _children_cpu() - wrk_before
-    if result.failed > MAX_ERROR_SHARE * max(result.requests, 1):
+    if result.failed > MAX_ERROR_SHARE * result.requests:
         raise BenchError(
             f"{name}: {result.failed} of {result.requests} requests failed "
             f"({result.errors}); see wrk's output in the logs"
@@ -130,8 +130,7 @@ def measure(
                 f"grew by {allowed} only: requests bypassed the filter under test"
             )
     other = max(busy - sum(cpu.values()), 0.0)
-    busy_share = busy / total if total > 0 else 0.0
-    return RunRecord(name, round_number, result, cpu, busy_share, other), output
+    return RunRecord(name, round_number, result, cpu, busy / total, other), output
 
 
 def busy_cores(window: float = 1.0) -> float:
@@ -139,7 +138,7 @@ def busy_cores(window: float = 1.0) -> float:
     before = psutil.cpu_times()
     time.sleep(window)
     busy, total = _busy(before)
-    return busy / total * (psutil.cpu_count() or 1) if total > 0 else 0.0
+    return busy / total * (psutil.cpu_count() or 1)
 
 
 def schedule(names: list[str], rounds: int) -> list[tuple[int, str]]:
@@ -148,7 +147,7 @@ def schedule(names: list[str], rounds: int) -> list[tuple[int, str]]:
 
 
 def run_rounds(
-    current: Stack, *, token: str, config: MacroConfig, logs: Path, say: Callable[[str], None]
+    current: Stack, *, token: str, config: Config, logs: Path, say: Callable[[str], None]
 ) -> list[RunRecord]:
     records: list[RunRecord] = []
     for number, name in schedule([r.setup.name for r in current.setups], config.rounds):
@@ -172,7 +171,7 @@ def run_rounds(
                 f"  p99 {wrk.p99_ms:6.2f} ms  p99.9 {wrk.p999_ms:6.2f} ms"
                 f"  other CPU {other:4.2f} cores"
             )
-            if other <= config.noisy_cores:
+            if other <= config.quiet_cores:
                 break
             if len(attempts) <= config.retries:
                 say(f"  disturbed by other work ({other:.2f} cores); measuring again")
@@ -185,7 +184,7 @@ def load_test(
     setups: tuple[Setup, ...],
     *,
     material: Material,
-    config: MacroConfig,
+    config: Config,
     logs: Path,
     say: Callable[[str], None],
     redis: tuple[Proc, int] | None = None,
@@ -194,12 +193,9 @@ def load_test(
     """Start `setups`, probe each, measure them all in interleaved rounds, then call `then`
     while they still run (the profile)."""
     say(f"starting {', '.join(s.name for s in setups)} (logs: {logs})")
+    concurrency = config.envoy_concurrency
     with stack(
-        setups,
-        material=material,
-        envoy_concurrency=config.envoy_concurrency,
-        logs=logs,
-        redis=redis,
+        setups, material=material, envoy_concurrency=concurrency, logs=logs, redis=redis
     ) as current:
         probes = probe_all(current, material)
         for name, checks in probes.items():

@@ -19,65 +19,41 @@ from jwt.algorithms import RSAAlgorithm
 
 from authz.devtools.token import mint
 
-ISSUER = "https://issuer.bench.authz.local"
-AUDIENCE = "bench-api"
-KID = "bench-key"
-SUBJECT = "bench-user"
-SCOPE = "bench:read"
-#: The scope of the second rule (writes) of `sidecar_policy(..., writes=...)`.
-WRITE_SCOPE = "bench:write"
-#: The header both filters set from the `sub` claim.
-USER_HEADER = "x-user-id"
-#: Hosts the sidecar's policy claims (wrk and the probes send Host: 127.0.0.1:PORT).
-HOSTS = ("127.0.0.1", "localhost")
+ISSUER, AUDIENCE, KID = "https://issuer.bench.authz.local", "bench-api", "bench-key"
+SUBJECT, SCOPE, WRITE_SCOPE = "bench-user", "bench:read", "bench:write"
+USER_HEADER = "x-user-id"  # the header both filters set from the `sub` claim.
+HOSTS = ("127.0.0.1", "localhost")  # wrk and the probes send Host: 127.0.0.1:PORT.
 
 
 @dataclass(frozen=True, slots=True)
 class Material:
-    private_pem: bytes
     jwks: dict[str, Any]
-    #: Valid: right issuer, audience and scope.
-    token: str
-    #: Valid signature and claims, but without the scope the sidecar's rule requires.
-    token_without_scope: str
-    #: Signed by another key with the same kid: must be refused by every auth setup.
-    token_bad_signature: str
+    token: str  # right issuer, audience and scope
+    token_without_scope: str  # valid, but without the scope the sidecar's rule requires
+    token_bad_signature: str  # signed by another key with the same kid: refused by every auth
 
     @property
     def jwks_json(self) -> str:
         return json.dumps(self.jwks, separators=(",", ":"))
 
 
-def _pem(key: rsa.RSAPrivateKey | None = None) -> bytes:
-    """A PEM private key: `key`, or a new RSA key."""
-    key = key or rsa.generate_private_key(public_exponent=65537, key_size=2048)
+def _token(key: rsa.RSAPrivateKey, scope: str) -> str:
     encoding, private = serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8
-    return key.private_bytes(encoding, private, serialization.NoEncryption())
-
-
-def claims(*, scope: str, ttl: int = 6 * 3600) -> dict[str, Any]:
+    pem = key.private_bytes(encoding, private, serialization.NoEncryption())
     now = int(time.time())
-    return {
-        "iss": ISSUER,
-        "aud": AUDIENCE,
-        "sub": SUBJECT,
-        "scope": scope,
-        "iat": now,
-        "exp": now + ttl,
-    }
+    claims = {"iss": ISSUER, "aud": AUDIENCE, "sub": SUBJECT, "scope": scope}
+    return mint(key_pem=pem, claims={**claims, "iat": now, "exp": now + 6 * 3600}, kid=KID)
 
 
 def make_material() -> Material:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    key, other = (rsa.generate_private_key(public_exponent=65537, key_size=2048) for _ in range(2))
     jwk = json.loads(RSAAlgorithm.to_jwk(key.public_key()))
     jwk.update(kid=KID, alg="RS256", use="sig")
-    pem = _pem(key)
     return Material(
-        private_pem=pem,
         jwks={"keys": [jwk]},
-        token=mint(key_pem=pem, claims=claims(scope=SCOPE), kid=KID),
-        token_without_scope=mint(key_pem=pem, claims=claims(scope="other:thing"), kid=KID),
-        token_bad_signature=mint(key_pem=_pem(), claims=claims(scope=SCOPE), kid=KID),
+        token=_token(key, SCOPE),
+        token_without_scope=_token(key, "other:thing"),
+        token_bad_signature=_token(other, SCOPE),
     )
 
 
@@ -97,23 +73,16 @@ def sidecar_policy(
     user, and the response rewrites headers (one more set to a literal, two removed)."""
     rule: dict[str, Any] = {"name": "read", "scopes": {"allOf": [SCOPE]}}
     if rate_limit is not None:
-        rule["rateLimits"] = [
-            {"name": "per-user", "requests": rate_limit, "window": "1m", "key": "claim:sub"}
-        ]
+        limit = {"name": "per-user", "requests": rate_limit, "window": "1m", "key": "claim:sub"}
+        rule["rateLimits"] = [limit]
     rules = [rule]
     response: dict[str, Any] = {"setHeaders": [{"name": USER_HEADER, "claim": "sub"}]}
     if writes is not None:
         rule["match"] = {"methods": ["GET", "HEAD"], "paths": ["/bench/**"]}
         limit = {"name": "writes", "requests": writes, "window": "1m", "key": "claim:sub"}
         match = {"methods": ["POST", "PUT", "DELETE"], "paths": ["/bench/items/{id}"]}
-        rules.append(
-            {
-                "name": "write",
-                "match": match,
-                "scopes": {"allOf": [WRITE_SCOPE]},
-                "rateLimits": [limit],
-            }
-        )
+        scopes = {"allOf": [WRITE_SCOPE]}
+        rules.append({"name": "write", "match": match, "scopes": scopes, "rateLimits": [limit]})
         response["setHeaders"].append({"name": "x-authz-policy", "value": name})
         response["removeHeaders"] = ["authorization", "cookie"]
     issuer = {"issuer": ISSUER, "audiences": [AUDIENCE], "algorithms": ["RS256"]}

@@ -42,7 +42,7 @@ from authz.telemetry import tracing
 from authz.telemetry.decisionlog import DecisionLog
 from authz.telemetry.metrics import Metrics
 from bench.material import Material, sidecar_policy
-from bench.procs import BenchError
+from bench.procs import BenchError, Proc
 from bench.results import InProcess
 
 Call = Callable[[], Awaitable[Any]]
@@ -73,25 +73,18 @@ ENVOY_HEADERS = [
 ]
 
 
-def check_request(*, token: str | None, host: str = "127.0.0.1:10000") -> pb.CheckRequest:
+def check_request(*, token: str | None) -> pb.CheckRequest:
     """A CheckRequest with the attributes and headers Envoy sends for a wrk request."""
-    path = "/bench/items/42"
+    host, path = "127.0.0.1:10000", "/bench/items/42"
     headers = {":authority": host, ":method": "GET", ":path": path, ":scheme": "http"}
     headers |= {"x-forwarded-proto": "http", "x-request-id": "0b3c1f8e-6a8e-4a8f-9d0e-3f1b2c4d5e6f"}
     if token is not None:
         headers["authorization"] = f"Bearer {token}"
     request = pb.CheckRequest()
-    request.attributes.request.http.CopyFrom(
-        pb.AttributeContext.HttpRequest(
-            id="4125389719823497237",
-            method="GET",
-            path=path,
-            host=host,
-            scheme="http",
-            protocol="HTTP/1.1",
-            headers=headers,
-        )
-    )
+    http = request.attributes.request.http
+    http.id, http.method, http.path, http.host = "4125389719823497237", "GET", path, host
+    http.scheme, http.protocol = "http", "HTTP/1.1"
+    http.headers.update(headers)
     for peer, port in ((request.attributes.source, 53124), (request.attributes.destination, 10000)):
         peer.address.socket_address.address = "127.0.0.1"
         peer.address.socket_address.port_value = port
@@ -99,12 +92,9 @@ def check_request(*, token: str | None, host: str = "127.0.0.1:10000") -> pb.Che
 
 
 def snapshot(policy: dict[str, Any]) -> Snapshot:
-    """A snapshot holding `policy`, compiled as the service compiles it."""
+    """A snapshot holding `policy` (one that fails to compile fails `measure`'s answer check)."""
     store = PolicyStore(bind=offline_provider, publish=lambda _snapshot: None)
-    compiled = store.update("bench", [SourceDocument("bench", policy)])
-    if not compiled.policies:
-        raise BenchError(f"the benchmark policy did not compile: {compiled.states}")
-    return compiled
+    return store.update("bench", [SourceDocument("bench", policy)])
 
 
 def servicer(
@@ -115,8 +105,7 @@ def servicer(
     telemetry: bool = True,
     blocks: BlockStore | None = None,
 ) -> AuthorizationServicer:
-    """The servicer `authz serve` builds, with its observer (metrics, decision log) at the
-    service's defaults; the log lines are built, then dropped instead of queued for writing."""
+    """The servicer `authz serve` builds; the decision log's lines are built, then dropped."""
     rate = TelemetrySettings().log_allow_sample_rate
     log = DecisionLog(lambda _line: None, allow_sample_rate=rate)
     return AuthorizationServicer(
@@ -156,17 +145,37 @@ def traced() -> Iterator[None]:
         server.stop(None)
 
 
-class _Transport(asyncio.Transport):
-    """Takes every write at once, and wakes the waiter."""
+class EngineCall(asyncio.Transport):
+    """The h2 engine in-process: plays Envoy's side of one connection with no socket, and is the
+    connection's transport. Each call sends one check as Envoy does (a HEADERS frame whose block
+    the sidecar has seen before, then a DATA frame) and returns the answer's message."""
 
-    def __init__(self) -> None:
+    def __init__(self, servicer: AuthorizationServicer, request: pb.CheckRequest) -> None:
         super().__init__()
-        self.written = bytearray()
-        self.waiter: asyncio.Future[None] | None = None
+        self.written, self.waiter, no_op = bytearray(), asyncio.Future[None](), lambda *_: None
+        self._connection = Connection(
+            {CHECK: servicer.check_wire},
+            limits=DEFAULTS,
+            clock=Clock(),
+            on_close=no_op,
+            on_idle=no_op,
+        )
+        self._connection.connection_made(self)
+        # The largest send window there is: a run's answers never use it up.
+        window = h2.settings({h2.Setting.INITIAL_WINDOW_SIZE: h2.MAX_WINDOW})
+        window += h2.window_update(0, h2.MAX_WINDOW - 65_535)
+        self._connection.data_received(h2.PREFACE + window)
+        encoder = hpack.Encoder()
+        #: The first block adds Envoy's headers to the HPACK table; every later one (like
+        #: Envoy's) only refers to them, so it is the same bytes each time: encoded once here.
+        self._first: bytes | None = encoder.encode(ENVOY_HEADERS)
+        self._block = encoder.encode(ENVOY_HEADERS)
+        self._message = frame(request.SerializeToString())
+        self._stream = 1
 
     def write(self, data: Any) -> None:
         self.written += data
-        if self.waiter is not None and not self.waiter.done():
+        if not self.waiter.done():
             self.waiter.set_result(None)
 
     def is_closing(self) -> bool:
@@ -179,49 +188,17 @@ class _Transport(asyncio.Transport):
 
     def resume_reading(self) -> None: ...
 
-
-class EngineCall:
-    """The h2 engine in-process: plays Envoy's side of one connection with no socket. Each call
-    sends one check as Envoy does (a HEADERS frame whose block the sidecar has seen before, then
-    a DATA frame) and returns the answer's message from the frames the transport collected."""
-
-    def __init__(self, servicer: AuthorizationServicer, request: pb.CheckRequest) -> None:
-        self._transport, no_op = _Transport(), lambda *_args: None
-        self._connection = Connection(
-            {CHECK: servicer.check_wire},
-            limits=DEFAULTS,
-            clock=Clock(),
-            on_close=no_op,
-            on_idle=no_op,
-        )
-        self._connection.connection_made(self._transport)
-        window = h2.settings({h2.Setting.INITIAL_WINDOW_SIZE: h2.MAX_WINDOW})
-        window += h2.window_update(0, h2.MAX_WINDOW - 65_535)
-        self._connection.data_received(h2.PREFACE + window)
-        encoder = hpack.Encoder()
-        #: The first block adds Envoy's headers to the HPACK table; every later one (like
-        #: Envoy's) only refers to them, so it is the same bytes each time: encoded once here.
-        self._first: bytes | None = encoder.encode(ENVOY_HEADERS)
-        self._block = encoder.encode(ENVOY_HEADERS)
-        self._message = frame(request.SerializeToString())
-        self._stream = 1
-        self._received = 0
-
     async def __call__(self) -> bytes:
         stream, self._stream = self._stream, self._stream + 2
         block, self._first = self._first or self._block, None
-        self._transport.written.clear()
+        self.written.clear()
         self._connection.data_received(
             h2.frame(h2.Type.HEADERS, h2.Flag.END_HEADERS, stream, block)
             + h2.frame(h2.Type.DATA, h2.Flag.END_STREAM, stream, self._message)
         )
-        while (answer := _answer(self._transport.written, stream)) is None:
-            self._transport.waiter = asyncio.get_running_loop().create_future()
-            await self._transport.waiter
-        self._received += len(self._transport.written)
-        if self._received > 2**30:  # give the sidecar's send window back, as Envoy would
-            self._connection.data_received(h2.window_update(0, self._received))
-            self._received = 0
+        while (answer := _answer(self.written, stream)) is None:
+            self.waiter = asyncio.get_running_loop().create_future()
+            await self.waiter
         return answer
 
 
@@ -237,29 +214,28 @@ def _answer(output: bytearray, stream: int) -> bytes | None:
     return None
 
 
-def _code(answer: object) -> int | None:
-    """The google.rpc code of whatever a scenario returns (a response, its bytes, a Decision)."""
+def _code(answer: Decision | bytes | pb.CheckResponse) -> int:
+    """The google.rpc code of what a scenario returns: a Decision, a CheckResponse or its bytes."""
     if isinstance(answer, Decision):
         return 0 if answer.allowed else 16 if answer.status == 401 else 7
     if isinstance(answer, bytes):
         answer = pb.CheckResponse.FromString(answer)
-    return int(answer.status.code) if isinstance(answer, pb.CheckResponse) else None
+    return int(answer.status.code)
 
 
-async def timed(
-    call: Call, calls: int, *, per_call: int = 1, other: Callable[[], float] = lambda: 0.0
-) -> tuple[float, float, float]:
+async def _timed(call: Call, calls: int, per_call: int, redis: Proc | None) -> list[float]:
     """µs and CPU-µs per decision over `calls` calls of `per_call` decisions each, and the
-    CPU-µs per decision that `other` (a process's CPU seconds, e.g. Redis's) grew by."""
-    began, wall, cpu = other(), time.perf_counter_ns(), time.process_time_ns()
+    CPU-µs per decision `redis` spent meanwhile."""
+    cpu_of = redis.cpu_seconds if redis is not None else lambda: 0.0
+    began, wall, cpu = cpu_of(), time.perf_counter_ns(), time.process_time_ns()
     for _ in range(calls):
         await call()
     decisions = calls * per_call
-    return (
+    return [
         (time.perf_counter_ns() - wall) / decisions / 1000,
         (time.process_time_ns() - cpu) / decisions / 1000,
-        (other() - began) / decisions * 1e6,
-    )
+        (cpu_of() - began) / decisions * 1e6,
+    ]
 
 
 async def _memory(call: Call, *, samples: int = 200) -> tuple[int, int]:
@@ -289,16 +265,19 @@ async def measure(
     *,
     iterations: int,
     repeats: int,
-    code: int = 0,
+    code: int | None = 0,
     memory: bool = False,
+    per_call: int = 1,
+    redis: Proc | None = None,
 ) -> InProcess:
-    """Check the answer's code, warm up, then the best of `repeats` timed loops (and, with
-    `memory`, the tracemalloc pass)."""
-    answer = await call()
-    if _code(answer) != code:
+    """Check the answer's code (None: the caller did), warm up, then the best of `repeats` timed
+    loops of `iterations` decisions, `per_call` a call (and, with `memory`, the tracemalloc
+    pass); `redis`'s CPU per decision is the median of the loops'."""
+    if code is not None and _code(answer := await call()) != code:
         raise BenchError(f"{name}: expected code {code}: {answer!r}")
-    await timed(call, max(iterations // 10, 10))
-    timings = [await timed(call, iterations) for _ in range(repeats)]
+    calls = max(iterations // per_call, 1)
+    await _timed(call, max(calls // 10, 10), per_call, None)
+    timings = [await _timed(call, calls, per_call, redis) for _ in range(repeats)]
     peak, retained = await _memory(call) if memory else (0, 0)
     return InProcess(
         name=name,
@@ -307,6 +286,7 @@ async def measure(
         cpu_us=min(t[1] for t in timings),
         peak_bytes=peak,
         retained_bytes_per_1k=retained,
+        redis_cpu_us=statistics.median(t[2] for t in timings),
     )
 
 

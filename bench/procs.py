@@ -31,13 +31,9 @@ class Proc(support.Proc):
     def fail(self, message: str) -> NoReturn:
         raise BenchError(f"{self.name}: {message}\n{self.tail()}")
 
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
     def cpu_seconds(self) -> float:
         """User + system CPU of the process and its live children (`--workers N`) so far."""
-        process, total = psutil.Process(self.pid), 0.0
+        process, total = psutil.Process(self.popen.pid), 0.0
         for each in (process, *process.children(recursive=True)):
             with contextlib.suppress(psutil.NoSuchProcess):
                 total += sum(each.cpu_times()[:2])  # user + system
@@ -63,12 +59,8 @@ def start(name: str, command: list[str], *, logs: Path, ready: str | None = None
     """Start `command`, logging to logs/NAME.log; with `ready`, wait for a 200 from that URL."""
     logs.mkdir(parents=True, exist_ok=True)
     proc = Proc(name, command, log=logs / f"{name}.log")
-    try:
-        if ready is not None:
-            proc.wait_http(ready)
-    except BenchError:
-        proc.terminate()
-        raise
+    if ready is not None:
+        proc.wait_http(ready)
     return proc
 
 
@@ -100,13 +92,6 @@ def start_sidecar(
     return start(name, [*command, *extra_args], logs=logs, ready=ready)
 
 
-def _get(url: str) -> str | None:
-    """The body of a 200 answer from our own loopback `url`, or None."""
-    with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310
-        return str(response.read().decode()) if response.status == 200 else None
-    return None
-
-
 def stop_all(procs: list[Proc]) -> None:
     for proc in reversed(procs):
         proc.terminate(timeout=10)
@@ -115,8 +100,11 @@ def stop_all(procs: list[Proc]) -> None:
 def envoy_counters(admin: ListenAddress, *, prefix: str = "http.ingress.") -> dict[str, int]:
     """Counters from Envoy's admin /stats (text format: `name: value`)."""
     url = f"http://{admin.host}:{admin.port}/stats?usedonly&filter=^{prefix.replace('.', '[.]')}"
-    if (text := _get(url)) is None:
-        raise BenchError(f"no counters from {url}")
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            text = response.read().decode()
+    except OSError as exc:
+        raise BenchError(f"no counters from {url}: {exc}") from None
     pairs = (line.partition(": ") for line in text.splitlines())
     return {k.strip(): int(v) for k, sep, v in pairs if sep and v.strip().isdigit()}
 
@@ -127,22 +115,16 @@ def redis_server(logs: Path) -> Iterator[tuple[Proc, int]]:
     port = support.free_port()
     with tempfile.TemporaryDirectory(prefix="authz-bench-redis-") as workdir:
         command = [find_binary("redis-server"), "--port", str(port), "--bind", "127.0.0.1"]
-        proc = start(
-            "redis", [*command, "--save", "", "--appendonly", "no", "--dir", workdir], logs=logs
-        )
-        client = redis.Redis(port=port, socket_timeout=0.5)
+        command += ["--save", "", "--appendonly", "no", "--dir", workdir]
+        proc = start("redis", command, logs=logs)
         try:
-            try:
-                wait_for(
-                    client.ping,
-                    what="PONG",
-                    within=10,
-                    ignore=(redis.RedisError,),
-                    unless=proc.exited,
-                )
-            except AssertionError as exc:
-                proc.fail(str(exc))
+            with contextlib.closing(redis.Redis(port=port, socket_timeout=0.5)) as client:
+                try:
+                    wait_for(
+                        client.ping, what="PONG", ignore=(redis.RedisError,), unless=proc.exited
+                    )
+                except AssertionError as exc:
+                    proc.fail(str(exc))
             yield proc, port
         finally:
-            client.close()
             stop_all([proc])

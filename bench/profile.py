@@ -9,9 +9,8 @@ import subprocess
 import time
 from collections import Counter
 from pathlib import Path
-from typing import NamedTuple
 
-from bench.macro import MacroConfig, wrk_command
+from bench.macro import Config, wrk_command
 from bench.procs import BenchError, find_binary
 from bench.results import ProfileResult
 from bench.stack import Stack
@@ -25,22 +24,23 @@ _SYSCALLS |= {"sem_post", "pthread_cond_signal", "syscall"}
 SETUP = "sidecar-tcp"  # the setup whose sidecar is profiled.
 IDLE = "waiting (epoll, locks, queues, GIL)"
 _H2 = "h2 engine: HTTP/2 frames, HPACK, gRPC framing (authz/server/h2*.py)"
-_DECISION = "authz: the decision (servicer.check, without log and metrics)"
 #: (category, a pattern one of a stack's frames matches, or None: the innermost frame is a
 #: system call), in the order a stack is tested, first match wins: the h2 engine's frames
-#: before the C core's and the event loop's (they run inside both), "other" last.
+#: before the C core's and the event loop's (they run inside both); no match is "other".
 _TESTS: tuple[tuple[str, str | None], ...] = (
     ("authz: decision log (build, queue, write lines)", "decisionlog.py"),
     ("authz: metrics", "telemetry/metrics.py|prometheus_client"),
-    (_DECISION, "^AuthorizationServicer\\.(check|_check) "),
+    (
+        "authz: the decision (servicer.check, without log and metrics)",
+        "^AuthorizationServicer\\.(check|_check) ",
+    ),
     ("gRPC server: syscalls (sendmsg/recvmsg, eventfd and futex wakeups)", None),
     (_H2, "server/h2[a-z]*.py|server/grpcwire.py|hpack"),
     ("gRPC server: Cython/C core", "cygrpc"),
     ("asyncio event loop", "asyncio"),
-    ("other", ""),
 )
 #: The categories in the report's order.
-CATEGORIES = [name for name, _ in _TESTS if name != _H2] + [_H2]
+CATEGORIES = [*(name for name, _ in _TESTS if name != _H2), "other", _H2]
 
 
 def category(frames: list[str]) -> str:
@@ -52,7 +52,7 @@ def category(frames: list[str]) -> str:
             return name
         if pattern is not None and any(re.search(pattern, frame) for frame in frames):
             return name
-    raise AssertionError("unreachable: the last category matches everything")
+    return "other"
 
 
 def _readable(frame: str) -> str:
@@ -63,26 +63,15 @@ def _readable(frame: str) -> str:
     return frame
 
 
-class Analysis(NamedTuple):
-    samples: int
-    busy: int  # samples of threads doing work (not waiting); the shares are of these.
-    breakdown: list[tuple[str, float]]
-    top_self: list[tuple[str, float]]
-    top_authz: list[tuple[str, float]]
-
-
-def analyze(collapsed: str) -> Analysis:
+def analyze(collapsed: str, *, seconds: float = 0.0, flamegraph: str = "") -> ProfileResult:
     """Read py-spy's collapsed stacks ("frame;frame;... count" per line)."""
     own, inclusive, categories = Counter[str](), Counter[str](), Counter[str]()
     total = busy = 0
     for line in collapsed.splitlines():
         stack, _, count = line.rpartition(" ")
-        if not stack or not count.isdigit():
-            continue
         total += int(count)
         frames = [_LINE.sub(")", frame) for frame in stack.split(";")]
-        kind = category(frames)
-        if kind == IDLE:
+        if (kind := category(frames)) == IDLE:
             continue
         busy += int(count)
         categories[kind] += int(count)
@@ -90,45 +79,47 @@ def analyze(collapsed: str) -> Analysis:
         for frame in set(frames):
             if "authz/" in frame and not frame.endswith(("cli.py)", "__main__.py)")):
                 inclusive[frame] += int(count)
+    if busy == 0:
+        raise BenchError("py-spy caught the sidecar busy in none of its samples")
 
     def share(counter: Counter[str]) -> list[tuple[str, float]]:
         return [(name, count / busy) for name, count in counter.most_common(10)]
 
     breakdown = [(name, categories[name] / busy) for name in CATEGORIES if categories[name]]
-    return Analysis(total, busy, breakdown, share(own), share(inclusive))
+    return ProfileResult(
+        SETUP,
+        seconds,
+        samples=total,
+        busy_samples=busy,
+        flamegraph=flamegraph,
+        breakdown=breakdown,
+        top_self=share(own),
+        top_inclusive=share(inclusive),
+    )
 
 
 def _py_spy(pid: int, *, seconds: float, fmt: str, output: Path) -> None:
     command = [find_binary("py-spy"), "record", "--pid", str(pid), "--native", "--rate", "200"]
-    command += ["--duration", str(max(int(seconds), 1)), "--format", fmt, "--output", str(output)]
-    done = subprocess.run(
-        command, capture_output=True, text=True, timeout=seconds + 60, check=False
-    )
+    command += ["--duration", str(int(seconds)), "--format", fmt, "--output", str(output)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60)
     if done.returncode != 0 or not output.exists():
         raise BenchError(f"py-spy failed ({done.returncode}): {done.stderr.strip()[-1000:]}")
 
 
 def record(
-    current: Stack, *, token: str, config: MacroConfig, seconds: float, out: Path
+    current: Stack, *, token: str, config: Config, seconds: float, out: Path
 ) -> ProfileResult:
     """Keep SETUP under wrk's load (not a measured run) while py-spy records its sidecar."""
-    setup = SETUP
-    sidecar = current.get(setup).sidecar
-    if sidecar is None:
-        raise BenchError(f"{setup} has no sidecar to profile")
-    command = wrk_command(
-        current.get(setup).listen, config, seconds=int(2 * seconds) + 3, token=token
-    )
+    running = current.get(SETUP)
+    assert running.sidecar is not None  # SETUP is a sidecar's
+    command = wrk_command(running.listen, config, seconds=int(2 * seconds) + 3, token=token)
     load = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     collapsed, flamegraph = out / "profile-sidecar.txt", out / "profile-sidecar.svg"
     try:
         time.sleep(1)  # wrk's connections are up and the sidecar busy before sampling starts
-        _py_spy(sidecar.pid, seconds=seconds, fmt="raw", output=collapsed)
-        _py_spy(sidecar.pid, seconds=seconds, fmt="flamegraph", output=flamegraph)
+        for fmt, output in (("raw", collapsed), ("flamegraph", flamegraph)):
+            _py_spy(running.sidecar.popen.pid, seconds=seconds, fmt=fmt, output=output)
     finally:
         load.terminate()
         load.wait()
-    found = analyze(collapsed.read_text())
-    if found.busy == 0:
-        raise BenchError(f"py-spy caught the {setup} sidecar busy in none of its samples")
-    return ProfileResult(setup, seconds, found.samples, found.busy, str(flamegraph), *found[2:])
+    return analyze(collapsed.read_text(), seconds=seconds, flamegraph=str(flamegraph))

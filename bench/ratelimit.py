@@ -5,8 +5,9 @@ back to memory cannot pass for Redis."""
 from __future__ import annotations
 
 import asyncio
-import statistics
+import contextlib
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from authz.ratelimit.memory import MemoryLimiter
 from authz.ratelimit.shared import SharedLimiter
 from authz.settings import RateLimitSettings
 from bench import micro, procs
-from bench.macro import MacroConfig, load_test
+from bench.macro import Config, load_test
 from bench.material import Material, sidecar_policy
 from bench.procs import BenchError, Proc
 from bench.results import InProcess, LoadResult
@@ -41,11 +42,8 @@ SETUPS: tuple[Setup, ...] = (
 
 def script_calls(port: int) -> int:
     """Script calls (EVALSHA and kin) Redis has run since it started: one per limited check."""
-    client = redis.Redis(port=port)
-    try:
+    with contextlib.closing(redis.Redis(port=port)) as client:
         stats: dict[str, Any] = client.info("commandstats")
-    finally:
-        client.close()
     names = ("cmdstat_evalsha", "cmdstat_evalsha_ro", "cmdstat_eval", "cmdstat_eval_ro")
     return sum(int(stats[name]["calls"]) for name in names if name in stats)
 
@@ -54,18 +52,19 @@ async def _inprocess(
     material: Material, server: tuple[Proc, int], *, iterations: int, repeats: int
 ) -> list[InProcess]:
     redis_proc, port = server
-    url = f"redis://127.0.0.1:{port}"
-    shared = build_limiter(RateLimitSettings(redis_url=url, redis_timeout=REDIS_TIMEOUT_MS / 1000))
-    if not isinstance(shared, SharedLimiter):
-        raise BenchError(f"a Redis URL built {type(shared).__name__}, not the shared limiter")
+    url, timeout = f"redis://127.0.0.1:{port}", REDIS_TIMEOUT_MS / 1000
+    shared = build_limiter(RateLimitSettings(redis_url=url, redis_timeout=timeout))
+    assert isinstance(shared, SharedLimiter)  # what a Redis URL builds
     check = micro.check_request(token=material.token)
 
     async def measure(name: str, what: str, limiter: Limiter, *, at_once: int = 1) -> InProcess:
-        limited = name != "none"
+        limited, calls, before = name != "none", 0, script_calls(port)
         policy = sidecar_policy(material, rate_limit=LIMIT if limited else None)
         servicer = micro.servicer(micro.snapshot(policy), Verifier(), limiter=limiter)
 
         async def call() -> Sequence[pb.CheckResponse]:
+            nonlocal calls
+            calls += 1
             if at_once == 1:  # awaited directly: a task per check would be measured too
                 return (await servicer.check(check),)
             return await asyncio.gather(*(servicer.check(check) for _ in range(at_once)))
@@ -75,24 +74,21 @@ async def _inprocess(
             headers = {h.header.key: h.header.value for h in added}
             if answer.status.code != 0 or limited != (headers.get("ratelimit-limit") == str(LIMIT)):
                 raise BenchError(f"ratelimit {name}: not the allow expected: {answer}")
-        calls = max(iterations // at_once, 1)
-        await micro.timed(call, max(calls // 10, 10))
-        before = script_calls(port)
-        timings = [
-            await micro.timed(call, calls, per_call=at_once, other=redis_proc.cpu_seconds)
-            for _ in range(repeats)
-        ]
-        scripts = (script_calls(port) - before) / (calls * at_once * repeats)
+        found = await micro.measure(
+            name,
+            what,
+            call,
+            iterations=iterations,
+            repeats=repeats,
+            code=None,
+            per_call=at_once,
+            redis=redis_proc,
+        )
+        scripts = (script_calls(port) - before) / (calls * at_once)
         if limiter is shared and scripts < 1.0:
             raise BenchError(f"ratelimit {name}: Redis ran {scripts:.2f} scripts per check")
-        return InProcess(
-            name=name,
-            description=what,
-            wall_us=min(t[0] for t in timings),
-            cpu_us=min(t[1] for t in timings),
-            redis_cpu_us=statistics.median(t[2] for t in timings) if scripts else 0.0,
-            redis_calls_per_decision=scripts,
-        )
+        redis_cpu = found.redis_cpu_us if scripts else 0.0
+        return replace(found, redis_cpu_us=redis_cpu, redis_calls_per_decision=scripts)
 
     await shared.start()
     try:
@@ -129,7 +125,7 @@ def run_inprocess(
 
 
 def run_load(
-    material: Material, *, config: MacroConfig, logs: Path, say: Callable[[str], None]
+    material: Material, *, config: Config, logs: Path, say: Callable[[str], None]
 ) -> LoadResult:
     """The three sidecars under wrk, interleaved; the Redis one's Redis CPU charged to it."""
     with procs.redis_server(logs) as server:

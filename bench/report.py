@@ -3,14 +3,13 @@
 The document is prose a person edits; the blocks between `<!-- bench:NAME -->` and
 `<!-- /bench:NAME -->` are rewritten from Results on every run, so numbers never drift from
 the run. A section is a function from Results to markdown ("" when its part did not run) and
-one line in SECTIONS; a section without a block yet is appended under its title.
+one line in SECTIONS.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from pathlib import Path
 
 from bench.hostile import P99_MAX_MS, RSS_GROWTH_MAX_MB
@@ -88,43 +87,31 @@ def _load(results: Results) -> str:
     return (
         f"wrk: {c['connections']} connections, {c['threads']} threads, {c['duration']} s per run "
         f"after a {c['warmup']} s warmup, {c['rounds']} rounds; a wait of up to "
-        f"{c['quiet_wait']:g} s before each run, a run with more than {c['noisy_cores']:g} cores "
+        f"{c['quiet_wait']:g} s before each run, a run with more than {c['quiet_cores']:g} cores "
         f"of other work measured again (retries: {c['retries']}); every Envoy with "
         f"`--concurrency {c['envoy_concurrency']}`; wrk {wrk}.\n\n"
         f"Probed before timing: {_probes(results.load)}.\n\n{table(header, rows)}"
     )
 
 
-@dataclass(frozen=True, slots=True)
-class Ratio:
-    setup: str
-    throughput: float
-    p99: float
-    target: bool  # whether the targets apply (the sidecar), or the row is a reference.
-
-
-def ratios(results: Results) -> list[Ratio]:
+def _ratios(results: Results) -> str:
     """Each setup against native jwt_authn; the targets apply to the sidecar's own setups."""
     if results.load is None or (native := results.load.get(NATIVE)) is None:
-        return []
-    reference = {s.name: s.reference for s in SETUPS}
-    return [
-        Ratio(s.setup, s.rps / native.rps, s.p99_ms / native.p99_ms, not reference[s.setup])
-        for s in results.load.setups
-        if s.setup not in (NATIVE, "noauth")
-    ]
-
-
-def _ratios(results: Results) -> str:
-    def row(q: Ratio) -> str:
+        return ""
+    reference = {s.name for s in SETUPS if s.reference}
+    rows = []
+    for s in results.load.setups:
+        if s.setup in (NATIVE, "noauth"):
+            continue
         # Three digits: 0.349 must not read as a met 0.35.
-        start = f"`{q.setup}` / `{NATIVE}` | {q.throughput:.3f}"
-        if not q.target:
-            return f"{start} |  | reference | {q.p99:.2f} |  | reference"
-        throughput, p99 = met(q.throughput >= THROUGHPUT_RATIO_MIN), met(q.p99 <= P99_RATIO_MAX)
-        return f"{start} | >= {THROUGHPUT_RATIO_MIN} | {throughput} | {q.p99:.2f} | <= {P99_RATIO_MAX:g} | {p99}"
-
-    rows = list(map(row, ratios(results)))
+        throughput, p99 = s.rps / native.rps, s.p99_ms / native.p99_ms
+        start = f"`{s.setup}` / `{NATIVE}` | {throughput:.3f}"
+        if s.setup in reference:
+            rows.append(f"{start} |  | reference | {p99:.2f} |  | reference")
+            continue
+        ok, fast = met(throughput >= THROUGHPUT_RATIO_MIN), met(p99 <= P99_RATIO_MAX)
+        targets = f">= {THROUGHPUT_RATIO_MIN} | {ok} | {p99:.2f} | <= {P99_RATIO_MAX:g} | {fast}"
+        rows.append(f"{start} | {targets}")
     return table(" | throughput ratio | target |  | p99 ratio | target | ", rows) if rows else ""
 
 
@@ -206,10 +193,8 @@ def _scale(results: Results) -> str:
     )
     repeats = " or ".join(str(n) for n in sorted({s.repeats for s in results.scale}))
     lines = [f"Each size loaded in {repeats} fresh processes.\n", table(header, rows), ""]
-    small, large = (
-        min(results.scale, key=lambda s: s.policies),
-        max(results.scale, key=lambda s: s.policies),
-    )
+    ordered = sorted(results.scale, key=lambda s: s.policies)
+    small, large = ordered[0], ordered[-1]
     if large.policies >= 10_000:
         lines.append(
             f"- ready <= {READY_10K_MAX_S:g} s at 10 k, beyond what one policy needs (process "
@@ -350,58 +335,35 @@ def _bruteforce(results: Results) -> str:
     return _in_process(found, header, lambda m: f" | {m.cpu_us / found[0].cpu_us:.2f}")
 
 
-@dataclass(frozen=True, slots=True)
-class Section:
-    name: str
-    title: str  # the heading it gets when the document has no block for it yet.
-    render: Callable[[Results], str]
-
-
-SECTIONS = (
-    Section("run", "Run", _run),
-    Section("machine", "Machine", _machine),
-    Section("load", "Side by side: Envoy alone, native jwt_authn, the sidecar", _load),
-    Section("ratios", "Sidecar versus native jwt_authn", _ratios),
-    Section("cpu", "CPU per request under load", _cpu),
-    Section("micro", "The check path in-process", _micro),
-    Section("scale", "Policy scale", _scale),
-    Section("profile", "Where the sidecar's CPU goes", _profile),
-    Section("pairs", "One change at a time", _pairs),
-    Section("ratelimit", "Rate limits in-process", _ratelimit),
-    Section(
-        "ratelimit-load",
-        "Rate limits under load",
-        lambda r: _versus(r.ratelimit_load, NONE, "no limits", ("sidecar", "redis", "gateway")),
+#: Each block of the document and what writes it, in the document's order.
+SECTIONS: dict[str, Callable[[Results], str]] = {
+    "run": _run,
+    "machine": _machine,
+    "load": _load,
+    "ratios": _ratios,
+    "cpu": _cpu,
+    "micro": _micro,
+    "scale": _scale,
+    "profile": _profile,
+    "pairs": _pairs,
+    "ratelimit": _ratelimit,
+    "ratelimit-load": lambda r: _versus(
+        r.ratelimit_load, NONE, "no limits", ("sidecar", "redis", "gateway")
     ),
-    Section("hostile", "The check port under attack", _hostile),
-    Section(
-        "tls",
-        "TLS on the check listener",
-        lambda r: _versus(r.tls_load, TLS_PLAIN, "plaintext", ("sidecar", "gateway")),
-    ),
-    Section("bruteforce", "Brute-force protection in-process", _bruteforce),
-)
+    "hostile": _hostile,
+    "tls": lambda r: _versus(r.tls_load, TLS_PLAIN, "plaintext", ("sidecar", "gateway")),
+    "bruteforce": _bruteforce,
+}
 
 
 def render(results: Results, template: str) -> str:
     """`template` (the document) with every section's block rewritten from `results`."""
     text = template
-    for section in SECTIONS:
-        begin, end = f"<!-- bench:{section.name} -->", f"<!-- /bench:{section.name} -->"
-        block = f"{begin}\n{section.render(results) or 'Not measured in this run.'}\n{end}"
+    for name, section in SECTIONS.items():
+        begin, end = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
         found = re.search(f"{re.escape(begin)}.*?{re.escape(end)}", text, flags=re.DOTALL)
-        if found is not None:
-            text = text[: found.start()] + block + text[found.end() :]
-        elif begin in text or end in text:
-            raise ValueError(f"the document's {section.name} block lacks {begin} or {end}")
-        else:
-            text = f"{text.rstrip()}\n\n## {section.title}\n\n{block}\n"
+        if found is None:
+            raise ValueError(f"the document has no block {begin} ... {end}")
+        block = f"{begin}\n{section(results) or 'Not measured in this run.'}\n{end}"
+        text = text[: found.start()] + block + text[found.end() :]
     return text
-
-
-def write(results: Results, *, template: Path, out: Path) -> Path:
-    """`out`: `template` (or, without it, a bare title) with this run's numbers."""
-    text = template.read_text() if template.exists() else "# Performance\n"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(render(results, text))
-    return out

@@ -154,14 +154,11 @@ class Results:
 
 
 def summarize(setup: str, title: str, runs: Sequence[RunRecord]) -> SetupSummary:
-    if not runs:
-        raise ValueError(f"no runs of {setup}")
-
     def median(get: Callable[[RunRecord], float]) -> float:
         return float(statistics.median(get(r) for r in runs))
 
     def per_request(role: str) -> float:
-        return median(lambda r: 1e6 * r.cpu_s.get(role, 0.0) / max(r.wrk.requests, 1))
+        return median(lambda r: 1e6 * r.cpu_s.get(role, 0.0) / r.wrk.requests)
 
     return SetupSummary(
         setup,

@@ -1,31 +1,18 @@
-"""Policy scale: 1 k and 10 k AuthPolicy documents, each with its own host.
+"""Policy scale: 1 k and 10 k AuthPolicy documents, each a service's own host, loaded by a child
+process through the service's own code (docs/performance.md says what each number is). A fresh
+process per load keeps one measurement's memory out of the next one's RSS. Each size is loaded
+in REPEATS processes: times are the best of them (other work on the machine only ever adds
+time), memory the largest.
 
-Each document is a service's policy as many teams would write it: its own host, the inline JWKS
-of the one issuer they all share, two rules (reads; writes with a per-user rate limit) and
-header rewrites. The documents are generated into a temporary directory (100 per file, as a team
-with many services might keep them) and loaded by a child process through the service's own
-code: the file source reads them, the PolicyStore compiles them with the service's KeyRegistry
-and builds the host index. A fresh process per load keeps one measurement's memory out of the
-next one's RSS; it imports authz.app first, so the baseline is what `authz serve` has loaded
-anyway. Each size is loaded in REPEATS processes: times are the best of them (other work on the
-machine only ever adds time), memory the largest.
-
-Besides the file source's load, the child times its split (read, then compile), the Kubernetes
-source's compile (the same documents as the controller hands them over), a reload after one
-file changed, host lookups (which should not depend on how many policies there are) and a whole
-decision for one of the hosts.
-
-"Ready" is what a replica waits for: the time from starting the child process to its first
-snapshot, less the same for a directory with one policy (the interpreter, the imports and the
-setup every replica pays whatever it serves). The parent takes the time just before it starts
-the child, and the child reads the same system-wide monotonic clock once the load is done.
+"Ready" is the time from starting the child to its first snapshot, less the same for one policy:
+the parent takes the time just before it starts the child, and the child reads the same
+system-wide monotonic clock once the load is done.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
 import random
 import resource
 import subprocess
@@ -35,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import psutil
 import yaml
 
 from bench.material import Material, sidecar_policy
@@ -71,8 +59,6 @@ def generate(directory: Path, count: int, material: Material) -> tuple[int, int]
 
 
 def _rss_mb() -> float:
-    import psutil
-
     return float(psutil.Process().memory_info().rss) / 2**20
 
 
@@ -91,8 +77,7 @@ def _lookup_ns(lookup: Any, hosts: list[str], passes: int = 100) -> float:
 
 def _timed(action: Any, *args: Any) -> tuple[Any, float]:
     start = time.perf_counter()
-    result = action(*args)
-    return result, time.perf_counter() - start
+    return action(*args), time.perf_counter() - start
 
 
 def _as_from_kubernetes(documents: list[Any]) -> list[Any]:
@@ -147,9 +132,7 @@ async def _child(directory: Path, count: int, token: str, started: float) -> dic
         found.update(load_s=time.perf_counter() - start, load_cpu_s=time.process_time() - cpu)
         found.update(started_s=time.monotonic() - started, started_cpu_s=time.process_time())
         if snapshot is None or len(snapshot.policies) != count:
-            raise BenchError(
-                f"scale: {0 if snapshot is None else len(snapshot.policies)} of {count}"
-            )
+            raise BenchError(f"scale: not all {count} policies loaded: {snapshot}")
         found.update(rss_after_mb=_rss_mb())
         found.update(peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
@@ -161,9 +144,7 @@ async def _child(directory: Path, count: int, token: str, started: float) -> dic
         )
 
         verifier, headers = Verifier(), {"authorization": f"Bearer {token}"}
-        request = CheckInput(
-            method="GET", host=present[0], raw_path="/bench/items/42", headers=headers
-        )
+        request = CheckInput("GET", present[0], "/bench/items/42", headers=headers)
         decision = await decide(snapshot, request, verifier=verifier, now=time.time())
         if not decision.allowed:
             raise BenchError(f"scale: the token was refused at {present[0]}: {decision.reason}")
@@ -187,19 +168,14 @@ async def _child(directory: Path, count: int, token: str, started: float) -> dic
 
 
 def _run_child(directory: Path, count: int, material: Material) -> dict[str, float]:
-    env = {**os.environ, "BENCH_TOKEN": material.token}
-    env["BENCH_STARTED"] = repr(time.monotonic())
+    """One child's numbers; it gets the token and the time it was started as arguments."""
+    argv = [str(directory), str(count), material.token, repr(time.monotonic())]
     done = subprocess.run(
-        [sys.executable, "-m", "bench.scale", str(directory), str(count)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-        env=env,
+        [sys.executable, "-m", "bench.scale", *argv], capture_output=True, text=True, timeout=600
     )
     if done.returncode != 0:
         raise BenchError(f"scale child for {count} policies failed:\n{done.stderr[-3000:]}")
-    values: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
+    values: dict[str, float] = json.loads(done.stdout.splitlines()[-1])
     return values
 
 
@@ -230,7 +206,6 @@ def measure(count: int, material: Material, *, repeats: int = REPEATS) -> ScaleR
     )
 
 
-if __name__ == "__main__":  # the child: load DIR's COUNT policies, print the numbers as JSON
-    directory, count = Path(sys.argv[1]), int(sys.argv[2])
-    started = float(os.environ["BENCH_STARTED"])
-    print(json.dumps(asyncio.run(_child(directory, count, os.environ["BENCH_TOKEN"], started))))
+if __name__ == "__main__":  # the child: DIR COUNT TOKEN STARTED -> the numbers as JSON
+    directory, count, token, started = sys.argv[1:5]
+    print(json.dumps(asyncio.run(_child(Path(directory), int(count), token, float(started)))))

@@ -28,18 +28,14 @@ class Setup:
     name: str
     title: str
     auth: Auth = Auth.EXT_AUTHZ
-    #: How Envoy reaches the sidecar: "tcp" or "unix"; None without a sidecar.
-    transport: str | None = "tcp"
+    transport: str | None = "tcp"  # how Envoy reaches the sidecar: "tcp", "unix" or None
     args: tuple[str, ...] = ()  # extra `authz serve` flags.
     workers: int = 1  # `authz serve --workers N` (needs the unix transport).
     reference: bool = False  # shown for comparison: the targets do not apply to it.
-    #: The sidecar's policy limits each user to this many requests a minute (None: no limit).
-    rate_limit: int | None = None
-    #: The sidecar counts its rate limits in the run's redis-server (`--redis-url`).
-    redis: bool = False
-    #: Envoy calls the sidecar over TLS (`--tls-cert`), or mutual TLS (`--tls-client-ca`).
-    tls: bool = False
-    mutual_tls: bool = False
+    rate_limit: int | None = None  # the policy limits each user to this many requests a minute
+    redis: bool = False  # the sidecar counts its rate limits in the run's redis-server
+    tls: bool = False  # Envoy calls the sidecar over TLS (`--tls-cert`)
+    mutual_tls: bool = False  # ... with a client certificate (`--tls-client-ca`)
 
 
 _ASYNCIO = ("--event-loop", "asyncio")
@@ -111,12 +107,11 @@ def _jwt_authn_filter(material: Material) -> dict[str, Any]:
 
 def _static_ext_authz_filter() -> dict[str, Any]:
     """ext_authz in HTTP mode; the answer's x-user-id is copied onto the upstream request."""
+    allowed = {"allowed_upstream_headers": {"patterns": [{"exact": USER_HEADER}]}}
     service = {
         "server_uri": {"uri": "http://authorizer", "cluster": "authz", "timeout": "1s"},
         "path_prefix": "/check",
-        "authorization_response": {
-            "allowed_upstream_headers": {"patterns": [{"exact": USER_HEADER}]}
-        },
+        "authorization_response": allowed,
     }
     typed: dict[str, Any] = {"@type": f"{_TYPES}.ext_authz.v3.ExtAuthz", "http_service": service}
     typed |= {"transport_api_version": "V3", "failure_mode_allow": False}
@@ -140,8 +135,6 @@ def gateway(
         Auth.EXT_AUTHZ: None,  # gateway_config's own: the one users are shown
         Auth.STATIC: [_static_ext_authz_filter()],
     }[setup.auth]
-    if setup.auth in (Auth.EXT_AUTHZ, Auth.STATIC) and sidecar is None:
-        raise ValueError(f"{setup.name} needs the authorizer's address")
     return gateway_config(
         listen=listen,
         admin=admin,
@@ -155,11 +148,9 @@ def gateway(
 def upstream_config(
     *, listen: ListenAddress, admin: ListenAddress, headers: dict[str, str] | None = None
 ) -> dict[str, Any]:
-    """A static 200 responder: a gateway whose only route is a `direct_response`.
-
-    As the upstream it adds x-echo-user (the request's x-user-id); as the static authorizer it
-    is given `headers` instead (x-user-id, which ext_authz copies onto the upstream request).
-    """
+    """A static 200 responder: a gateway whose only route is a `direct_response`. As the
+    upstream it adds x-echo-user (the request's x-user-id); as the static authorizer it is given
+    `headers` instead (x-user-id, which ext_authz copies onto the upstream request)."""
     added = headers if headers is not None else {ECHO_HEADER: f"%REQ({USER_HEADER})%"}
     config = gateway_config(
         listen=listen, admin=admin, upstream=listen, authz=None, http_filters=[], normalize=False

@@ -35,10 +35,8 @@ class Running:
     listen: ListenAddress
     admin: ListenAddress
     gateway: Proc
-    #: The authorizer Envoy calls: the sidecar, or the static responder of the reference setup.
-    sidecar: Proc | None
-    #: Other processes this setup's requests cost (e.g. its Redis): their CPU is charged to it.
-    extra: dict[str, Proc] = field(default_factory=dict)
+    sidecar: Proc | None  # the authorizer: the sidecar, or the reference setup's static one
+    extra: dict[str, Proc] = field(default_factory=dict)  # its Redis: charged to this setup
 
 
 @dataclass
@@ -56,16 +54,15 @@ def _tls(setup: Setup, tmp: Path) -> tuple[list[str], dict[str, Any] | None]:
     if not setup.tls:
         return [], None
     ca, name = Authority.create(f"bench-{setup.name}"), setup.name
-    (tmp / f"{name}-ca.crt").write_bytes(ca.cert)
+    (ca_file := tmp / f"{name}-ca.crt").write_bytes(ca.cert)
     cert, key = write_pair(tmp, ca.issue("localhost"), name=f"{name}-server")
-    flags = ["--tls-cert", str(cert), "--tls-key", str(key)]
-    client: tuple[str | None, str | None] = (None, None)
+    flags, client = ["--tls-cert", str(cert), "--tls-key", str(key)], {}
     if setup.mutual_tls:
-        flags += ["--tls-client-ca", str(tmp / f"{name}-ca.crt")]
+        flags += ["--tls-client-ca", str(ca_file)]
         pair = write_pair(tmp, ca.issue("envoy", client=True), name=f"{name}-client")
-        client = (str(pair[0]), str(pair[1]))
-    ca_file = str(tmp / f"{name}-ca.crt")
-    return flags, upstream_tls(ca=ca_file, name="localhost", cert=client[0], key=client[1])
+        client = {"cert": str(pair[0]), "key": str(pair[1])}
+    tls = upstream_tls(ca=str(ca_file), name="localhost", **client)
+    return flags, tls
 
 
 @contextlib.contextmanager
@@ -89,30 +86,25 @@ def stack(
         )
         return started[-1]
 
-    def sidecar(setup: Setup, flags: list[str]) -> tuple[Proc, ListenAddress | list[ListenAddress]]:
-        policies, http = tmp / f"policies-{setup.name}", procs.loopback()
-        policies.mkdir()
+    def sidecar(setup: Setup, flags: list[str]) -> tuple[Proc, list[ListenAddress]]:
+        (policies := tmp / f"policies-{setup.name}").mkdir()
         policy = sidecar_policy(material, rate_limit=setup.rate_limit)
         (policies / "bench.yaml").write_text(yaml.safe_dump(policy))
         tcp = procs.loopback()
-        address: ListenAddress | list[ListenAddress] = tcp
-        listen = f"{tcp.host}:{tcp.port}"
+        listen, address = f"{tcp.host}:{tcp.port}", [tcp]
         if setup.transport == "unix":
-            listen = f"unix:{tmp / f'{setup.name}.sock'}"
-            unix = [worker_listen(listen, i) for i in range(setup.workers)]
-            sockets = [ListenAddress(path=p.removeprefix("unix:")) for p in unix]
-            address = (
-                sockets if setup.workers > 1 else ListenAddress(path=listen.removeprefix("unix:"))
-            )
-        flags += [*setup.args, *(["--workers", str(setup.workers)] if setup.workers > 1 else [])]
-        if setup.redis:
-            if redis is None:
-                raise BenchError(f"{setup.name} counts in Redis: the stack needs a redis")
+            socket = f"{tmp}/{setup.name}.sock"
+            listen, address = f"unix:{socket}", [ListenAddress(path=socket)]
+        if setup.workers > 1:
+            workers = (worker_listen(listen, i).removeprefix("unix:") for i in range(setup.workers))
+            address = [ListenAddress(path=path) for path in workers]
+            flags += ["--workers", str(setup.workers)]
+        if setup.redis and redis is not None:
             # A busy moment of a shared machine can stall a Redis call past the default
             # timeout, which opens the circuit breaker and moves the checks to memory.
             flags += ["--redis-url", f"redis://127.0.0.1:{redis[1]}"]
             flags += ["--redis-timeout-ms", str(REDIS_TIMEOUT_MS)]
-        name = f"authz-{setup.name}"
+        name, http, flags = f"authz-{setup.name}", procs.loopback(), [*flags, *setup.args]
         started.append(
             procs.start_sidecar(
                 name, policies=policies, grpc_listen=listen, http=http, logs=logs, extra_args=flags
@@ -127,13 +119,12 @@ def stack(
             upstream = envoy("upstream", up_admin, upstream_envoy(listen=up, admin=up_admin))
             running: list[Running] = []
             for setup in setups:
-                authorizer: Proc | None = None
-                address: ListenAddress | list[ListenAddress] | None = None
+                authorizer, address = None, None
                 flags, sidecar_tls = _tls(setup, tmp)
                 if setup.auth is Auth.STATIC:
                     static, admin = procs.loopback(), procs.loopback()
                     config = static_authorizer_config(listen=static, admin=admin)
-                    authorizer, address = envoy(f"authorizer-{setup.name}", admin, config), static
+                    authorizer, address = envoy(f"authorizer-{setup.name}", admin, config), [static]
                 elif setup.auth is Auth.EXT_AUTHZ:
                     authorizer, address = sidecar(setup, flags)
                 listen, admin = procs.loopback(), procs.loopback()
@@ -169,14 +160,13 @@ def expectations(setup: Setup, material: Material) -> list[tuple[str, str | None
 
 
 def request(address: ListenAddress, *, token: str | None) -> tuple[int, dict[str, str]]:
-    conn = http.client.HTTPConnection(address.host, address.port, timeout=5)
-    try:
-        conn.request("GET", PATH, headers={"authorization": f"Bearer {token}"} if token else {})
-        response = conn.getresponse()
+    connection = http.client.HTTPConnection(address.host, address.port, timeout=5)
+    with contextlib.closing(connection):
+        headers = {"authorization": f"Bearer {token}"} if token else {}
+        connection.request("GET", PATH, headers=headers)
+        response = connection.getresponse()
         response.read()
         return response.status, {k.lower(): v for k, v in response.getheaders()}
-    finally:
-        conn.close()
 
 
 def probe(setup: Setup, address: ListenAddress, material: Material) -> list[str]:
@@ -184,15 +174,12 @@ def probe(setup: Setup, address: ListenAddress, material: Material) -> list[str]
     passed: list[str] = []
     for what, token, expected, echo in expectations(setup, material):
         status, headers = request(address, token=token)
-        if status != expected:
+        seen = headers.get(ECHO_HEADER)
+        if status != expected or (echo is not None and seen != echo):
             raise BenchError(
-                f"{setup.name}: {what} answered {status}, expected {expected}; "
+                f"{setup.name}: {what} answered {status} (upstream saw x-user-id {seen!r}), "
+                f"expected {expected} ({echo!r}); "
                 "refusing to benchmark a misconfigured setup"
-            )
-        if echo is not None and headers.get(ECHO_HEADER) != echo:
-            raise BenchError(
-                f"{setup.name}: {what}: upstream saw x-user-id "
-                f"{headers.get(ECHO_HEADER)!r}, expected {echo!r}"
             )
         passed.append(f"{what} -> {status}")
     if setup.rate_limit is not None:  # the limit is counted: its header is on every answer

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bench import ratelimit, report, scale
-from bench.macro import MacroConfig
+from bench.macro import Config
 from bench.material import make_material
 from bench.results import Results
 
@@ -42,7 +42,7 @@ def test_rate_limits_in_process_count_in_redis(tmp_path: Path) -> None:
 
 
 def test_rate_limits_under_load_and_the_report(tmp_path: Path) -> None:
-    config = MacroConfig(duration=1, warmup=0, rounds=1, quiet_wait=0, retries=0)
+    config = Config(duration=1, warmup=0, rounds=1, quiet_wait=0, retries=0)
     outcome = ratelimit.run_load(MATERIAL, config=config, logs=tmp_path, say=lambda _: None)
     assert [s.setup for s in outcome.setups] == [ratelimit.NONE, ratelimit.MEMORY, ratelimit.SHARED]
     shared = outcome.setups[2]

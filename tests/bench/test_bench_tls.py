@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bench import report
-from bench.macro import MacroConfig, load_test
+from bench.macro import Config, load_test
 from bench.material import make_material
 from bench.results import Results
 from bench.setups import TLS_SETUPS
@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_tls_under_load_and_the_report(tmp_path: Path) -> None:
-    config = MacroConfig(duration=1, warmup=0, rounds=1, quiet_wait=0, retries=0)
+    config = Config(duration=1, warmup=0, rounds=1, quiet_wait=0, retries=0)
     material = make_material()
     outcome = load_test(TLS_SETUPS, material=material, config=config, logs=tmp_path, say=print)
     assert [s.setup for s in outcome.setups] == ["tls-off", "tls", "mtls"]
