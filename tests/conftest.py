@@ -91,7 +91,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         else:
             item.add_marker(pytest.mark.integration(reason))
             deselected.append(item)
-    schedule.write_list(config, (item.nodeid for item in deselected))
+    lane = (item.nodeid for item in deselected if schedule.in_lane(item, INTEGRATION_FIXTURES))
+    schedule.write_list(config, lane)
     if config.getoption("fast") and deselected:
         config.hook.pytest_deselected(items=deselected)
         items[:] = fast
@@ -110,6 +111,10 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
 def pytest_configure_node(node: Any) -> None:
     if LISTS in node.config.stash:
         node.workerinput[schedule.LISTS] = str(node.config.stash[LISTS].name)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    schedule.yield_cpu(item)
 
 
 def real_parts() -> list[str]:
