@@ -24,13 +24,11 @@ from typing import Any
 import pytest
 from xdist.scheduler import LoadGroupScheduling  # type: ignore[import-untyped]
 
-#: The one work unit every integration test belongs to.
+#: The one work unit every test of the lane belongs to.
 GROUP = "integration"
 #: The key in each worker's `workerinput` naming the folder for the lists.
 LISTS = "integration_lists"
-
-
-#: Integration tests (by their folder) that render the chart in the Helm engine in-process and
+#: Integration tests (by the start of their id) that render the chart in the Helm engine in-process and
 #: start nothing else: they compete for nothing but the CPU, like the in-process tests.
 BESIDE_THE_LANE = "tests/deploy/test_chart_"
 #: How much of the CPU a worker running in-process tests leaves to the lane (see yield_cpu).
@@ -60,7 +58,8 @@ def write_list(config: pytest.Config, nodeids: Iterable[str]) -> None:
 def yield_cpu(item: pytest.Item) -> None:
     """Before a test outside the lane: this worker lowers its priority, once, so that the
     lane's real parts - which wait on deadlines and leases - get the CPU first, and the
-    in-process tests take what they leave. A worker only runs the lane before anything else."""
+    in-process tests take what they leave. The lane is the largest work unit, so the worker
+    that gets it gets it first, and lowers its priority only once the lane is done."""
     lane = item.config.stash.get(_LANE, None)
     if lane is None or item.nodeid in lane or item.config.stash.get(_YIELDED, False):
         return
@@ -77,15 +76,15 @@ class IntegrationApart(LoadGroupScheduling):  # type: ignore[misc]
     def __init__(self, config: pytest.Config, log: Any, *, lists: Path) -> None:
         super().__init__(config, log)
         self._lists = lists
-        self._integration: frozenset[str] | None = None
+        self._lane: frozenset[str] | None = None
 
     def _split_scope(self, nodeid: str) -> str:
-        if self._integration is None:
+        if self._lane is None:
             # Every worker has reported its collection by now, so every list is complete.
-            self._integration = frozenset(
+            self._lane = frozenset(
                 line for path in self._lists.glob("*.txt") for line in path.read_text().splitlines()
             )
-        if nodeid in self._integration:
+        if nodeid in self._lane:
             return GROUP
         group: str = super()._split_scope(nodeid)
         return group
