@@ -13,6 +13,9 @@ lives and which fixtures it uses, so a new test is classified without anyone mar
 A test that starts such a part some other way fails in the fast tier with a message saying so
 (tests/support/tiers.py, called where the parts start), instead of quietly making it slow.
 
+`make unit` (`--dist loadgroup`) spreads the suite over xdist workers and keeps the integration
+tests one at a time in one of them; tests/support/schedule.py says how.
+
 The fake Kubernetes API server's fixtures live here too, since the controller's and the CRD's
 tests both use them.
 """
@@ -40,7 +43,7 @@ INTEGRATION_DIRS = {
     "deploy": "the Helm engine and Envoy",
     "bench": "wrk and the benchmark stacks",
 }
-#: Where the workers list their integration tests for the controller's scheduler.
+#: Where the workers list the lane's tests for the controller's scheduler (make unit).
 LISTS = pytest.StashKey["tempfile.TemporaryDirectory[str]"]()
 INTEGRATION_FIXTURES = {
     "start_kube": "the fake Kubernetes API server",
