@@ -71,7 +71,7 @@ audit: $(TEST_STAMP) $(SCAN_STAMP)  ## known vulnerabilities in the installed pa
 	$(SCAN)/bin/pip-audit --path $(VENV)/lib/python3*/site-packages --skip-editable
 
 unit: prereqs  ## all tests (unit, end-to-end through the real Envoy, property-based)
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n auto --dist loadgroup
 
 fmt: $(TEST_STAMP)  ## apply ruff formatting and autofixes
 	$(BIN)/ruff format authz tests protos bench

@@ -13,6 +13,9 @@ lives and which fixtures it uses, so a new test is classified without anyone mar
 A test that starts such a part some other way fails in the fast tier with a message saying so
 (tests/support/tiers.py, called where the parts start), instead of quietly making it slow.
 
+`make unit` (`--dist loadgroup`) spreads the suite over xdist workers and keeps the integration
+tests one at a time in one of them; tests/support/schedule.py says how.
+
 The fake Kubernetes API server's fixtures live here too, since the controller's and the CRD's
 tests both use them.
 """
@@ -20,6 +23,7 @@ tests both use them.
 from __future__ import annotations
 
 import importlib.metadata
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from tests import provision
-from tests.support import tiers
+from tests.support import schedule, tiers
 
 if TYPE_CHECKING:
     from tests.controller.harness import Cluster
@@ -39,6 +43,8 @@ INTEGRATION_DIRS = {
     "deploy": "the Helm engine and Envoy",
     "bench": "wrk and the benchmark stacks",
 }
+#: Where the workers list the lane's tests for the controller's scheduler (make unit).
+LISTS = pytest.StashKey["tempfile.TemporaryDirectory[str]"]()
 INTEGRATION_FIXTURES = {
     "start_kube": "the fake Kubernetes API server",
     "redis_server": "redis-server",
@@ -58,6 +64,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     if config.getoption("fast"):
         tiers.enter_fast_tier()
+    controller = not hasattr(config, "workerinput")
+    if controller and config.getoption("dist", "no") == "loadgroup":
+        config.stash[LISTS] = tempfile.TemporaryDirectory(prefix="pytest-integration-")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if LISTS in config.stash:
+        config.stash[LISTS].cleanup()
 
 
 def integration_reason(item: pytest.Item) -> str | None:
@@ -80,9 +94,30 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         else:
             item.add_marker(pytest.mark.integration(reason))
             deselected.append(item)
+    lane = (item.nodeid for item in deselected if schedule.in_lane(item, INTEGRATION_FIXTURES))
+    schedule.write_list(config, lane)
     if config.getoption("fast") and deselected:
         config.hook.pytest_deselected(items=deselected)
         items[:] = fast
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """`--dist loadgroup` (make unit): the integration tests in one worker, one at a time,
+    beside the in-process tests (tests/support/schedule.py)."""
+    if config.getoption("dist") != "loadgroup":
+        return None
+    return schedule.IntegrationApart(config, log, lists=Path(config.stash[LISTS].name))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    if LISTS in node.config.stash:
+        node.workerinput[schedule.LISTS] = str(node.config.stash[LISTS].name)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    schedule.yield_cpu(item)
 
 
 def real_parts() -> list[str]:

@@ -11,6 +11,8 @@ from redis.asyncio import Redis
 
 from authz.jwt.replay import proof_key
 from authz.jwt.sharedreplay import PREFIX, RedisReplay
+from authz.ratelimit.factory import shared_client
+from authz.settings import RateLimitSettings
 from tests.support.procs import free_port
 from tests.support.redis import RedisServer
 
@@ -49,9 +51,12 @@ async def test_the_first_claim_wins_across_replicas(
 
 
 async def test_an_unreachable_redis_is_unknown_not_an_error(tmp_path: Path) -> None:
-    dead = RedisReplay(
-        Redis(host="127.0.0.1", port=free_port(), socket_connect_timeout=0.5), description="dead"
+    # The client `authz serve` builds (retries at once, no back-off), not redis-py's default.
+    shared = shared_client(
+        RateLimitSettings(redis_url=f"redis://127.0.0.1:{free_port()}", redis_timeout=0.5)
     )
+    assert shared is not None
+    dead = RedisReplay(shared[0], description="dead")
     assert await dead.first_use(proof_key("k", "j"), ttl=60) is None
     assert await dead.first_use(proof_key("k", "j"), ttl=60) is None
     assert dead.unavailable == 2
