@@ -1,7 +1,8 @@
 # syntax=docker/dockerfile:1
 # The authz sidecar image. The build stage turns the source tree into a wheel (the same command as
-# a local `pip wheel`) and installs it, with its runtime dependencies, into a virtual environment;
-# the final stage is a clean base with that environment only: no compiler, no pip, no caches.
+# a local `pip wheel`, which compiles the check path: setup.py) and installs it, with its runtime
+# dependencies, into a virtual environment; the final stage is a clean base with that environment
+# only: no compiler, no pip, no caches.
 
 # Both stages use the same base: the virtual environment's interpreter is the base's Python.
 FROM python:3.11.14-slim-trixie AS build
@@ -10,9 +11,16 @@ ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_ROOT_USER_ACTION=ignore
 
+# The C compiler mypyc needs for the check path (the slim base has Python's headers). Debian's
+# current gcc: the build stage is thrown away, and the compiled code's only input is the source.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && rm -rf /var/lib/apt/lists/*
+
 WORKDIR /src
 # README.m[d] is the package's long description; the glob keeps the build working without it.
-COPY pyproject.toml README.m[d] ./
+COPY pyproject.toml setup.py README.m[d] ./
 COPY authz ./authz
 # authz/policy/crd/ links to the CRD in deploy/crds: the wheel must carry the file itself.
 COPY deploy/crds ./deploy/crds

@@ -12,7 +12,7 @@ TEST_STAMP := $(VENV)/.installed-test
 SCAN       := $(VENV)/scan
 SCAN_STAMP := $(SCAN)/.installed
 
-.PHONY: audit help install prereqs system-programs run test test-fast lint fmt typecheck unit protos clean bench
+.PHONY: audit compile help install prereqs system-programs run test test-fast lint fmt typecheck unit protos clean bench
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -25,14 +25,14 @@ $(BIN)/python:
 # only to watch a cluster): the project's other dependencies (tests/provision.py run-requirements),
 # then the project itself without them. The test stamp adds the client to the same .venv. No
 # bytecode either: Python compiles what `make run` does import on first use.
-$(RUN_STAMP): pyproject.toml tests/versions.toml tests/provision.py | $(BIN)/python
+$(RUN_STAMP): pyproject.toml setup.py tests/versions.toml tests/provision.py | $(BIN)/python
 	$(PROVISION) constraints > $(VENV)/constraints.txt
 	$(PROVISION) run-requirements > $(VENV)/run-requirements.txt
 	$(BIN)/pip install --quiet --no-compile -c $(VENV)/constraints.txt -r $(VENV)/run-requirements.txt
 	$(BIN)/pip install --quiet --no-compile --no-deps -e .
 	touch $@
 
-$(TEST_STAMP): pyproject.toml tests/versions.toml | $(BIN)/python
+$(TEST_STAMP): pyproject.toml setup.py tests/versions.toml | $(BIN)/python
 	$(PROVISION) constraints > $(VENV)/constraints.txt
 	$(BIN)/pip install --quiet -c $(VENV)/constraints.txt -e '.[test,bench]'
 	touch $@
@@ -51,7 +51,13 @@ prereqs: system-programs $(TEST_STAMP)  ## what the tests need: system programs 
 
 install: prereqs  ## the same as prereqs
 
-run: $(RUN_STAMP)  ## start Envoy on 127.0.0.1:8080 + the sidecar + a demo upstream, with examples/policies
+# The check path is compiled when the package is installed (setup.py); an edit to one of its
+# modules makes the package load from source (authz/compiled.py) until this builds it again.
+compile: | $(BIN)/python  ## compile the check path again if its source changed since (setup.py, mypyc)
+	@$(BIN)/python -c 'import sys; from authz.compiled import stale; sys.exit(bool(stale()))' \
+		|| $(BIN)/pip install --quiet --no-deps -e .
+
+run: $(RUN_STAMP) compile  ## start Envoy on 127.0.0.1:8080 + the sidecar + a demo upstream, with examples/policies
 	$(BIN)/python -m authz.devtools.localrun
 
 test: prereqs lint unit  ## lint, type check and every test (what CI runs)
@@ -60,8 +66,8 @@ test-fast: prereqs  ## unit and in-process tests only: no Envoy, Redis, wrk, Hel
 	$(BIN)/pytest -q --fast -n auto
 
 lint: $(TEST_STAMP) $(SCAN_STAMP)  ## ruff, mypy --strict, import-linter, hadolint, security scans
-	$(BIN)/ruff format --check authz tests protos bench
-	$(BIN)/ruff check authz tests protos bench
+	$(BIN)/ruff format --check authz tests protos bench setup.py
+	$(BIN)/ruff check authz tests protos bench setup.py
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	$(BIN)/hadolint Dockerfile
@@ -70,14 +76,14 @@ lint: $(TEST_STAMP) $(SCAN_STAMP)  ## ruff, mypy --strict, import-linter, hadoli
 audit: $(TEST_STAMP) $(SCAN_STAMP)  ## known vulnerabilities in the installed packages (asks PyPI's advisory data)
 	$(SCAN)/bin/pip-audit --path $(VENV)/lib/python3*/site-packages --skip-editable
 
-unit: prereqs  ## all tests (unit, end-to-end through the real Envoy, property-based)
+unit: prereqs compile  ## all tests (unit, end-to-end through the real Envoy, property-based)
 	$(BIN)/pytest -q -n auto --dist loadgroup
 
 fmt: $(TEST_STAMP)  ## apply ruff formatting and autofixes
-	$(BIN)/ruff format authz tests protos bench
-	$(BIN)/ruff check --fix authz tests protos bench
+	$(BIN)/ruff format authz tests protos bench setup.py
+	$(BIN)/ruff check --fix authz tests protos bench setup.py
 
-bench: prereqs  ## Envoy vs jwt_authn vs sidecar side by side -> docs/performance.md (BENCH_DURATION=10s, BENCH_QUICK=1)
+bench: prereqs compile  ## Envoy vs jwt_authn vs sidecar side by side -> docs/performance.md (BENCH_DURATION=10s, BENCH_QUICK=1)
 	$(BIN)/python -m bench
 
 protos: $(TEST_STAMP)  ## regenerate authz/_gen from protos/

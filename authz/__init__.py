@@ -12,3 +12,6 @@ try:
     __version__ = version("authz")
 except PackageNotFoundError:  # running from a source tree without installation
     __version__ = "0.0.0"
+
+# Before any other module of the package loads: compiled or source (authz/compiled.py).
+from authz import compiled as _compiled  # noqa: F401

@@ -19,6 +19,7 @@ import signal
 
 from aiohttp import web
 
+from authz import compiled
 from authz.controller.observer import Counters
 from authz.controller.source import KubernetesSource
 from authz.lifecycle import Parts
@@ -200,7 +201,11 @@ class Service:
             where = ", ".join(self._pool.addresses)
         count = len(stack.store.current().policies)
         log.info(
-            "serving ext_authz on %s with %d polic%s", where, count, "y" if count == 1 else "ies"
+            "serving ext_authz on %s with %d polic%s; check path %s",
+            where,
+            count,
+            "y" if count == 1 else "ies",
+            compiled.MODE,
         )
         if count == 0:
             log.warning(

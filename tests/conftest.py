@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from authz import compiled
 from tests import provision
 from tests.support import schedule, tiers
 
@@ -50,6 +51,7 @@ INTEGRATION_FIXTURES = {
     "redis_server": "redis-server",
     "killable_redis": "redis-server",
     "redis_cluster": "a Redis Cluster",
+    "compiled_check_path": "the compiled check path (`make test` builds it)",
 }
 
 
@@ -142,6 +144,7 @@ def real_parts() -> list[str]:
     return [
         "real parts (tests/versions.toml): " + ", ".join(pypi + system),
         "npm folders: " + ("; ".join(npm) or "none"),
+        f"check path: {compiled.MODE}",
     ]
 
 
@@ -156,6 +159,13 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     if reporter is not None and session.config.option.verbose < 0:
         for line in real_parts():
             reporter.write_line(line)
+
+
+@pytest.fixture
+def compiled_check_path() -> None:
+    """The check path must run compiled here: `make test` (re)builds it before the tests.
+    `make test-fast` does not; after an edit it tests the Python source (authz/compiled.py)."""
+    assert compiled.COMPILED, f"the check path is not compiled: {compiled.MODE}"
 
 
 @pytest.fixture

@@ -63,6 +63,9 @@ PROGRAMS = {
         Program("wrk", "wrk", "wrk", "the HTTP load generator tests/bench drives"),
         Program("node", "nodejs", "node", "Node.js, runs the tests' OAuth 2.0 provider"),
         Program("npm", "npm", "node", "installs the npm folders of tests/versions.toml"),
+        Program(
+            "gcc", "gcc", "gcc", "compiles the check path when the package installs (setup.py)"
+        ),
     )
 }
 

@@ -75,9 +75,9 @@ def test_as_root_without_apt_get_it_still_says_what_to_install(tmp_path: Path) -
     done = run("system", path=tmp_path)
     assert done.returncode == 1
     assert "apt-get install" not in done.stdout  # nothing was attempted
-    packages = "nodejs npm redis-server redis-tools wrk"
+    packages = "gcc nodejs npm redis-server redis-tools wrk"
     assert f"sudo apt-get install -y {packages}" in done.stderr
-    assert "  macOS:          brew install node redis wrk" in done.stderr
+    assert "  macOS:          brew install gcc node redis wrk" in done.stderr
     assert "Traceback" not in done.stderr
 
 

@@ -127,8 +127,8 @@ class Connection(Requests, asyncio.Protocol):
             peers.warning("gRPC peer broke the HTTP/2 protocol (%s); closing its connection", exc)
             self.close(exc.code)
             return
-        except hpack.HPACKError as exc:
-            peers.warning("gRPC peer sent an undecodable header block (%s); closing", exc)
+        except hpack.HPACKError as undecodable:
+            peers.warning("gRPC peer sent an undecodable header block (%s); closing", undecodable)
             self.close(Error.COMPRESSION_ERROR)
             return
         finally:

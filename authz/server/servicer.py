@@ -110,7 +110,7 @@ class AuthorizationServicer:
         return _serialize(await answer)
 
     async def _answer(self, request: pb.CheckRequest, context: CallContext | None) -> Answer:
-        span = None
+        span: Span | None = None
         if not tracing.enabled():  # the common case: no span object is ever made
             answer = self._check(request, span)
             return answer if isinstance(answer, bytes | pb.CheckResponse) else await answer

@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 
 from authz.jwt.providers import offline_provider
-from authz.jwt.verify import IssuerSpec, VerifiedToken, Verifier
+from authz.jwt.verify import Verifier
 from authz.pipeline.decide import decide
 from authz.pipeline.decision import Decision
 from authz.pipeline.request import CheckInput
@@ -68,20 +68,6 @@ FORGED = rsa_key("k1")
 
 def forged(sub: str = "alice") -> str:
     return FORGED.sign({"iss": ISSUER, "aud": "api", "exp": NOW + 600, "sub": sub})
-
-
-class CountingVerifier(Verifier):
-    """The real verifier, counting the tokens it was asked to verify."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.calls = 0
-
-    async def verify(
-        self, token: str, issuers: Mapping[str, IssuerSpec], *, now: float
-    ) -> VerifiedToken:
-        self.calls += 1
-        return await super().verify(token, issuers, now=now)
 
 
 async def check(

@@ -120,8 +120,8 @@ def _cel_holds(ctx: Context, condition: Condition, program: CelProgram) -> str |
         return "it evaluates to false (or to something other than true)"
     except Exception as exc:
         why = f"{type(exc).__name__}: {exc}"[:200]
-    except BaseException as exc:  # the native evaluator's panic is not an Exception
-        if type(exc).__name__ != "PanicException":
+    except BaseException as panic:  # the native evaluator's panic is not an Exception
+        if type(panic).__name__ != "PanicException":
             raise
         why = "the evaluator failed"
     log.debug("rule %r when[%d]: CEL error is false: %s", ctx.rule.name, condition.index, why)
