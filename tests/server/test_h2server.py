@@ -159,6 +159,10 @@ def refuses(port: int) -> bool:
         socket.create_connection(("127.0.0.1", port), timeout=1).close()
     except ConnectionRefusedError:
         return True
+    except ConnectionResetError:
+        # Accepted into the backlog of a listener that closed meanwhile: ask again, the next
+        # attempt finds it closed.
+        return False
     return False
 
 
