@@ -22,7 +22,7 @@ import hpack
 from authz._gen.authz.envoy.v3 import ext_authz_pb2 as pb
 from authz.compiled import PURE_ENV
 from authz.server.h2frames import PREFACE, Type, frame, settings
-from tests.support.grpcclient import check_request
+from tests.support.grpcclient import CHECK_HEADERS, check_request
 from tests.support.keys import claims, rsa_key
 from tests.support.policies import ORDERS_HEADERS, auth_policy, issuer, rule
 
@@ -49,14 +49,6 @@ TOKENS = {
 }
 HOSTS = ["orders.test", "ORDERS.test:443", "a.shop.test", "unknown.test", ""]
 PATHS = ["/orders", "/orders/7", "/orders/7?x=1", "/public/a", "/%2e%2e/orders", "/orders/%zz"]
-CHECK_HEADERS = [
-    (":method", "POST"),
-    (":scheme", "http"),
-    (":path", "/envoy.service.auth.v3.Authorization/Check"),
-    (":authority", "authz"),
-    ("content-type", "application/grpc"),
-    ("te", "trailers"),
-]
 
 
 def _checks(rng: random.Random) -> list[bytes]:

@@ -15,19 +15,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from authz.server.h2frames import PREFACE
-from tests.support.grpcclient import CheckClient, check_request
+from tests.support.grpcclient import CHECK_HEADERS, CheckClient, check_request
 from tests.support.policies import auth_policy, write_policies
 from tests.support.procs import Proc, start_sidecar
 
 POLICY = auth_policy("open", namespace="fuzz", hosts=["fuzz.test"])
-HEADERS = [
-    (":method", "POST"),
-    (":scheme", "http"),
-    (":path", "/envoy.service.auth.v3.Authorization/Check"),
-    (":authority", "authz"),
-    ("content-type", "application/grpc"),
-    ("te", "trailers"),
-]
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +38,7 @@ def _frame(kind: int, flags: int, stream: int, payload: bytes) -> bytes:
 
 payloads = st.one_of(
     st.binary(max_size=64),
-    st.builds(lambda: hpack.Encoder().encode(HEADERS)),
+    st.builds(lambda: hpack.Encoder().encode(CHECK_HEADERS)),
     st.builds(lambda n: b"\x00\x00\x00\x0a" + n.to_bytes(4, "big"), st.integers(0, 2**32 - 1)),
     st.builds(lambda b: b"\x00" + len(b).to_bytes(4, "big") + b, st.binary(max_size=32)),
 )

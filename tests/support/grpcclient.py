@@ -7,6 +7,15 @@ import grpc
 from authz._gen.authz.envoy.v3 import ext_authz_pb2 as pb
 
 CHECK = "/envoy.service.auth.v3.Authorization/Check"
+#: The request headers of a gRPC Check call, for tests that write HTTP/2 frames themselves.
+CHECK_HEADERS = [
+    (":method", "POST"),
+    (":scheme", "http"),
+    (":path", CHECK),
+    (":authority", "authz"),
+    ("content-type", "application/grpc"),
+    ("te", "trailers"),
+]
 
 
 def check_request(
