@@ -27,15 +27,16 @@ _H2 = "h2 engine: HTTP/2 frames, HPACK, gRPC framing (authz/server/h2*.py)"
 #: (category, a pattern one of a stack's frames matches, or None: the innermost frame is a
 #: system call), in the order a stack is tested, first match wins: the h2 engine's frames
 #: before the C core's and the event loop's (they run inside both); no match is "other".
+#: A compiled module's frames are its C functions (`CPyDef_<module>___<name>`), not its file.
 _TESTS: tuple[tuple[str, str | None], ...] = (
     ("authz: decision log (build, queue, write lines)", "decisionlog.py"),
     ("authz: metrics", "telemetry/metrics.py|prometheus_client"),
     (
         "authz: the decision (servicer.check, without log and metrics)",
-        "^AuthorizationServicer\\.(check|_check) ",
+        "^AuthorizationServicer\\.(check|_check) |^CPyDef_servicer___AuthorizationServicer___(check_wire|_check) ",
     ),
     ("gRPC server: syscalls (sendmsg/recvmsg, eventfd and futex wakeups)", None),
-    (_H2, "server/h2[a-z]*.py|server/grpcwire.py|hpack"),
+    (_H2, "server/h2[a-z]*.py|server/grpcwire.py|hpack|^CPyDef_(h2[a-z]*|grpcwire)___"),
     ("gRPC server: Cython/C core", "cygrpc"),
     ("asyncio event loop", "asyncio"),
 )
@@ -55,8 +56,15 @@ def category(frames: list[str]) -> str:
     return "other"
 
 
+_COMPILED = re.compile(r"^CPy(?:Def|Py)_([a-z0-9_]+?)___(\S+) \(")
+
+
 def _readable(frame: str) -> str:
-    """Unresolved native frames ("0x7f.. (lib.so)") grouped by their library."""
+    """Unresolved native frames ("0x7f.. (lib.so)") grouped by their library; a compiled
+    function by its Python name and module."""
+    if compiled := _COMPILED.match(frame):
+        module, name = compiled.groups()
+        return f"{name.replace('___', '.')} ({module}, compiled)"
     if frame.startswith("0x"):
         library = frame.partition(" (")[2].rstrip(")").split(".cpython")[0].split(".so")[0]
         return f"[native] {library}"
@@ -77,8 +85,10 @@ def analyze(collapsed: str, *, seconds: float = 0.0, flamegraph: str = "") -> Pr
         categories[kind] += int(count)
         own[_readable(frames[-1])] += int(count)
         for frame in set(frames):
-            if "authz/" in frame and not frame.endswith(("cli.py)", "__main__.py)")):
-                inclusive[frame] += int(count)
+            if frame.startswith("CPyDef_") or (
+                "authz/" in frame and not frame.endswith(("cli.py)", "__main__.py)"))
+            ):
+                inclusive[_readable(frame)] += int(count)
     if busy == 0:
         raise BenchError("py-spy caught the sidecar busy in none of its samples")
 

@@ -268,3 +268,21 @@ def test_profile_analysis_leaves_waiting_out_and_splits_the_rest() -> None:
     assert shares["authz: decision log (build, queue, write lines)"] == 0.1
     assert ("decide (authz/pipeline/decide.py)", 0.3) in found.top_inclusive
     assert all("cli.py" not in name for name, _ in found.top_inclusive)
+
+
+#: The same sidecar with its check path compiled: its frames are C functions named after the
+#: Python ones, inside the asyncio event loop's frames.
+COMPILED_STACKS = """\
+run (asyncio/runners.py:1);uv_run (core.c:1);CPyDef_h2conn___Connection___data_received (__native_authz.c:7);CPyDef_servicer___AuthorizationServicer____check (__native_authz.c:9);CPyDef_decide___decide_now (__native_authz.c:3) 6
+run (asyncio/runners.py:1);uv_run (core.c:1);CPyDef_h2conn___Connection___data_received (__native_authz.c:7);CPyDef_h2frames___frame (__native_authz.c:2) 3
+run (asyncio/runners.py:1);uv_run (core.c:1);uv__io_poll (linux.c:1) 1
+"""
+
+
+def test_profile_analysis_places_compiled_frames_by_their_python_names() -> None:
+    found = profile.analyze(COMPILED_STACKS)
+    shares = dict(found.breakdown)
+    assert shares["authz: the decision (servicer.check, without log and metrics)"] == 0.6
+    assert shares["h2 engine: HTTP/2 frames, HPACK, gRPC framing (authz/server/h2*.py)"] == 0.3
+    assert shares["asyncio event loop"] == 0.1
+    assert ("decide_now (decide, compiled)", 0.6) in found.top_inclusive
