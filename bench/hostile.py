@@ -13,10 +13,10 @@ from pathlib import Path
 
 import grpc
 
-from authz._gen.authz.envoy.v3 import ext_authz_pb2 as pb
 from bench.procs import BenchError, Proc, loopback, start_sidecar
 from bench.results import HostileResult
 from tests.support import hostile
+from tests.support.grpcclient import CHECK, check_request
 
 ENGINES = ("h2", "grpcio")
 #: Seconds each attack runs; half-open handshakes, stalled streams and unread answers need the
@@ -35,7 +35,6 @@ spec:
   hosts: [open.test]
   rules: [{name: open, allowAnonymous: true}]
 """
-CHECK = "/envoy.service.auth.v3.Authorization/Check"
 
 
 def _rss_mb(proc: Proc) -> float:
@@ -44,11 +43,7 @@ def _rss_mb(proc: Proc) -> float:
 
 def measure(engine: str, attack: str, *, logs: Path, duration: float = 0) -> HostileResult:
     """One attack against a fresh sidecar on `engine`, with a legitimate client beside it."""
-    request = pb.CheckRequest()
-    http = request.attributes.request.http
-    http.host, http.path, http.method = "open.test", "/", "GET"
-    http.headers.update({":authority": "open.test", ":path": "/", ":method": "GET"})
-    message, stop = request.SerializeToString(), threading.Event()
+    message, stop = check_request(host="open.test").SerializeToString(), threading.Event()
     seconds, latencies, failed = duration or DURATIONS_S.get(attack, DURATION_S), [], 0
     with contextlib.ExitStack() as cleanup:
         policy = Path(cleanup.enter_context(tempfile.TemporaryDirectory())) / "open.yaml"

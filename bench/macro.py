@@ -13,7 +13,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 import psutil
 
@@ -92,14 +91,6 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _busy(before: Any) -> tuple[float, float]:
-    """Busy and total CPU seconds of the whole machine since `before`."""
-    after = psutil.cpu_times()
-    idle = (after.idle - before.idle) + (after.iowait - before.iowait)
-    total = sum(after) - sum(before)
-    return total - idle, total
-
-
 def measure(
     current: Stack, running: Running, *, config: Config, token: str, round_number: int = 1
 ) -> tuple[RunRecord, str]:
@@ -114,7 +105,9 @@ def measure(
     cpu_before = {role: proc.cpu_seconds() for role, proc in parts.items()}
     wrk_before, machine_before = _children_cpu(), psutil.cpu_times()
     result, output = run_wrk(running.listen, config, seconds=config.duration, token=token)
-    busy, total = _busy(machine_before)
+    machine = psutil.cpu_times()  # busy and total CPU seconds of the whole machine meanwhile
+    total = sum(machine) - sum(machine_before)
+    busy = total - (machine.idle - machine_before.idle) - (machine.iowait - machine_before.iowait)
     cpu = {role: proc.cpu_seconds() - cpu_before[role] for role, proc in parts.items()}
     cpu["wrk"] = _children_cpu() - wrk_before
     if result.failed > MAX_ERROR_SHARE * result.requests:
@@ -135,10 +128,7 @@ def measure(
 
 def busy_cores(window: float = 1.0) -> float:
     """Cores' worth of busy CPU on the whole machine over `window` seconds."""
-    before = psutil.cpu_times()
-    time.sleep(window)
-    busy, total = _busy(before)
-    return busy / total * (psutil.cpu_count() or 1)
+    return psutil.cpu_percent(interval=window) / 100 * (psutil.cpu_count() or 1)
 
 
 def schedule(names: list[str], rounds: int) -> list[tuple[int, str]]:

@@ -44,6 +44,7 @@ from authz.telemetry.metrics import Metrics
 from bench.material import Material, sidecar_policy
 from bench.procs import BenchError, Proc
 from bench.results import InProcess
+from tests.support.grpcclient import CHECK_HEADERS
 
 Call = Callable[[], Awaitable[Any]]
 _WARM = "allow, warm token cache"
@@ -60,17 +61,9 @@ SCENARIOS = {
     "deny-no-token": "deny 401: no bearer token",
 }
 OTLP_TRACES = "opentelemetry.proto.collector.trace.v1.TraceService"
-#: The request headers of Envoy's ext_authz gRPC client (as captured from Envoy 1.40).
-ENVOY_HEADERS = [
-    (b":method", b"POST"),
-    (b":scheme", b"http"),
-    (b":path", CHECK),
-    (b":authority", b"authz"),
-    (b"content-type", b"application/grpc"),
-    (b"te", b"trailers"),
-    (b"grpc-timeout", b"1000m"),
-    (b"x-envoy-internal", b"true"),
-]
+#: The request headers of Envoy's ext_authz gRPC client (as captured from Envoy 1.40): a gRPC
+#: call's own, plus the deadline and Envoy's internal-request mark.
+ENVOY_HEADERS = [*CHECK_HEADERS, ("grpc-timeout", "1000m"), ("x-envoy-internal", "true")]
 
 
 def check_request(*, token: str | None) -> pb.CheckRequest:

@@ -84,7 +84,8 @@ def analyze(collapsed: str, *, seconds: float = 0.0, flamegraph: str = "") -> Pr
         busy += int(count)
         categories[kind] += int(count)
         own[_readable(frames[-1])] += int(count)
-        for frame in set(frames):
+        # Once per stack, in stack order (not a set's): equal shares rank alike in every run.
+        for frame in dict.fromkeys(frames):
             if frame.startswith("CPyDef_") or (
                 "authz/" in frame and not frame.endswith(("cli.py)", "__main__.py)"))
             ):

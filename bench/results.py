@@ -91,7 +91,6 @@ class ScaleResult:
     reload_s: float
     rss_before_mb: float
     rss_after_mb: float
-    peak_rss_mb: float
     lookup_hit_ns: float
     lookup_miss_ns: float
     decide_us: float

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-import resource
 import subprocess
 import sys
 import tempfile
@@ -32,7 +31,7 @@ from bench.results import ScaleResult
 PER_FILE = 100
 REPEATS = 3
 #: Largest of these across repeats; every other number is the smallest.
-_WORST = ("rss_before_mb", "rss_after_mb", "peak_rss_mb")
+_WORST = ("rss_before_mb", "rss_after_mb")
 #: The write rule's per-user limit (requests a minute): never reached, only compiled.
 WRITES_PER_MINUTE = 600
 
@@ -134,7 +133,6 @@ async def _child(directory: Path, count: int, token: str, started: float) -> dic
         if snapshot is None or len(snapshot.policies) != count:
             raise BenchError(f"scale: not all {count} policies loaded: {snapshot}")
         found.update(rss_after_mb=_rss_mb())
-        found.update(peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
         rng = random.Random(7)  # noqa: S311 - a reproducible sample, not a secret
         present = [host(rng.randrange(count)) for _ in range(1000)]

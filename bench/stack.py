@@ -5,7 +5,6 @@ before it is timed (docs/performance.md)."""
 from __future__ import annotations
 
 import contextlib
-import http.client
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from bench.material import SUBJECT, Material, sidecar_policy
 from bench.procs import BenchError, Proc
 from bench.setups import ECHO_HEADER, Auth, Setup, gateway, static_authorizer_config
 from bench.setups import upstream_config as upstream_envoy
+from tests.support import http
 from tests.support.certs import Authority, write_pair
 
 PATH = "/bench/items/42"
@@ -159,22 +159,12 @@ def expectations(setup: Setup, material: Material) -> list[tuple[str, str | None
     return checks
 
 
-def request(address: ListenAddress, *, token: str | None) -> tuple[int, dict[str, str]]:
-    connection = http.client.HTTPConnection(address.host, address.port, timeout=5)
-    with contextlib.closing(connection):
-        headers = {"authorization": f"Bearer {token}"} if token else {}
-        connection.request("GET", PATH, headers=headers)
-        response = connection.getresponse()
-        response.read()
-        return response.status, {k.lower(): v for k, v in response.getheaders()}
-
-
 def probe(setup: Setup, address: ListenAddress, material: Material) -> list[str]:
     """Run every expectation; return what passed, or raise BenchError naming what did not."""
-    passed: list[str] = []
+    passed, url = list[str](), f"http://{address.host}:{address.port}"
     for what, token, expected, echo in expectations(setup, material):
-        status, headers = request(address, token=token)
-        seen = headers.get(ECHO_HEADER)
+        answer = http.request(url, PATH, token=token)
+        status, seen = answer.status, answer.headers.get(ECHO_HEADER)
         if status != expected or (echo is not None and seen != echo):
             raise BenchError(
                 f"{setup.name}: {what} answered {status} (upstream saw x-user-id {seen!r}), "
@@ -183,7 +173,7 @@ def probe(setup: Setup, address: ListenAddress, material: Material) -> list[str]
             )
         passed.append(f"{what} -> {status}")
     if setup.rate_limit is not None:  # the limit is counted: its header is on every answer
-        _status, headers = request(address, token=material.token)
+        headers = http.request(url, PATH, token=material.token).headers
         if headers.get("ratelimit-limit") != str(setup.rate_limit):
             raise BenchError(f"{setup.name}: the answer carries no RateLimit-Limit: {headers}")
         passed.append(f"RateLimit-Limit {setup.rate_limit}")
