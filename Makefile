@@ -12,6 +12,13 @@ TEST_STAMP := $(VENV)/.installed-test
 SCAN       := $(VENV)/scan
 SCAN_STAMP := $(SCAN)/.installed
 
+# Some environments (container images, CI machines) set PYTHONDONTWRITEBYTECODE, and then every
+# Python process compiles the modules it imports from source again (the project's own, and what
+# `make run` installs without bytecode). The tests start hundreds of processes that import the
+# same modules, so here the bytecode cache stays on: git-ignored __pycache__/ folders, which the
+# image's build context leaves out.
+unexport PYTHONDONTWRITEBYTECODE
+
 .PHONY: audit compile help install prereqs system-programs run test test-fast lint fmt typecheck unit protos clean bench
 
 help:  ## list targets
