@@ -80,11 +80,12 @@ def serve_settings(
 
 
 def _serve(args: argparse.Namespace) -> int:
+    settings, origins = serve_settings(args, os.environ)
+    # The service's imports are most of the time a start takes: a usage error comes before them.
     from authz.app import Service
     from authz.server.eventloop import run
     from authz.telemetry.redact import configure_logging
 
-    settings, origins = serve_settings(args, os.environ)
     configure_logging(settings.telemetry.log_level)
     try:
         return run(Service(settings).run(), event_loop=settings.server.event_loop)
