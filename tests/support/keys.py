@@ -10,6 +10,7 @@ import base64
 import contextlib
 import fcntl
 import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,6 +102,7 @@ def _rsa_private() -> rsa.RSAPrivateKey:
         _POOL.parent.mkdir(exist_ok=True)
         with _POOL.open("a+b") as pool:
             fcntl.flock(pool, fcntl.LOCK_EX)  # pytest-xdist's workers add to it at once
+            os.fchmod(pool.fileno(), 0o600)  # test keys, but private keys all the same
             pool.seek(0)
             if pool.read().count(_END) < _POOL_SIZE:
                 pool.write(pem)

@@ -58,3 +58,8 @@ def test_a_full_pool_grows_no_more(pool: Path, monkeypatch: pytest.MonkeyPatch) 
     for _ in range(4):
         keys._rsa_private()
     assert pool.read_bytes().count(b"BEGIN PRIVATE KEY") == 2
+
+
+def test_only_the_owner_can_read_the_pool(pool: Path) -> None:
+    keys._rsa_private()
+    assert pool.stat().st_mode & 0o777 == 0o600
