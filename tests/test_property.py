@@ -20,6 +20,7 @@ from authz.ratelimit.memory import MemoryLimiter
 from authz.server.servicer import AuthorizationServicer
 from tests.support.keys import b64, claims, craft, rsa_key
 from tests.support.policies import auth_policy, issuer, rule
+from tests.support.tiers import examples
 
 KEY = rsa_key("k1")
 OTHER = rsa_key("k1")  # same kid, different key
@@ -126,7 +127,9 @@ def build_request(
 
 
 @settings(
-    max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=examples(400),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(
     method=st.sampled_from(["GET", "POST", "HEAD", "get", ""]) | st.text(max_size=8),

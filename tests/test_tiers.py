@@ -52,3 +52,17 @@ def test_a_real_part_started_in_the_fast_tier_is_refused(
         RuntimeError, match="starts redis-server, which `make test-fast` leaves out"
     ):
         RedisServer(tmp_path).start()
+
+
+def test_property_tests_try_fewer_examples_in_the_fast_tier(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(tiers, "_fast", False)
+    assert [tiers.examples(n) for n in (10, 60, 400)] == [10, 60, 400]
+    monkeypatch.setattr(tiers, "_fast", True)
+    # A quarter, but never fewer than the floor, and never more than asked for.
+    assert [tiers.examples(n) for n in (10, 60, 400)] == [
+        10,
+        tiers.FAST_FLOOR,
+        400 // tiers.FAST_SHARE,
+    ]

@@ -21,6 +21,7 @@ from authz.jwt.keys import SUPPORTED_ALGORITHMS, KeySet, parse_jwks
 from authz.jwt.sources import KeySource, KeySourceKind
 from authz.jwt.verify import IssuerSpec, Verifier
 from tests.support.keys import AUDIENCE, ISSUER, SigningKey, craft, ec_key, ed_key, jwks, rsa_key
+from tests.support.tiers import examples
 
 NOW = 1_800_000_000
 RSA = rsa_key("rsa-1")
@@ -452,7 +453,7 @@ _TIMES = st.floats(min_value=NOW - 200, max_value=NOW + 200, allow_nan=False)
 _CLAIM_TIME = st.one_of(st.none(), st.integers(min_value=NOW - 150, max_value=NOW + 150))
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(
     exp=st.integers(min_value=NOW - 150, max_value=NOW + 150),
     nbf=_CLAIM_TIME,

@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.pipeline.test_conditions import check, guarded
+from tests.support.tiers import examples
 
 NAMES = ("a", "b", "c")
 VALUES = ("x", "y", "7", "true")
@@ -68,7 +69,7 @@ cel_expression = st.recursive(
 condition = st.one_of(declarative(), st.builds(lambda e: {"cel": e}, cel_expression))
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(300), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     when=st.lists(condition, min_size=1, max_size=4),
     claims=claims_strategy,

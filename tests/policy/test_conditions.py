@@ -21,6 +21,7 @@ from authz.policy.compile import compile_policy
 from authz.policy.conditions import Pattern
 from authz.policy.model import CompiledPolicy
 from tests.support.policies import auth_policy, rule
+from tests.support.tiers import examples
 
 ISSUER = {"issuer": "https://id.test", "audiences": ["a"], "jwksUri": "https://id.test/keys"}
 PATHS = ["/tenants/{tenant}/orders/{order}", "/tenants/{tenant}/orders"]
@@ -209,7 +210,7 @@ def test_any_other_use_of_claims_hands_over_every_claim(source: str) -> None:
 PATTERNS = ["m[a-z]a", "(a+)+$", "[0-9]{2,4}", "", "é.", "a|ab", r"\p{L}+", "(?i)ADMIN"]
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(pattern=st.sampled_from(PATTERNS), text=st.text(alphabet="aAbm0123é\n-!Ω", max_size=12))
 def test_pattern_answers_as_re2_fullmatch(pattern: str, text: str) -> None:
     reference = re2.compile(pattern).fullmatch(text) is not None

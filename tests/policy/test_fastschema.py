@@ -14,6 +14,7 @@ from jsonschema import Draft4Validator
 from authz.policy import schema
 from authz.policy.fastschema import Unsupported, compile_schema
 from tests.policy.test_schema import VALID
+from tests.support.tiers import examples
 
 KEYWORD_CASES: list[tuple[dict[str, Any], list[Any]]] = [
     ({"type": "integer"}, [1, 0, -3, True, 1.0, 1.5, "1", None]),
@@ -139,7 +140,7 @@ def mutated(draw: st.DrawFn) -> dict[str, Any]:
     return document
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(400), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(mutated())
 def test_the_fast_answer_is_jsonschemas_answer(document: dict[str, Any]) -> None:
     valid = schema._valid()

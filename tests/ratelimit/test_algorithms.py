@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from authz.ratelimit.memory import MemoryLimiter
 from authz.ratelimit.spec import SLIDING_SLOTS, Algorithm
 from tests.ratelimit.helpers import hit, limit
+from tests.support.tiers import examples
 
 SW, FW, TB = Algorithm.SLIDING_WINDOW, Algorithm.FIXED_WINDOW, Algorithm.TOKEN_BUCKET
 T0 = 1_700_000_000.0  # an arbitrary instant (seconds)
@@ -49,7 +50,7 @@ async def test_sliding_window_refuses_a_burst_across_the_boundary() -> None:
     assert again.allowed
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(
     requests=st.integers(1, 12),
     gaps=st.lists(st.integers(0, 4000), min_size=1, max_size=150),

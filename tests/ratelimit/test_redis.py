@@ -22,6 +22,7 @@ from authz.telemetry import tracing
 from tests.ratelimit.helpers import hit, limit
 from tests.support.otlp import OtlpReceiver
 from tests.support.redis import RedisServer
+from tests.support.tiers import examples
 
 T0_MS = 1_700_000_000_000
 _SEQ = itertools.count()
@@ -41,7 +42,7 @@ async def redis_backend(redis_server: RedisServer) -> AsyncIterator[RedisBackend
 
 
 @settings(
-    max_examples=60,
+    max_examples=examples(60),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )

@@ -18,6 +18,7 @@ from authz.server.h2frames import PREFACE
 from tests.support.grpcclient import CHECK_HEADERS, CheckClient, check_request
 from tests.support.policies import auth_policy, write_policies
 from tests.support.procs import Proc, start_sidecar
+from tests.support.tiers import examples
 
 POLICY = auth_policy("open", namespace="fuzz", hosts=["fuzz.test"])
 
@@ -62,7 +63,9 @@ def _send(address: str, data: bytes) -> None:
 
 
 @settings(
-    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=examples(150),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(preface=st.booleans(), sequence=st.lists(frames, max_size=8))
 def test_random_frames_never_take_the_server_down(

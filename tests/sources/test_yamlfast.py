@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from authz.sources import yamlfast
 from authz.sources.yamlfiles import MAX_DEPTH, _chunks, _Loader, _parse_reference
+from tests.support.tiers import examples
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "policies"
 
@@ -199,7 +200,7 @@ DATA = st.recursive(
 )
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(300), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(DATA, st.booleans(), st.sampled_from([None, '"', "'", "|", ">"]), st.booleans())
 def test_whatever_the_dumper_writes_reads_the_same(
     data: Any, flow: bool, style: str | None, unicode: bool
