@@ -402,12 +402,24 @@ def test_restart_keeps_objects_and_resource_version(
     kube: FakeKube, api: client.CustomObjectsApi, kill: bool
 ) -> None:
     create(api, "first")
-    created = create(api, "durable")
+    create(api, "durable")
+    # Every kind of write survives: a spec change, a status write and a deletion.
+    api.patch_namespaced_custom_object(
+        GROUP, VERSION, NS, PLURAL, "durable", {"metadata": {"labels": {"tier": "gold"}}}
+    )
+    changed = api.patch_namespaced_custom_object_status(
+        GROUP, VERSION, NS, PLURAL, "durable", {"status": ready(1)}
+    )
+    api.delete_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, "first")
     before = kube.resource_version()
     port = kube.port
     kube.restart(kill=kill)
     assert kube.port == port
-    assert get(api, "durable") == created
+    assert get(api, "durable") == changed
+    assert [
+        i["metadata"]["name"]
+        for i in as_dict(api.list_namespaced_custom_object(GROUP, VERSION, NS, PLURAL))["items"]
+    ] == ["durable"]
     assert kube.resource_version() == before
     later = create(api, "after")
     assert rv(later) == before + 1
