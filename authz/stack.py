@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import aiohttp
 
@@ -31,7 +32,6 @@ from authz.jwt.introspector import Introspector
 from authz.jwt.providers import KeyRegistry
 from authz.jwt.revocation import Revocations
 from authz.jwt.secrets import FileSecrets
-from authz.jwt.sharedreplay import RedisReplay
 from authz.jwt.verify import Verifier
 from authz.lifecycle import Background, Parts
 from authz.policy.ownership import HostGrants
@@ -49,12 +49,14 @@ from authz.server.servicer import AuthorizationServicer
 from authz.server.tls import ServerTls
 from authz.settings import ListenAddress, Settings
 from authz.settings.ratelimit import parse_redis_url
-from authz.sharedrevocations import SharedRevocations
 from authz.sources.files import report
 from authz.telemetry import tracing
 from authz.telemetry.adapters import RateLimitMetrics
 from authz.telemetry.decisionlog import DecisionLog, LineWriter, Stream
 from authz.telemetry.metrics import Metrics
+
+if TYPE_CHECKING:
+    from authz.sharedrevocations import SharedRevocations
 
 log = logging.getLogger(__name__)
 
@@ -159,6 +161,9 @@ async def build_check_stack(
         shared_replay = None
         redis = shared_client(settings.ratelimit)
         if redis is not None:
+            # The Redis-backed parts load only with --redis-url (ratelimit/factory.py says why).
+            from authz.jwt.sharedreplay import RedisReplay
+
             shared_replay = RedisReplay(redis[0], description=redis[1])
             parts.started("DPoP replay store", shared_replay.close)
         verifier = Verifier(
@@ -244,6 +249,8 @@ def _shared_revocations(settings: Settings, local: Revocations) -> SharedRevocat
     redis = settings.ratelimit
     if redis.redis_url is None:
         return None
+    from authz.sharedrevocations import SharedRevocations
+
     address = parse_redis_url(redis.redis_url, mode=redis.redis_mode)
     return SharedRevocations(redis_client(address, redis), local, timeout=redis.redis_timeout)
 

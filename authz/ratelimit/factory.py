@@ -8,22 +8,17 @@ Credentials in the URL are used, never logged (see RedisAddress.describe).
 
 from __future__ import annotations
 
-from typing import Any
-
-from redis.asyncio import Redis, RedisCluster
-from redis.asyncio.retry import Retry
-from redis.asyncio.sentinel import Sentinel
-from redis.backoff import NoBackoff
+from typing import TYPE_CHECKING, Any
 
 from authz.ratelimit.blockmemory import MemoryBlocks
-from authz.ratelimit.blockredis import RedisBlocks
 from authz.ratelimit.blocks import BlockStore
 from authz.ratelimit.limiter import BackendObserver, Limiter
 from authz.ratelimit.memory import MemoryLimiter
-from authz.ratelimit.redisbackend import RedisBackend, ScriptClient
-from authz.ratelimit.shared import SharedLimiter
 from authz.settings import RateLimitSettings
 from authz.settings.ratelimit import RedisAddress, parse_redis_url
+
+if TYPE_CHECKING:
+    from authz.ratelimit.redisbackend import ScriptClient
 
 #: Brute-force counting has a pool of its own (failures only: a few connections), so a flood of
 #: 401s never takes the connections the rate limits need.
@@ -33,6 +28,12 @@ BLOCKS_CONNECTIONS = 8
 def redis_client(
     address: RedisAddress, settings: RateLimitSettings, *, connections: int | None = None
 ) -> ScriptClient:
+    # Imported here: Redis's client library is a tenth of a start, and most replicas run without.
+    from redis.asyncio import Redis, RedisCluster
+    from redis.asyncio.retry import Retry
+    from redis.asyncio.sentinel import Sentinel
+    from redis.backoff import NoBackoff
+
     common: dict[str, Any] = {
         "username": address.username,
         "password": address.password,
@@ -84,6 +85,9 @@ def build_limiter(
     memory = MemoryLimiter(max_buckets=settings.max_buckets)
     if settings.redis_url is None:
         return memory
+    from authz.ratelimit.redisbackend import RedisBackend
+    from authz.ratelimit.shared import SharedLimiter
+
     address = parse_redis_url(settings.redis_url, mode=settings.redis_mode)
     backend = RedisBackend(
         redis_client(address, settings),
@@ -104,6 +108,8 @@ def build_blocks(settings: RateLimitSettings) -> BlockStore:
     """The brute-force block store: in memory, or (with a Redis URL) shared through Redis."""
     if settings.redis_url is None:
         return MemoryBlocks(max_keys=settings.bruteforce_max_keys)
+    from authz.ratelimit.blockredis import RedisBlocks
+
     address = parse_redis_url(settings.redis_url, mode=settings.redis_mode)
     return RedisBlocks(
         redis_client(address, settings, connections=BLOCKS_CONNECTIONS),
