@@ -69,7 +69,7 @@ run: $(RUN_STAMP) compile  ## start Envoy on 127.0.0.1:8080 + the sidecar + a de
 
 test: prereqs lint unit  ## lint, type check and every test (what CI runs)
 
-test-fast: prereqs  ## unit and in-process tests only: no Envoy, Redis, wrk, Helm or Kubernetes API server
+test-fast: prereqs  ## unit and in-process tests only: no Envoy, Redis, wrk, Helm, Kubernetes API server or authorization server
 	$(BIN)/pytest -q --fast -n auto
 
 lint: $(TEST_STAMP) $(SCAN_STAMP)  ## ruff, mypy --strict, import-linter, hadolint, security scans

@@ -8,7 +8,8 @@ lives and which fixtures it uses, so a new test is classified without anyone mar
 - every test under one of INTEGRATION_DIRS;
 - every test that uses (directly or through other fixtures) one of INTEGRATION_FIXTURES: a new
   test gets the fake Kubernetes API server through `kube` or `start_kube`, Redis through
-  `redis_server`, `killable_redis` or `redis_cluster`.
+  `redis_server`, `killable_redis` or `redis_cluster`, the authorization server (oidc-provider
+  on Node.js) through `start_oidc`.
 
 A test that starts such a part some other way fails in the fast tier with a message saying so
 (tests/support/tiers.py, called where the parts start), instead of quietly making it slow.
@@ -37,6 +38,7 @@ from tests.support import schedule, tiers
 if TYPE_CHECKING:
     from tests.controller.harness import Cluster
     from tests.support.fakekube import FakeKube
+    from tests.support.oidc import OidcProvider
 
 TESTS = Path(__file__).resolve().parent
 INTEGRATION_DIRS = {
@@ -52,7 +54,11 @@ INTEGRATION_FIXTURES = {
     "killable_redis": "redis-server",
     "redis_cluster": "a Redis Cluster",
     "compiled_check_path": "the compiled check path (`make test` builds it)",
+    "start_oidc": "oidc-provider (Node.js)",
 }
+#: Integration fixtures whose part waits on no deadline or lease, and competes for nothing but
+#: the CPU: `make unit` runs their tests beside the lane (tests/support/schedule.py).
+BESIDE_THE_LANE_FIXTURES = frozenset({"start_oidc"})
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -96,7 +102,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         else:
             item.add_marker(pytest.mark.integration(reason))
             deselected.append(item)
-    lane = (item.nodeid for item in deselected if schedule.in_lane(item, INTEGRATION_FIXTURES))
+    lane = (
+        item.nodeid
+        for item in deselected
+        if schedule.in_lane(item, INTEGRATION_FIXTURES, beside=BESIDE_THE_LANE_FIXTURES)
+    )
     schedule.write_list(config, lane)
     if config.getoption("fast") and deselected:
         config.hook.pytest_deselected(items=deselected)
@@ -166,6 +176,15 @@ def compiled_check_path() -> None:
     """The check path must run compiled here: `make test` (re)builds it before the tests.
     `make test-fast` does not; after an edit it tests the Python source (authz/compiled.py)."""
     assert compiled.COMPILED, f"the check path is not compiled: {compiled.MODE}"
+
+
+@pytest.fixture(scope="session")
+def start_oidc() -> Callable[..., OidcProvider]:
+    """OidcProvider.start (tests/support/oidc): a real authorization server in its own process;
+    use it as a context manager, so the provider stops with the test or module that started it."""
+    from tests.support.oidc import OidcProvider
+
+    return OidcProvider.start
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.provision import ROOT
-from tests.support import tiers
+from tests.support import schedule, tiers
 from tests.support.redis import RedisServer
 
 
@@ -66,3 +66,33 @@ def test_property_tests_try_fewer_examples_in_the_fast_tier(
         tiers.FAST_FLOOR,
         400 // tiers.FAST_SHARE,
     ]
+
+
+def test_an_authorization_server_started_in_the_fast_tier_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.support.oidc import OidcProvider
+
+    monkeypatch.setattr(tiers, "_fast", True)
+    with pytest.raises(RuntimeError, match="starts oidc-provider, which `make test-fast`"):
+        OidcProvider.start(tmp_path)
+
+
+class _Item:
+    def __init__(self, nodeid: str, *fixtures: str) -> None:
+        self.nodeid, self.fixturenames = nodeid, list(fixtures)
+
+
+def test_the_lane_takes_every_real_part_but_the_chart_and_the_authorization_server() -> None:
+    parts, beside = {"kube": "", "start_oidc": "", "redis_server": ""}, frozenset({"start_oidc"})
+
+    def lane(nodeid: str, *fixtures: str) -> bool:
+        return schedule.in_lane(_Item(nodeid, *fixtures), parts, beside=beside)  # type: ignore[arg-type]
+
+    assert lane("tests/e2e/test_gateway.py::test_x")
+    assert lane("tests/controller/test_x.py::test_x", "kube")
+    assert not lane("tests/deploy/test_chart_render.py::test_x")
+    assert lane("tests/deploy/test_chart_render.py::test_x", "kube")
+    assert not lane("tests/pipeline/test_sender.py::test_x", "start_oidc")
+    # With another real part it waits for the lane like any other.
+    assert lane("tests/pipeline/test_x.py::test_x", "start_oidc", "redis_server")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -27,8 +27,10 @@ from tests.support.oidc import GATEWAY, JWT_RESOURCE, OidcProvider
 
 
 @pytest.fixture(scope="module")
-def op(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OidcProvider]:
-    with OidcProvider.start(tmp_path_factory.mktemp("oidc")) as provider:
+def op(
+    tmp_path_factory: pytest.TempPathFactory, start_oidc: Callable[..., OidcProvider]
+) -> Iterator[OidcProvider]:
+    with start_oidc(tmp_path_factory.mktemp("oidc")) as provider:
         yield provider
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,8 +71,10 @@ def policies(op: OidcProvider) -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    with OidcProvider.start(tmp_path_factory.mktemp("oidc")) as op:
+def world(
+    tmp_path_factory: pytest.TempPathFactory, start_oidc: Callable[..., OidcProvider]
+) -> Iterator[World]:
+    with start_oidc(tmp_path_factory.mktemp("oidc")) as op:
         store = PolicyStore(bind=offline_provider)
         snapshot = store.update(
             "test", [SourceDocument(f"p:{i}", p) for i, p in enumerate(policies(op))]

@@ -37,11 +37,16 @@ _LANE = pytest.StashKey[frozenset[str]]()
 _YIELDED = pytest.StashKey[bool]()
 
 
-def in_lane(item: pytest.Item, part_fixtures: Iterable[str]) -> bool:
-    """Whether an integration test runs in the lane: all but the chart's, unless one of those
-    uses a fixture that starts a real part (tests/conftest.py's INTEGRATION_FIXTURES)."""
+def in_lane(
+    item: pytest.Item, part_fixtures: Iterable[str], *, beside: frozenset[str] = frozenset()
+) -> bool:
+    """Whether an integration test runs in the lane: all but the chart's and those whose only
+    real parts come from `beside` fixtures, unless one of those uses a fixture that starts
+    another real part (tests/conftest.py's INTEGRATION_FIXTURES)."""
     uses = set(getattr(item, "fixturenames", ()))
-    return bool(uses.intersection(part_fixtures)) or not item.nodeid.startswith(BESIDE_THE_LANE)
+    if uses.intersection(set(part_fixtures) - beside):
+        return True
+    return not (uses.intersection(beside) or item.nodeid.startswith(BESIDE_THE_LANE))
 
 
 def write_list(config: pytest.Config, nodeids: Iterable[str]) -> None:

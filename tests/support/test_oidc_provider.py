@@ -8,7 +8,7 @@ the served JWKS, `cryptography` for certificate digests, the RFC 7638 example fo
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +36,10 @@ from tests.support.oidc.proofs import ClientCertificate, DpopKey, jwk_thumbprint
 
 
 @pytest.fixture(scope="module")
-def op(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OidcProvider]:
-    with OidcProvider.start(tmp_path_factory.mktemp("oidc")) as provider:
+def op(
+    tmp_path_factory: pytest.TempPathFactory, start_oidc: Callable[..., OidcProvider]
+) -> Iterator[OidcProvider]:
+    with start_oidc(tmp_path_factory.mktemp("oidc")) as provider:
         yield provider
 
 
@@ -116,9 +118,11 @@ def test_jwt_access_token_verifies_against_the_served_jwks(op: OidcProvider) -> 
         assert (refused.value.status, refused.value.error) == (400, "unsupported_token_type")
 
 
-def test_scopes_are_limited_to_the_client_and_the_resource(tmp_path: Path) -> None:
+def test_scopes_are_limited_to_the_client_and_the_resource(
+    tmp_path: Path, start_oidc: Callable[..., OidcProvider]
+) -> None:
     reader = Client("reader", "reader-secret", scope="orders:read")
-    with OidcProvider.start(tmp_path, clients=[reader]) as op:
+    with start_oidc(tmp_path, clients=[reader]) as op:
         with pytest.raises(OidcError) as refused:
             op.client_credentials_token(reader, scope="orders:write")
         assert refused.value.error == "invalid_scope"
@@ -126,12 +130,12 @@ def test_scopes_are_limited_to_the_client_and_the_resource(tmp_path: Path) -> No
         assert verify_jwt(op, token.access_token)["scope"] == "orders:read"
 
 
-def test_a_resource_server_chooses_the_signing_algorithm(tmp_path: Path) -> None:
+def test_a_resource_server_chooses_the_signing_algorithm(
+    tmp_path: Path, start_oidc: Callable[..., OidcProvider]
+) -> None:
     es256 = "https://orders.test/es256"
     resources = {es256: Resource("jwt", alg="ES256", ttl=60)}
-    with OidcProvider.start(
-        tmp_path, keys=[rsa_key("op-rsa"), ec_key("op-ec")], resources=resources
-    ) as op:
+    with start_oidc(tmp_path, keys=[rsa_key("op-rsa"), ec_key("op-ec")], resources=resources) as op:
         token = op.client_credentials_token(resource=es256)
         header = jwt.get_unverified_header(token.access_token)
         assert (header["alg"], header["kid"]) == ("ES256", "op-ec")
@@ -200,8 +204,10 @@ def test_dpop_proofs_are_checked_by_the_provider(op: OidcProvider) -> None:
     assert replayed.value.error == "invalid_grant"
 
 
-def test_dpop_nonce_challenge_is_answered(tmp_path: Path) -> None:
-    with OidcProvider.start(tmp_path, dpop_nonce=True) as op:
+def test_dpop_nonce_challenge_is_answered(
+    tmp_path: Path, start_oidc: Callable[..., OidcProvider]
+) -> None:
+    with start_oidc(tmp_path, dpop_nonce=True) as op:
         key = DpopKey.generate()
         with pytest.raises(OidcError) as challenged:
             op.request_token(headers={"DPoP": key.proof("POST", op.token_endpoint)})
@@ -228,8 +234,10 @@ def test_certificate_bound_tokens_carry_the_certificate_digest(op: OidcProvider)
     assert no_cert.value.error == "invalid_grant"
 
 
-def test_restart_rotates_keys_and_keeps_tokens(tmp_path: Path) -> None:
-    with OidcProvider.start(tmp_path) as op:
+def test_restart_rotates_keys_and_keeps_tokens(
+    tmp_path: Path, start_oidc: Callable[..., OidcProvider]
+) -> None:
+    with start_oidc(tmp_path) as op:
         issuer = op.issuer
         old_jwt = op.client_credentials_token(resource=JWT_RESOURCE).access_token
         opaque = op.client_credentials_token(resource=OPAQUE_RESOURCE).access_token

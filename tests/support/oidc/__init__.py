@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tests.support import tiers
 from tests.support.keys import SigningKey, rsa_key
 from tests.support.oidc.config import (
     AUDIENCE,
@@ -156,6 +157,7 @@ class OidcProvider:
         return provider
 
     def _launch(self) -> None:
+        tiers.starting("oidc-provider")
         node = check_installed()
         self._starts += 1
         config = self.workdir / "oidc-provider.json"
