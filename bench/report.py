@@ -226,7 +226,7 @@ def _profile(results: Results) -> str:
     shares = (
         ("where the busy samples were", "{}", ".0f", p.breakdown),
         ("frame on top of the stack", "`{}`", ".1f", p.top_self),
-        ("authz frame anywhere on the stack", "`{}`", ".1f", p.top_inclusive),
+        ("authz frame anywhere on the stack (but the h2 engine's)", "`{}`", ".1f", p.top_inclusive),
     )
     tables = (
         table(f"{what} | share", (f"{name.format(n)} | {100 * v:{digits}} %" for n, v in found))

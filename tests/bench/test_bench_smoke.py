@@ -286,3 +286,6 @@ def test_profile_analysis_places_compiled_frames_by_their_python_names() -> None
     assert shares["h2 engine: HTTP/2 frames, HPACK, gRPC framing (authz/server/h2*.py)"] == 0.3
     assert shares["asyncio event loop"] == 0.1
     assert ("decide_now (decide, compiled)", 0.6) in found.top_inclusive
+    # The h2 engine carries every check: its frames would head the inclusive table, saying nothing.
+    assert [name for name, _ in found.top_inclusive if "h2" in name] == []
+    assert ("frame (h2frames, compiled)", 0.3) in found.top_self
