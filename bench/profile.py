@@ -94,7 +94,8 @@ def analyze(collapsed: str, *, seconds: float = 0.0, flamegraph: str = "") -> Pr
             if _H2_FRAMES.search(frame):
                 continue
             if frame.startswith("CPyDef_") or (
-                "authz/" in frame and not frame.endswith(("cli.py)", "__main__.py)"))
+                "authz/" in frame
+                and not frame.endswith(("cli.py)", "__main__.py)", "server/eventloop.py)"))
             ):
                 inclusive[_readable(frame)] += int(count)
     if busy == 0:
