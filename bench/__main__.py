@@ -15,6 +15,7 @@ import shlex
 import subprocess
 import sys
 import time
+import timeit
 from collections.abc import Callable
 from dataclasses import asdict, replace
 from datetime import UTC, datetime
@@ -117,6 +118,17 @@ def _first_line(name: str, *args: str) -> str:
     except (OSError, subprocess.TimeoutExpired, BenchError) as exc:
         return f"unknown ({exc})"
     return next(iter((done.stdout or done.stderr).strip().splitlines()), "unknown")
+
+
+#: A fixed pure-Python workload, timed before each part: this shared host's speed moves between
+#: runs and within one, and the ratios of the report move with it.
+REFERENCE = "sum(range(10000))"
+REFERENCE_KEY = f"python speed before each part (`{REFERENCE}`, best of 5)"
+
+
+def reference_us() -> float:
+    """REFERENCE's best time of five, in µs: higher is a slower moment of the machine."""
+    return min(timeit.repeat(REFERENCE, number=200, repeat=5)) / 200 * 1e6
 
 
 def machine_info() -> dict[str, str]:
@@ -223,8 +235,11 @@ def main(argv: list[str] | None = None) -> int:
     started = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     command = exact_command(sys.argv[1:] if argv is None else argv)
     results = Results(started=started, command=command, machine=machine_info(), config=config)
+    speeds: list[str] = []
     try:
         for name in parts:
+            speeds.append(f"{name} {reference_us():.0f} µs")
+            results.machine[REFERENCE_KEY] = ", ".join(speeds)
             PARTS[name](results, chosen, lambda line: print(line, flush=True))
     except BenchError as exc:
         print(f"make bench: {exc}", file=sys.stderr)

@@ -238,6 +238,25 @@ def test_report_refuses_a_document_without_a_block() -> None:
         report.render(_results(), template.replace("<!-- /bench:micro -->", ""))
 
 
+def test_the_machines_speed_is_recorded_before_each_part(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[str] = []
+
+    def part(results: Results, _config: Config, _say: Any) -> None:
+        seen.append(results.machine[cli.REFERENCE_KEY])
+
+    monkeypatch.setattr(cli, "PARTS", {"first": part, "second": part})
+    monkeypatch.setattr(cli, "OUT", tmp_path)
+    monkeypatch.setattr(cli, "DOCS", ROOT / "docs" / "performance.md")
+    assert cli.main(["--quick", "--only", "first,second"]) == 0
+    first, second = (entry.split(", ") for entry in seen)
+    assert [e.split()[0] for e in first] == ["first"]
+    assert [e.split()[0] for e in second] == ["first", "second"]
+    assert all(float(e.split()[1]) > 0 and e.endswith(" µs") for e in second)
+    assert f"| {cli.REFERENCE_KEY} | {seen[-1]} |" in (tmp_path / "performance.md").read_text()
+
+
 def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exited:
         cli.main(["--only", "load,nonsense"])
