@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 from tests.cli.support import GOOD
-from tests.provision import ROOT
+from tests.support.procs import run_python
 
 # A fresh interpreter: the test process has long imported whatever its other tests needed.
 BUILD_WITHOUT_REDIS = f"""
@@ -29,13 +26,6 @@ asyncio.run(main())
 
 def test_without_a_redis_url_the_redis_client_is_never_loaded() -> None:
     # It is a tenth of a start; a replica without --redis-url has no use for it.
-    done = subprocess.run(
-        [sys.executable, "-c", BUILD_WITHOUT_REDIS],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = run_python("-c", BUILD_WITHOUT_REDIS)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[-1] == "[]"

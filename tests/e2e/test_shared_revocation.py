@@ -4,7 +4,6 @@ and a replica started afterwards loads it."""
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +13,7 @@ from authz.workers.pool import worker_listen
 from tests.support.grpcclient import CheckClient, check_request
 from tests.support.keys import claims, rsa_key
 from tests.support.policies import auth_policy, issuer, rule, write_policies
-from tests.support.procs import PYTHON, ROOT, free_port, start_sidecar
+from tests.support.procs import free_port, run_python, start_sidecar
 from tests.support.redis import RedisServer
 from tests.support.wait import wait_for
 
@@ -67,14 +66,7 @@ def test_one_revoke_reaches_every_worker_and_replica(
     other = KEY.sign(claims(jti="fine-1"))
     try:
         assert [status(t, token) for t in targets] == [200, 200, 200]
-        done = subprocess.run(
-            [PYTHON, "-m", "authz", "revoke", "--admin", admin, "--jti", "leaked-1"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        done = run_python("-m", "authz", "revoke", "--admin", admin, "--jti", "leaked-1")
         assert done.returncode == 0, done.stderr
         assert "warning" not in done.stderr  # shared: every replica enforces it
         wait_for(

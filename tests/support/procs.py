@@ -45,6 +45,13 @@ def _stop_leftovers() -> None:
             proc.popen.kill()
 
 
+def run_python(*argv: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """`python ARGV` in the repository, to the end: its exit code and output, as text."""
+    return subprocess.run(
+        [PYTHON, *argv], cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
