@@ -2,8 +2,9 @@
 
 `make test` runs every test. `make test-fast` (`pytest --fast`) deselects - never skips - the
 integration tests: those that start a real part in its own process (Envoy, Redis, wrk, the Helm
-engine, the fake Kubernetes API server). Which tests those are is decided here, from where a test
-lives and which fixtures it uses, so a new test is classified without anyone marking it:
+engine, the fake Kubernetes API server, the authorization server). Which tests those are is
+decided here, from where a test lives and which fixtures it uses, so a new test is classified
+without anyone marking it:
 
 - every test under one of INTEGRATION_DIRS;
 - every test that uses (directly or through other fixtures) one of INTEGRATION_FIXTURES: a new

@@ -25,7 +25,7 @@ asyncio.run(main())
 
 
 def test_without_a_redis_url_the_redis_client_is_never_loaded() -> None:
-    # It is a tenth of a start; a replica without --redis-url has no use for it.
+    # It is slow to import, and a replica without --redis-url has no use for it.
     done = run_python("-c", BUILD_WITHOUT_REDIS)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[-1] == "[]"

@@ -28,7 +28,7 @@ BLOCKS_CONNECTIONS = 8
 def redis_client(
     address: RedisAddress, settings: RateLimitSettings, *, connections: int | None = None
 ) -> ScriptClient:
-    # Imported here: Redis's client library is a tenth of a start, and most replicas run without.
+    # Imported here: the Redis client library is slow to import, and most replicas never use it.
     from redis.asyncio import Redis, RedisCluster
     from redis.asyncio.retry import Retry
     from redis.asyncio.sentinel import Sentinel

@@ -1,9 +1,9 @@
 """The fast tier's promise, kept where a real part starts, and its share of property examples.
 
 tests/conftest.py deselects the integration tests under `make test-fast` by where they live and
-which fixtures they use. A test that starts Envoy, Redis or the fake Kubernetes API server without
-either would make the fast tier slow without anyone noticing; the starters call `starting`, which
-fails such a test in the fast tier with the fix.
+which fixtures they use. A test that starts Envoy, Redis, the fake Kubernetes API server or the
+authorization server without either would make the fast tier slow without anyone noticing; the
+starters call `starting`, which fails such a test in the fast tier with the fix.
 
 Property tests try fewer examples in the fast tier (`examples`): it is the signal while editing,
 and `make test`, which CI runs, tries every one.
